@@ -1,0 +1,186 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util.h"
+
+static int
+set_value(const struct opt *o, const char *val, const char *src, char *err, size_t errlen)
+{
+	long v;
+
+	switch (o->kind) {
+	case OPT_STR:
+		*(const char **)o->dest = val;
+		return 0;
+	case OPT_INT:
+		if (parse_long(val, o->min, o->max, &v) != 0) {
+			snprintf(err, errlen, "%s: '%s' is not a whole number from %ld to %ld", src, val,
+			    o->min, o->max);
+			return -1;
+		}
+		*(long *)o->dest = v;
+		return 0;
+	case OPT_FLAG:
+		if (strcmp(val, "1") == 0 || strcasecmp(val, "true") == 0 || strcasecmp(val, "yes") == 0)
+			*(int *)o->dest = 1;
+		else if (strcmp(val, "0") == 0 || strcasecmp(val, "false") == 0 ||
+		    strcasecmp(val, "no") == 0 || val[0] == '\0')
+			*(int *)o->dest = 0;
+		else {
+			snprintf(err, errlen, "%s: '%s' is not one of 1/0, true/false, yes/no", src, val);
+			return -1;
+		}
+		return 0;
+	case OPT_COUNT:
+		if (parse_long(val, 0, 10, &v) != 0) {
+			snprintf(err, errlen, "%s: '%s' is not a number from 0 to 10", src, val);
+			return -1;
+		}
+		*(int *)o->dest = (int)v;
+		return 0;
+	}
+	return -1;
+}
+
+void
+config_help(const char *usage, const char *summary, const struct opt *opts)
+{
+	printf("usage: %s\n\n%s\n\noptions:\n", usage, summary);
+	for (const struct opt *o = opts; o->name != NULL; o++) {
+		char flag[64];
+		int arg = o->kind == OPT_STR || o->kind == OPT_INT;
+
+		if (o->short_name)
+			snprintf(flag, sizeof(flag), "-%c, --%s%s", o->short_name, o->name, arg ? " ARG" : "");
+		else
+			snprintf(flag, sizeof(flag), "    --%s%s", o->name, arg ? " ARG" : "");
+		printf("  %-28s %s", flag, o->help);
+		if (o->def != NULL && o->kind != OPT_FLAG && o->kind != OPT_COUNT)
+			printf(" (default %s)", o->def);
+		if (o->env != NULL)
+			printf(" [env %s]", o->env);
+		printf("\n");
+	}
+	printf("  %-28s %s\n  %-28s %s\n", "-h, --help", "print this help and exit", "    --version",
+	    "print the version and exit");
+}
+
+static const struct opt *
+find_long(const struct opt *opts, const char *name, size_t len)
+{
+	for (const struct opt *o = opts; o->name != NULL; o++)
+		if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+			return o;
+	return NULL;
+}
+
+static const struct opt *
+find_short(const struct opt *opts, char c)
+{
+	for (const struct opt *o = opts; o->name != NULL; o++)
+		if (o->short_name == c)
+			return o;
+	return NULL;
+}
+
+enum config_result
+config_parse(const char *usage, const char *summary, const struct opt *opts, int argc, char **argv,
+    int *npos, char *err, size_t errlen)
+{
+	const struct opt *o;
+	int i;
+
+	/* defaults, then environment */
+	for (o = opts; o->name != NULL; o++) {
+		char src[96];
+		const char *env;
+
+		if (o->kind == OPT_STR)
+			*(const char **)o->dest = NULL;
+		else if (o->kind == OPT_FLAG || o->kind == OPT_COUNT)
+			*(int *)o->dest = 0;
+		if (o->def != NULL) {
+			snprintf(src, sizeof(src), "default of --%s", o->name);
+			if (set_value(o, o->def, src, err, errlen) != 0)
+				return CONFIG_ERROR;
+		}
+		if (o->env != NULL && (env = getenv(o->env)) != NULL && env[0] != '\0') {
+			snprintf(src, sizeof(src), "%s", o->env);
+			if (set_value(o, env, src, err, errlen) != 0)
+				return CONFIG_ERROR;
+		}
+	}
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *val = NULL;
+		char src[96];
+
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (a[0] != '-' || a[1] == '\0')
+			break; /* positional */
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			config_help(usage, summary, opts);
+			return CONFIG_EXIT;
+		}
+		if (strcmp(a, "--version") == 0) {
+			printf("%s %s\n", argv[0], PIZZA_VERSION);
+			return CONFIG_EXIT;
+		}
+		if (a[1] == '-') {
+			const char *eq = strchr(a + 2, '=');
+			size_t len = eq != NULL ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+
+			o = find_long(opts, a + 2, len);
+			if (o == NULL) {
+				snprintf(err, errlen, "unknown option '%.*s' (see --help)", (int)(len + 2), a);
+				return CONFIG_ERROR;
+			}
+			if (eq != NULL)
+				val = eq + 1;
+		} else {
+			if (a[2] != '\0') {
+				snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+				return CONFIG_ERROR;
+			}
+			if ((o = find_short(opts, a[1])) == NULL) {
+				snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+				return CONFIG_ERROR;
+			}
+		}
+		snprintf(src, sizeof(src), "--%s", o->name);
+		if (o->kind == OPT_FLAG || o->kind == OPT_COUNT) {
+			if (val != NULL) {
+				snprintf(err, errlen, "%s takes no value", src);
+				return CONFIG_ERROR;
+			}
+			if (o->kind == OPT_FLAG)
+				*(int *)o->dest = 1;
+			else
+				(*(int *)o->dest)++;
+			continue;
+		}
+		if (val == NULL) {
+			if (i + 1 >= argc) {
+				snprintf(err, errlen, "%s needs a value", src);
+				return CONFIG_ERROR;
+			}
+			val = argv[++i];
+		}
+		if (set_value(o, val, src, err, errlen) != 0)
+			return CONFIG_ERROR;
+	}
+	if (npos != NULL)
+		*npos = i;
+	else if (i < argc) {
+		snprintf(err, errlen, "unexpected argument '%s' (see --help)", argv[i]);
+		return CONFIG_ERROR;
+	}
+	return CONFIG_OK;
+}

@@ -1,0 +1,42 @@
+/*
+ * db.h - a SQLite file shared by the threads of one service.
+ *
+ * The handle is used by paho's receive thread (message handlers, publish
+ * completions) and by the main loop, so every use is bracketed by
+ * db_lock()/db_unlock(), which also makes each bracket one transaction
+ * when db_begin()/db_commit() are used inside it.
+ */
+#ifndef PIZZA_DB_H
+#define PIZZA_DB_H
+
+#include <pthread.h>
+
+#include <sqlite3.h>
+
+struct db {
+	sqlite3 *h;
+	char *path;
+	pthread_mutex_t lock;
+};
+
+/*
+ * Opens (creating if needed) the file at path in WAL mode and runs schema
+ * (idempotent CREATE ... IF NOT EXISTS statements).  Returns NULL with a
+ * logged reason on failure.
+ */
+struct db *db_open(const char *path, const char *schema);
+void db_close(struct db *db);
+
+void db_lock(struct db *db);
+void db_unlock(struct db *db);
+
+/* Runs sql (no results).  Returns 0, or -1 with the error logged. */
+int db_exec(struct db *db, const char *sql);
+int db_begin(struct db *db);
+int db_commit(struct db *db);
+void db_rollback(struct db *db);
+
+/* Prepares sql; on failure logs and returns NULL. */
+sqlite3_stmt *db_prepare(struct db *db, const char *sql);
+
+#endif

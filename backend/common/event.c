@@ -1,0 +1,295 @@
+#include "event.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "menu.h"
+
+static const char *const type_names[] = { NULL, "OrderPlaced", "OrderStatus", "PickupAlert" };
+static const char *const status_names[] = { NULL, "accepted", "prep", "bake", "oven", "ready" };
+
+const char *
+event_type_name(enum event_type t)
+{
+	return t >= EVENT_ORDER_PLACED && t <= EVENT_PICKUP_ALERT ? type_names[t] : NULL;
+}
+
+const char *
+status_name(enum order_status s)
+{
+	return s >= STATUS_ACCEPTED && s <= STATUS_READY ? status_names[s] : NULL;
+}
+
+enum order_status
+status_from_name(const char *name)
+{
+	for (int i = STATUS_ACCEPTED; i <= STATUS_READY; i++)
+		if (strcmp(status_names[i], name) == 0)
+			return (enum order_status)i;
+	return 0;
+}
+
+static enum event_type
+type_from_name(const char *name)
+{
+	for (int i = EVENT_ORDER_PLACED; i <= EVENT_PICKUP_ALERT; i++)
+		if (strcmp(type_names[i], name) == 0)
+			return (enum event_type)i;
+	return 0;
+}
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int
+event_init(struct event *ev, enum event_type t, const char *order_id, const char *user_id)
+{
+	memset(ev, 0, sizeof(*ev));
+	if (!name_valid(order_id) || !name_valid(user_id))
+		return -1;
+	ev->type = t;
+	id_new(ev->event_id);
+	str_copy(ev->order_id, sizeof(ev->order_id), order_id);
+	str_copy(ev->user_id, sizeof(ev->user_id), user_id);
+	ev->at_ms = now_ms();
+	return 0;
+}
+
+/* Copies the string member key of obj into out (size n); required unless optional. */
+static int
+get_string(const json_t *obj, const char *key, char *out, size_t n, int optional, char *err,
+    size_t errlen)
+{
+	const json_t *v = json_object_get(obj, key);
+	const char *s;
+
+	if (v == NULL) {
+		if (optional) {
+			out[0] = '\0';
+			return 0;
+		}
+		return fail(err, errlen, "missing field '%s'", key);
+	}
+	if (!json_is_string(v))
+		return fail(err, errlen, "field '%s' must be a string", key);
+	s = json_string_value(v);
+	if (strlen(s) != json_string_length(v))
+		return fail(err, errlen, "field '%s' contains a NUL character", key);
+	if (json_string_length(v) >= n)
+		return fail(err, errlen, "field '%s' is longer than %zu characters", key, n - 1);
+	memcpy(out, s, json_string_length(v) + 1);
+	return 0;
+}
+
+static int
+get_name(const json_t *obj, const char *key, char *out, char *err, size_t errlen)
+{
+	if (get_string(obj, key, out, NAME_MAX_LEN + 1, 0, err, errlen) != 0)
+		return -1;
+	if (!name_valid(out))
+		return fail(err, errlen, "field '%s' must be 1-%d characters of A-Z a-z 0-9 _ -", key,
+		    NAME_MAX_LEN);
+	return 0;
+}
+
+int
+items_from_json(const json_t *arr, struct item *items, size_t *n, char *err, size_t errlen)
+{
+	size_t i, count;
+
+	if (arr == NULL)
+		return fail(err, errlen, "missing field 'items'");
+	if (!json_is_array(arr))
+		return fail(err, errlen, "field 'items' must be an array");
+	count = json_array_size(arr);
+	if (count == 0)
+		return fail(err, errlen, "field 'items' must not be empty");
+	if (count > EVENT_MAX_ITEMS)
+		return fail(err, errlen, "field 'items' has more than %d entries", EVENT_MAX_ITEMS);
+	for (i = 0; i < count; i++) {
+		const json_t *it = json_array_get(arr, i), *qty;
+		char field[32];
+
+		if (!json_is_object(it))
+			return fail(err, errlen, "items[%zu] must be an object", i);
+		snprintf(field, sizeof(field), "items[%zu].sku", i);
+		if (get_string(it, "sku", items[i].sku, sizeof(items[i].sku), 0, err, errlen) != 0 ||
+		    menu_find(items[i].sku) == NULL) {
+			if (json_is_string(json_object_get(it, "sku")))
+				return fail(err, errlen, "%s: '%.40s' is not on the menu", field,
+				    json_string_value(json_object_get(it, "sku")));
+			return fail(err, errlen, "%s must be a string naming a menu item", field);
+		}
+		qty = json_object_get(it, "qty");
+		if (!json_is_integer(qty) || json_integer_value(qty) < 1 ||
+		    json_integer_value(qty) > EVENT_MAX_QTY)
+			return fail(err, errlen, "items[%zu].qty must be a whole number from 1 to %d", i,
+			    EVENT_MAX_QTY);
+		items[i].qty = (int)json_integer_value(qty);
+	}
+	*n = count;
+	return 0;
+}
+
+/* Checks the fields event_encode() is about to write, with the decoder's rules. */
+static int
+event_check(const struct event *ev)
+{
+	if (event_type_name(ev->type) == NULL || !name_valid(ev->event_id) ||
+	    !name_valid(ev->order_id) || !name_valid(ev->user_id) || ev->at_ms < 0)
+		return -1;
+	switch (ev->type) {
+	case EVENT_ORDER_PLACED:
+		if (ev->n_items < 1 || ev->n_items > EVENT_MAX_ITEMS)
+			return -1;
+		for (size_t i = 0; i < ev->n_items; i++)
+			if (menu_find(ev->items[i].sku) == NULL || ev->items[i].qty < 1 ||
+			    ev->items[i].qty > EVENT_MAX_QTY)
+				return -1;
+		return 0;
+	case EVENT_ORDER_STATUS:
+		if (status_name(ev->status) == NULL || ev->seq != (int)ev->status ||
+		    !name_valid(ev->worker))
+			return -1;
+		return 0;
+	case EVENT_PICKUP_ALERT:
+		return ev->message[0] != '\0' ? 0 : -1;
+	}
+	return -1;
+}
+
+char *
+event_encode(const struct event *ev)
+{
+	json_t *o = NULL, *items;
+	char at[32];
+	char *out = NULL;
+
+	if (event_check(ev) != 0)
+		return NULL;
+	time_rfc3339(ev->at_ms, at, sizeof(at));
+	if ((o = json_object()) == NULL)
+		return NULL;
+	json_object_set_new(o, "type", json_string(event_type_name(ev->type)));
+	json_object_set_new(o, "event_id", json_string(ev->event_id));
+	json_object_set_new(o, "order_id", json_string(ev->order_id));
+	json_object_set_new(o, "user_id", json_string(ev->user_id));
+	json_object_set_new(o, "at", json_string(at));
+	switch (ev->type) {
+	case EVENT_ORDER_PLACED:
+		if ((items = json_array()) == NULL)
+			goto out;
+		json_object_set_new(o, "items", items);
+		for (size_t i = 0; i < ev->n_items; i++)
+			json_array_append_new(items,
+			    json_pack("{s:s, s:i}", "sku", ev->items[i].sku, "qty", ev->items[i].qty));
+		if (ev->callback_url[0] != '\0')
+			json_object_set_new(o, "callback_url", json_string(ev->callback_url));
+		break;
+	case EVENT_ORDER_STATUS:
+		json_object_set_new(o, "status", json_string(status_name(ev->status)));
+		json_object_set_new(o, "seq", json_integer(ev->seq));
+		json_object_set_new(o, "worker", json_string(ev->worker));
+		break;
+	case EVENT_PICKUP_ALERT:
+		json_object_set_new(o, "message", json_string(ev->message));
+		break;
+	}
+	out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+out:
+	json_decref(o);
+	return out;
+}
+
+int
+event_decode(const void *buf, size_t len, struct event *ev, char *err, size_t errlen)
+{
+	json_t *o = NULL;
+	json_error_t jerr;
+	char type[32], at[32], status[16];
+	const json_t *seq;
+	int rc = -1;
+
+	memset(ev, 0, sizeof(*ev));
+	if (len > EVENT_MAX_BYTES)
+		return fail(err, errlen, "payload of %zu bytes is over the %d byte limit", len,
+		    EVENT_MAX_BYTES);
+	o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (o == NULL)
+		return fail(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+		    jerr.column);
+	if (!json_is_object(o)) {
+		fail(err, errlen, "event must be a JSON object");
+		goto out;
+	}
+	if (get_string(o, "type", type, sizeof(type), 0, err, errlen) != 0)
+		goto out;
+	if ((ev->type = type_from_name(type)) == 0) {
+		fail(err, errlen, "unknown event type '%s'", type);
+		goto out;
+	}
+	if (get_name(o, "event_id", ev->event_id, err, errlen) != 0 ||
+	    get_name(o, "order_id", ev->order_id, err, errlen) != 0 ||
+	    get_name(o, "user_id", ev->user_id, err, errlen) != 0 ||
+	    get_string(o, "at", at, sizeof(at), 0, err, errlen) != 0)
+		goto out;
+	if (time_parse_rfc3339(at, &ev->at_ms) != 0) {
+		fail(err, errlen, "field 'at' must be RFC 3339 UTC with milliseconds, like "
+				  "2026-01-31T12:00:00.000Z");
+		goto out;
+	}
+	switch (ev->type) {
+	case EVENT_ORDER_PLACED:
+		if (items_from_json(json_object_get(o, "items"), ev->items, &ev->n_items, err, errlen) != 0 ||
+		    get_string(o, "callback_url", ev->callback_url, sizeof(ev->callback_url), 1, err,
+			errlen) != 0)
+			goto out;
+		break;
+	case EVENT_ORDER_STATUS:
+		if (get_string(o, "status", status, sizeof(status), 0, err, errlen) != 0)
+			goto out;
+		if ((ev->status = status_from_name(status)) == 0) {
+			fail(err, errlen, "unknown status '%s'", status);
+			goto out;
+		}
+		seq = json_object_get(o, "seq");
+		if (!json_is_integer(seq)) {
+			fail(err, errlen, "field 'seq' must be a whole number");
+			goto out;
+		}
+		if (json_integer_value(seq) != (json_int_t)ev->status) {
+			fail(err, errlen, "field 'seq' is %lld but status '%s' is stage %d",
+			    (long long)json_integer_value(seq), status, (int)ev->status);
+			goto out;
+		}
+		ev->seq = (int)ev->status;
+		if (get_name(o, "worker", ev->worker, err, errlen) != 0)
+			goto out;
+		break;
+	case EVENT_PICKUP_ALERT:
+		if (get_string(o, "message", ev->message, sizeof(ev->message), 0, err, errlen) != 0)
+			goto out;
+		if (ev->message[0] == '\0') {
+			fail(err, errlen, "field 'message' must not be empty");
+			goto out;
+		}
+		break;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	return rc;
+}

@@ -1,0 +1,469 @@
+#include "mq.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <MQTTAsync.h>
+
+#include "log.h"
+#include "util.h"
+
+#define MQ_MAX_SUBS 8
+
+struct mq_sub {
+	char *filter;
+	int qos;
+	int flags;
+};
+
+struct mq {
+	MQTTAsync client;
+	struct mq_config cfg;
+	char *url, *client_id, *username, *password;
+	mq_handler handler;
+	void *arg;
+	struct mq_sub subs[MQ_MAX_SUBS];
+	int nsubs;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int connected;     /* CONNACK seen and not lost since */
+	int subs_pending;  /* SUBACKs still awaited on this connection */
+	int ready;         /* connected and every subscription granted */
+	int failed;        /* the first connect or a subscription failed */
+	unsigned reconnects;
+	char reason[256];
+};
+
+struct mq_pubctx {
+	mq_done done;
+	void *arg;
+};
+
+static void
+set_failure(struct mq *mq, const char *reason)
+{
+	pthread_mutex_lock(&mq->lock);
+	if (!mq->failed) {
+		mq->failed = 1;
+		str_copy(mq->reason, sizeof(mq->reason), reason);
+	}
+	pthread_cond_broadcast(&mq->cond);
+	pthread_mutex_unlock(&mq->lock);
+}
+
+static void
+on_suback(void *ctx, MQTTAsync_successData5 *resp)
+{
+	struct mq *mq = ctx;
+	char why[256];
+
+	/* A refused subscription comes back as a SUBACK with a reason code >= 0x80. */
+	if (resp->reasonCode >= 0x80) {
+		snprintf(why, sizeof(why), "subscription refused by the broker: %s",
+		    MQTTReasonCode_toString(resp->reasonCode));
+		log_error("subscribe refused", "reason=0x%02x", (unsigned)resp->reasonCode);
+		set_failure(mq, why);
+		return;
+	}
+	pthread_mutex_lock(&mq->lock);
+	if (mq->subs_pending > 0 && --mq->subs_pending == 0) {
+		mq->ready = 1;
+		pthread_cond_broadcast(&mq->cond);
+	}
+	pthread_mutex_unlock(&mq->lock);
+}
+
+static void
+on_subfail(void *ctx, MQTTAsync_failureData5 *resp)
+{
+	struct mq *mq = ctx;
+	char why[256];
+
+	snprintf(why, sizeof(why), "subscription failed: %s",
+	    resp->message != NULL ? resp->message : MQTTReasonCode_toString(resp->reasonCode));
+	log_error("subscribe failed", "code=%d reason=0x%02x", resp->code, (unsigned)resp->reasonCode);
+	set_failure(mq, why);
+}
+
+static void
+subscribe_all(struct mq *mq)
+{
+	pthread_mutex_lock(&mq->lock);
+	mq->subs_pending = mq->nsubs;
+	if (mq->nsubs == 0)
+		mq->ready = 1;
+	pthread_cond_broadcast(&mq->cond);
+	pthread_mutex_unlock(&mq->lock);
+
+	for (int i = 0; i < mq->nsubs; i++) {
+		MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+		int rc;
+
+		opts.onSuccess5 = on_suback;
+		opts.onFailure5 = on_subfail;
+		opts.context = mq;
+		opts.subscribeOptions.noLocal = (mq->subs[i].flags & MQ_NO_LOCAL) ? 1 : 0;
+		opts.subscribeOptions.retainHandling = (mq->subs[i].flags & MQ_RETAIN_NEW_ONLY) ? 1 : 0;
+		rc = MQTTAsync_subscribe(mq->client, mq->subs[i].filter, mq->subs[i].qos, &opts);
+		if (rc != MQTTASYNC_SUCCESS) {
+			log_error("subscribe not sent", "filter=%s rc=%d", mq->subs[i].filter, rc);
+			set_failure(mq, "subscription could not be sent");
+		}
+	}
+}
+
+/* Called by paho on the first connect and on every automatic reconnect. */
+static void
+on_connected(void *ctx, char *cause)
+{
+	struct mq *mq = ctx;
+
+	(void)cause;
+	pthread_mutex_lock(&mq->lock);
+	mq->connected = 1;
+	mq->ready = 0;
+	pthread_mutex_unlock(&mq->lock);
+	log_info("connected to broker", "url=%s client_id=%s", mq->url, mq->client_id);
+	subscribe_all(mq);
+}
+
+static void
+on_connlost(void *ctx, char *cause)
+{
+	struct mq *mq = ctx;
+
+	pthread_mutex_lock(&mq->lock);
+	mq->connected = 0;
+	mq->ready = 0;
+	mq->reconnects++;
+	pthread_mutex_unlock(&mq->lock);
+	log_warn("connection to broker lost; reconnecting", "url=%s cause=%s", mq->url,
+	    cause != NULL ? cause : "unknown");
+}
+
+static void
+on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc)
+{
+	struct mq *mq = ctx;
+
+	(void)props;
+	log_warn("broker closed the connection", "url=%s reason=0x%02x", mq->url, (unsigned)rc);
+}
+
+static void
+on_connect_fail(void *ctx, MQTTAsync_failureData5 *resp)
+{
+	struct mq *mq = ctx;
+	char why[256];
+
+	switch (resp->reasonCode) {
+	case MQTTREASONCODE_BAD_USER_NAME_OR_PASSWORD:
+		snprintf(why, sizeof(why), "the broker at %s refused the user name or password for '%s'",
+		    mq->url, mq->username != NULL ? mq->username : "(anonymous)");
+		break;
+	case MQTTREASONCODE_NOT_AUTHORIZED:
+		snprintf(why, sizeof(why), "the broker at %s says '%s' is not authorised to connect",
+		    mq->url, mq->username != NULL ? mq->username : "(anonymous)");
+		break;
+	case MQTTREASONCODE_SUCCESS:
+		snprintf(why, sizeof(why), "cannot reach the broker at %s (%s)", mq->url,
+		    resp->message != NULL ? resp->message : "connection failed");
+		break;
+	default:
+		snprintf(why, sizeof(why), "the broker at %s refused the connection: %s", mq->url,
+		    MQTTReasonCode_toString(resp->reasonCode));
+	}
+	set_failure(mq, why);
+}
+
+static int
+on_message(void *ctx, char *topic, int topiclen, MQTTAsync_message *msg)
+{
+	struct mq *mq = ctx;
+	struct mq_message m;
+	char *rtopic = NULL;
+	MQTTProperty *p;
+
+	memset(&m, 0, sizeof(m));
+	m.topic = topic; /* paho NUL-terminates topicName */
+	(void)topiclen;
+	m.payload = msg->payload;
+	m.len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+	m.qos = msg->qos;
+	m.retained = msg->retained;
+	if ((p = MQTTProperties_getProperty(&msg->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC)) != NULL &&
+	    (rtopic = malloc((size_t)p->value.data.len + 1)) != NULL) {
+		memcpy(rtopic, p->value.data.data, (size_t)p->value.data.len);
+		rtopic[p->value.data.len] = '\0';
+		m.response_topic = rtopic;
+	}
+	if ((p = MQTTProperties_getProperty(&msg->properties, MQTTPROPERTY_CODE_CORRELATION_DATA)) != NULL) {
+		m.correlation = p->value.data.data;
+		m.correlation_len = (size_t)p->value.data.len;
+	}
+	mq->handler(mq->arg, &m);
+	free(rtopic);
+	MQTTAsync_freeMessage(&msg);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+struct mq *
+mq_new(const struct mq_config *cfg, mq_handler handler, void *arg)
+{
+	MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer5;
+	struct mq *mq;
+	int rc;
+
+	if (cfg->url == NULL || cfg->client_id == NULL || handler == NULL)
+		return NULL;
+	if ((mq = calloc(1, sizeof(*mq))) == NULL)
+		return NULL;
+	mq->cfg = *cfg;
+	mq->url = strdup(cfg->url);
+	mq->client_id = strdup(cfg->client_id);
+	mq->username = dup_or_null(cfg->username);
+	mq->password = dup_or_null(cfg->password);
+	mq->handler = handler;
+	mq->arg = arg;
+	pthread_mutex_init(&mq->lock, NULL);
+	pthread_cond_init(&mq->cond, NULL);
+	if (mq->url == NULL || mq->client_id == NULL)
+		goto fail;
+
+	copts.sendWhileDisconnected = 1;
+	copts.maxBufferedMessages = cfg->max_buffered > 0 ? cfg->max_buffered : 10000;
+	copts.deleteOldestMessages = 0;
+	rc = MQTTAsync_createWithOptions(&mq->client, mq->url, mq->client_id,
+	    MQTTCLIENT_PERSISTENCE_NONE, NULL, &copts);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("cannot create MQTT client", "url=%s rc=%d", mq->url, rc);
+		goto fail;
+	}
+	MQTTAsync_setCallbacks(mq->client, mq, on_connlost, on_message, NULL);
+	MQTTAsync_setConnected(mq->client, mq, on_connected);
+	MQTTAsync_setDisconnected(mq->client, mq, on_disconnected);
+	return mq;
+fail:
+	mq_free(mq);
+	return NULL;
+}
+
+int
+mq_subscribe(struct mq *mq, const char *filter, int qos, int flags)
+{
+	if (mq->nsubs >= MQ_MAX_SUBS || (mq->subs[mq->nsubs].filter = strdup(filter)) == NULL)
+		return -1;
+	mq->subs[mq->nsubs].qos = qos;
+	mq->subs[mq->nsubs].flags = flags;
+	mq->nsubs++;
+	return 0;
+}
+
+int
+mq_connect(struct mq *mq, int timeout_ms, char *err, size_t errlen)
+{
+	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer5;
+	MQTTProperties props = MQTTProperties_initializer;
+	MQTTProperty prop;
+	struct timespec deadline;
+	int rc, result = -1;
+
+	prop.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
+	prop.value.integer4 = mq->cfg.session_expiry_s;
+	MQTTProperties_add(&props, &prop);
+
+	opts.keepAliveInterval = 20;
+	opts.cleanstart = mq->cfg.clean_start;
+	opts.connectProperties = &props;
+	opts.username = mq->username;
+	opts.password = mq->password;
+	opts.automaticReconnect = 1;
+	opts.minRetryInterval = 1;
+	opts.maxRetryInterval = 16;
+	opts.connectTimeout = timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1;
+	opts.maxInflight = mq->cfg.max_inflight > 0 ? mq->cfg.max_inflight : 20;
+	opts.onFailure5 = on_connect_fail;
+	opts.context = mq;
+
+	rc = MQTTAsync_connect(mq->client, &opts);
+	MQTTProperties_free(&props);
+	if (rc != MQTTASYNC_SUCCESS) {
+		snprintf(err, errlen, "cannot start connecting to %s (paho error %d)", mq->url, rc);
+		return -1;
+	}
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&mq->lock);
+	while (!mq->ready && !mq->failed) {
+		if (pthread_cond_timedwait(&mq->cond, &mq->lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	if (mq->ready && !mq->failed) {
+		result = 0;
+		mq->reconnects = 0;
+	} else if (mq->failed)
+		snprintf(err, errlen, "%s", mq->reason);
+	else
+		snprintf(err, errlen, "no answer from the broker at %s within %d ms", mq->url, timeout_ms);
+	pthread_mutex_unlock(&mq->lock);
+	return result;
+}
+
+static void
+on_pub_ok(void *ctx, MQTTAsync_successData5 *resp)
+{
+	struct mq_pubctx *pc = ctx;
+
+	(void)resp;
+	pc->done(pc->arg, 1);
+	free(pc);
+}
+
+static void
+on_pub_fail(void *ctx, MQTTAsync_failureData5 *resp)
+{
+	struct mq_pubctx *pc = ctx;
+
+	log_warn("publish failed", "code=%d reason=0x%02x", resp->code, (unsigned)resp->reasonCode);
+	pc->done(pc->arg, 0);
+	free(pc);
+}
+
+int
+mq_publish(struct mq *mq, const struct mq_publish *p)
+{
+	MQTTAsync_message msg = MQTTAsync_message_initializer;
+	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+	MQTTProperty prop;
+	struct mq_pubctx *pc = NULL;
+	int rc;
+
+	msg.payload = (void *)p->payload;
+	msg.payloadlen = (int)p->len;
+	msg.qos = p->qos;
+	msg.retained = p->retained;
+	if (p->expiry_s > 0) {
+		prop.identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL;
+		prop.value.integer4 = p->expiry_s;
+		MQTTProperties_add(&msg.properties, &prop);
+	}
+	if (p->response_topic != NULL) {
+		prop.identifier = MQTTPROPERTY_CODE_RESPONSE_TOPIC;
+		prop.value.data.data = (char *)p->response_topic;
+		prop.value.data.len = (int)strlen(p->response_topic);
+		MQTTProperties_add(&msg.properties, &prop);
+	}
+	if (p->correlation != NULL) {
+		prop.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA;
+		prop.value.data.data = (char *)p->correlation;
+		prop.value.data.len = (int)p->correlation_len;
+		MQTTProperties_add(&msg.properties, &prop);
+	}
+	if (p->done != NULL) {
+		if ((pc = malloc(sizeof(*pc))) == NULL) {
+			MQTTProperties_free(&msg.properties);
+			return -1;
+		}
+		pc->done = p->done;
+		pc->arg = p->done_arg;
+		opts.onSuccess5 = on_pub_ok;
+		opts.onFailure5 = on_pub_fail;
+		opts.context = pc;
+	}
+	rc = MQTTAsync_sendMessage(mq->client, p->topic, &msg, &opts);
+	MQTTProperties_free(&msg.properties);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("publish refused", "topic=%s rc=%d%s", p->topic, rc,
+		    rc == MQTTASYNC_MAX_BUFFERED_MESSAGES ? " why=offline_buffer_full" : "");
+		free(pc);
+		return -1;
+	}
+	return 0;
+}
+
+int
+mq_is_connected(struct mq *mq)
+{
+	int c;
+
+	pthread_mutex_lock(&mq->lock);
+	c = mq->connected;
+	pthread_mutex_unlock(&mq->lock);
+	return c;
+}
+
+unsigned
+mq_reconnects(struct mq *mq)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&mq->lock);
+	n = mq->reconnects;
+	pthread_mutex_unlock(&mq->lock);
+	return n;
+}
+
+void
+mq_disconnect(struct mq *mq, int timeout_ms)
+{
+	MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer5;
+	int64_t deadline = mono_ms() + timeout_ms;
+
+	if (mq == NULL)
+		return;
+	/* let queued publishes drain while we are still connected */
+	while (mq_is_connected(mq) && mono_ms() < deadline) {
+		MQTTAsync_token *tokens = NULL;
+		int pending = 0;
+
+		if (MQTTAsync_getPendingTokens(mq->client, &tokens) == MQTTASYNC_SUCCESS && tokens != NULL) {
+			while (tokens[pending] != -1)
+				pending++;
+			MQTTAsync_free(tokens);
+		}
+		if (pending == 0)
+			break;
+		sleep_ms(10);
+	}
+	opts.timeout = timeout_ms;
+	MQTTAsync_disconnect(mq->client, &opts);
+	/* paho finishes the disconnect on its own thread; give it a moment */
+	for (int i = 0; i < 50 && MQTTAsync_isConnected(mq->client); i++)
+		sleep_ms(10);
+}
+
+void
+mq_free(struct mq *mq)
+{
+	if (mq == NULL)
+		return;
+	if (mq->client != NULL)
+		MQTTAsync_destroy(&mq->client);
+	for (int i = 0; i < mq->nsubs; i++)
+		free(mq->subs[i].filter);
+	free(mq->url);
+	free(mq->client_id);
+	free(mq->username);
+	free(mq->password);
+	pthread_mutex_destroy(&mq->lock);
+	pthread_cond_destroy(&mq->cond);
+	free(mq);
+}

@@ -1,0 +1,98 @@
+/*
+ * mq.h - the MQTT client every program uses: paho MQTTAsync, MQTT 5.
+ *
+ * One struct mq per connection.  Subscriptions are declared before
+ * mq_connect() and re-issued on every (re)connect; paho reconnects by itself
+ * with a doubling backoff once the first connect succeeded.  Publishes made
+ * while the broker is away are buffered, up to mq_config.max_buffered;
+ * past that mq_publish() fails loudly instead of dropping.
+ *
+ * Threads: the message handler and the publish completion callbacks run on
+ * paho's receive thread, one at a time, while paho holds its global lock.
+ * The PUBACK for a QoS 1 message goes out when the handler returns, so a
+ * handler that must not lose work does it (quickly) before returning.
+ * Every mq_* function may be called from any thread, handlers included.
+ */
+#ifndef PIZZA_MQ_H
+#define PIZZA_MQ_H
+
+#include <stddef.h>
+
+struct mq;
+
+struct mq_message {
+	const char *topic;
+	const char *payload; /* not NUL-terminated */
+	size_t len;
+	int qos;
+	int retained;
+	const char *response_topic; /* NULL if absent */
+	const void *correlation;    /* NULL if absent */
+	size_t correlation_len;
+};
+
+typedef void (*mq_handler)(void *arg, const struct mq_message *m);
+/* ok is 1 when the broker acknowledged the publish (PUBACK for QoS 1), else 0. */
+typedef void (*mq_done)(void *arg, int ok);
+
+struct mq_config {
+	const char *url;       /* tcp://host:port (ssl:// once TLS is configured) */
+	const char *client_id; /* stable for a persistent session */
+	const char *username;  /* NULL: anonymous */
+	const char *password;
+	int clean_start;            /* 0: resume the broker-side session */
+	unsigned session_expiry_s;  /* how long the broker keeps the session when we are gone */
+	int max_buffered;           /* publishes held while disconnected; 0 means 10000 */
+	int max_inflight;           /* unacknowledged QoS 1 publishes; 0 means 20 */
+};
+
+struct mq_publish {
+	const char *topic;
+	const void *payload;
+	size_t len;
+	int qos;
+	int retained;
+	unsigned expiry_s;          /* message expiry interval, 0 for none */
+	const char *response_topic; /* request/response, or NULL */
+	const void *correlation;
+	size_t correlation_len;
+	mq_done done;               /* optional completion callback */
+	void *done_arg;
+};
+
+#define MQ_NO_LOCAL 0x1       /* do not deliver our own publishes back to us */
+#define MQ_RETAIN_NEW_ONLY 0x2 /* retained messages only when the subscription is new */
+
+/* Creates a client; nothing is sent yet.  Returns NULL on a bad config or out of memory. */
+struct mq *mq_new(const struct mq_config *cfg, mq_handler handler, void *arg);
+
+/* Declares a subscription, sent at every connect.  Call before mq_connect(). Returns 0 or -1. */
+int mq_subscribe(struct mq *mq, const char *filter, int qos, int flags);
+
+/*
+ * Connects and waits (at most timeout_ms) until the broker accepted the
+ * connection and every declared subscription.  Returns 0, or -1 with a
+ * one-line reason in err (unreachable, bad credentials, not authorised,
+ * subscription refused, timeout).  After a 0, lost connections are
+ * re-established automatically.
+ */
+int mq_connect(struct mq *mq, int timeout_ms, char *err, size_t errlen);
+
+/*
+ * Queues one publish.  Returns 0 when paho took it (sent now or buffered
+ * while disconnected), -1 when it was refused (buffer full, bad topic):
+ * the message is then not sent and p->done is not called.
+ */
+int mq_publish(struct mq *mq, const struct mq_publish *p);
+
+/* 1 while connected to the broker. */
+int mq_is_connected(struct mq *mq);
+/* Number of times the connection was lost since mq_connect(). */
+unsigned mq_reconnects(struct mq *mq);
+
+/* Waits up to timeout_ms for in-flight publishes, then disconnects cleanly. */
+void mq_disconnect(struct mq *mq, int timeout_ms);
+/* Frees the client (disconnect first). NULL is ignored. */
+void mq_free(struct mq *mq);
+
+#endif

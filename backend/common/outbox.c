@@ -1,0 +1,288 @@
+#include "outbox.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define OUTBOX_BATCH 256
+
+struct outbox {
+	struct db *db;
+	struct mq *mq;
+	int64_t retry_ms;
+	pthread_mutex_t lock; /* guards the fields below; never held across paho or sqlite calls */
+	int64_t high;         /* highest row id handed to the broker */
+	int64_t *acked;       /* row ids acknowledged, waiting to be deleted */
+	size_t nacked, capacked;
+	int64_t last_retry;
+	int64_t backlog;
+};
+
+struct outbox_row {
+	int64_t id;
+	char *topic;
+	void *payload;
+	size_t len;
+	int qos, retained;
+	unsigned expiry_s;
+};
+
+struct outbox_ack {
+	struct outbox *ob;
+	int64_t id;
+};
+
+struct outbox *
+outbox_new(struct db *db, struct mq *mq, int64_t retry_ms)
+{
+	struct outbox *ob;
+
+	if ((ob = calloc(1, sizeof(*ob))) == NULL)
+		return NULL;
+	ob->db = db;
+	ob->mq = mq;
+	ob->retry_ms = retry_ms;
+	ob->last_retry = mono_ms();
+	pthread_mutex_init(&ob->lock, NULL);
+	return ob;
+}
+
+void
+outbox_free(struct outbox *ob)
+{
+	if (ob == NULL)
+		return;
+	pthread_mutex_destroy(&ob->lock);
+	free(ob->acked);
+	free(ob);
+}
+
+int
+outbox_add(struct db *db, const char *topic, const void *payload, size_t len, int qos, int retained,
+    unsigned expiry_s)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	st = db_prepare(db, "INSERT INTO outbox(topic, payload, qos, retained, expiry_s, created_ms) "
+			    "VALUES (?, ?, ?, ?, ?, ?)");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, payload, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, qos);
+	sqlite3_bind_int(st, 4, retained);
+	sqlite3_bind_int64(st, 5, expiry_s);
+	sqlite3_bind_int64(st, 6, now_ms());
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		log_error("outbox insert failed", "err=\"%s\"", sqlite3_errmsg(db->h));
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs on paho's thread: only records the ack; the next flush deletes the row. */
+static void
+on_done(void *arg, int ok)
+{
+	struct outbox_ack *a = arg;
+	struct outbox *ob = a->ob;
+
+	if (ok) {
+		pthread_mutex_lock(&ob->lock);
+		if (ob->nacked == ob->capacked) {
+			size_t cap = ob->capacked ? ob->capacked * 2 : 64;
+			int64_t *n = realloc(ob->acked, cap * sizeof(*n));
+			if (n != NULL) {
+				ob->acked = n;
+				ob->capacked = cap;
+			}
+		}
+		/* if realloc failed the row stays and is simply sent again later */
+		if (ob->nacked < ob->capacked)
+			ob->acked[ob->nacked++] = a->id;
+		pthread_mutex_unlock(&ob->lock);
+	}
+	free(a);
+}
+
+static void
+delete_acked(struct outbox *ob)
+{
+	int64_t *ids;
+	size_t n;
+	sqlite3_stmt *st;
+
+	pthread_mutex_lock(&ob->lock);
+	ids = ob->acked;
+	n = ob->nacked;
+	ob->acked = NULL;
+	ob->nacked = ob->capacked = 0;
+	pthread_mutex_unlock(&ob->lock);
+	if (n == 0) {
+		free(ids);
+		return;
+	}
+	if ((st = db_prepare(ob->db, "DELETE FROM outbox WHERE id = ?")) != NULL) {
+		db_begin(ob->db);
+		for (size_t i = 0; i < n; i++) {
+			sqlite3_bind_int64(st, 1, ids[i]);
+			sqlite3_step(st);
+			sqlite3_reset(st);
+		}
+		sqlite3_finalize(st);
+		db_commit(ob->db);
+	}
+	free(ids);
+}
+
+/* Loads up to OUTBOX_BATCH rows with id > after (and, if before_ms > 0, created before it). */
+static size_t
+load_rows(struct outbox *ob, int64_t after, int64_t upto, int64_t before_ms, struct outbox_row *rows)
+{
+	sqlite3_stmt *st;
+	size_t n = 0;
+
+	st = db_prepare(ob->db, "SELECT id, topic, payload, qos, retained, expiry_s FROM outbox "
+				"WHERE id > ? AND id <= ? AND created_ms < ? ORDER BY id LIMIT ?");
+	if (st == NULL)
+		return 0;
+	sqlite3_bind_int64(st, 1, after);
+	sqlite3_bind_int64(st, 2, upto);
+	sqlite3_bind_int64(st, 3, before_ms > 0 ? before_ms : INT64_MAX);
+	sqlite3_bind_int(st, 4, OUTBOX_BATCH);
+	while (n < OUTBOX_BATCH && sqlite3_step(st) == SQLITE_ROW) {
+		struct outbox_row *r = &rows[n];
+		const void *blob = sqlite3_column_blob(st, 2);
+
+		r->id = sqlite3_column_int64(st, 0);
+		r->topic = strdup((const char *)sqlite3_column_text(st, 1));
+		r->len = (size_t)sqlite3_column_bytes(st, 2);
+		r->payload = malloc(r->len > 0 ? r->len : 1);
+		if (r->topic == NULL || r->payload == NULL) {
+			free(r->topic);
+			free(r->payload);
+			break;
+		}
+		if (r->len > 0)
+			memcpy(r->payload, blob, r->len);
+		r->qos = sqlite3_column_int(st, 3);
+		r->retained = sqlite3_column_int(st, 4);
+		r->expiry_s = (unsigned)sqlite3_column_int64(st, 5);
+		n++;
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+static int64_t
+count_rows(struct outbox *ob)
+{
+	sqlite3_stmt *st = db_prepare(ob->db, "SELECT count(*) FROM outbox");
+	int64_t n = 0;
+
+	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* Publishes rows (no lock held) and frees them.  Returns how many paho took. */
+static int
+send_rows(struct outbox *ob, struct outbox_row *rows, size_t n)
+{
+	int sent = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct mq_publish p;
+		struct outbox_ack *a = malloc(sizeof(*a));
+
+		memset(&p, 0, sizeof(p));
+		p.topic = rows[i].topic;
+		p.payload = rows[i].payload;
+		p.len = rows[i].len;
+		p.qos = rows[i].qos;
+		p.retained = rows[i].retained;
+		p.expiry_s = rows[i].expiry_s;
+		if (a != NULL) {
+			a->ob = ob;
+			a->id = rows[i].id;
+			p.done = on_done;
+			p.done_arg = a;
+		}
+		if (a != NULL && mq_publish(ob->mq, &p) == 0)
+			sent++;
+		else
+			free(a); /* stays in the table; the retry pass sends it again */
+		free(rows[i].topic);
+		free(rows[i].payload);
+	}
+	return sent;
+}
+
+int
+outbox_flush(struct outbox *ob)
+{
+	struct outbox_row *rows;
+	int64_t high, now = mono_ms();
+	size_t n;
+	int sent = 0, retry = 0;
+
+	if ((rows = calloc(OUTBOX_BATCH, sizeof(*rows))) == NULL)
+		return -1;
+	db_lock(ob->db);
+	delete_acked(ob);
+	/* new rows: claim them under the lock so two flushers never send the same ones */
+	for (;;) {
+		pthread_mutex_lock(&ob->lock);
+		high = ob->high;
+		pthread_mutex_unlock(&ob->lock);
+		n = load_rows(ob, high, INT64_MAX, 0, rows);
+		if (n == 0)
+			break;
+		pthread_mutex_lock(&ob->lock);
+		ob->high = rows[n - 1].id;
+		pthread_mutex_unlock(&ob->lock);
+		db_unlock(ob->db);
+		sent += send_rows(ob, rows, n);
+		db_lock(ob->db);
+	}
+	/* old rows the broker never acknowledged */
+	pthread_mutex_lock(&ob->lock);
+	if (now - ob->last_retry >= ob->retry_ms) {
+		ob->last_retry = now;
+		retry = 1;
+	}
+	high = ob->high;
+	pthread_mutex_unlock(&ob->lock);
+	if (retry) {
+		int64_t after = 0;
+		while ((n = load_rows(ob, after, high, now_ms() - ob->retry_ms, rows)) > 0) {
+			after = rows[n - 1].id;
+			log_warn("outbox: re-sending unacknowledged messages", "count=%zu", n);
+			db_unlock(ob->db);
+			sent += send_rows(ob, rows, n);
+			db_lock(ob->db);
+		}
+	}
+	ob->backlog = count_rows(ob);
+	db_unlock(ob->db);
+	free(rows);
+	return sent;
+}
+
+int64_t
+outbox_backlog(struct outbox *ob)
+{
+	int64_t n;
+
+	db_lock(ob->db);
+	n = ob->backlog;
+	db_unlock(ob->db);
+	return n;
+}

@@ -1,0 +1,69 @@
+/*
+ * svc.h - what every long-running service shares: the MQTT connection
+ * options, signal handling, and the main loop's sleep.
+ */
+#ifndef PIZZA_SVC_H
+#define PIZZA_SVC_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "mq.h"
+
+struct svc_opts {
+	const char *url;
+	const char *user;
+	const char *password_file;
+	const char *client_id;
+	long session_expiry_s;
+	long connect_timeout_ms;
+	int verbose;
+};
+
+/* The options every service takes, for its struct opt table. */
+#define SVC_OPTS(o, user_default, client_default)                                                  \
+	{ "mqtt-url", 0, OPT_STR, "PIZZA_MQTT_URL", NULL,                                          \
+	    "broker URL; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &(o)->url, 0, 0 },        \
+	    { "mqtt-user", 0, OPT_STR, "PIZZA_MQTT_USER", user_default, "broker user name",        \
+		&(o)->user, 0, 0 },                                                                \
+	    { "mqtt-password-file", 0, OPT_STR, "PIZZA_MQTT_PASSWORD_FILE", NULL,                  \
+		"file holding the broker password (or set PIZZA_MQTT_PASSWORD)",                   \
+		&(o)->password_file, 0, 0 },                                                       \
+	    { "client-id", 0, OPT_STR, "PIZZA_CLIENT_ID", client_default,                          \
+		"MQTT client id; keep it stable so the broker keeps the session", &(o)->client_id, \
+		0, 0 },                                                                            \
+	    { "session-expiry", 0, OPT_INT, "PIZZA_SESSION_EXPIRY_S", "3600",                      \
+		"seconds the broker keeps our session and queued messages while we are away",      \
+		&(o)->session_expiry_s, 0, 4294967295L },                                          \
+	    { "connect-timeout", 0, OPT_INT, "PIZZA_CONNECT_TIMEOUT_MS", "5000",                   \
+		"milliseconds to wait for the broker at start", &(o)->connect_timeout_ms, 100,     \
+		600000 },                                                                          \
+	{                                                                                          \
+		"verbose", 'v', OPT_COUNT, NULL, NULL, "more logging (debug)", &(o)->verbose, 0, 0 \
+	}
+
+/* Set by SIGINT/SIGTERM. The main loop checks it. */
+extern volatile sig_atomic_t svc_quit;
+
+/* Installs the SIGINT/SIGTERM handlers and ignores SIGPIPE. */
+void svc_signals(void);
+
+/*
+ * Parses argv with opts, sets up logging as svc, and exits the process
+ * (0 after --help/--version, 2 with a one-line error on bad arguments).
+ */
+void svc_parse(const char *svc, const char *summary, const struct opt *opts, const struct svc_opts *so,
+    int argc, char **argv);
+
+/*
+ * Creates a persistent-session client from the common options (reading
+ * the password) with handler, declares nothing.  Exits with a clear
+ * message on failure.
+ */
+struct mq *svc_mq_new(const struct svc_opts *so, mq_handler handler, void *arg);
+
+/* Connects; on failure logs the reason and exits 1. */
+void svc_mq_connect(struct mq *mq, const struct svc_opts *so);
+
+#endif

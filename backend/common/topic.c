@@ -1,0 +1,86 @@
+#include "topic.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+static int
+fit(int r, size_t n)
+{
+	return r < 0 || (size_t)r >= n ? -1 : 0;
+}
+
+int
+topic_status(char *buf, size_t n, const char *user_id, const char *order_id)
+{
+	return fit(snprintf(buf, n, "pizza/users/%s/orders/%s/status", user_id, order_id), n);
+}
+
+int
+topic_alerts(char *buf, size_t n, const char *user_id)
+{
+	return fit(snprintf(buf, n, "pizza/users/%s/alerts", user_id), n);
+}
+
+int
+topic_new(char *buf, size_t n, const char *user_id)
+{
+	return fit(snprintf(buf, n, "pizza/users/%s/orders/new", user_id), n);
+}
+
+int
+topic_user_all(char *buf, size_t n, const char *user_id)
+{
+	return fit(snprintf(buf, n, "pizza/users/%s/#", user_id), n);
+}
+
+int
+topic_reply(char *buf, size_t n, const char *user_id, const char *client)
+{
+	return fit(snprintf(buf, n, "pizza/users/%s/replies/%s", user_id, client), n);
+}
+
+/* Copies the level starting at *p into out (NAME_MAX_LEN + 1) and advances past its '/'. */
+static int
+level(const char **p, char *out)
+{
+	const char *s = *p, *e = strchr(s, '/');
+	size_t len = e != NULL ? (size_t)(e - s) : strlen(s);
+	char tmp[NAME_MAX_LEN + 1];
+
+	if (len == 0 || len > NAME_MAX_LEN)
+		return -1;
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	if (!name_valid(tmp))
+		return -1;
+	if (out != NULL)
+		memcpy(out, tmp, len + 1);
+	*p = e != NULL ? e + 1 : s + len;
+	return 0;
+}
+
+enum topic_kind
+topic_parse(const char *topic, char *user, char *order)
+{
+	static const char prefix[] = "pizza/users/";
+	const char *p = topic;
+
+	if (strncmp(p, prefix, sizeof(prefix) - 1) != 0)
+		return TOPIC_KIND_OTHER;
+	p += sizeof(prefix) - 1;
+	if (level(&p, user) != 0)
+		return TOPIC_KIND_OTHER;
+	if (strcmp(p, "alerts") == 0)
+		return TOPIC_KIND_ALERTS;
+	if (strcmp(p, "orders/new") == 0)
+		return TOPIC_KIND_NEW;
+	if (strncmp(p, "orders/", 7) == 0) {
+		p += 7;
+		if (level(&p, order) != 0 || strcmp(p, "status") != 0)
+			return TOPIC_KIND_OTHER;
+		return TOPIC_KIND_STATUS;
+	}
+	return TOPIC_KIND_OTHER;
+}

@@ -1,0 +1,207 @@
+/*
+ * order-executor - a competing worker.  Takes OrderPlaced events from the
+ * shared subscription $share/executors/pizza/orders/placed (each order goes
+ * to one executor) and walks each through accepted, prep, bake, oven and
+ * ready, publishing a retained OrderStatus at each.
+ *
+ * Threads: the MQTT handler only validates and queues (stages_take); the
+ * main loop owns every timer and publishes.  Nothing sleeps in a callback.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "deadletter.h"
+#include "event.h"
+#include "log.h"
+#include "mq.h"
+#include "stages.h"
+#include "svc.h"
+#include "topic.h"
+#include "util.h"
+
+#define SVC "order-executor"
+
+static struct {
+	struct svc_opts so;
+	const char *id;
+	long stage_ms, ms[STATUS_COUNT + 1];
+	long status_expiry_s;
+	long max_active;
+} cfg;
+
+static struct mq *mq;
+static struct stages *stages;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake;
+
+static void
+on_message(void *arg, const struct mq_message *m)
+{
+	struct event ev;
+	char err[256];
+	enum stages_take r;
+
+	(void)arg;
+	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
+		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		return;
+	}
+	if (ev.type != EVENT_ORDER_PLACED) {
+		snprintf(err, sizeof(err), "expected OrderPlaced on %s, got %s", m->topic,
+		    event_type_name(ev.type));
+		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		return;
+	}
+	pthread_mutex_lock(&lock);
+	r = stages_take(stages, ev.order_id, ev.user_id, mono_ms());
+	pthread_cond_signal(&wake);
+	pthread_mutex_unlock(&lock);
+	if (r == STAGES_DUPLICATE)
+		log_info("duplicate OrderPlaced dropped", "order_id=%s event_id=%s", ev.order_id, ev.event_id);
+	else if (r == STAGES_FULL)
+		/* PUBACK still goes out: the order-service's supervision republishes it */
+		log_error("too many orders in progress; order not taken", "order_id=%s max=%ld", ev.order_id,
+		    cfg.max_active);
+	else
+		log_info("order taken", "order_id=%s user_id=%s", ev.order_id, ev.user_id);
+}
+
+/* Publishes job->next. Returns 0 if paho took it. */
+static int
+publish_status(const struct job *job)
+{
+	struct event ev;
+	struct mq_publish p;
+	char topic[TOPIC_MAX], *json;
+	int rc;
+
+	if (event_init(&ev, EVENT_ORDER_STATUS, job->order_id, job->user_id) != 0)
+		return -1;
+	ev.status = job->next;
+	ev.seq = (int)job->next;
+	str_copy(ev.worker, sizeof(ev.worker), cfg.id);
+	if ((json = event_encode(&ev)) == NULL || topic_status(topic, sizeof(topic), job->user_id, job->order_id) != 0) {
+		free(json);
+		return -1;
+	}
+	memset(&p, 0, sizeof(p));
+	p.topic = topic;
+	p.payload = json;
+	p.len = strlen(json);
+	p.qos = 1;
+	p.retained = 1;
+	p.expiry_s = (unsigned)cfg.status_expiry_s;
+	rc = mq_publish(mq, &p);
+	if (rc == 0)
+		log_info("status", "order_id=%s status=%s seq=%d", job->order_id, status_name(job->next),
+		    (int)job->next);
+	free(json);
+	return rc;
+}
+
+static void
+run(void)
+{
+	struct timespec ts;
+	struct job job;
+
+	pthread_mutex_lock(&lock);
+	while (!svc_quit) {
+		int64_t now = mono_ms(), until;
+
+		while (stages_pop_due(stages, now, &job)) {
+			int rc;
+
+			pthread_mutex_unlock(&lock);
+			rc = publish_status(&job);
+			pthread_mutex_lock(&lock);
+			if (rc == 0)
+				stages_done(stages, &job, mono_ms());
+			else
+				stages_retry(stages, &job, now + 1000); /* offline buffer full: try again */
+		}
+		until = stages_next_due(stages);
+		if (until > now + 200)
+			until = now + 200; /* notice signals promptly */
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (until - now) / 1000;
+		ts.tv_nsec += (long)((until - now) % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&wake, &lock, &ts);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+int
+main(int argc, char **argv)
+{
+	static char default_id[NAME_MAX_LEN + 1], client_id[NAME_MAX_LEN + 32];
+	const struct opt opts[] = {
+		SVC_OPTS(&cfg.so, "order-executor", NULL),
+		{ "id", 0, OPT_STR, "PIZZA_EXECUTOR_ID", NULL,
+		    "this worker's id, shown in statuses (default exec-<pid>)", &cfg.id, 0, 0 },
+		{ "stage-ms", 0, OPT_INT, "PIZZA_STAGE_MS", "400", "duration of every stage in ms",
+		    &cfg.stage_ms, 0, 3600000 },
+		{ "accepted-ms", 0, OPT_INT, "PIZZA_ACCEPTED_MS", "-1",
+		    "time from accepted to prep in ms (-1: --stage-ms)", &cfg.ms[STATUS_ACCEPTED], -1, 3600000 },
+		{ "prep-ms", 0, OPT_INT, "PIZZA_PREP_MS", "-1", "prep duration in ms (-1: --stage-ms)",
+		    &cfg.ms[STATUS_PREP], -1, 3600000 },
+		{ "bake-ms", 0, OPT_INT, "PIZZA_BAKE_MS", "-1", "bake duration in ms (-1: --stage-ms)",
+		    &cfg.ms[STATUS_BAKE], -1, 3600000 },
+		{ "oven-ms", 0, OPT_INT, "PIZZA_OVEN_MS", "-1", "oven duration in ms (-1: --stage-ms)",
+		    &cfg.ms[STATUS_OVEN], -1, 3600000 },
+		{ "status-expiry", 0, OPT_INT, "PIZZA_STATUS_EXPIRY_S", "3600",
+		    "seconds a retained status stays on the broker", &cfg.status_expiry_s, 1, 604800 },
+		{ "max-active", 0, OPT_INT, "PIZZA_EXECUTOR_MAX_ACTIVE", "100000",
+		    "orders in progress at once", &cfg.max_active, 1, 10000000 },
+		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
+	};
+	struct stage_plan plan;
+	pthread_condattr_t ca;
+
+	svc_parse(SVC, "Competing worker: walks each order it takes through the kitchen stages.", opts,
+	    &cfg.so, argc, argv);
+	if (cfg.id == NULL) {
+		snprintf(default_id, sizeof(default_id), "exec-%ld", (long)getpid());
+		cfg.id = default_id;
+	}
+	if (!name_valid(cfg.id)) {
+		fprintf(stderr, "%s: --id must be 1-%d characters of A-Z a-z 0-9 _ -\n", SVC, NAME_MAX_LEN);
+		return 2;
+	}
+	if (cfg.so.client_id == NULL) {
+		snprintf(client_id, sizeof(client_id), "order-executor-%s", cfg.id);
+		cfg.so.client_id = client_id;
+	}
+	memset(&plan, 0, sizeof(plan));
+	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++)
+		plan.ms[s] = cfg.ms[s] >= 0 ? cfg.ms[s] : cfg.stage_ms;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&wake, &ca);
+	svc_signals();
+	if ((stages = stages_new(&plan, (size_t)cfg.max_active, 65536)) == NULL)
+		fatal("out of memory", NULL);
+	mq = svc_mq_new(&cfg.so, on_message, NULL);
+	mq_subscribe(mq, TOPIC_EXECUTORS, 1, 0);
+	svc_mq_connect(mq, &cfg.so);
+	log_info("ready", "id=%s stage_ms=%ld,%ld,%ld,%ld", cfg.id, (long)plan.ms[STATUS_ACCEPTED],
+	    (long)plan.ms[STATUS_PREP], (long)plan.ms[STATUS_BAKE], (long)plan.ms[STATUS_OVEN]);
+
+	run();
+
+	log_info("shutting down", "in_progress=%zu", stages_active(stages));
+	mq_disconnect(mq, 2000);
+	mq_free(mq);
+	stages_free(stages);
+	return 0;
+}

@@ -1,0 +1,143 @@
+#include "stages.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "idset.h"
+
+struct stages {
+	struct stage_plan plan;
+	struct job *heap; /* binary min-heap on due_ms */
+	size_t n, max;
+	struct idset *seen; /* orders taken here, in progress or finished */
+};
+
+struct stages *
+stages_new(const struct stage_plan *plan, size_t max_active, size_t remember)
+{
+	struct stages *st;
+
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return NULL;
+	st->plan = *plan;
+	st->max = max_active;
+	st->heap = calloc(max_active, sizeof(*st->heap));
+	st->seen = idset_new(remember > max_active ? remember : max_active);
+	if (st->heap == NULL || st->seen == NULL) {
+		stages_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+void
+stages_free(struct stages *st)
+{
+	if (st == NULL)
+		return;
+	free(st->heap);
+	idset_free(st->seen);
+	free(st);
+}
+
+static void
+swap(struct job *a, struct job *b)
+{
+	struct job t = *a;
+	*a = *b;
+	*b = t;
+}
+
+static void
+push(struct stages *st, const struct job *j)
+{
+	size_t i = st->n++;
+
+	st->heap[i] = *j;
+	while (i > 0 && st->heap[(i - 1) / 2].due_ms > st->heap[i].due_ms) {
+		swap(&st->heap[(i - 1) / 2], &st->heap[i]);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+pop(struct stages *st, struct job *out)
+{
+	size_t i = 0;
+
+	*out = st->heap[0];
+	st->heap[0] = st->heap[--st->n];
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < st->n && st->heap[l].due_ms < st->heap[m].due_ms)
+			m = l;
+		if (r < st->n && st->heap[r].due_ms < st->heap[m].due_ms)
+			m = r;
+		if (m == i)
+			break;
+		swap(&st->heap[i], &st->heap[m]);
+		i = m;
+	}
+}
+
+enum stages_take
+stages_take(struct stages *st, const char *order_id, const char *user_id, int64_t now_ms)
+{
+	struct job j;
+
+	if (idset_has(st->seen, order_id))
+		return STAGES_DUPLICATE;
+	if (st->n >= st->max)
+		return STAGES_FULL;
+	memset(&j, 0, sizeof(j));
+	if (str_copy(j.order_id, sizeof(j.order_id), order_id) != 0 ||
+	    str_copy(j.user_id, sizeof(j.user_id), user_id) != 0)
+		return STAGES_FULL;
+	idset_add(st->seen, order_id);
+	j.next = STATUS_ACCEPTED;
+	j.due_ms = now_ms;
+	push(st, &j);
+	return STAGES_TAKEN;
+}
+
+int
+stages_pop_due(struct stages *st, int64_t now_ms, struct job *out)
+{
+	if (st->n == 0 || st->heap[0].due_ms > now_ms)
+		return 0;
+	pop(st, out);
+	return 1;
+}
+
+void
+stages_done(struct stages *st, const struct job *job, int64_t now_ms)
+{
+	struct job j = *job;
+
+	if (j.next >= STATUS_READY)
+		return; /* finished; stays in seen so a redelivery is dropped */
+	j.due_ms = now_ms + st->plan.ms[j.next];
+	j.next++;
+	push(st, &j);
+}
+
+void
+stages_retry(struct stages *st, const struct job *job, int64_t due_ms)
+{
+	struct job j = *job;
+
+	j.due_ms = due_ms;
+	push(st, &j);
+}
+
+int64_t
+stages_next_due(const struct stages *st)
+{
+	return st->n > 0 ? st->heap[0].due_ms : INT64_MAX;
+}
+
+size_t
+stages_active(const struct stages *st)
+{
+	return st->n;
+}

@@ -1,0 +1,61 @@
+/*
+ * stages.h - the executor's stage machine and timer queue.
+ *
+ * An order taken by an executor walks accepted -> prep -> bake -> oven ->
+ * ready.  Each status is published when the order enters it; the order
+ * stays in accepted, prep, bake and oven for that stage's duration (0 is
+ * allowed), and is done once ready is published.  The queue hands out the
+ * next status that is due; nothing here sleeps or publishes, so the main
+ * loop owns all timing.  Not thread-safe: the executor locks around it.
+ */
+#ifndef PIZZA_STAGES_H
+#define PIZZA_STAGES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+
+struct stage_plan {
+	int64_t ms[STATUS_COUNT + 1]; /* ms[s]: how long an order stays at status s (ready unused) */
+};
+
+struct job {
+	char order_id[NAME_MAX_LEN + 1];
+	char user_id[NAME_MAX_LEN + 1];
+	enum order_status next; /* the status to publish when due */
+	int64_t due_ms;         /* monotonic */
+};
+
+struct stages;
+
+/* A queue for at most max_active orders in progress, remembering remember finished ones. */
+struct stages *stages_new(const struct stage_plan *plan, size_t max_active, size_t remember);
+void stages_free(struct stages *st);
+
+enum stages_take { STAGES_TAKEN = 0, STAGES_DUPLICATE = 1, STAGES_FULL = -1 };
+
+/*
+ * Takes a new order: its first status (accepted) is due at now_ms.  An
+ * order already in progress or recently finished here is a DUPLICATE and
+ * changes nothing.
+ */
+enum stages_take stages_take(struct stages *st, const char *order_id, const char *user_id, int64_t now_ms);
+
+/*
+ * If a job is due at now_ms, copies it to *out and returns 1; the caller
+ * publishes out->next and then calls stages_done() (published) or
+ * stages_retry() (not published, try again later).  Returns 0 if nothing is due.
+ */
+int stages_pop_due(struct stages *st, int64_t now_ms, struct job *out);
+/* Records that job->next was published at now_ms: schedules the following status or finishes. */
+void stages_done(struct stages *st, const struct job *job, int64_t now_ms);
+/* Puts job back, due again at due_ms. */
+void stages_retry(struct stages *st, const struct job *job, int64_t due_ms);
+
+/* Monotonic ms of the earliest due job, or INT64_MAX when idle. */
+int64_t stages_next_due(const struct stages *st);
+/* Orders in progress. */
+size_t stages_active(const struct stages *st);
+
+#endif
