@@ -1,0 +1,63 @@
+/*
+ * intake.h - the one code path by which an order enters the system,
+ * whichever front door (MQTT request/response, HTTP) it came through.
+ *
+ * intake_place() validates the request, records the order and its
+ * OrderPlaced event in one SQLite transaction (the outbox), and only then
+ * reports success; the event is published from the outbox, so an order
+ * that was answered "accepted" is never lost by a crash after the answer.
+ */
+#ifndef PIZZA_INTAKE_H
+#define PIZZA_INTAKE_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "db.h"
+#include "event.h"
+#include "outbox.h"
+
+#define INTAKE_SCHEMA                                                              \
+	OUTBOX_SCHEMA                                                              \
+	"CREATE TABLE IF NOT EXISTS orders ("                                      \
+	"  order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, items TEXT NOT NULL," \
+	"  callback_url TEXT, via TEXT NOT NULL, created_ms INTEGER NOT NULL);"    \
+	"CREATE INDEX IF NOT EXISTS orders_user ON orders(user_id, order_id);"
+
+enum intake_status {
+	INTAKE_OK = 0,
+	INTAKE_INVALID,  /* the request is wrong: error/detail say why, nothing was recorded */
+	INTAKE_INTERNAL, /* our fault (database): nothing was recorded, the client may retry */
+};
+
+struct intake_result {
+	enum intake_status status;
+	char order_id[NAME_MAX_LEN + 1];
+	const char *error;  /* stable code: "invalid_json", "invalid_field", "internal" */
+	char detail[256];   /* human text naming the field */
+};
+
+struct intake {
+	struct db *db;
+	struct outbox *outbox;
+};
+
+/*
+ * Places an order for user_id (already authenticated by the front door)
+ * from request, a borrowed JSON object with "items" and an optional
+ * "callback_url" (and, from HTTP, an optional "user_id" that must equal
+ * user_id).  via names the front door ("mqtt", "http").  Fills *res; on
+ * INTAKE_OK the order is durably recorded and its OrderPlaced queued.
+ */
+void intake_place(struct intake *in, const char *user_id, const json_t *request, const char *via,
+    struct intake_result *res);
+
+/*
+ * The same from raw bytes: refuses payloads over EVENT_MAX_BYTES and
+ * malformed JSON with INTAKE_INVALID.
+ */
+void intake_place_raw(struct intake *in, const char *user_id, const void *buf, size_t len,
+    const char *via, struct intake_result *res);
+
+#endif

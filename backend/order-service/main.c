@@ -1,0 +1,143 @@
+/*
+ * order-service - the front door.  Takes PlaceOrder requests from phones
+ * over MQTT 5 request/response (pizza/users/<user>/orders/new with a
+ * Response Topic and Correlation Data), records each accepted order and its
+ * OrderPlaced event in SQLite (intake.c), answers, and publishes the event
+ * from the outbox.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "db.h"
+#include "deadletter.h"
+#include "intake.h"
+#include "log.h"
+#include "mq.h"
+#include "outbox.h"
+#include "svc.h"
+#include "topic.h"
+#include "util.h"
+
+#define SVC "order-service"
+#define REPLY_EXPIRY_S 60
+
+static struct {
+	struct svc_opts so;
+	const char *db_path;
+	long outbox_retry_ms;
+} cfg;
+
+static struct mq *mq;
+static struct intake intake;
+
+/* A reply may only go back to the requester's own reply topics. */
+static int
+reply_topic_ok(const char *user, const char *rt)
+{
+	char prefix[TOPIC_MAX];
+	size_t n;
+
+	if (topic_reply(prefix, sizeof(prefix), user, "") != 0)
+		return 0;
+	n = strlen(prefix);
+	return strncmp(rt, prefix, n) == 0 && rt[n] != '\0' && strpbrk(rt, "+#") == NULL;
+}
+
+static void
+reply(const struct mq_message *m, const struct intake_result *res)
+{
+	struct mq_publish p;
+	json_t *o;
+	char *body;
+
+	if (res->status == INTAKE_OK)
+		o = json_pack("{s:s, s:s}", "order_id", res->order_id, "status", "accepted");
+	else
+		o = json_pack("{s:s, s:s}", "error", res->error, "detail", res->detail);
+	if (o == NULL || (body = json_dumps(o, JSON_COMPACT)) == NULL) {
+		json_decref(o);
+		return;
+	}
+	json_decref(o);
+	memset(&p, 0, sizeof(p));
+	p.topic = m->response_topic;
+	p.payload = body;
+	p.len = strlen(body);
+	p.qos = 1;
+	p.expiry_s = REPLY_EXPIRY_S;
+	p.correlation = m->correlation;
+	p.correlation_len = m->correlation_len;
+	mq_publish(mq, &p);
+	free(body);
+}
+
+static void
+on_message(void *arg, const struct mq_message *m)
+{
+	char user[NAME_MAX_LEN + 1], why[320];
+	struct intake_result res;
+
+	(void)arg;
+	if (topic_parse(m->topic, user, NULL) != TOPIC_KIND_NEW) {
+		deadletter(mq, SVC, m->topic, m->payload, m->len, "not an order intake topic");
+		return;
+	}
+	if (m->retained) {
+		/* a stale request left retained on the broker: never place it again */
+		deadletter(mq, SVC, m->topic, m->payload, m->len, "retained order requests are not accepted");
+		return;
+	}
+	if (m->response_topic != NULL && !reply_topic_ok(user, m->response_topic)) {
+		snprintf(why, sizeof(why), "response topic must be under pizza/users/%s/replies/", user);
+		deadletter(mq, SVC, m->topic, m->payload, m->len, why);
+		return;
+	}
+	intake_place_raw(&intake, user, m->payload, m->len, "mqtt", &res);
+	if (res.status != INTAKE_OK && m->response_topic == NULL)
+		deadletter(mq, SVC, m->topic, m->payload, m->len, res.detail);
+	if (m->response_topic != NULL)
+		reply(m, &res);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct opt opts[] = {
+		SVC_OPTS(&cfg.so, "order-service", "order-service"),
+		{ "db", 0, OPT_STR, "PIZZA_ORDER_DB", "order-service.db", "SQLite file for orders and the outbox",
+		    &cfg.db_path, 0, 0 },
+		{ "outbox-retry-ms", 0, OPT_INT, "PIZZA_OUTBOX_RETRY_MS", "10000",
+		    "re-publish events the broker has not acknowledged after this long", &cfg.outbox_retry_ms,
+		    100, 3600000 },
+		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
+	};
+
+	svc_parse(SVC, "Front door: accepts orders over MQTT request/response and publishes OrderPlaced.",
+	    opts, &cfg.so, argc, argv);
+	svc_signals();
+	if ((intake.db = db_open(cfg.db_path, INTAKE_SCHEMA)) == NULL)
+		fatal("cannot open the order database", "path=%s", cfg.db_path);
+	mq = svc_mq_new(&cfg.so, on_message, NULL);
+	if ((intake.outbox = outbox_new(intake.db, mq, cfg.outbox_retry_ms)) == NULL)
+		fatal("out of memory", NULL);
+	mq_subscribe(mq, TOPIC_ALL_NEW, 1, 0);
+	svc_mq_connect(mq, &cfg.so);
+	log_info("ready", "db=%s", cfg.db_path);
+
+	while (!svc_quit) {
+		/* the tick: publish anything a crash or an outage left in the outbox */
+		outbox_flush(intake.outbox);
+		sleep_ms(200);
+	}
+
+	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(intake.outbox));
+	outbox_flush(intake.outbox);
+	mq_disconnect(mq, 2000);
+	mq_free(mq);
+	outbox_free(intake.outbox);
+	db_close(intake.db);
+	return 0;
+}

@@ -1,0 +1,467 @@
+/*
+ * phone-sim - a simulated phone for the pizza backend.
+ *
+ *   phone-sim order --user alice --item margherita [--qty N]
+ *   phone-sim watch --user alice
+ *
+ * It connects as the user (its broker account), subscribes to
+ * pizza/users/<user>/# and nothing else, places orders over MQTT 5
+ * request/response, and prints one readable line per event.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "event.h"
+#include "idset.h"
+#include "inbox.h"
+#include "log.h"
+#include "menu.h"
+#include "mq.h"
+#include "svc.h"
+#include "topic.h"
+#include "util.h"
+
+#define PROG "phone-sim"
+
+struct common {
+	const char *user;
+	const char *password;
+	const char *url;
+	int json;
+	long timeout_s;
+	int verbose;
+};
+
+#define COMMON_OPTS(c)                                                                              \
+	{ "user", 'u', OPT_STR, "PIZZA_USER", NULL, "the phone's user id (its broker account)", &(c)->user, 0, 0 }, \
+	    { "password", 'P', OPT_STR, "PIZZA_PASSWORD", NULL, "the user's broker password",       \
+		&(c)->password, 0, 0 },                                                             \
+	    { "mqtt-url", 0, OPT_STR, "PIZZA_MQTT_URL", NULL,                                       \
+		"broker URL; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &(c)->url, 0, 0 },     \
+	    { "json", 0, OPT_FLAG, NULL, NULL, "print the raw events, one JSON object a line",      \
+		&(c)->json, 0, 0 },                                                                 \
+	{                                                                                           \
+		"verbose", 'v', OPT_COUNT, NULL, NULL, "log connection details to stderr",         \
+		    &(c)->verbose, 0, 0                                                             \
+	}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: %s COMMAND [options]\n\n"
+		   "A simulated phone for the pizza backend.\n\n"
+		   "commands:\n"
+		   "  order   place an order and follow it to the pickup alert\n"
+		   "  watch   print this user's statuses and alerts as they arrive\n"
+		   "  menu    print what can be ordered\n\n"
+		   "'%s COMMAND --help' describes each command's options.\n",
+	    PROG, PROG);
+}
+
+/* Parses a command's options; exits on --help (0) or bad arguments (2). */
+static void
+parse(const char *cmd, const char *summary, const struct opt *opts, struct common *c, int argc, char **argv)
+{
+	char usage_line[64], err[256];
+
+	snprintf(usage_line, sizeof(usage_line), "%s %s [options]", PROG, cmd);
+	switch (config_parse(usage_line, summary, opts, argc, argv, NULL, err, sizeof(err))) {
+	case CONFIG_OK:
+		break;
+	case CONFIG_EXIT:
+		exit(0);
+	case CONFIG_ERROR:
+		fprintf(stderr, "%s %s: %s\n", PROG, cmd, err);
+		exit(2);
+	}
+	if (c->user == NULL) {
+		fprintf(stderr, "%s %s: --user is required (see --help)\n", PROG, cmd);
+		exit(2);
+	}
+	if (!name_valid(c->user)) {
+		fprintf(stderr, "%s %s: --user must be 1-%d characters of A-Z a-z 0-9 _ -\n", PROG, cmd, NAME_MAX_LEN);
+		exit(2);
+	}
+	if (c->password == NULL) {
+		fprintf(stderr, "%s %s: no password for '%s': pass --password or set PIZZA_PASSWORD\n", PROG, cmd,
+		    c->user);
+		exit(2);
+	}
+	log_init(PROG, c->verbose > 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
+}
+
+/* Connects as the user and subscribes to the user's topics. Exits 1 with a clear message on failure. */
+static struct mq *
+phone_connect(const char *cmd, const struct common *c, struct inbox *ib, const char *client_id, int persistent)
+{
+	struct mq_config cfg;
+	char url[256], filter[TOPIC_MAX], err[512];
+	const char *env;
+	struct mq *mq;
+
+	if (c->url != NULL)
+		str_copy(url, sizeof(url), c->url);
+	else {
+		long port = 1883;
+		if ((env = getenv("PIZZA_MQTT_PORT")) != NULL && env[0] != '\0' && parse_long(env, 1, 65535, &port) != 0) {
+			fprintf(stderr, "%s %s: PIZZA_MQTT_PORT '%s' is not a port number\n", PROG, cmd, env);
+			exit(2);
+		}
+		snprintf(url, sizeof(url), "tcp://127.0.0.1:%ld", port);
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.url = url;
+	cfg.client_id = client_id;
+	cfg.username = c->user;
+	cfg.password = c->password;
+	cfg.clean_start = !persistent;
+	cfg.session_expiry_s = persistent ? 86400 : 0;
+	if ((mq = mq_new(&cfg, inbox_handler, ib)) == NULL) {
+		fprintf(stderr, "%s %s: cannot create an MQTT client for %s\n", PROG, cmd, url);
+		exit(1);
+	}
+	topic_user_all(filter, sizeof(filter), c->user);
+	mq_subscribe(mq, filter, 1, MQ_NO_LOCAL);
+	if (mq_connect(mq, 5000, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s %s: %s\n", PROG, cmd, err);
+		mq_free(mq);
+		exit(1);
+	}
+	return mq;
+}
+
+static volatile sig_atomic_t quit;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	quit = 1;
+}
+
+static const char *
+clock_str(int64_t ms, char *buf, size_t n)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+
+	localtime_r(&s, &tm);
+	snprintf(buf, n, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	return buf;
+}
+
+/*
+ * Prints one event for a person (or its raw JSON with --json).  t0 is the
+ * order's placement time for the "+1.234s" column, or 0 to leave it out.
+ */
+static void
+print_event(const struct common *c, const struct event *ev, const struct inbox_msg *m, int64_t t0)
+{
+	char when[16], since[24] = "";
+
+	if (c->json) {
+		printf("%s\n", m->payload);
+		fflush(stdout);
+		return;
+	}
+	clock_str(ev->at_ms, when, sizeof(when));
+	if (t0 > 0)
+		snprintf(since, sizeof(since), "+%.3fs", (double)(ev->at_ms - t0) / 1000.0);
+	if (ev->type == EVENT_ORDER_STATUS)
+		printf("%s  %-8s  order %s  %-8s  %-9s by %s%s\n", when, ev->user_id, ev->order_id,
+		    status_name(ev->status), since, ev->worker, m->retained ? "  (current status, retained)" : "");
+	else if (ev->type == EVENT_PICKUP_ALERT)
+		printf("%s  %-8s  order %s  PICKUP    %-9s %s\n", when, ev->user_id, ev->order_id, since, ev->message);
+	fflush(stdout);
+}
+
+/* Decodes an event from one of the user's topics; NULL-safe for replies and junk. */
+static int
+decode(const struct inbox_msg *m, struct event *ev)
+{
+	char err[256];
+	enum topic_kind k = topic_parse(m->topic, NULL, NULL);
+
+	if (k != TOPIC_KIND_STATUS && k != TOPIC_KIND_ALERTS)
+		return -1;
+	if (event_decode(m->payload, m->len, ev, err, sizeof(err)) != 0) {
+		log_error("ignored a malformed event", "topic=%s reason=\"%s\"", m->topic, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Key for "seen already" sets: order id plus seq (0 for the alert). */
+static void
+seen_key(const struct event *ev, char *buf, size_t n)
+{
+	snprintf(buf, n, "%.*s.%d", NAME_MAX_LEN - 3, ev->order_id, ev->type == EVENT_ORDER_STATUS ? ev->seq : 0);
+}
+
+static int
+cmd_order(int argc, char **argv)
+{
+	struct common c;
+	const char *sku = NULL;
+	long qty = 1;
+	const struct opt opts[] = {
+		COMMON_OPTS(&c),
+		{ "item", 'i', OPT_STR, NULL, NULL, "the menu item (sku) to order; see 'phone-sim menu'", &sku, 0, 0 },
+		{ "qty", 'q', OPT_INT, NULL, "1", "how many", &qty, 1, EVENT_MAX_QTY },
+		{ "timeout", 't', OPT_INT, "PIZZA_TIMEOUT_S", "60", "seconds to wait for the pickup alert", &c.timeout_s,
+		    1, 86400 },
+		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
+	};
+	char client_id[96], rand_hex[17], reply_topic[TOPIC_MAX], new_topic[TOPIC_MAX], order_id[NAME_MAX_LEN + 1] = "";
+	char key[NAME_MAX_LEN + 8], *body;
+	unsigned char rnd[8];
+	struct inbox *ib;
+	struct mq *mq;
+	struct mq_publish p;
+	struct idset *seen;
+	struct inbox_msg *early = NULL, **early_tail = &early;
+	int64_t deadline, t0 = 0;
+	int rc = 1, got_alert = 0;
+	const char *waiting_for = "the order service's answer";
+
+	memset(&c, 0, sizeof(c));
+	parse("order", "Places an order over MQTT and follows it to the pickup alert.", opts, &c, argc, argv);
+	if (sku == NULL) {
+		fprintf(stderr, "%s order: --item is required (see '%s menu')\n", PROG, PROG);
+		return 2;
+	}
+	if (menu_find(sku) == NULL) {
+		fprintf(stderr, "%s order: '%s' is not on the menu (see '%s menu')\n", PROG, sku, PROG);
+		return 2;
+	}
+	random_bytes(rnd, sizeof(rnd));
+	for (int i = 0; i < 8; i++)
+		snprintf(rand_hex + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(client_id, sizeof(client_id), "phone-%s-%.8s", c.user, rand_hex);
+	topic_reply(reply_topic, sizeof(reply_topic), c.user, client_id + strlen("phone-"));
+	topic_new(new_topic, sizeof(new_topic), c.user);
+
+	ib = inbox_new();
+	seen = idset_new(64);
+	mq = phone_connect("order", &c, ib, client_id, 0);
+
+	body = NULL;
+	{
+		json_t *req = json_pack("{s:[{s:s, s:i}]}", "items", "sku", sku, "qty", (int)qty);
+		body = json_dumps(req, JSON_COMPACT);
+		json_decref(req);
+	}
+	memset(&p, 0, sizeof(p));
+	p.topic = new_topic;
+	p.payload = body;
+	p.len = strlen(body);
+	p.qos = 1;
+	p.response_topic = reply_topic;
+	p.correlation = rand_hex;
+	p.correlation_len = strlen(rand_hex);
+	if (mq_publish(mq, &p) != 0) {
+		fprintf(stderr, "%s order: could not send the order\n", PROG);
+		goto out;
+	}
+	if (!c.json)
+		printf("%s  %-8s  ordering %ld x %s ...\n", clock_str(now_ms(), key, sizeof(key)), c.user, qty, sku);
+	fflush(stdout);
+
+	deadline = mono_ms() + c.timeout_s * 1000;
+	while (!quit && !got_alert && mono_ms() < deadline) {
+		struct inbox_msg *m;
+		struct event ev;
+
+		/* replay what arrived before we knew our order id */
+		if (order_id[0] != '\0' && early != NULL) {
+			m = early;
+			early = m->next;
+			if (early == NULL)
+				early_tail = &early;
+			m->next = NULL;
+		} else if ((m = inbox_wait(ib, deadline)) == NULL)
+			continue;
+
+		if (order_id[0] == '\0') {
+			if (strcmp(m->topic, reply_topic) == 0 && m->correlation != NULL &&
+			    strcmp(m->correlation, rand_hex) == 0) {
+				json_t *r = json_loads(m->payload, 0, NULL);
+				const char *id = json_string_value(json_object_get(r, "order_id"));
+
+				if (id != NULL && name_valid(id)) {
+					str_copy(order_id, sizeof(order_id), id);
+					t0 = now_ms();
+					waiting_for = "the order's statuses and pickup alert";
+					if (c.json)
+						printf("%s\n", m->payload);
+					else
+						printf("%s  %-8s  order %s  placed    (order-service answered: accepted)\n",
+						    clock_str(t0, key, sizeof(key)), c.user, order_id);
+					fflush(stdout);
+				} else {
+					const char *detail = json_string_value(json_object_get(r, "detail"));
+					fprintf(stderr, "%s order: the order was refused: %s\n", PROG,
+					    detail != NULL ? detail : m->payload);
+					json_decref(r);
+					inbox_msg_free(m);
+					goto out;
+				}
+				json_decref(r);
+				inbox_msg_free(m);
+			} else {
+				*early_tail = m; /* keep it until we know which order is ours */
+				early_tail = &m->next;
+			}
+			continue;
+		}
+		if (decode(m, &ev) == 0 && strcmp(ev.order_id, order_id) == 0) {
+			seen_key(&ev, key, sizeof(key));
+			if (idset_add(seen, key) == 1) { /* each status and the alert once */
+				print_event(&c, &ev, m, t0);
+				if (ev.type == EVENT_PICKUP_ALERT)
+					got_alert = 1;
+			}
+		}
+		inbox_msg_free(m);
+	}
+	if (got_alert)
+		rc = 0;
+	else if (quit)
+		fprintf(stderr, "%s order: interrupted while waiting for %s\n", PROG, waiting_for);
+	else
+		fprintf(stderr, "%s order: timed out after %lds waiting for %s\n", PROG, c.timeout_s, waiting_for);
+out:
+	while (early != NULL) {
+		struct inbox_msg *n = early->next;
+		inbox_msg_free(early);
+		early = n;
+	}
+	free(body);
+	mq_disconnect(mq, 1000);
+	mq_free(mq);
+	inbox_free(ib);
+	idset_free(seen);
+	return rc;
+}
+
+static int
+cmd_watch(int argc, char **argv)
+{
+	struct common c;
+	int persistent = 0;
+	long count = 0, for_s = 0;
+	const struct opt opts[] = {
+		COMMON_OPTS(&c),
+		{ "persistent", 0, OPT_FLAG, NULL, NULL,
+		    "keep a session on the broker, so alerts sent while offline arrive on the next watch", &persistent, 0, 0 },
+		{ "alerts", 'n', OPT_INT, NULL, "0", "exit 0 after this many pickup alerts (0: never)", &count, 0, 1000000 },
+		{ "for", 0, OPT_INT, NULL, "0", "exit 0 after this many seconds (0: until Ctrl-C)", &for_s, 0, 86400 },
+		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
+	};
+	char client_id[96];
+	struct inbox *ib;
+	struct mq *mq;
+	struct idset *seen;
+	int64_t deadline;
+	long alerts = 0;
+
+	memset(&c, 0, sizeof(c));
+	parse("watch", "Prints the user's order statuses and pickup alerts as they arrive.", opts, &c, argc, argv);
+	if (persistent)
+		snprintf(client_id, sizeof(client_id), "phone-%s-watch", c.user);
+	else {
+		unsigned char r[4];
+		random_bytes(r, sizeof(r));
+		snprintf(client_id, sizeof(client_id), "phone-%s-%02x%02x%02x%02x", c.user, r[0], r[1], r[2], r[3]);
+	}
+	ib = inbox_new();
+	seen = idset_new(100000);
+	mq = phone_connect("watch", &c, ib, client_id, persistent);
+	if (!c.json)
+		fprintf(stderr, "watching pizza/users/%s/# (Ctrl-C to stop)\n", c.user);
+	deadline = for_s > 0 ? mono_ms() + for_s * 1000 : INT64_MAX;
+	while (!quit && mono_ms() < deadline && (count == 0 || alerts < count)) {
+		struct inbox_msg *m = inbox_wait(ib, deadline);
+		struct event ev;
+		char key[NAME_MAX_LEN + 8];
+
+		if (m == NULL)
+			continue;
+		if (decode(m, &ev) == 0) {
+			seen_key(&ev, key, sizeof(key));
+			if (idset_add(seen, key) == 1) {
+				print_event(&c, &ev, m, 0);
+				if (ev.type == EVENT_PICKUP_ALERT)
+					alerts++;
+			}
+		}
+		inbox_msg_free(m);
+	}
+	mq_disconnect(mq, 1000);
+	mq_free(mq);
+	inbox_free(ib);
+	idset_free(seen);
+	return 0;
+}
+
+static int
+cmd_menu(int argc, char **argv)
+{
+	const struct opt opts[] = { { NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 } };
+	char err[256];
+	size_t n;
+	const struct menu_item *m;
+
+	switch (config_parse("phone-sim menu", "Prints the menu.", opts, argc, argv, NULL, err, sizeof(err))) {
+	case CONFIG_OK:
+		break;
+	case CONFIG_EXIT:
+		return 0;
+	case CONFIG_ERROR:
+		fprintf(stderr, "%s menu: %s\n", PROG, err);
+		return 2;
+	}
+	m = menu_all(&n);
+	for (size_t i = 0; i < n; i++)
+		printf("%-18s %-18s %3d.%02d\n", m[i].sku, m[i].name, m[i].price_cents / 100, m[i].price_cents % 100);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("%s %s\n", PROG, PIZZA_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[1], "order") == 0)
+		return cmd_order(argc - 1, argv + 1);
+	if (strcmp(argv[1], "watch") == 0)
+		return cmd_watch(argc - 1, argv + 1);
+	if (strcmp(argv[1], "menu") == 0)
+		return cmd_menu(argc - 1, argv + 1);
+	fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", PROG, argv[1], PROG);
+	return 2;
+}
