@@ -85,6 +85,8 @@ $(BUILD)/bin/phone-sim: $(patsubst %.c,$(BUILD)/%.o,$(wildcard client-sim/*.c)) 
 # ---- tests ----------------------------------------------------------------
 # Unit tests link the module under test from the library or a service's
 # object files; anything a unit must not reach is wrapped with --wrap.
+# Secondary expansion must be on before the rules that use $$(...) prerequisites.
+.SECONDEXPANSION:
 UNIT_EXTRA_test_history_store := $(BUILD)/backend/order-history/store.o
 UNIT_EXTRA_test_stages := $(BUILD)/backend/order-executor/stages.o
 
@@ -123,5 +125,4 @@ format:
 clean:
 	rm -rf $(BUILD)
 
-.SECONDEXPANSION:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

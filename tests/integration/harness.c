@@ -1,0 +1,597 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+#include "topic.h"
+#include "util.h"
+
+static const char *
+root(void)
+{
+	const char *r = getenv("PIZZA_ROOT");
+	return r != NULL ? r : ".";
+}
+
+static const char *
+bindir(void)
+{
+	const char *b = getenv("PIZZA_BIN");
+	return b != NULL ? b : "./build/bin";
+}
+
+void
+h_sleep(int ms)
+{
+	sleep_ms(ms);
+}
+
+static int
+free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static int
+port_open(int port)
+{
+	struct sockaddr_in a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* fork+exec argv with stdout and stderr to log (appending). */
+static pid_t
+spawn(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Waits for pid up to ms; SIGKILLs it after that. */
+static void
+reap(pid_t pid, int ms)
+{
+	int64_t deadline = mono_ms() + ms;
+	int st;
+
+	while (mono_ms() < deadline) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid || (r < 0 && errno == ECHILD))
+			return;
+		sleep_ms(10);
+	}
+	fprintf(stderr, "harness: pid %d did not stop in %d ms; killing it\n", (int)pid, ms);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+}
+
+static int
+broker_spawn(struct stack *s)
+{
+	char conf[600], log[600], mosq[] = "/usr/sbin/mosquitto";
+	char *argv[] = { mosq, (char *)"-c", conf, NULL };
+	int64_t deadline;
+
+	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", s->dir);
+	snprintf(log, sizeof(log), "%s/mosquitto.log", s->dir);
+	s->broker = spawn(argv, log);
+	deadline = mono_ms() + 5000;
+	while (mono_ms() < deadline) {
+		if (port_open(s->port))
+			return 0;
+		if (waitpid(s->broker, NULL, WNOHANG) == s->broker) {
+			s->broker = 0;
+			return -1;
+		}
+		sleep_ms(20);
+	}
+	return -1;
+}
+
+static void
+on_observed(void *arg, const struct mq_message *m)
+{
+	struct stack *s = arg;
+	struct h_msg *x;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->nmsgs == s->capmsgs) {
+		size_t cap = s->capmsgs ? s->capmsgs * 2 : 1024;
+		struct h_msg *n = realloc(s->msgs, cap * sizeof(*n));
+		if (n == NULL) {
+			pthread_mutex_unlock(&s->lock);
+			return;
+		}
+		s->msgs = n;
+		s->capmsgs = cap;
+	}
+	x = &s->msgs[s->nmsgs];
+	memset(x, 0, sizeof(*x));
+	x->topic = strdup(m->topic);
+	x->payload = malloc(m->len + 1);
+	memcpy(x->payload, m->payload, m->len);
+	x->payload[m->len] = '\0';
+	x->len = m->len;
+	x->retained = m->retained;
+	x->mono_ms = mono_ms();
+	if (m->correlation != NULL) {
+		x->corr = malloc(m->correlation_len + 1);
+		memcpy(x->corr, m->correlation, m->correlation_len);
+		x->corr[m->correlation_len] = '\0';
+	}
+	s->nmsgs++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int
+h_stack_start(struct stack *s, const char *name)
+{
+	char cmd[1400];
+	static int seq;
+
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->lock, NULL);
+	log_init("harness", LOG_LEVEL_WARN);
+	snprintf(s->dir, sizeof(s->dir), "%s/build/test-run/%s-%d-%d", root(), name, (int)getpid(), seq++);
+	for (int attempt = 0; attempt < 5; attempt++) {
+		s->port = free_port();
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && '%s/broker-config/stack' prepare '%s' %d", s->dir, root(),
+		    s->dir, s->port);
+		if (system(cmd) != 0) {
+			fprintf(stderr, "harness: '%s' failed\n", cmd);
+			return -1;
+		}
+		if (broker_spawn(s) == 0)
+			return 0;
+		fprintf(stderr, "harness: mosquitto did not start on port %d; trying another\n", s->port);
+	}
+	return -1;
+}
+
+int
+h_broker_restart(struct stack *s)
+{
+	if (s->broker > 0) {
+		kill(s->broker, SIGTERM);
+		reap(s->broker, 10000);
+		s->broker = 0;
+	}
+	return broker_spawn(s);
+}
+
+static int
+is_service_with_db(const char *bin)
+{
+	return strcmp(bin, "order-service") == 0 || strcmp(bin, "order-history") == 0 || strcmp(bin, "notifier") == 0;
+}
+
+int
+h_service(struct stack *s, const char *name, const char *bin, ...)
+{
+	char path[600], url[64], pass[600], db[600];
+	char *argv[32];
+	int argc = 0, idx;
+	struct h_proc *p;
+	va_list ap;
+	const char *a;
+	int64_t deadline;
+
+	if (s->nprocs >= H_MAX_PROCS)
+		return -1;
+	idx = s->nprocs;
+	p = &s->procs[idx];
+	char log[sizeof(p->log)];
+
+	snprintf(log, sizeof(log), "%s/%s.log", s->dir, name);
+	memcpy(p->log, log, sizeof(log));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	snprintf(path, sizeof(path), "%s/%s", bindir(), bin);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", s->port);
+	snprintf(pass, sizeof(pass), "%s/secrets/%s.pass", s->dir, bin);
+	snprintf(db, sizeof(db), "%s/data/%s.db", s->dir, name);
+	argv[argc++] = path;
+	argv[argc++] = (char *)"--mqtt-url";
+	argv[argc++] = url;
+	argv[argc++] = (char *)"--mqtt-user";
+	argv[argc++] = (char *)bin;
+	argv[argc++] = (char *)"--mqtt-password-file";
+	argv[argc++] = pass;
+	if (is_service_with_db(bin)) {
+		argv[argc++] = (char *)"--db";
+		argv[argc++] = db;
+	}
+	va_start(ap, bin);
+	while ((a = va_arg(ap, const char *)) != NULL && argc < 31)
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	argv[argc] = NULL;
+
+	p->pid = spawn(argv, p->log);
+	s->nprocs++;
+	deadline = mono_ms() + 10000;
+	while (mono_ms() < deadline) {
+		char *text = file_read_small(p->log, 1 << 20);
+		int ready = text != NULL && strstr(text, "msg=\"ready\"") != NULL;
+
+		free(text);
+		if (ready)
+			return idx;
+		if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
+			fprintf(stderr, "harness: %s exited at start; see %s\n", name, p->log);
+			p->pid = 0;
+			return -1;
+		}
+		sleep_ms(20);
+	}
+	fprintf(stderr, "harness: %s not ready after 10 s; see %s\n", name, p->log);
+	return -1;
+}
+
+void
+h_signal(struct stack *s, const char *name, int sig)
+{
+	for (int i = 0; i < s->nprocs; i++) {
+		struct h_proc *p = &s->procs[i];
+		if (p->pid > 0 && strcmp(p->name, name) == 0) {
+			kill(p->pid, sig);
+			if (sig == SIGTERM || sig == SIGKILL) {
+				reap(p->pid, 5000);
+				p->pid = 0;
+			}
+		}
+	}
+}
+
+const char *
+h_password(struct stack *s, const char *user)
+{
+	static char buf[256];
+	char path[600], *text, *line, *save = NULL;
+
+	snprintf(path, sizeof(path), "%s/secrets/%s.pass", s->dir, user);
+	if ((text = file_read_small(path, 255)) != NULL) {
+		snprintf(buf, sizeof(buf), "%s", text);
+		free(text);
+		return buf;
+	}
+	snprintf(path, sizeof(path), "%s/broker-config/dev/users.txt", root());
+	if ((text = file_read_small(path, 1 << 16)) == NULL)
+		return NULL;
+	buf[0] = '\0';
+	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		size_t n = strlen(user);
+		if (strncmp(line, user, n) == 0 && line[n] == ':') {
+			snprintf(buf, sizeof(buf), "%s", line + n + 1);
+			break;
+		}
+	}
+	free(text);
+	return buf[0] != '\0' ? buf : NULL;
+}
+
+static struct mq *
+client(struct stack *s, const char *user, const char *client_id, mq_handler h, void *arg, const char *filter)
+{
+	struct mq_config cfg;
+	char url[64], err[512];
+	struct mq *mq;
+
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", s->port);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.url = url;
+	cfg.client_id = client_id;
+	cfg.username = user;
+	cfg.password = h_password(s, user);
+	cfg.clean_start = 1;
+	if ((mq = mq_new(&cfg, h, arg)) == NULL)
+		return NULL;
+	if (filter != NULL)
+		mq_subscribe(mq, filter, 1, 0);
+	if (mq_connect(mq, 5000, err, sizeof(err)) != 0) {
+		fprintf(stderr, "harness: %s cannot connect: %s\n", user, err);
+		mq_free(mq);
+		return NULL;
+	}
+	return mq;
+}
+
+int
+h_observer(struct stack *s)
+{
+	s->observer = client(s, "admin", "test-observer", on_observed, s, "pizza/#");
+	return s->observer != NULL ? 0 : -1;
+}
+
+static void
+ignore(void *arg, const struct mq_message *m)
+{
+	(void)arg;
+	(void)m;
+}
+
+int
+h_place(struct stack *s, const char *user, const char *sku, int qty, const char *corr)
+{
+	struct mq *phone = NULL;
+	struct mq_publish p;
+	char topic[TOPIC_MAX], reply[TOPIC_MAX], body[256], cid[64];
+
+	for (int i = 0; i < s->nphones; i++)
+		if (strcmp(s->phone_users[i], user) == 0)
+			phone = s->phones[i];
+	if (phone == NULL) {
+		if (s->nphones >= 8)
+			return -1;
+		snprintf(cid, sizeof(cid), "test-phone-%s", user);
+		if ((phone = client(s, user, cid, ignore, NULL, NULL)) == NULL)
+			return -1;
+		s->phones[s->nphones] = phone;
+		snprintf(s->phone_users[s->nphones], sizeof(s->phone_users[0]), "%s", user);
+		s->nphones++;
+	}
+	topic_new(topic, sizeof(topic), user);
+	topic_reply(reply, sizeof(reply), user, "test");
+	snprintf(body, sizeof(body), "{\"items\":[{\"sku\":\"%s\",\"qty\":%d}]}", sku, qty);
+	memset(&p, 0, sizeof(p));
+	p.topic = topic;
+	p.payload = body;
+	p.len = strlen(body);
+	p.qos = 1;
+	p.response_topic = reply;
+	p.correlation = corr;
+	p.correlation_len = strlen(corr);
+	return mq_publish(phone, &p);
+}
+
+int
+h_wait_reply(struct stack *s, const char *corr, char *out, size_t n, int timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+
+	while (mono_ms() < deadline) {
+		int found = -1;
+
+		pthread_mutex_lock(&s->lock);
+		for (size_t i = 0; i < s->nmsgs; i++) {
+			struct h_msg *m = &s->msgs[i];
+			if (m->corr != NULL && strcmp(m->corr, corr) == 0 && strstr(m->topic, "/replies/") != NULL) {
+				json_t *r = json_loads(m->payload, 0, NULL);
+				const char *id = json_string_value(json_object_get(r, "order_id"));
+				found = id != NULL ? 0 : 1;
+				if (id != NULL)
+					snprintf(out, n, "%s", id);
+				else
+					snprintf(out, n, "%s: %s", json_string_value(json_object_get(r, "error")),
+					    json_string_value(json_object_get(r, "detail")));
+				json_decref(r);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (found >= 0)
+			return found;
+		sleep_ms(10);
+	}
+	return -1;
+}
+
+static int
+match(const struct h_msg *m, const char *order_id, enum event_type type, int status, struct event *ev)
+{
+	char err[256];
+
+	if (event_decode(m->payload, m->len, ev, err, sizeof(err)) != 0)
+		return 0;
+	if (order_id != NULL && strcmp(ev->order_id, order_id) != 0)
+		return 0;
+	if (type != 0 && ev->type != type)
+		return 0;
+	if (status != 0 && (int)ev->status != status)
+		return 0;
+	return 1;
+}
+
+int
+h_events(struct stack *s, const char *order_id, enum event_type type, struct event *out, int n)
+{
+	struct event ev;
+	int k = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->nmsgs; i++)
+		if (match(&s->msgs[i], order_id, type, 0, &ev)) {
+			if (k < n)
+				out[k] = ev;
+			k++;
+		}
+	pthread_mutex_unlock(&s->lock);
+	return k;
+}
+
+int
+h_count_events(struct stack *s, const char *order_id, enum event_type type, int status)
+{
+	struct event ev;
+	int k = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->nmsgs; i++)
+		k += match(&s->msgs[i], order_id, type, status, &ev);
+	pthread_mutex_unlock(&s->lock);
+	return k;
+}
+
+int
+h_wait_events(struct stack *s, const char *order_id, enum event_type type, int status, int want, int timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+	int k;
+
+	while ((k = h_count_events(s, order_id, type, status)) < want && mono_ms() < deadline)
+		sleep_ms(20);
+	return k;
+}
+
+int
+h_count_topic(struct stack *s, const char *topic)
+{
+	int k = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->nmsgs; i++)
+		k += strcmp(s->msgs[i].topic, topic) == 0;
+	pthread_mutex_unlock(&s->lock);
+	return k;
+}
+
+int
+h_run(struct stack *s, const char *password, char **out, char *const argv[])
+{
+	char path[600], url[64];
+	int fds[2], st;
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap);
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/%s", bindir(), argv[0]);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", s->port);
+	if (buf == NULL || pipe(fds) != 0) {
+		free(buf);
+		return -1;
+	}
+	if ((pid = fork()) == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		setenv("PIZZA_MQTT_URL", url, 1);
+		if (password != NULL)
+			setenv("PIZZA_PASSWORD", password, 1);
+		else
+			unsetenv("PIZZA_PASSWORD");
+		execv(path, argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	for (;;) {
+		ssize_t r;
+		if (len + 1 >= cap) {
+			char *n = realloc(buf, cap * 2);
+			if (n == NULL)
+				break;
+			buf = n;
+			cap *= 2;
+		}
+		r = read(fds[0], buf + len, cap - len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	close(fds[0]);
+	waitpid(pid, &st, 0);
+	*out = buf;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int64_t
+h_sql_int(struct stack *s, const char *db, const char *sql, const char *arg)
+{
+	char path[600];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	snprintf(path, sizeof(path), "%s/data/%s.db", s->dir, db);
+	if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_busy_timeout(h, 2000);
+		if (arg != NULL)
+			sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
+}
+
+void
+h_stack_stop(struct stack *s)
+{
+	for (int i = 0; i < s->nphones; i++) {
+		mq_disconnect(s->phones[i], 500);
+		mq_free(s->phones[i]);
+	}
+	if (s->observer != NULL) {
+		mq_disconnect(s->observer, 500);
+		mq_free(s->observer);
+	}
+	for (int i = 0; i < s->nprocs; i++)
+		if (s->procs[i].pid > 0)
+			kill(s->procs[i].pid, SIGTERM);
+	for (int i = 0; i < s->nprocs; i++)
+		if (s->procs[i].pid > 0)
+			reap(s->procs[i].pid, 5000);
+	if (s->broker > 0) {
+		kill(s->broker, SIGTERM);
+		reap(s->broker, 5000);
+	}
+	for (size_t i = 0; i < s->nmsgs; i++) {
+		free(s->msgs[i].topic);
+		free(s->msgs[i].payload);
+		free(s->msgs[i].corr);
+	}
+	free(s->msgs);
+	pthread_mutex_destroy(&s->lock);
+}

@@ -1,0 +1,111 @@
+/*
+ * harness.h - integration tests against real parts: a private mosquitto
+ * started from broker-config/ on a free port, the real service binaries,
+ * real SQLite files, and an observer client that records every message on
+ * pizza/# (as the admin account).
+ *
+ * Environment: PIZZA_ROOT (the checkout) and PIZZA_BIN (built binaries),
+ * both set by `make integration`.
+ */
+#ifndef PIZZA_HARNESS_H
+#define PIZZA_HARNESS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "event.h"
+#include "mq.h"
+
+#define H_MAX_PROCS 16
+
+struct h_msg {
+	char *topic;
+	char *payload;
+	size_t len;
+	int retained;
+	int64_t mono_ms;
+	char *corr; /* correlation data, NUL-terminated, or NULL */
+};
+
+struct h_proc {
+	char name[64];
+	pid_t pid;
+	char log[640];
+};
+
+struct stack {
+	char dir[400];
+	int port;
+	pid_t broker;
+	struct h_proc procs[H_MAX_PROCS];
+	int nprocs;
+	struct mq *observer;
+	pthread_mutex_t lock;
+	struct h_msg *msgs;
+	size_t nmsgs, capmsgs;
+	struct mq *phones[8];
+	char phone_users[8][32];
+	int nphones;
+};
+
+/* Starts a private broker in a fresh folder named after name. Returns 0 or -1. */
+int h_stack_start(struct stack *s, const char *name);
+/* Stops everything (SIGTERM, then SIGKILL after 5 s) and frees; keeps the folder for post-mortems. */
+void h_stack_stop(struct stack *s);
+
+/*
+ * Starts bin (a service name under PIZZA_BIN) with the broker URL, its own
+ * account and a database in the stack's folder, plus extra arguments (NULL
+ * ended), and waits until it logs msg="ready".  name labels the process
+ * and its log (e.g. "exec-1").  Returns the index in s->procs, or -1.
+ */
+int h_service(struct stack *s, const char *name, const char *bin, ...) __attribute__((sentinel));
+/* Sends sig to the named process and, for SIGTERM/SIGKILL, waits for it. */
+void h_signal(struct stack *s, const char *name, int sig);
+/* Stops the broker with SIGTERM (it saves its database) and starts it again on the same port. */
+int h_broker_restart(struct stack *s);
+
+/* Starts the observer (admin, pizza/#). Returns 0 or -1. */
+int h_observer(struct stack *s);
+
+/* Password of a dev user (from broker-config/dev/users.txt) or service account; static buffer. */
+const char *h_password(struct stack *s, const char *user);
+
+/*
+ * Places an order for user (a dev user) over MQTT request/response, as a
+ * phone would, without waiting.  The reply is recorded by the observer;
+ * h_wait_reply() returns its order id.
+ */
+int h_place(struct stack *s, const char *user, const char *sku, int qty, const char *corr);
+/*
+ * Waits for the reply with correlation corr.  Returns 0 with the order id
+ * in out when the order was accepted, 1 with "<error>: <detail>" in out
+ * when it was refused, -1 on timeout.
+ */
+int h_wait_reply(struct stack *s, const char *corr, char *out, size_t n, int timeout_ms);
+
+/* Number of recorded messages on topic (exact) decoding to an event, optionally for order_id and type. */
+int h_count_events(struct stack *s, const char *order_id, enum event_type type, int status);
+/* Waits until h_count_events(...) >= want. Returns the final count. */
+int h_wait_events(struct stack *s, const char *order_id, enum event_type type, int status, int want, int timeout_ms);
+/* Copies the recorded events for order_id of type (in arrival order) into out (max n). Returns how many. */
+int h_events(struct stack *s, const char *order_id, enum event_type type, struct event *out, int n);
+/* Number of recorded messages whose topic equals topic. */
+int h_count_topic(struct stack *s, const char *topic);
+
+/*
+ * Runs argv (NULL ended; argv[0] a binary under PIZZA_BIN) with the broker
+ * URL in PIZZA_MQTT_URL and password in PIZZA_PASSWORD (may be NULL),
+ * capturing stdout into a new string *out.  Returns the exit status, or -1.
+ */
+int h_run(struct stack *s, const char *password, char **out, char *const argv[]);
+
+/* A SQLite query on a service's database returning one integer (e.g. count(*)). */
+int64_t h_sql_int(struct stack *s, const char *db, const char *sql, const char *arg);
+
+/* Waits ms milliseconds. */
+void h_sleep(int ms);
+
+#endif
