@@ -160,14 +160,21 @@ on_connect_fail(void *ctx, MQTTAsync_failureData5 *resp)
 {
 	struct mq *mq = ctx;
 	char why[256];
+	/*
+	 * On a refused CONNACK paho 1.3 puts the broker's reason code in
+	 * resp->code (with the message "CONNACK return code"); its own
+	 * failures (socket, TLS) are negative codes.
+	 */
+	int reason = resp->reasonCode != 0 ? (int)resp->reasonCode : (resp->code > 0 ? resp->code : 0);
 
-	switch (resp->reasonCode) {
+	switch (reason) {
+	/* mosquitto answers a wrong password with "not authorised" too, so one message covers both */
+	case 4:
+	case 5:
 	case MQTTREASONCODE_BAD_USER_NAME_OR_PASSWORD:
-		snprintf(why, sizeof(why), "the broker at %s refused the user name or password for '%s'",
-		    mq->url, mq->username != NULL ? mq->username : "(anonymous)");
-		break;
 	case MQTTREASONCODE_NOT_AUTHORIZED:
-		snprintf(why, sizeof(why), "the broker at %s says '%s' is not authorised to connect",
+		snprintf(why, sizeof(why),
+		    "the broker at %s refused the login for '%s': wrong user name or password, or the account may not connect",
 		    mq->url, mq->username != NULL ? mq->username : "(anonymous)");
 		break;
 	case MQTTREASONCODE_SUCCESS:
@@ -176,7 +183,7 @@ on_connect_fail(void *ctx, MQTTAsync_failureData5 *resp)
 		break;
 	default:
 		snprintf(why, sizeof(why), "the broker at %s refused the connection: %s", mq->url,
-		    MQTTReasonCode_toString(resp->reasonCode));
+		    MQTTReasonCode_toString((enum MQTTReasonCodes)reason));
 	}
 	set_failure(mq, why);
 }

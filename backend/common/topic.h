@@ -12,8 +12,14 @@
 #define TOPIC_DEADLETTER "pizza/deadletter"
 /* Every user's status topics, for fanout consumers. */
 #define TOPIC_ALL_STATUS "pizza/users/+/orders/+/status"
-/* Every user's order intake, for order-service (shared between its instances). */
-#define TOPIC_ALL_NEW "$share/order-service/pizza/users/+/orders/new"
+/*
+ * Every user's order intake, for order-service.  A plain subscription, not a
+ * shared one: mosquitto 2.0.11 does not restore shared subscriptions from
+ * its persistence file, so requests sent while a restarted broker waits for
+ * order-service to reconnect would be dropped; a plain persistent
+ * subscription queues them.  (Run one order-service per broker.)
+ */
+#define TOPIC_ALL_NEW "pizza/users/+/orders/new"
 /* The competing executors' shared subscription. */
 #define TOPIC_EXECUTORS "$share/executors/" TOPIC_PLACED
 

@@ -9,6 +9,7 @@ struct stages {
 	struct stage_plan plan;
 	struct job *heap; /* binary min-heap on due_ms */
 	size_t n, max;
+	size_t out; /* popped, not yet back through stages_done()/stages_retry() */
 	struct idset *seen; /* orders taken here, in progress or finished */
 };
 
@@ -87,7 +88,7 @@ stages_take(struct stages *st, const char *order_id, const char *user_id, int64_
 
 	if (idset_has(st->seen, order_id))
 		return STAGES_DUPLICATE;
-	if (st->n >= st->max)
+	if (st->n + st->out >= st->max)
 		return STAGES_FULL;
 	memset(&j, 0, sizeof(j));
 	if (str_copy(j.order_id, sizeof(j.order_id), order_id) != 0 ||
@@ -106,6 +107,7 @@ stages_pop_due(struct stages *st, int64_t now_ms, struct job *out)
 	if (st->n == 0 || st->heap[0].due_ms > now_ms)
 		return 0;
 	pop(st, out);
+	st->out++;
 	return 1;
 }
 
@@ -114,6 +116,8 @@ stages_done(struct stages *st, const struct job *job, int64_t now_ms)
 {
 	struct job j = *job;
 
+	if (st->out > 0)
+		st->out--;
 	if (j.next >= STATUS_READY)
 		return; /* finished; stays in seen so a redelivery is dropped */
 	j.due_ms = now_ms + st->plan.ms[j.next];
@@ -126,6 +130,8 @@ stages_retry(struct stages *st, const struct job *job, int64_t due_ms)
 {
 	struct job j = *job;
 
+	if (st->out > 0)
+		st->out--;
 	j.due_ms = due_ms;
 	push(st, &j);
 }
@@ -139,5 +145,5 @@ stages_next_due(const struct stages *st)
 size_t
 stages_active(const struct stages *st)
 {
-	return st->n;
+	return st->n + st->out;
 }

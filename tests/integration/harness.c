@@ -291,6 +291,32 @@ h_signal(struct stack *s, const char *name, int sig)
 	}
 }
 
+int
+h_wait_log(struct stack *s, const char *name, const char *needle, int count, int timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+
+	for (int i = 0; i < s->nprocs; i++) {
+		if (strcmp(s->procs[i].name, name) != 0)
+			continue;
+		do {
+			char *text = file_read_small(s->procs[i].log, 1 << 24), *p = text;
+			int n = 0;
+
+			while (p != NULL && (p = strstr(p, needle)) != NULL) {
+				n++;
+				p += strlen(needle);
+			}
+			free(text);
+			if (n >= count)
+				return 0;
+			sleep_ms(20);
+		} while (mono_ms() < deadline);
+		return -1;
+	}
+	return -1;
+}
+
 const char *
 h_password(struct stack *s, const char *user)
 {
@@ -510,6 +536,7 @@ h_run(struct stack *s, const char *password, char **out, char *const argv[])
 	}
 	if ((pid = fork()) == 0) {
 		dup2(fds[1], 1);
+		dup2(fds[1], 2);
 		close(fds[0]);
 		close(fds[1]);
 		setenv("PIZZA_MQTT_URL", url, 1);

@@ -67,6 +67,9 @@ void h_signal(struct stack *s, const char *name, int sig);
 /* Stops the broker with SIGTERM (it saves its database) and starts it again on the same port. */
 int h_broker_restart(struct stack *s);
 
+/* Waits until the named process's log holds needle at least count times. Returns 0 or -1 on timeout. */
+int h_wait_log(struct stack *s, const char *name, const char *needle, int count, int timeout_ms);
+
 /* Starts the observer (admin, pizza/#). Returns 0 or -1. */
 int h_observer(struct stack *s);
 
@@ -98,7 +101,7 @@ int h_count_topic(struct stack *s, const char *topic);
 /*
  * Runs argv (NULL ended; argv[0] a binary under PIZZA_BIN) with the broker
  * URL in PIZZA_MQTT_URL and password in PIZZA_PASSWORD (may be NULL),
- * capturing stdout into a new string *out.  Returns the exit status, or -1.
+ * capturing stdout and stderr into a new string *out.  Returns the exit status, or -1.
  */
 int h_run(struct stack *s, const char *password, char **out, char *const argv[]);
 
