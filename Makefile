@@ -111,12 +111,16 @@ integration: check-deps $(BINS) $(INTEG_BINS)
 test: unit integration
 
 # ---- running --------------------------------------------------------------
+# PIZZA_PORT_AUTO: when the port was not chosen by the user and 1883 is
+# taken (a system mosquitto, say), the stack picks a free one and says so.
+PORT_AUTO := $(if $(filter file,$(origin PIZZA_MQTT_PORT)),1,0)
+
 run: all
-	@PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
+	@PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
 	  BUILD=$(BUILD) ./broker-config/stack run
 
 demo: all
-	@PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
+	@PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
 	  BUILD=$(BUILD) ./broker-config/stack demo
 
 format:

@@ -1,0 +1,405 @@
+/*
+ * test_history_store.c - order-history's store (order-history/store.h)
+ * against a real SQLite file in a fresh temporary directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "order-history/store.h"
+#include "util.h"
+
+#define T0 INT64_C(1769860800000) /* 2026-01-31T12:00:00.000Z */
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct history *h;
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	str_copy(f->dir, sizeof(f->dir), "/tmp/pizza-test-history-XXXXXX");
+	if (mkdtemp(f->dir) == NULL) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof(f->path), "%s/history.db", f->dir);
+	if ((f->h = history_open(f->path)) == NULL) {
+		rmdir(f->dir);
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
+
+	history_close(f->h);
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+		char p[160];
+
+		snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
+		unlink(p);
+	}
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static void
+placed(struct event *ev, const char *order, const char *user, int64_t at)
+{
+	assert_int_equal(event_init(ev, EVENT_ORDER_PLACED, order, user), 0);
+	ev->at_ms = at;
+	ev->n_items = 2;
+	str_copy(ev->items[0].sku, sizeof(ev->items[0].sku), "margherita");
+	ev->items[0].qty = 2;
+	str_copy(ev->items[1].sku, sizeof(ev->items[1].sku), "hawaii");
+	ev->items[1].qty = 1;
+}
+
+static void
+status(struct event *ev, const char *order, const char *user, enum order_status s, int64_t at,
+    const char *worker)
+{
+	assert_int_equal(event_init(ev, EVENT_ORDER_STATUS, order, user), 0);
+	ev->at_ms = at;
+	ev->status = s;
+	ev->seq = (int)s;
+	str_copy(ev->worker, sizeof(ev->worker), worker);
+}
+
+static enum history_apply
+apply_placed(struct history *h, const char *order, const char *user, int64_t at)
+{
+	struct event ev;
+
+	placed(&ev, order, user, at);
+	return history_apply(h, &ev);
+}
+
+static enum history_apply
+apply_status(struct history *h, const char *order, const char *user, enum order_status s, int64_t at,
+    const char *worker)
+{
+	struct event ev;
+
+	status(&ev, order, user, s, at, worker);
+	return history_apply(h, &ev);
+}
+
+static const char *
+str_member(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (!json_is_string(v))
+		fail_msg("member '%s' is not a string", key);
+	return json_string_value(v);
+}
+
+static void
+assert_counts(struct history *h, int64_t orders, int64_t statuses)
+{
+	assert_true(history_count_orders(h) == orders);
+	assert_true(history_count_statuses(h) == statuses);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void
+test_empty(void **state)
+{
+	struct fixture *f = *state;
+	json_t *arr;
+
+	assert_counts(f->h, 0, 0);
+	assert_null(history_order(f->h, "nope"));
+	arr = history_user_orders(f->h, "alice", 10, NULL);
+	assert_non_null(arr);
+	assert_int_equal(json_array_size(arr), 0);
+	json_decref(arr);
+}
+
+static void
+test_apply_and_duplicates(void **state)
+{
+	struct fixture *f = *state;
+	struct event ev;
+	json_t *o;
+
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_APPLIED);
+	assert_counts(f->h, 1, 0);
+	/* the same OrderPlaced redelivered, or republished with a new event_id */
+	placed(&ev, "ord-1", "alice", T0 + 5);
+	assert_int_equal(history_apply(f->h, &ev), HISTORY_DUPLICATE);
+	assert_int_equal(history_apply(f->h, &ev), HISTORY_DUPLICATE);
+	assert_counts(f->h, 1, 0);
+
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 10, "exec-1"), HISTORY_APPLIED);
+	assert_counts(f->h, 1, 1);
+	/* redelivered with a new event_id (as a restarted executor would republish) */
+	status(&ev, "ord-1", "alice", STATUS_ACCEPTED, T0 + 10, "exec-1");
+	assert_int_equal(history_apply(f->h, &ev), HISTORY_DUPLICATE);
+	assert_int_equal(history_apply(f->h, &ev), HISTORY_DUPLICATE);
+	/* another event_id, another worker and time for the same (order, seq): still a duplicate */
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 99, "exec-2"), HISTORY_DUPLICATE);
+	assert_counts(f->h, 1, 1);
+
+	/* the first one is what is kept */
+	o = history_order(f->h, "ord-1");
+	assert_non_null(o);
+	assert_string_equal(str_member(o, "placed_at"), "2026-01-31T12:00:00.000Z");
+	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 1);
+	assert_string_equal(str_member(json_array_get(json_object_get(o, "timeline"), 0), "worker"), "exec-1");
+	assert_string_equal(str_member(json_array_get(json_object_get(o, "timeline"), 0), "at"),
+	    "2026-01-31T12:00:00.010Z");
+	json_decref(o);
+
+	/* a different seq of the same order is new */
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 20, "exec-1"), HISTORY_APPLIED);
+	assert_counts(f->h, 1, 2);
+}
+
+static void
+test_other_types_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct event ev;
+
+	assert_int_equal(event_init(&ev, EVENT_PICKUP_ALERT, "ord-1", "alice"), 0);
+	str_copy(ev.message, sizeof(ev.message), "ready");
+	assert_int_equal(history_apply(f->h, &ev), HISTORY_ERROR);
+	assert_counts(f->h, 0, 0);
+	assert_null(history_order(f->h, "ord-1"));
+}
+
+static void
+test_order_json(void **state)
+{
+	struct fixture *f = *state;
+	json_t *o, *items, *tl;
+	static const char *const want_status[] = { "accepted", "prep", "bake", "oven" };
+
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_APPLIED);
+	/* placed, no status yet */
+	o = history_order(f->h, "ord-1");
+	assert_non_null(o);
+	assert_string_equal(str_member(o, "status"), "placed");
+	assert_true(json_is_array(json_object_get(o, "timeline")));
+	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 0);
+	json_decref(o);
+
+	/* statuses arriving out of order */
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_BAKE, T0 + 3000, "exec-2"), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_OVEN, T0 + 4000, "exec-2"), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1000, "exec-1"), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2000, "exec-1"), HISTORY_APPLIED);
+
+	o = history_order(f->h, "ord-1");
+	assert_non_null(o);
+	assert_string_equal(str_member(o, "order_id"), "ord-1");
+	assert_string_equal(str_member(o, "user_id"), "alice");
+	assert_string_equal(str_member(o, "placed_at"), "2026-01-31T12:00:00.000Z");
+	assert_string_equal(str_member(o, "status"), "oven");
+
+	items = json_object_get(o, "items");
+	assert_true(json_is_array(items));
+	assert_int_equal(json_array_size(items), 2);
+	assert_string_equal(str_member(json_array_get(items, 0), "sku"), "margherita");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 0), "qty")), 2);
+	assert_string_equal(str_member(json_array_get(items, 1), "sku"), "hawaii");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 1), "qty")), 1);
+
+	tl = json_object_get(o, "timeline");
+	assert_true(json_is_array(tl));
+	assert_int_equal(json_array_size(tl), 4);
+	for (size_t i = 0; i < 4; i++) {
+		const json_t *e = json_array_get(tl, i);
+		char at[32];
+		int64_t ms;
+
+		assert_string_equal(str_member(e, "status"), want_status[i]);
+		assert_int_equal(json_integer_value(json_object_get(e, "seq")), i + 1);
+		assert_string_equal(str_member(e, "worker"), i < 2 ? "exec-1" : "exec-2");
+		assert_int_equal(time_parse_rfc3339(str_member(e, "at"), &ms), 0);
+		assert_true(ms == T0 + 1000 * (int64_t)(i + 1));
+		assert_string_equal(str_member(e, "at"), time_rfc3339(T0 + 1000 * (int64_t)(i + 1), at, sizeof(at)));
+	}
+	json_decref(o);
+
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_READY, T0 + 5000, "exec-2"), HISTORY_APPLIED);
+	o = history_order(f->h, "ord-1");
+	assert_string_equal(str_member(o, "status"), "ready");
+	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 5);
+	json_decref(o);
+
+	assert_null(history_order(f->h, "ord-2"));
+}
+
+static void
+test_status_before_placed(void **state)
+{
+	struct fixture *f = *state;
+	json_t *o;
+
+	assert_int_equal(apply_status(f->h, "ord-9", "bob", STATUS_ACCEPTED, T0 + 100, "exec-1"), HISTORY_APPLIED);
+	assert_counts(f->h, 0, 1);
+	o = history_order(f->h, "ord-9");
+	assert_non_null(o);
+	assert_string_equal(str_member(o, "order_id"), "ord-9");
+	assert_string_equal(str_member(o, "user_id"), "bob");
+	assert_true(json_is_null(json_object_get(o, "items")));
+	assert_true(json_is_null(json_object_get(o, "placed_at")));
+	assert_string_equal(str_member(o, "status"), "accepted");
+	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 1);
+	json_decref(o);
+
+	/* the late OrderPlaced joins it */
+	assert_int_equal(apply_placed(f->h, "ord-9", "bob", T0), HISTORY_APPLIED);
+	assert_counts(f->h, 1, 1);
+	o = history_order(f->h, "ord-9");
+	assert_non_null(o);
+	assert_string_equal(str_member(o, "user_id"), "bob");
+	assert_int_equal(json_array_size(json_object_get(o, "items")), 2);
+	assert_string_equal(str_member(o, "placed_at"), "2026-01-31T12:00:00.000Z");
+	assert_string_equal(str_member(o, "status"), "accepted");
+	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 1);
+	assert_string_equal(str_member(json_array_get(json_object_get(o, "timeline"), 0), "status"), "accepted");
+	json_decref(o);
+}
+
+static void
+expect_ids(json_t *arr, char ids[][ID_LEN + 1], const int *want, size_t n)
+{
+	assert_non_null(arr);
+	assert_true(json_is_array(arr));
+	if (json_array_size(arr) != n)
+		fail_msg("got %zu orders, expected %zu", json_array_size(arr), n);
+	for (size_t i = 0; i < n; i++) {
+		const json_t *o = json_array_get(arr, i);
+
+		assert_string_equal(str_member(o, "order_id"), ids[want[i]]);
+		assert_string_equal(str_member(o, "user_id"), "alice");
+		assert_true(json_is_array(json_object_get(o, "timeline")));
+	}
+	json_decref(arr);
+}
+
+static void
+test_user_orders(void **state)
+{
+	struct fixture *f = *state;
+	char ids[5][ID_LEN + 1], other[2][ID_LEN + 1];
+	static const int all[] = { 4, 3, 2, 1, 0 };
+	static const int page1[] = { 4, 3 }, page2[] = { 2, 1 }, page3[] = { 0 };
+	json_t *arr;
+
+	/* ids from id_new() sort by time: a few ms apart so each is newer than the last */
+	for (int i = 0; i < 5; i++) {
+		id_new(ids[i]);
+		sleep_ms(2);
+		if (i < 2) {
+			id_new(other[i]);
+			sleep_ms(2);
+		}
+	}
+	/* stored in scrambled order */
+	static const int order[] = { 2, 0, 4, 1, 3 };
+	for (int k = 0; k < 5; k++)
+		assert_int_equal(apply_placed(f->h, ids[order[k]], "alice", T0 + order[k]), HISTORY_APPLIED);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(apply_placed(f->h, other[i], "bob", T0), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, ids[4], "alice", STATUS_PREP, T0 + 50, "exec-1"), HISTORY_APPLIED);
+
+	/* newest first, only alice's */
+	arr = history_user_orders(f->h, "alice", 10, NULL);
+	assert_string_equal(str_member(json_array_get(arr, 0), "status"), "prep");
+	expect_ids(arr, ids, all, 5);
+
+	/* limit and paging with before */
+	expect_ids(history_user_orders(f->h, "alice", 2, NULL), ids, page1, 2);
+	expect_ids(history_user_orders(f->h, "alice", 2, ids[3]), ids, page2, 2);
+	expect_ids(history_user_orders(f->h, "alice", 2, ids[1]), ids, page3, 1);
+	expect_ids(history_user_orders(f->h, "alice", 2, ids[0]), ids, NULL, 0);
+	expect_ids(history_user_orders(f->h, "alice", 5, NULL), ids, all, 5);
+	expect_ids(history_user_orders(f->h, "alice", 0, NULL), ids, NULL, 0);
+
+	/* bob sees his two, newest first */
+	arr = history_user_orders(f->h, "bob", 10, NULL);
+	assert_non_null(arr);
+	assert_int_equal(json_array_size(arr), 2);
+	assert_string_equal(str_member(json_array_get(arr, 0), "order_id"), other[1]);
+	assert_string_equal(str_member(json_array_get(arr, 1), "order_id"), other[0]);
+	assert_string_equal(str_member(json_array_get(arr, 0), "user_id"), "bob");
+	json_decref(arr);
+
+	arr = history_user_orders(f->h, "carol", 10, NULL);
+	assert_non_null(arr);
+	assert_int_equal(json_array_size(arr), 0);
+	json_decref(arr);
+}
+
+static void
+test_survives_reopen(void **state)
+{
+	struct fixture *f = *state;
+	json_t *before, *after;
+
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1, "exec-1"), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2, "exec-1"), HISTORY_APPLIED);
+	before = history_order(f->h, "ord-1");
+	assert_non_null(before);
+
+	history_close(f->h);
+	f->h = history_open(f->path);
+	assert_non_null(f->h);
+
+	assert_counts(f->h, 1, 2);
+	after = history_order(f->h, "ord-1");
+	assert_non_null(after);
+	assert_true(json_equal(before, after));
+	/* and it still deduplicates across the restart */
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_DUPLICATE);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2, "exec-9"), HISTORY_DUPLICATE);
+	assert_counts(f->h, 1, 2);
+	json_decref(before);
+	json_decref(after);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_apply_and_duplicates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_types_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_order_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_before_placed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_user_orders, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
