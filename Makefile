@@ -17,7 +17,7 @@ EXECUTORS ?= 2
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Ibackend/common -MMD -MP
-LDLIBS  := -lpaho-mqtt3as -ljansson -lsqlite3 -lpthread
+LDLIBS  := -lpaho-mqtt3as -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto -lpthread
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -25,6 +25,7 @@ endif
 
 # Debian packages: build, run time, tests.
 DEB_PKGS := gcc make pkg-config libpaho-mqtt-dev libjansson-dev libsqlite3-dev libcmocka-dev \
+            libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
             mosquitto mosquitto-clients
 
 COMMON_SRC := $(wildcard backend/common/*.c)

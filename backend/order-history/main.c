@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "deadletter.h"
+#include "httpd.h"
 #include "event.h"
 #include "log.h"
 #include "mq.h"
@@ -21,6 +24,8 @@
 static struct {
 	struct svc_opts so;
 	const char *db_path;
+	long http_port;
+	const char *http_bind;
 } cfg;
 
 static struct mq *mq;
@@ -61,6 +66,71 @@ on_message(void *arg, const struct mq_message *m)
 		log_debug("stored", "order_id=%s type=%s", ev.order_id, event_type_name(ev.type));
 }
 
+/* Copies the id between prefix and suffix in path into id; 0 on success. */
+static int
+path_id(const char *path, const char *prefix, const char *suffix, char *id)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix), n = strlen(path);
+
+	if (n <= pl + sl || strncmp(path, prefix, pl) != 0 || strcmp(path + n - sl, suffix) != 0 ||
+	    n - pl - sl > NAME_MAX_LEN)
+		return -1;
+	memcpy(id, path + pl, n - pl - sl);
+	id[n - pl - sl] = '\0';
+	return name_valid(id) ? 0 : -1;
+}
+
+/* GET /v1/orders/<id> and GET /v1/users/<id>/orders?limit=&before= */
+static void
+on_http(void *arg, const struct http_req *req, struct http_resp *resp)
+{
+	char id[NAME_MAX_LEN + 1];
+	int is_order = path_id(req->path, "/v1/orders/", "", id) == 0;
+	int is_user = !is_order && path_id(req->path, "/v1/users/", "/orders", id) == 0;
+
+	(void)arg;
+	if (!is_order && !is_user) {
+		http_error(resp, 404, "not_found", "no such resource: %s %s", req->method, req->path);
+		return;
+	}
+	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+		http_error(resp, 405, "method_not_allowed", "%s is not allowed on %s (allowed: GET, HEAD)", req->method,
+		    req->path);
+		resp->allow = "GET, HEAD";
+		return;
+	}
+	if (is_order) {
+		json_t *o = history_order(history, id);
+		if (o == NULL)
+			http_error(resp, 404, "not_found", "no order %s", id);
+		else
+			http_json(resp, 200, o);
+		return;
+	}
+	{
+		const char *ls = http_query(req, "limit"), *before = http_query(req, "before");
+		long limit = 20;
+		json_t *orders, *last;
+
+		if (ls != NULL && parse_long(ls, 1, 100, &limit) != 0) {
+			http_error(resp, 400, "invalid_query", "limit must be a whole number from 1 to 100");
+			return;
+		}
+		if (before != NULL && !name_valid(before)) {
+			http_error(resp, 400, "invalid_query", "before must be an order id");
+			return;
+		}
+		if ((orders = history_user_orders(history, id, (int)limit, before)) == NULL) {
+			http_error(resp, 503, "unavailable", "the history could not be read; try again");
+			return;
+		}
+		last = json_array_size(orders) == (size_t)limit ? json_array_get(orders, json_array_size(orders) - 1) : NULL;
+		http_json(resp, 200,
+		    json_pack("{s:s, s:o, s:O}", "user_id", id, "orders", orders, "next_before",
+			last != NULL ? json_object_get(last, "order_id") : json_null()));
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -68,8 +138,14 @@ main(int argc, char **argv)
 		SVC_OPTS(&cfg.so, "order-history", "order-history"),
 		{ "db", 0, OPT_STR, "PIZZA_HISTORY_DB", "order-history.db", "SQLite file for the history",
 		    &cfg.db_path, 0, 0 },
+		{ "http-port", 0, OPT_INT, "PIZZA_HISTORY_HTTP_PORT", "8081", "HTTP port of the read API (0: none)",
+		    &cfg.http_port, 0, 65535 },
+		{ "http-bind", 0, OPT_STR, "PIZZA_HISTORY_HTTP_BIND", "127.0.0.1", "address the read API listens on",
+		    &cfg.http_bind, 0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
+	struct httpd *http = NULL;
+	char err[256];
 
 	svc_parse(SVC, "Fanout consumer: keeps every user's orders and their timelines.", opts, &cfg.so, argc, argv);
 	svc_signals();
@@ -79,10 +155,14 @@ main(int argc, char **argv)
 	mq_subscribe(mq, TOPIC_PLACED, 1, 0);
 	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	svc_mq_connect(mq, &cfg.so);
-	log_info("ready", "db=%s", cfg.db_path);
+	if (cfg.http_port > 0 &&
+	    (http = httpd_start(cfg.http_bind, (int)cfg.http_port, 1024, on_http, NULL, err, sizeof(err))) == NULL)
+		fatal("cannot start the HTTP read API", "err=\"%s\"", err);
+	log_info("ready", "db=%s http=%s:%d", cfg.db_path, cfg.http_bind, http != NULL ? httpd_port(http) : 0);
 
 	while (!svc_quit)
 		sleep_ms(200);
+	httpd_stop(http);
 
 	log_info("shutting down", "orders=%lld", (long long)history_count_orders(history));
 	mq_disconnect(mq, 2000);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "log.h"
 #include "topic.h"
 #include "util.h"
@@ -30,9 +32,37 @@ url_ok(const char *url)
 	return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
 }
 
-/* Validates request into ev (an OrderPlaced for user_id). Returns 0 or fills res. */
+int
+intake_key_valid(const char *key)
+{
+	size_t n = 0;
+
+	for (; key[n] != '\0'; n++)
+		if (key[n] < 0x20 || key[n] > 0x7e || n >= IDEMPOTENCY_KEY_MAX)
+			return 0;
+	return n > 0;
+}
+
+/* The request's fingerprint for idempotency: SHA-256 of its canonical JSON, in hex. */
 static int
-validate(const char *user_id, const json_t *request, struct event *ev, struct intake_result *res)
+request_hash(const json_t *request, char out[65])
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	char *canon = json_dumps(request, JSON_COMPACT | JSON_SORT_KEYS);
+
+	if (canon == NULL || EVP_Digest(canon, strlen(canon), md, &mdlen, EVP_sha256(), NULL) != 1) {
+		free(canon);
+		return -1;
+	}
+	free(canon);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+int
+intake_validate(const char *user_id, const json_t *request, struct event *ev, struct intake_result *res)
 {
 	char err[256], order_id[ID_LEN + 1];
 	const json_t *v;
@@ -71,10 +101,77 @@ validate(const char *user_id, const json_t *request, struct event *ev, struct in
 	return 0;
 }
 
+/* Looks up (user, key). Returns 1 found (hash/order copied), 0 not found, -1 error. Db locked. */
 static int
-record(struct intake *in, const struct event *ev, const char *json, const char *via)
+idem_lookup(struct intake *in, const char *user, const char *key, char hash[65], char *order_id, size_t n)
 {
-	char topic[TOPIC_MAX], *items;
+	sqlite3_stmt *st = db_prepare(in->db, "SELECT request_hash, order_id FROM idempotency WHERE user_id = ? AND key = ?");
+	int rc = -1;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		snprintf(hash, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(order_id, n, "%s", (const char *)sqlite3_column_text(st, 1));
+		rc = 1;
+		break;
+	case SQLITE_DONE:
+		rc = 0;
+		break;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+idem_insert(struct intake *in, const struct event *ev, const char *key, const char *hash)
+{
+	sqlite3_stmt *st = db_prepare(in->db, "INSERT INTO idempotency(user_id, key, request_hash, order_id, created_ms) "
+					      "VALUES (?, ?, ?, ?, ?)");
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, ev->user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, ev->order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now_ms());
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+intake_expire_keys(struct intake *in, int64_t max_age_ms)
+{
+	sqlite3_stmt *st;
+	int n = -1;
+
+	db_lock(in->db);
+	if ((st = db_prepare(in->db, "DELETE FROM idempotency WHERE created_ms < ?")) != NULL) {
+		sqlite3_bind_int64(st, 1, now_ms() - max_age_ms);
+		if (sqlite3_step(st) == SQLITE_DONE)
+			n = sqlite3_changes(in->db->h);
+		sqlite3_finalize(st);
+	}
+	db_unlock(in->db);
+	return n;
+}
+
+/*
+ * Records the order, its event and its idempotency key in one transaction.
+ * Returns 0 (recorded), 1 (key seen with the same request: res filled as a
+ * replay), 2 (key seen with another request), -1 (database error).
+ */
+static int
+record(struct intake *in, const struct event *ev, const char *json, const char *via, const char *key,
+    const char *hash, struct intake_result *res)
+{
+	char *items;
 	json_t *arr = json_array();
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
@@ -87,11 +184,25 @@ record(struct intake *in, const struct event *ev, const char *json, const char *
 	json_decref(arr);
 	if (items == NULL)
 		return -1;
-	str_copy(topic, sizeof(topic), TOPIC_PLACED);
-
 	db_lock(in->db);
 	if (db_begin(in->db) != 0)
 		goto out;
+	if (key != NULL) {
+		char old_hash[65], old_order[NAME_MAX_LEN + 1];
+		int found = idem_lookup(in, ev->user_id, key, old_hash, old_order, sizeof(old_order));
+
+		if (found < 0)
+			goto rollback;
+		if (found == 1) {
+			rc = strcmp(old_hash, hash) == 0 ? 1 : 2;
+			if (rc == 1)
+				str_copy(res->order_id, sizeof(res->order_id), old_order);
+			db_rollback(in->db);
+			goto out;
+		}
+		if (idem_insert(in, ev, key, hash) != 0)
+			goto rollback;
+	}
 	st = db_prepare(in->db, "INSERT INTO orders(order_id, user_id, items, callback_url, via, created_ms) "
 				"VALUES (?, ?, ?, ?, ?, ?)");
 	if (st == NULL)
@@ -107,7 +218,7 @@ record(struct intake *in, const struct event *ev, const char *json, const char *
 		log_error("cannot record order", "order_id=%s err=\"%s\"", ev->order_id, sqlite3_errmsg(in->db->h));
 		goto rollback;
 	}
-	if (outbox_add(in->db, topic, json, strlen(json), 1, 0, 0) != 0)
+	if (outbox_add(in->db, TOPIC_PLACED, json, strlen(json), 1, 0, 0) != 0)
 		goto rollback;
 	if (db_commit(in->db) != 0)
 		goto rollback;
@@ -123,25 +234,50 @@ out:
 }
 
 void
-intake_place(struct intake *in, const char *user_id, const json_t *request, const char *via,
+intake_place(struct intake *in, const char *user_id, const json_t *request, const char *via, const char *idem_key,
     struct intake_result *res)
 {
 	struct event ev;
-	char *json;
+	char *json, hash[65] = "";
+	int rc;
 
 	memset(res, 0, sizeof(*res));
-	if (validate(user_id, request, &ev, res) != 0) {
+	if (idem_key != NULL && !intake_key_valid(idem_key)) {
+		invalid(res, "invalid_field", "the idempotency key must be 1-%d printable ASCII characters",
+		    IDEMPOTENCY_KEY_MAX);
+		return;
+	}
+	if (intake_validate(user_id, request, &ev, res) != 0) {
 		log_info("order refused", "user_id=%s via=%s", name_valid(user_id) ? user_id : "-", via);
 		return;
 	}
-	if ((json = event_encode(&ev)) == NULL || record(in, &ev, json, via) != 0) {
+	if (idem_key != NULL && request_hash(request, hash) != 0)
+		rc = -1;
+	else if ((json = event_encode(&ev)) == NULL)
+		rc = -1;
+	else {
+		rc = record(in, &ev, json, via, idem_key, hash, res);
 		free(json);
+	}
+	if (rc == 1) {
+		res->status = INTAKE_OK;
+		res->replayed = 1;
+		log_info("idempotent replay", "order_id=%s user_id=%s via=%s", res->order_id, user_id, via);
+		return;
+	}
+	if (rc == 2) {
+		res->status = INTAKE_CONFLICT;
+		res->error = "idempotency_conflict";
+		snprintf(res->detail, sizeof(res->detail),
+		    "this Idempotency-Key was already used with a different request");
+		return;
+	}
+	if (rc != 0) {
 		res->status = INTAKE_INTERNAL;
 		res->error = "internal";
 		snprintf(res->detail, sizeof(res->detail), "the order could not be recorded; please retry");
 		return;
 	}
-	free(json);
 	res->status = INTAKE_OK;
 	str_copy(res->order_id, sizeof(res->order_id), ev.order_id);
 	log_info("order accepted", "order_id=%s user_id=%s via=%s items=%zu", ev.order_id, ev.user_id, via,
@@ -152,7 +288,7 @@ intake_place(struct intake *in, const char *user_id, const json_t *request, cons
 
 void
 intake_place_raw(struct intake *in, const char *user_id, const void *buf, size_t len, const char *via,
-    struct intake_result *res)
+    const char *idem_key, struct intake_result *res)
 {
 	json_error_t jerr;
 	json_t *req;
@@ -167,6 +303,6 @@ intake_place_raw(struct intake *in, const char *user_id, const void *buf, size_t
 		    jerr.column);
 		return;
 	}
-	intake_place(in, user_id, req, via, res);
+	intake_place(in, user_id, req, via, idem_key, res);
 	json_decref(req);
 }

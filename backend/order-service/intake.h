@@ -23,18 +23,26 @@
 	"CREATE TABLE IF NOT EXISTS orders ("                                      \
 	"  order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, items TEXT NOT NULL," \
 	"  callback_url TEXT, via TEXT NOT NULL, created_ms INTEGER NOT NULL);"    \
-	"CREATE INDEX IF NOT EXISTS orders_user ON orders(user_id, order_id);"
+	"CREATE INDEX IF NOT EXISTS orders_user ON orders(user_id, order_id);"    \
+	"CREATE TABLE IF NOT EXISTS idempotency ("                                 \
+	"  user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"  \
+	"  order_id TEXT NOT NULL, created_ms INTEGER NOT NULL,"                   \
+	"  PRIMARY KEY (user_id, key));"
 
 enum intake_status {
 	INTAKE_OK = 0,
 	INTAKE_INVALID,  /* the request is wrong: error/detail say why, nothing was recorded */
 	INTAKE_INTERNAL, /* our fault (database): nothing was recorded, the client may retry */
+	INTAKE_CONFLICT, /* the idempotency key was used before with another request */
 };
+
+#define IDEMPOTENCY_KEY_MAX 255
 
 struct intake_result {
 	enum intake_status status;
 	char order_id[NAME_MAX_LEN + 1];
-	const char *error;  /* stable code: "invalid_json", "invalid_field", "internal" */
+	int replayed;       /* INTAKE_OK for a repeated idempotency key: nothing new was placed */
+	const char *error;  /* stable code: invalid_json, invalid_field, too_large, idempotency_conflict, internal */
 	char detail[256];   /* human text naming the field */
 };
 
@@ -46,18 +54,35 @@ struct intake {
 /*
  * Places an order for user_id (already authenticated by the front door)
  * from request, a borrowed JSON object with "items" and an optional
- * "callback_url" (and, from HTTP, an optional "user_id" that must equal
- * user_id).  via names the front door ("mqtt", "http").  Fills *res; on
- * INTAKE_OK the order is durably recorded and its OrderPlaced queued.
+ * "callback_url" (and an optional "user_id" that must equal user_id).
+ * via names the front door ("mqtt", "http").  idem_key, when not NULL, is
+ * the client's idempotency key (printable ASCII, 1 to IDEMPOTENCY_KEY_MAX
+ * characters): a repeat of the same request with the same key answers the
+ * first order id again (res->replayed) and places nothing; the same key with
+ * another request is INTAKE_CONFLICT.  Fills *res; on INTAKE_OK the order is
+ * durably recorded and its OrderPlaced queued.
  */
 void intake_place(struct intake *in, const char *user_id, const json_t *request, const char *via,
-    struct intake_result *res);
+    const char *idem_key, struct intake_result *res);
 
 /*
  * The same from raw bytes: refuses payloads over EVENT_MAX_BYTES and
  * malformed JSON with INTAKE_INVALID.
  */
 void intake_place_raw(struct intake *in, const char *user_id, const void *buf, size_t len,
-    const char *via, struct intake_result *res);
+    const char *via, const char *idem_key, struct intake_result *res);
+
+/*
+ * Validates a request without recording anything: fills ev with the
+ * OrderPlaced it would publish and returns 0, or returns -1 with res set
+ * to INTAKE_INVALID and a detail naming the field.
+ */
+int intake_validate(const char *user_id, const json_t *request, struct event *ev, struct intake_result *res);
+
+/* 1 if key is a usable idempotency key (printable ASCII, 1..IDEMPOTENCY_KEY_MAX), else 0. */
+int intake_key_valid(const char *key);
+
+/* Forgets idempotency keys older than max_age_ms. Returns how many, or -1. */
+int intake_expire_keys(struct intake *in, int64_t max_age_ms);
 
 #endif

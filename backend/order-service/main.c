@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
+#include "api.h"
 #include "db.h"
 #include "deadletter.h"
 #include "intake.h"
@@ -28,6 +30,10 @@ static struct {
 	struct svc_opts so;
 	const char *db_path;
 	long outbox_retry_ms;
+	long http_port;
+	const char *http_bind;
+	const char *history_url;
+	long idempotency_ttl_h;
 } cfg;
 
 static struct mq *mq;
@@ -95,7 +101,7 @@ on_message(void *arg, const struct mq_message *m)
 		deadletter(mq, SVC, m->topic, m->payload, m->len, why);
 		return;
 	}
-	intake_place_raw(&intake, user, m->payload, m->len, "mqtt", &res);
+	intake_place_raw(&intake, user, m->payload, m->len, "mqtt", NULL, &res);
 	if (res.status != INTAKE_OK && m->response_topic == NULL)
 		deadletter(mq, SVC, m->topic, m->payload, m->len, res.detail);
 	if (m->response_topic != NULL)
@@ -112,10 +118,22 @@ main(int argc, char **argv)
 		{ "outbox-retry-ms", 0, OPT_INT, "PIZZA_OUTBOX_RETRY_MS", "10000",
 		    "re-publish events the broker has not acknowledged after this long", &cfg.outbox_retry_ms,
 		    100, 3600000 },
+		{ "http-port", 0, OPT_INT, "PIZZA_HTTP_PORT", "8080", "HTTP API port (0: no HTTP API)", &cfg.http_port, 0,
+		    65535 },
+		{ "http-bind", 0, OPT_STR, "PIZZA_HTTP_BIND", "127.0.0.1", "address the HTTP API listens on",
+		    &cfg.http_bind, 0, 0 },
+		{ "history-url", 0, OPT_STR, "PIZZA_HISTORY_URL", "http://127.0.0.1:8081",
+		    "order-history's HTTP API, which answers the read endpoints", &cfg.history_url, 0, 0 },
+		{ "idempotency-ttl", 0, OPT_INT, "PIZZA_IDEMPOTENCY_TTL_H", "48",
+		    "hours an Idempotency-Key is remembered (at least 24)", &cfg.idempotency_ttl_h, 24, 24 * 365 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
+	struct api api;
+	struct httpd *http = NULL;
+	char err[256];
+	int64_t last_expire = 0;
 
-	svc_parse(SVC, "Front door: accepts orders over MQTT request/response and publishes OrderPlaced.",
+	svc_parse(SVC, "Front door: accepts orders over MQTT request/response and HTTP, and publishes OrderPlaced.",
 	    opts, &cfg.so, argc, argv);
 	svc_signals();
 	if ((intake.db = db_open(cfg.db_path, INTAKE_SCHEMA)) == NULL)
@@ -124,14 +142,27 @@ main(int argc, char **argv)
 	if ((intake.outbox = outbox_new(intake.db, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("out of memory", NULL);
 	mq_subscribe(mq, TOPIC_ALL_NEW, 1, 0);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	svc_mq_connect(mq, &cfg.so);
-	log_info("ready", "db=%s", cfg.db_path);
+	if (cfg.http_port > 0) {
+		api.intake = &intake;
+		api.history_url = cfg.history_url;
+		if ((http = httpd_start(cfg.http_bind, (int)cfg.http_port, API_MAX_BODY, api_handle, &api, err, sizeof(err))) ==
+		    NULL)
+			fatal("cannot start the HTTP API", "err=\"%s\"", err);
+	}
+	log_info("ready", "db=%s http=%s:%d", cfg.db_path, cfg.http_bind, http != NULL ? httpd_port(http) : 0);
 
 	while (!svc_quit) {
 		/* the tick: publish anything a crash or an outage left in the outbox */
 		outbox_flush(intake.outbox);
+		if (mono_ms() - last_expire > 60000) {
+			intake_expire_keys(&intake, cfg.idempotency_ttl_h * 3600 * 1000);
+			last_expire = mono_ms();
+		}
 		sleep_ms(200);
 	}
+	httpd_stop(http);
 
 	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(intake.outbox));
 	outbox_flush(intake.outbox);
@@ -139,5 +170,6 @@ main(int argc, char **argv)
 	mq_free(mq);
 	outbox_free(intake.outbox);
 	db_close(intake.db);
+	curl_global_cleanup();
 	return 0;
 }

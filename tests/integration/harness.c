@@ -190,8 +190,11 @@ h_stack_start(struct stack *s, const char *name)
 			fprintf(stderr, "harness: '%s' failed\n", cmd);
 			return -1;
 		}
-		if (broker_spawn(s) == 0)
+		if (broker_spawn(s) == 0) {
+			s->http_port = free_port();
+			s->history_port = free_port();
 			return 0;
+		}
 		fprintf(stderr, "harness: mosquitto did not start on port %d; trying another\n", s->port);
 	}
 	return -1;
@@ -217,7 +220,7 @@ is_service_with_db(const char *bin)
 int
 h_service(struct stack *s, const char *name, const char *bin, ...)
 {
-	char path[600], url[64], pass[600], db[600];
+	char path[600], url[64], pass[600], db[600], http[16], hist[64];
 	char *argv[32];
 	int argc = 0, idx;
 	struct h_proc *p;
@@ -248,6 +251,18 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 	if (is_service_with_db(bin)) {
 		argv[argc++] = (char *)"--db";
 		argv[argc++] = db;
+	}
+	if (strcmp(bin, "order-service") == 0) {
+		snprintf(http, sizeof(http), "%d", s->http_port);
+		snprintf(hist, sizeof(hist), "http://127.0.0.1:%d", s->history_port);
+		argv[argc++] = (char *)"--http-port";
+		argv[argc++] = http;
+		argv[argc++] = (char *)"--history-url";
+		argv[argc++] = hist;
+	} else if (strcmp(bin, "order-history") == 0) {
+		snprintf(http, sizeof(http), "%d", s->history_port);
+		argv[argc++] = (char *)"--http-port";
+		argv[argc++] = http;
 	}
 	va_start(ap, bin);
 	while ((a = va_arg(ap, const char *)) != NULL && argc < 31)

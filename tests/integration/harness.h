@@ -37,7 +37,9 @@ struct h_proc {
 
 struct stack {
 	char dir[400];
-	int port;
+	int port;        /* the broker's */
+	int http_port;   /* order-service's HTTP API */
+	int history_port; /* order-history's read API */
 	pid_t broker;
 	struct h_proc procs[H_MAX_PROCS];
 	int nprocs;

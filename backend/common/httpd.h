@@ -1,0 +1,59 @@
+/*
+ * httpd.h - the HTTP server every service uses (libmicrohttpd underneath).
+ *
+ * It reads the request body up to a limit (answering 413 past it), hands
+ * one complete request to the handler, and sends what the handler filled
+ * in.  Every error answer has one shape: {"error":"<code>","detail":"<text>"}.
+ * The handler runs on one of the server's threads; several may run at once.
+ */
+#ifndef PIZZA_HTTPD_H
+#define PIZZA_HTTPD_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct httpd;
+struct MHD_Connection;
+
+struct http_req {
+	const char *method;
+	const char *path; /* without the query string */
+	const char *body; /* NUL-terminated; "" when there is none */
+	size_t body_len;
+	struct MHD_Connection *conn;
+};
+
+struct http_resp {
+	int status;
+	char *body;               /* malloc'd, freed by httpd */
+	const char *content_type; /* default application/json */
+	char location[256];       /* Location header when not empty */
+	const char *allow;        /* Allow header (with 405) */
+	int retry_after;          /* Retry-After seconds when > 0 */
+};
+
+typedef void (*http_handler)(void *arg, const struct http_req *req, struct http_resp *resp);
+
+/* A request header (case-insensitive name) or query argument; NULL when absent. */
+const char *http_header(const struct http_req *req, const char *name);
+const char *http_query(const struct http_req *req, const char *name);
+
+/* Sets the response to status with the JSON body (a reference the call steals). */
+void http_json(struct http_resp *resp, int status, json_t *body);
+/* Sets an error response {"error":code,"detail":...}. */
+void http_error(struct http_resp *resp, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
+ * Listens on bind_addr:port (port 0 picks one; see httpd_port), with bodies
+ * of at most max_body bytes.  Returns NULL with a reason in err.
+ */
+struct httpd *httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handler, void *arg,
+    char *err, size_t errlen);
+/* The port actually listened on. */
+int httpd_port(const struct httpd *h);
+/* Stops listening and waits for handlers in progress. NULL is ignored. */
+void httpd_stop(struct httpd *h);
+
+#endif

@@ -1,0 +1,212 @@
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "log.h"
+#include "menu.h"
+#include "util.h"
+
+struct buf {
+	char *p;
+	size_t len;
+};
+
+static size_t
+on_body(char *data, size_t size, size_t n, void *arg)
+{
+	struct buf *b = arg;
+	size_t add = size * n;
+	char *np;
+
+	if (b->len + add > 4 * 1024 * 1024 || (np = realloc(b->p, b->len + add + 1)) == NULL)
+		return 0;
+	memcpy(np + b->len, data, add);
+	b->p = np;
+	b->len += add;
+	b->p[b->len] = '\0';
+	return add;
+}
+
+/* Forwards a GET to order-history and relays its status and body. */
+static void
+forward(struct api *api, const struct http_req *req, struct http_resp *resp)
+{
+	char url[1024];
+	const char *q;
+	struct buf b = { NULL, 0 };
+	CURL *c;
+	CURLcode cr;
+	long status = 0;
+	char *limit = NULL, *before = NULL;
+
+	if ((c = curl_easy_init()) == NULL) {
+		http_error(resp, 503, "unavailable", "the order history cannot be reached");
+		return;
+	}
+	/* only the query arguments the history knows, re-encoded */
+	if ((q = http_query(req, "limit")) != NULL)
+		limit = curl_easy_escape(c, q, 0);
+	if ((q = http_query(req, "before")) != NULL)
+		before = curl_easy_escape(c, q, 0);
+	{
+		size_t n = (size_t)snprintf(url, sizeof(url), "%s%s", api->history_url, req->path);
+		char sep = '?';
+
+		if (limit != NULL && n < sizeof(url)) {
+			n += (size_t)snprintf(url + n, sizeof(url) - n, "%climit=%s", sep, limit);
+			sep = '&';
+		}
+		if (before != NULL && n < sizeof(url))
+			snprintf(url + n, sizeof(url) - n, "%cbefore=%s", sep, before);
+	}
+	curl_free(limit);
+	curl_free(before);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	cr = curl_easy_perform(c);
+	if (cr == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	if (cr != CURLE_OK || status == 0) {
+		log_warn("order history unreachable", "url=%s err=\"%s\"", api->history_url, curl_easy_strerror(cr));
+		free(b.p);
+		http_error(resp, 503, "unavailable", "the order history is not answering; try again shortly");
+		resp->retry_after = 2;
+		return;
+	}
+	resp->status = (int)status;
+	resp->body = b.p != NULL ? b.p : strdup("");
+}
+
+static int
+is_json(const char *ct)
+{
+	size_t n = strlen("application/json");
+
+	return ct != NULL && strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static void
+post_order(struct api *api, const struct http_req *req, struct http_resp *resp)
+{
+	struct intake_result res;
+	json_error_t jerr;
+	json_t *body;
+	const char *user, *key = http_header(req, "Idempotency-Key");
+
+	if (!is_json(http_header(req, "Content-Type"))) {
+		http_error(resp, 415, "unsupported_media_type", "send the order as Content-Type: application/json");
+		return;
+	}
+	if ((body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+		http_error(resp, 400, "invalid_json", "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+		    jerr.column);
+		return;
+	}
+	if (!json_is_object(body)) {
+		json_decref(body);
+		http_error(resp, 400, "invalid_json", "the body must be a JSON object");
+		return;
+	}
+	user = json_string_value(json_object_get(body, "user_id"));
+	if (user == NULL || !name_valid(user)) {
+		json_decref(body);
+		http_error(resp, 422, "invalid_field", "user_id must be a string of 1-%d characters of A-Z a-z 0-9 _ -",
+		    NAME_MAX_LEN);
+		return;
+	}
+	intake_place(api->intake, user, body, "http", key, &res);
+	json_decref(body);
+	switch (res.status) {
+	case INTAKE_OK: {
+		char status_url[128];
+		snprintf(status_url, sizeof(status_url), "/v1/orders/%s", res.order_id);
+		snprintf(resp->location, sizeof(resp->location), "%s", status_url);
+		http_json(resp, 202,
+		    json_pack("{s:s, s:s, s:s}", "order_id", res.order_id, "status", "accepted", "status_url", status_url));
+		return;
+	}
+	case INTAKE_INVALID:
+		http_error(resp, strcmp(res.error, "invalid_json") == 0 ? 400 : strcmp(res.error, "too_large") == 0 ? 413 : 422,
+		    res.error, "%s", res.detail);
+		return;
+	case INTAKE_CONFLICT:
+		http_error(resp, 422, res.error, "%s", res.detail);
+		return;
+	case INTAKE_INTERNAL:
+		http_error(resp, 503, res.error, "%s", res.detail);
+		resp->retry_after = 1;
+		return;
+	}
+}
+
+static void
+get_menu(const struct http_req *req, struct http_resp *resp)
+{
+	size_t n;
+	const struct menu_item *m = menu_all(&n);
+	json_t *items = json_array();
+
+	(void)req;
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(items, json_pack("{s:s, s:s, s:i, s:s}", "sku", m[i].sku, "name", m[i].name,
+						 "price_cents", m[i].price_cents, "currency", "EUR"));
+	http_json(resp, 200, json_pack("{s:o, s:i}", "items", items, "max_qty", EVENT_MAX_QTY));
+}
+
+/* Matches /v1/orders/<id> and /v1/users/<id>/orders with a valid id. */
+static int
+id_path(const char *path, const char *prefix, const char *suffix)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix), n = strlen(path);
+	char id[NAME_MAX_LEN + 1];
+
+	if (n <= pl + sl || strncmp(path, prefix, pl) != 0 || strcmp(path + n - sl, suffix) != 0 ||
+	    n - pl - sl > NAME_MAX_LEN)
+		return 0;
+	memcpy(id, path + pl, n - pl - sl);
+	id[n - pl - sl] = '\0';
+	return name_valid(id);
+}
+
+void
+api_handle(void *arg, const struct http_req *req, struct http_resp *resp)
+{
+	struct api *api = arg;
+	int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+	const char *allow = NULL;
+
+	if (strcmp(req->path, "/v1/orders") == 0) {
+		if (strcmp(req->method, "POST") == 0)
+			post_order(api, req, resp);
+		else
+			allow = "POST";
+	} else if (strcmp(req->path, "/v1/menu") == 0) {
+		if (get)
+			get_menu(req, resp);
+		else
+			allow = "GET, HEAD";
+	} else if (id_path(req->path, "/v1/orders/", "") || id_path(req->path, "/v1/users/", "/orders")) {
+		if (get)
+			forward(api, req, resp);
+		else
+			allow = "GET, HEAD";
+	} else {
+		http_error(resp, 404, "not_found", "no such resource: %s %s", req->method, req->path);
+	}
+	if (allow != NULL) {
+		http_error(resp, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", req->method, req->path,
+		    allow);
+		resp->allow = allow;
+	}
+}

@@ -1,0 +1,28 @@
+/*
+ * api.h - order-service's HTTP API (docs/http-api.md).
+ *
+ *   POST /v1/orders                 place an order: 202 at once, then asynchronous
+ *   GET  /v1/orders/<order_id>      the order and its timeline    } answered by
+ *   GET  /v1/users/<user_id>/orders the user's orders, newest first } order-history
+ *   GET  /v1/menu                   what can be ordered
+ *
+ * Orders go through intake_place(), the same path as MQTT orders.  The read
+ * endpoints are forwarded to order-history, which owns the history.
+ */
+#ifndef PIZZA_API_H
+#define PIZZA_API_H
+
+#include "httpd.h"
+#include "intake.h"
+
+#define API_MAX_BODY (16 * 1024) /* bytes; larger bodies get 413 */
+
+struct api {
+	struct intake *intake;
+	const char *history_url; /* e.g. http://127.0.0.1:8081 */
+};
+
+/* The http_handler for the API; arg is a struct api. */
+void api_handle(void *arg, const struct http_req *req, struct http_resp *resp);
+
+#endif
