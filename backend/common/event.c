@@ -7,13 +7,20 @@
 
 #include "menu.h"
 
-static const char *const type_names[] = { NULL, "OrderPlaced", "OrderStatus", "PickupAlert" };
+static const char *const type_names[] = { NULL, "OrderPlaced", "OrderStatus", "PickupAlert", "CallbackDelivery" };
+static const char *const outcome_names[] = { NULL, "delivered", "failed" };
 static const char *const status_names[] = { NULL, "accepted", "prep", "bake", "oven", "ready" };
 
 const char *
 event_type_name(enum event_type t)
 {
-	return t >= EVENT_ORDER_PLACED && t <= EVENT_PICKUP_ALERT ? type_names[t] : NULL;
+	return t >= EVENT_ORDER_PLACED && t <= EVENT_CALLBACK_DELIVERY ? type_names[t] : NULL;
+}
+
+const char *
+outcome_name(enum delivery_outcome o)
+{
+	return o >= DELIVERY_DELIVERED && o <= DELIVERY_FAILED ? outcome_names[o] : NULL;
 }
 
 const char *
@@ -34,7 +41,7 @@ status_from_name(const char *name)
 static enum event_type
 type_from_name(const char *name)
 {
-	for (int i = EVENT_ORDER_PLACED; i <= EVENT_PICKUP_ALERT; i++)
+	for (int i = EVENT_ORDER_PLACED; i <= EVENT_CALLBACK_DELIVERY; i++)
 		if (strcmp(type_names[i], name) == 0)
 			return (enum event_type)i;
 	return 0;
@@ -167,6 +174,11 @@ event_check(const struct event *ev)
 		return 0;
 	case EVENT_PICKUP_ALERT:
 		return ev->message[0] != '\0' ? 0 : -1;
+	case EVENT_CALLBACK_DELIVERY:
+		return outcome_name(ev->outcome) != NULL && name_valid(ev->delivery_id) && ev->attempts >= 1 &&
+			       ev->attempts <= EVENT_MAX_ATTEMPTS
+		    ? 0
+		    : -1;
 	}
 	return -1;
 }
@@ -206,6 +218,12 @@ event_encode(const struct event *ev)
 		break;
 	case EVENT_PICKUP_ALERT:
 		json_object_set_new(o, "message", json_string(ev->message));
+		break;
+	case EVENT_CALLBACK_DELIVERY:
+		json_object_set_new(o, "delivery_id", json_string(ev->delivery_id));
+		json_object_set_new(o, "outcome", json_string(outcome_name(ev->outcome)));
+		json_object_set_new(o, "attempts", json_integer(ev->attempts));
+		json_object_set_new(o, "detail", json_string(ev->message));
 		break;
 	}
 	out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -287,6 +305,29 @@ event_decode(const void *buf, size_t len, struct event *ev, char *err, size_t er
 			goto out;
 		}
 		break;
+	case EVENT_CALLBACK_DELIVERY: {
+		char outcome[16];
+		const json_t *att = json_object_get(o, "attempts");
+
+		if (get_name(o, "delivery_id", ev->delivery_id, err, errlen) != 0 ||
+		    get_string(o, "outcome", outcome, sizeof(outcome), 0, err, errlen) != 0 ||
+		    get_string(o, "detail", ev->message, sizeof(ev->message), 1, err, errlen) != 0)
+			goto out;
+		if (strcmp(outcome, "delivered") == 0)
+			ev->outcome = DELIVERY_DELIVERED;
+		else if (strcmp(outcome, "failed") == 0)
+			ev->outcome = DELIVERY_FAILED;
+		else {
+			fail(err, errlen, "unknown outcome '%s'", outcome);
+			goto out;
+		}
+		if (!json_is_integer(att) || json_integer_value(att) < 1 || json_integer_value(att) > EVENT_MAX_ATTEMPTS) {
+			fail(err, errlen, "field 'attempts' must be a whole number from 1 to %d", EVENT_MAX_ATTEMPTS);
+			goto out;
+		}
+		ev->attempts = (int)json_integer_value(att);
+		break;
+	}
 	}
 	rc = 0;
 out:

@@ -22,7 +22,11 @@
 #define EVENT_MESSAGE_MAX 256
 #define EVENT_URL_MAX 512
 
-enum event_type { EVENT_ORDER_PLACED = 1, EVENT_ORDER_STATUS, EVENT_PICKUP_ALERT };
+enum event_type { EVENT_ORDER_PLACED = 1, EVENT_ORDER_STATUS, EVENT_PICKUP_ALERT, EVENT_CALLBACK_DELIVERY };
+
+/* How a callback delivery ended (CallbackDelivery events). */
+enum delivery_outcome { DELIVERY_DELIVERED = 1, DELIVERY_FAILED };
+#define EVENT_MAX_ATTEMPTS 100
 
 /* The stages of an order, in order.  An OrderStatus's seq is its stage's number. */
 enum order_status {
@@ -53,10 +57,16 @@ struct event {
 	enum order_status status;
 	int seq;
 	char worker[NAME_MAX_LEN + 1];
-	/* PickupAlert */
+	/* PickupAlert; CallbackDelivery's detail (may be "") */
 	char message[EVENT_MESSAGE_MAX + 1];
+	/* CallbackDelivery */
+	char delivery_id[NAME_MAX_LEN + 1];
+	enum delivery_outcome outcome;
+	int attempts;
 };
 
+/* "delivered", "failed"; NULL for an unknown value. */
+const char *outcome_name(enum delivery_outcome o);
 /* "OrderPlaced", ... ; NULL for an unknown value. */
 const char *event_type_name(enum event_type t);
 /* "accepted", "prep", ... ; NULL for an unknown value. */

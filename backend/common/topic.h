@@ -10,6 +10,8 @@
 
 #define TOPIC_PLACED "pizza/orders/placed"
 #define TOPIC_DEADLETTER "pizza/deadletter"
+/* How each order's callback delivery ended (CallbackDelivery), for the history. */
+#define TOPIC_CALLBACKS "pizza/orders/callbacks"
 /* Every user's status topics, for fanout consumers. */
 #define TOPIC_ALL_STATUS "pizza/users/+/orders/+/status"
 /*

@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "db.h"
 #include "deadletter.h"
+#include "delivery.h"
 #include "event.h"
 #include "log.h"
 #include "menu.h"
@@ -33,13 +35,16 @@
 	"CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL," \
 	"  items TEXT NOT NULL, callback_url TEXT, placed_ms INTEGER NOT NULL);"            \
 	"CREATE TABLE IF NOT EXISTS alerts (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL," \
-	"  event_id TEXT NOT NULL, ready_ms INTEGER NOT NULL);"
+	"  event_id TEXT NOT NULL, ready_ms INTEGER NOT NULL);"                          \
+	DELIVERY_SCHEMA
 
 static struct {
 	struct svc_opts so;
 	const char *db_path;
 	long alert_expiry_s;
 	long outbox_retry_ms;
+	const char *callback_secret_file;
+	long cb_attempts, cb_base_ms, cb_cap_ms, cb_timeout_ms;
 } cfg;
 
 static struct mq *mq;
@@ -88,22 +93,28 @@ on_placed(const struct event *ev)
 	return rc < 0 ? -1 : 0;
 }
 
-/* The alert's human text: names the pizza when OrderPlaced was seen. */
+/*
+ * What OrderPlaced told us about the order: the alert's human text (naming
+ * the pizza) and the callback URL, if any ("" when none or not seen).
+ */
 static void
-alert_text(const struct event *st, char *buf, size_t n)
+order_facts(const struct event *st, char *text, size_t n, char *url, size_t urln)
 {
-	sqlite3_stmt *q = db_prepare(db, "SELECT items FROM orders WHERE order_id = ?");
-	const char *items = NULL;
+	sqlite3_stmt *q = db_prepare(db, "SELECT items, callback_url FROM orders WHERE order_id = ?");
+	const char *items = NULL, *cb = NULL;
 
 	if (q != NULL) {
 		sqlite3_bind_text(q, 1, st->order_id, -1, SQLITE_STATIC);
-		if (sqlite3_step(q) == SQLITE_ROW)
+		if (sqlite3_step(q) == SQLITE_ROW) {
 			items = (const char *)sqlite3_column_text(q, 0);
+			cb = (const char *)sqlite3_column_text(q, 1);
+		}
 	}
 	if (items != NULL && items[0] != '\0')
-		snprintf(buf, n, "Your order is ready for pickup: %s.", items);
+		snprintf(text, n, "Your order is ready for pickup: %s.", items);
 	else
-		snprintf(buf, n, "Your order is ready for pickup.");
+		snprintf(text, n, "Your order is ready for pickup.");
+	snprintf(url, urln, "%s", cb != NULL ? cb : "");
 	sqlite3_finalize(q);
 }
 
@@ -111,7 +122,7 @@ static int
 on_ready(const struct event *st)
 {
 	struct event alert;
-	char topic[TOPIC_MAX], *json = NULL;
+	char topic[TOPIC_MAX], *json = NULL, url[EVENT_URL_MAX + 1];
 	int rc = -1, inserted = -1;
 	sqlite3_stmt *ins;
 
@@ -119,7 +130,7 @@ on_ready(const struct event *st)
 	    topic_alerts(topic, sizeof(topic), st->user_id) != 0)
 		return -1;
 	db_lock(db);
-	alert_text(st, alert.message, sizeof(alert.message));
+	order_facts(st, alert.message, sizeof(alert.message), url, sizeof(url));
 	if ((json = event_encode(&alert)) == NULL || db_begin(db) != 0)
 		goto out;
 	/* the alerts row is the "sent once" record; only a new row queues an alert */
@@ -131,8 +142,9 @@ on_ready(const struct event *st)
 		sqlite3_bind_int64(ins, 4, st->at_ms);
 		inserted = insert_step(ins, st->order_id);
 	}
-	if (inserted < 0 || (inserted == 1 && outbox_add(db, topic, json, strlen(json), 1, 0,
-						     (unsigned)cfg.alert_expiry_s) != 0)) {
+	if (inserted < 0 ||
+	    (inserted == 1 && outbox_add(db, topic, json, strlen(json), 1, 0, (unsigned)cfg.alert_expiry_s) != 0) ||
+	    (inserted == 1 && url[0] != '\0' && delivery_add(db, st, url) != 0)) {
 		db_rollback(db);
 		goto out;
 	}
@@ -198,12 +210,36 @@ main(int argc, char **argv)
 		{ "outbox-retry-ms", 0, OPT_INT, "PIZZA_OUTBOX_RETRY_MS", "10000",
 		    "re-publish alerts the broker has not acknowledged after this long", &cfg.outbox_retry_ms, 100,
 		    3600000 },
+		{ "callback-secret-file", 0, OPT_STR, "PIZZA_CALLBACK_SECRET_FILE", NULL,
+		    "file holding the secret that signs callbacks (or set PIZZA_CALLBACK_SECRET)",
+		    &cfg.callback_secret_file, 0, 0 },
+		{ "callback-attempts", 0, OPT_INT, "PIZZA_CALLBACK_ATTEMPTS", "8", "attempts per callback before it fails",
+		    &cfg.cb_attempts, 1, EVENT_MAX_ATTEMPTS },
+		{ "callback-backoff-ms", 0, OPT_INT, "PIZZA_CALLBACK_BACKOFF_MS", "1000",
+		    "wait after the first failed attempt; doubles each time, with jitter", &cfg.cb_base_ms, 1, 3600000 },
+		{ "callback-backoff-max-ms", 0, OPT_INT, "PIZZA_CALLBACK_BACKOFF_MAX_MS", "300000",
+		    "longest wait between attempts", &cfg.cb_cap_ms, 1, 86400000 },
+		{ "callback-timeout-ms", 0, OPT_INT, "PIZZA_CALLBACK_TIMEOUT_MS", "5000",
+		    "how long one attempt may take before it counts as failed", &cfg.cb_timeout_ms, 100, 60000 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
+	struct delivery_policy policy;
+	struct deliverer *deliverer;
+	char *secret = NULL;
+	const char *env;
 
 	svc_parse(SVC, "Fanout consumer: sends each user one pickup alert when an order is ready.", opts,
 	    &cfg.so, argc, argv);
 	svc_signals();
+	if (cfg.callback_secret_file != NULL) {
+		if ((secret = file_read_small(cfg.callback_secret_file, 4096)) == NULL)
+			fatal("cannot read the callback secret file", "path=%s", cfg.callback_secret_file);
+	} else if ((env = getenv("PIZZA_CALLBACK_SECRET")) != NULL && env[0] != '\0')
+		secret = strdup(env);
+	if (secret == NULL || strlen(secret) < 16)
+		fatal("callbacks need a signing secret of at least 16 characters: set PIZZA_CALLBACK_SECRET or "
+		      "--callback-secret-file", NULL);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if ((db = db_open(cfg.db_path, NOTIFIER_SCHEMA)) == NULL)
 		fatal("cannot open the notifier database", "path=%s", cfg.db_path);
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
@@ -212,6 +248,12 @@ main(int argc, char **argv)
 	mq_subscribe(mq, TOPIC_PLACED, 1, 0);
 	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	svc_mq_connect(mq, &cfg.so);
+	policy.max_attempts = (int)cfg.cb_attempts;
+	policy.base_ms = cfg.cb_base_ms;
+	policy.cap_ms = cfg.cb_cap_ms;
+	policy.timeout_ms = cfg.cb_timeout_ms;
+	if ((deliverer = deliverer_start(db, outbox, &policy, secret)) == NULL)
+		fatal("cannot start the callback deliverer", NULL);
 	log_info("ready", "db=%s", cfg.db_path);
 
 	while (!svc_quit) {
@@ -219,11 +261,14 @@ main(int argc, char **argv)
 		sleep_ms(200);
 	}
 
+	deliverer_stop(deliverer);
 	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(outbox));
 	outbox_flush(outbox);
 	mq_disconnect(mq, 2000);
 	mq_free(mq);
 	outbox_free(outbox);
 	db_close(db);
+	free(secret);
+	curl_global_cleanup();
 	return 0;
 }

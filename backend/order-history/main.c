@@ -52,7 +52,11 @@ on_message(void *arg, const struct mq_message *m)
 		deadletter(mq, SVC, m->topic, m->payload, m->len, "event ids do not match its topic");
 		return;
 	}
-	if (ev.type != EVENT_ORDER_PLACED && ev.type != EVENT_ORDER_STATUS) {
+	if (ev.type == EVENT_CALLBACK_DELIVERY && strcmp(m->topic, TOPIC_CALLBACKS) != 0) {
+		deadletter(mq, SVC, m->topic, m->payload, m->len, "CallbackDelivery on a topic other than " TOPIC_CALLBACKS);
+		return;
+	}
+	if (ev.type != EVENT_ORDER_PLACED && ev.type != EVENT_ORDER_STATUS && ev.type != EVENT_CALLBACK_DELIVERY) {
 		snprintf(err, sizeof(err), "unexpected %s on %s", event_type_name(ev.type), m->topic);
 		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
 		return;
@@ -154,6 +158,7 @@ main(int argc, char **argv)
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
 	mq_subscribe(mq, TOPIC_PLACED, 1, 0);
 	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
+	mq_subscribe(mq, TOPIC_CALLBACKS, 1, 0);
 	svc_mq_connect(mq, &cfg.so);
 	if (cfg.http_port > 0 &&
 	    (http = httpd_start(cfg.http_bind, (int)cfg.http_port, 1024, on_http, NULL, err, sizeof(err))) == NULL)

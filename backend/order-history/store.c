@@ -14,7 +14,10 @@
 	"CREATE INDEX IF NOT EXISTS orders_user ON orders(user_id, order_id);"                \
 	"CREATE TABLE IF NOT EXISTS statuses (order_id TEXT NOT NULL, seq INTEGER NOT NULL,"  \
 	"  user_id TEXT NOT NULL, status TEXT NOT NULL, at_ms INTEGER NOT NULL,"              \
-	"  worker TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (order_id, seq));"
+	"  worker TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (order_id, seq));"      \
+	"CREATE TABLE IF NOT EXISTS callbacks (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL," \
+	"  delivery_id TEXT NOT NULL, outcome TEXT NOT NULL, attempts INTEGER NOT NULL,"       \
+	"  detail TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id TEXT NOT NULL);"
 
 struct history {
 	struct db *db;
@@ -88,6 +91,19 @@ history_apply(struct history *h, const struct event *ev)
 		sqlite3_bind_int64(st, 5, ev->at_ms);
 		sqlite3_bind_text(st, 6, ev->worker, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 7, ev->event_id, -1, SQLITE_STATIC);
+	} else if (ev->type == EVENT_CALLBACK_DELIVERY) {
+		st = db_prepare(h->db, "INSERT OR IGNORE INTO callbacks(order_id, user_id, delivery_id, outcome, attempts, "
+				       "detail, at_ms, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+		if (st == NULL)
+			goto out;
+		sqlite3_bind_text(st, 1, ev->order_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, ev->user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, ev->delivery_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, outcome_name(ev->outcome), -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 5, ev->attempts);
+		sqlite3_bind_text(st, 6, ev->message, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 7, ev->at_ms);
+		sqlite3_bind_text(st, 8, ev->event_id, -1, SQLITE_STATIC);
 	} else
 		goto out;
 	if (sqlite3_step(st) != SQLITE_DONE) {
@@ -151,6 +167,26 @@ order_locked(struct history *h, const char *order_id)
 	if (json_object_get(o, "user_id") == NULL)
 		goto fail; /* neither placed nor any status: unknown */
 	json_object_set_new(o, "status", last != NULL ? json_incref(json_object_get(last, "status")) : json_string("placed"));
+
+	/* the callback's outcome, when the order came with a callback_url */
+	st = db_prepare(h->db, "SELECT outcome, attempts, detail, at_ms, delivery_id FROM callbacks WHERE order_id = ?");
+	if (st == NULL)
+		goto fail;
+	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *outcome = (const char *)sqlite3_column_text(st, 0);
+		char what[32];
+
+		snprintf(what, sizeof(what), "callback_%s", outcome);
+		json_array_append_new(timeline,
+		    json_pack("{s:s, s:o, s:i, s:s, s:s}", "status", what, "at", time_json(sqlite3_column_int64(st, 3)),
+			"attempts", sqlite3_column_int(st, 1), "detail", (const char *)sqlite3_column_text(st, 2),
+			"delivery_id", (const char *)sqlite3_column_text(st, 4)));
+		json_object_set_new(o, "callback",
+		    json_pack("{s:s, s:i, s:s}", "outcome", outcome, "attempts", sqlite3_column_int(st, 1), "detail",
+			(const char *)sqlite3_column_text(st, 2)));
+	}
+	sqlite3_finalize(st);
 	json_object_set_new(o, "timeline", timeline);
 	return o;
 fail:

@@ -29,7 +29,12 @@ enum history_apply {
 	HISTORY_ERROR = -1,    /* database error: nothing changed, logged */
 };
 
-/* Records an OrderPlaced or OrderStatus event (other types: HISTORY_ERROR). */
+/*
+ * Records an OrderPlaced, OrderStatus or CallbackDelivery event (other
+ * types: HISTORY_ERROR).  A callback's outcome appears in the order's
+ * timeline as {"status":"callback_delivered"|"callback_failed","at","attempts","detail","delivery_id"}
+ * after the stages, and as the order's "callback" object.
+ */
 enum history_apply history_apply(struct history *h, const struct event *ev);
 
 /*

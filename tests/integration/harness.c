@@ -220,7 +220,7 @@ is_service_with_db(const char *bin)
 int
 h_service(struct stack *s, const char *name, const char *bin, ...)
 {
-	char path[600], url[64], pass[600], db[600], http[16], hist[64];
+	char path[600], url[64], pass[600], db[600], http[16], hist[64], cbsecret[600];
 	char *argv[32];
 	int argc = 0, idx;
 	struct h_proc *p;
@@ -241,6 +241,7 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", s->port);
 	snprintf(pass, sizeof(pass), "%s/secrets/%s.pass", s->dir, bin);
 	snprintf(db, sizeof(db), "%s/data/%s.db", s->dir, name);
+	snprintf(cbsecret, sizeof(cbsecret), "%s/secrets/callback.secret", s->dir);
 	argv[argc++] = path;
 	argv[argc++] = (char *)"--mqtt-url";
 	argv[argc++] = url;
@@ -259,6 +260,10 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 		argv[argc++] = http;
 		argv[argc++] = (char *)"--history-url";
 		argv[argc++] = hist;
+	} else if (strcmp(bin, "notifier") == 0) {
+		snprintf(hist, sizeof(hist), "%s", "--callback-secret-file");
+		argv[argc++] = hist;
+		argv[argc++] = cbsecret;
 	} else if (strcmp(bin, "order-history") == 0) {
 		snprintf(http, sizeof(http), "%d", s->history_port);
 		argv[argc++] = (char *)"--http-port";

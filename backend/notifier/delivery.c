@@ -1,0 +1,355 @@
+#include "delivery.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "log.h"
+#include "sign.h"
+#include "topic.h"
+#include "util.h"
+
+#define DELIVERY_MAX_INFLIGHT 64
+
+struct attempt {
+	CURL *easy;
+	struct curl_slist *headers;
+	char delivery_id[NAME_MAX_LEN + 1];
+	char order_id[NAME_MAX_LEN + 1];
+	char user_id[NAME_MAX_LEN + 1];
+	char *body;
+	int attempts; /* including this one */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct deliverer {
+	struct db *db;
+	struct outbox *outbox;
+	struct delivery_policy p;
+	char *secret;
+	pthread_t thread;
+	atomic_int stop;
+	CURLM *multi;
+	struct attempt *inflight[DELIVERY_MAX_INFLIGHT];
+	int ninflight;
+};
+
+int64_t
+delivery_backoff_ms(const struct delivery_policy *p, int failures, double jitter01)
+{
+	int64_t d = p->base_ms;
+
+	for (int i = 1; i < failures && d < p->cap_ms; i++)
+		d *= 2;
+	if (d > p->cap_ms)
+		d = p->cap_ms;
+	if (jitter01 < 0)
+		jitter01 = 0;
+	if (jitter01 >= 1)
+		jitter01 = 0.999999;
+	return d / 2 + (int64_t)((double)(d - d / 2) * jitter01);
+}
+
+int
+delivery_add(struct db *db, const struct event *status, const char *url)
+{
+	char at[32], id[ID_LEN + 1], *body;
+	sqlite3_stmt *st;
+	json_t *o;
+	int rc = -1;
+
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "OrderReady", "order_id", status->order_id, "user_id",
+	    status->user_id, "status", "ready", "at", time_rfc3339(status->at_ms, at, sizeof(at)));
+	body = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(o);
+	if (body == NULL)
+		return -1;
+	id_new(id);
+	st = db_prepare(db, "INSERT OR IGNORE INTO deliveries(delivery_id, order_id, user_id, url, body, next_ms, created_ms) "
+			    "VALUES (?, ?, ?, ?, ?, ?, ?)");
+	if (st != NULL) {
+		int64_t now = now_ms();
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, status->order_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, status->user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, url, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, body, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 6, now);
+		sqlite3_bind_int64(st, 7, now);
+		if (sqlite3_step(st) == SQLITE_DONE)
+			rc = 0;
+		else
+			log_error("cannot store callback delivery", "order_id=%s err=\"%s\"", status->order_id,
+			    sqlite3_errmsg(db->h));
+		sqlite3_finalize(st);
+	}
+	free(body);
+	return rc;
+}
+
+static double
+jitter(void)
+{
+	uint32_t r = 0;
+
+	random_bytes(&r, sizeof(r));
+	return (double)r / 4294967296.0;
+}
+
+static int
+is_inflight(struct deliverer *d, const char *id)
+{
+	for (int i = 0; i < d->ninflight; i++)
+		if (strcmp(d->inflight[i]->delivery_id, id) == 0)
+			return 1;
+	return 0;
+}
+
+static size_t
+discard(char *data, size_t size, size_t n, void *arg)
+{
+	(void)data;
+	(void)arg;
+	return size * n;
+}
+
+static void
+attempt_free(struct attempt *a)
+{
+	if (a == NULL)
+		return;
+	if (a->easy != NULL)
+		curl_easy_cleanup(a->easy);
+	curl_slist_free_all(a->headers);
+	free(a->body);
+	free(a);
+}
+
+/* Starts one POST. Returns 0, or -1 (the row stays pending). */
+static int
+start_attempt(struct deliverer *d, const char *id, const char *order_id, const char *user_id, const char *url,
+    const char *body, int attempts)
+{
+	struct attempt *a = calloc(1, sizeof(*a));
+	char sig[SIGN_HEADER_MAX + 32], hdr[NAME_MAX_LEN + 32];
+
+	if (a == NULL || (a->body = strdup(body)) == NULL || (a->easy = curl_easy_init()) == NULL)
+		goto fail;
+	str_copy(a->delivery_id, sizeof(a->delivery_id), id);
+	str_copy(a->order_id, sizeof(a->order_id), order_id);
+	str_copy(a->user_id, sizeof(a->user_id), user_id);
+	a->attempts = attempts + 1;
+	memcpy(sig, "Pizza-Signature: ", 17);
+	if (sign_header(d->secret, now_ms() / 1000, a->body, strlen(a->body), sig + 17) != 0)
+		goto fail;
+	snprintf(hdr, sizeof(hdr), "Pizza-Delivery: %s", id);
+	a->headers = curl_slist_append(a->headers, "Content-Type: application/json");
+	a->headers = curl_slist_append(a->headers, sig);
+	a->headers = curl_slist_append(a->headers, hdr);
+	a->headers = curl_slist_append(a->headers, "User-Agent: pizza-notifier/" PIZZA_VERSION);
+	a->headers = curl_slist_append(a->headers, "Expect:"); /* no 100-continue round trip */
+	curl_easy_setopt(a->easy, CURLOPT_URL, url);
+	curl_easy_setopt(a->easy, CURLOPT_POSTFIELDS, a->body);
+	curl_easy_setopt(a->easy, CURLOPT_HTTPHEADER, a->headers);
+	curl_easy_setopt(a->easy, CURLOPT_TIMEOUT_MS, (long)d->p.timeout_ms);
+	curl_easy_setopt(a->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(d->p.timeout_ms < 2000 ? d->p.timeout_ms : 2000));
+	curl_easy_setopt(a->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(a->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(a->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(a->easy, CURLOPT_ERRORBUFFER, a->errbuf);
+	curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
+	if (curl_multi_add_handle(d->multi, a->easy) != CURLM_OK)
+		goto fail;
+	d->inflight[d->ninflight++] = a;
+	log_debug("callback attempt", "order_id=%s delivery_id=%s attempt=%d", order_id, id, a->attempts);
+	return 0;
+fail:
+	attempt_free(a);
+	return -1;
+}
+
+/* Starts attempts for due deliveries, up to the in-flight limit. */
+static void
+start_due(struct deliverer *d)
+{
+	sqlite3_stmt *st;
+
+	if (d->ninflight >= DELIVERY_MAX_INFLIGHT)
+		return;
+	db_lock(d->db);
+	st = db_prepare(d->db, "SELECT delivery_id, order_id, user_id, url, body, attempts FROM deliveries "
+			       "WHERE state = 'pending' AND next_ms <= ? ORDER BY next_ms LIMIT ?");
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, now_ms());
+		sqlite3_bind_int(st, 2, DELIVERY_MAX_INFLIGHT * 2);
+		while (d->ninflight < DELIVERY_MAX_INFLIGHT && sqlite3_step(st) == SQLITE_ROW) {
+			const char *id = (const char *)sqlite3_column_text(st, 0);
+			if (is_inflight(d, id))
+				continue;
+			start_attempt(d, id, (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
+			    (const char *)sqlite3_column_text(st, 3), (const char *)sqlite3_column_text(st, 4),
+			    sqlite3_column_int(st, 5));
+		}
+		sqlite3_finalize(st);
+	}
+	db_unlock(d->db);
+}
+
+/* Records one finished attempt: delivered, retry later, or failed for good. */
+static void
+finish(struct deliverer *d, struct attempt *a, CURLcode cr)
+{
+	long status = 0;
+	char detail[EVENT_MESSAGE_MAX + 1];
+	int ok, final;
+	sqlite3_stmt *st = NULL;
+	int64_t now = now_ms(), next = 0;
+
+	if (cr == CURLE_OK)
+		curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
+	ok = cr == CURLE_OK && status >= 200 && status < 300;
+	if (ok)
+		snprintf(detail, sizeof(detail), "HTTP %ld", status);
+	else if (cr == CURLE_OK)
+		snprintf(detail, sizeof(detail), "the receiver answered HTTP %ld", status);
+	else
+		snprintf(detail, sizeof(detail), "%s", a->errbuf[0] != '\0' ? a->errbuf : curl_easy_strerror(cr));
+	final = ok || a->attempts >= d->p.max_attempts;
+	if (!final)
+		next = now + delivery_backoff_ms(&d->p, a->attempts, jitter());
+
+	db_lock(d->db);
+	if (db_begin(d->db) != 0)
+		goto out;
+	st = db_prepare(d->db, "UPDATE deliveries SET attempts = ?, state = ?, last_error = ?, next_ms = ?, done_ms = ? "
+			       "WHERE delivery_id = ?");
+	if (st == NULL)
+		goto rollback;
+	sqlite3_bind_int(st, 1, a->attempts);
+	sqlite3_bind_text(st, 2, ok ? "delivered" : final ? "failed" : "pending", -1, SQLITE_STATIC);
+	if (!ok)
+		sqlite3_bind_text(st, 3, detail, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, final ? now : next);
+	if (final)
+		sqlite3_bind_int64(st, 5, now);
+	sqlite3_bind_text(st, 6, a->delivery_id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto rollback;
+	if (final) {
+		struct event ev;
+		char *json;
+		int rc;
+
+		if (event_init(&ev, EVENT_CALLBACK_DELIVERY, a->order_id, a->user_id) != 0)
+			goto rollback;
+		str_copy(ev.delivery_id, sizeof(ev.delivery_id), a->delivery_id);
+		ev.outcome = ok ? DELIVERY_DELIVERED : DELIVERY_FAILED;
+		ev.attempts = a->attempts;
+		str_copy(ev.message, sizeof(ev.message), detail);
+		if ((json = event_encode(&ev)) == NULL)
+			goto rollback;
+		rc = outbox_add(d->db, TOPIC_CALLBACKS, json, strlen(json), 1, 0, 0);
+		free(json);
+		if (rc != 0)
+			goto rollback;
+	}
+	if (db_commit(d->db) != 0)
+		goto rollback;
+	goto out;
+rollback:
+	db_rollback(d->db);
+out:
+	sqlite3_finalize(st);
+	db_unlock(d->db);
+	if (ok)
+		log_info("callback delivered", "order_id=%s delivery_id=%s attempts=%d", a->order_id, a->delivery_id,
+		    a->attempts);
+	else if (final)
+		log_warn("callback failed for good", "order_id=%s delivery_id=%s attempts=%d detail=\"%s\"", a->order_id,
+		    a->delivery_id, a->attempts, detail);
+	else
+		log_info("callback attempt failed; will retry", "order_id=%s delivery_id=%s attempt=%d retry_in_ms=%lld",
+		    a->order_id, a->delivery_id, a->attempts, (long long)(next - now));
+	if (final)
+		outbox_flush(d->outbox);
+}
+
+static void *
+run(void *arg)
+{
+	struct deliverer *d = arg;
+	int64_t last_scan = 0;
+
+	while (!d->stop) {
+		int running = 0, left;
+		CURLMsg *msg;
+
+		if (mono_ms() - last_scan >= 100) {
+			start_due(d);
+			last_scan = mono_ms();
+		}
+		curl_multi_perform(d->multi, &running);
+		while ((msg = curl_multi_info_read(d->multi, &left)) != NULL) {
+			struct attempt *a = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
+			curl_multi_remove_handle(d->multi, msg->easy_handle);
+			finish(d, a, msg->data.result);
+			for (int i = 0; i < d->ninflight; i++)
+				if (d->inflight[i] == a) {
+					d->inflight[i] = d->inflight[--d->ninflight];
+					break;
+				}
+			attempt_free(a);
+		}
+		curl_multi_poll(d->multi, NULL, 0, 100, NULL);
+	}
+	for (int i = 0; i < d->ninflight; i++) {
+		curl_multi_remove_handle(d->multi, d->inflight[i]->easy);
+		attempt_free(d->inflight[i]);
+	}
+	d->ninflight = 0;
+	return NULL;
+}
+
+struct deliverer *
+deliverer_start(struct db *db, struct outbox *outbox, const struct delivery_policy *p, const char *secret)
+{
+	struct deliverer *d = calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return NULL;
+	d->db = db;
+	d->outbox = outbox;
+	d->p = *p;
+	if ((d->secret = strdup(secret)) == NULL || (d->multi = curl_multi_init()) == NULL ||
+	    pthread_create(&d->thread, NULL, run, d) != 0) {
+		if (d->multi != NULL)
+			curl_multi_cleanup(d->multi);
+		free(d->secret);
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void
+deliverer_stop(struct deliverer *d)
+{
+	if (d == NULL)
+		return;
+	d->stop = 1;
+	curl_multi_wakeup(d->multi);
+	pthread_join(d->thread, NULL);
+	curl_multi_cleanup(d->multi);
+	free(d->secret);
+	free(d);
+}
