@@ -16,7 +16,10 @@
 
 #include <jansson.h>
 
+#include <curl/curl.h>
+
 #include "config.h"
+#include "http_client.h"
 #include "event.h"
 #include "idset.h"
 #include "inbox.h"
@@ -59,6 +62,7 @@ usage(FILE *f)
 		   "commands:\n"
 		   "  order   place an order and follow it to the pickup alert\n"
 		   "  watch   print this user's statuses and alerts as they arrive\n"
+		   "  history print this user's orders and their timelines (HTTP API)\n"
 		   "  menu    print what can be ordered\n\n"
 		   "'%s COMMAND --help' describes each command's options.\n",
 	    PROG, PROG);
@@ -66,7 +70,8 @@ usage(FILE *f)
 
 /* Parses a command's options; exits on --help (0) or bad arguments (2). */
 static void
-parse(const char *cmd, const char *summary, const struct opt *opts, struct common *c, int argc, char **argv)
+parse(const char *cmd, const char *summary, const struct opt *opts, struct common *c, int argc, char **argv,
+    int need_password)
 {
 	char usage_line[64], err[256];
 
@@ -88,7 +93,7 @@ parse(const char *cmd, const char *summary, const struct opt *opts, struct commo
 		fprintf(stderr, "%s %s: --user must be 1-%d characters of A-Z a-z 0-9 _ -\n", PROG, cmd, NAME_MAX_LEN);
 		exit(2);
 	}
-	if (c->password == NULL) {
+	if (need_password && c->password == NULL) {
 		fprintf(stderr, "%s %s: no password for '%s': pass --password or set PIZZA_PASSWORD\n", PROG, cmd,
 		    c->user);
 		exit(2);
@@ -204,18 +209,76 @@ seen_key(const struct event *ev, char *buf, size_t n)
 	snprintf(buf, n, "%.*s.%d", NAME_MAX_LEN - 3, ev->order_id, ev->type == EVENT_ORDER_STATUS ? ev->seq : 0);
 }
 
+/*
+ * POSTs the order to the HTTP API as the user and copies the order id.
+ * Prints the placed line (or the 202 body with --json). Returns 0, or -1
+ * with a one-line error printed.
+ */
+static int
+http_order(const struct common *c, const char *base, const char *sku, long qty, const char *callback_url,
+    char *order_id, size_t n)
+{
+	char url[512], err[300], when[16];
+	char *body, *resp = NULL;
+	long status = 0;
+	json_t *req, *r;
+	const char *id;
+	int rc = -1;
+
+	snprintf(url, sizeof(url), "%s/v1/orders", base != NULL ? base : http_base_url());
+	req = json_pack("{s:s, s:[{s:s, s:i}]}", "user_id", c->user, "items", "sku", sku, "qty", (int)qty);
+	if (callback_url != NULL)
+		json_object_set_new(req, "callback_url", json_string(callback_url));
+	body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (!c->json)
+		printf("%s  %-8s  ordering %ld x %s over HTTP ...\n", clock_str(now_ms(), when, sizeof(when)), c->user, qty,
+		    sku);
+	if (http_call("POST", url, body, NULL, &status, &resp, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s order: %s\n", PROG, err);
+		free(body);
+		return -1;
+	}
+	r = json_loads(resp, 0, NULL);
+	id = json_string_value(json_object_get(r, "order_id"));
+	if (status == 202 && id != NULL && name_valid(id)) {
+		snprintf(order_id, n, "%s", id);
+		if (c->json)
+			printf("%s\n", resp);
+		else
+			printf("%s  %-8s  order %s  placed    (HTTP 202 Accepted)\n", clock_str(now_ms(), when, sizeof(when)),
+			    c->user, order_id);
+		fflush(stdout);
+		rc = 0;
+	} else {
+		const char *detail = json_string_value(json_object_get(r, "detail"));
+		fprintf(stderr, "%s order: the order was refused (HTTP %ld): %s\n", PROG, status, detail != NULL ? detail : resp);
+	}
+	json_decref(r);
+	free(resp);
+	free(body);
+	return rc;
+}
+
 static int
 cmd_order(int argc, char **argv)
 {
 	struct common c;
-	const char *sku = NULL;
+	const char *sku = NULL, *http_url = NULL, *callback_url = NULL;
 	long qty = 1;
+	int use_http = 0;
 	const struct opt opts[] = {
 		COMMON_OPTS(&c),
 		{ "item", 'i', OPT_STR, NULL, NULL, "the menu item (sku) to order; see 'phone-sim menu'", &sku, 0, 0 },
 		{ "qty", 'q', OPT_INT, NULL, "1", "how many", &qty, 1, EVENT_MAX_QTY },
 		{ "timeout", 't', OPT_INT, "PIZZA_TIMEOUT_S", "60", "seconds to wait for the pickup alert", &c.timeout_s,
 		    1, 86400 },
+		{ "http", 0, OPT_FLAG, NULL, NULL, "place the order with the HTTP API (POST /v1/orders) instead of MQTT",
+		    &use_http, 0, 0 },
+		{ "http-url", 0, OPT_STR, "PIZZA_HTTP_URL", NULL, "the HTTP API; default http://127.0.0.1:$PIZZA_HTTP_PORT (8080)",
+		    &http_url, 0, 0 },
+		{ "callback-url", 0, OPT_STR, NULL, NULL, "with --http: where to POST the signed OrderReady callback",
+		    &callback_url, 0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	char client_id[96], rand_hex[17], reply_topic[TOPIC_MAX], new_topic[TOPIC_MAX], order_id[NAME_MAX_LEN + 1] = "";
@@ -231,7 +294,8 @@ cmd_order(int argc, char **argv)
 	const char *waiting_for = "the order service's answer";
 
 	memset(&c, 0, sizeof(c));
-	parse("order", "Places an order over MQTT and follows it to the pickup alert.", opts, &c, argc, argv);
+	parse("order", "Places an order (over MQTT, or HTTP with --http) and follows it over MQTT to the pickup alert.",
+	    opts, &c, argc, argv, 1);
 	if (sku == NULL) {
 		fprintf(stderr, "%s order: --item is required (see '%s menu')\n", PROG, PROG);
 		return 2;
@@ -252,6 +316,18 @@ cmd_order(int argc, char **argv)
 	mq = phone_connect("order", &c, ib, client_id, 0);
 
 	body = NULL;
+	if (use_http) {
+		if (http_order(&c, http_url, sku, qty, callback_url, order_id, sizeof(order_id)) != 0)
+			goto out;
+		t0 = now_ms();
+		waiting_for = "the order's statuses and pickup alert";
+		goto follow;
+	}
+	if (callback_url != NULL) {
+		fprintf(stderr, "%s order: --callback-url needs --http\n", PROG);
+		rc = 2;
+		goto out;
+	}
 	{
 		json_t *req = json_pack("{s:[{s:s, s:i}]}", "items", "sku", sku, "qty", (int)qty);
 		body = json_dumps(req, JSON_COMPACT);
@@ -272,7 +348,7 @@ cmd_order(int argc, char **argv)
 	if (!c.json)
 		printf("%s  %-8s  ordering %ld x %s ...\n", clock_str(now_ms(), key, sizeof(key)), c.user, qty, sku);
 	fflush(stdout);
-
+follow:
 	deadline = mono_ms() + c.timeout_s * 1000;
 	while (!quit && !got_alert && mono_ms() < deadline) {
 		struct inbox_msg *m;
@@ -372,7 +448,7 @@ cmd_watch(int argc, char **argv)
 	long alerts = 0;
 
 	memset(&c, 0, sizeof(c));
-	parse("watch", "Prints the user's order statuses and pickup alerts as they arrive.", opts, &c, argc, argv);
+	parse("watch", "Prints the user's order statuses and pickup alerts as they arrive.", opts, &c, argc, argv, 1);
 	if (persistent)
 		snprintf(client_id, sizeof(client_id), "phone-%s-watch", c.user);
 	else {
@@ -410,6 +486,86 @@ cmd_watch(int argc, char **argv)
 	return 0;
 }
 
+static void
+print_history_order(const json_t *o)
+{
+	const char *id = json_string_value(json_object_get(o, "order_id"));
+	const char *status = json_string_value(json_object_get(o, "status"));
+	const char *placed = json_string_value(json_object_get(o, "placed_at"));
+	const json_t *items = json_object_get(o, "items"), *tl = json_object_get(o, "timeline"), *e;
+	char what[160] = "", when[16] = "-";
+	int64_t t0 = 0, t;
+	size_t i, off = 0;
+
+	if (placed != NULL && time_parse_rfc3339(placed, &t0) == 0)
+		clock_str(t0, when, sizeof(when));
+	json_array_foreach(items, i, e) {
+		if (off < sizeof(what))
+			off += (size_t)snprintf(what + off, sizeof(what) - off, "%s%d x %s", i ? ", " : "",
+			    (int)json_integer_value(json_object_get(e, "qty")), json_string_value(json_object_get(e, "sku")));
+	}
+	printf("%-26s  %-12s  %-9s  %s\n", id != NULL ? id : "?", when, status != NULL ? status : "?", what);
+	json_array_foreach(tl, i, e) {
+		const char *at = json_string_value(json_object_get(e, "at"));
+		const char *st = json_string_value(json_object_get(e, "status"));
+		const char *by = json_string_value(json_object_get(e, "worker"));
+		const char *detail = json_string_value(json_object_get(e, "detail"));
+
+		if (at == NULL || st == NULL || time_parse_rfc3339(at, &t) != 0)
+			continue;
+		printf("    %-20s %s  +%.3fs  %s\n", st, clock_str(t, when, sizeof(when)), t0 > 0 ? (double)(t - t0) / 1000.0 : 0.0,
+		    by != NULL ? by : detail != NULL ? detail : "");
+	}
+}
+
+static int
+cmd_history(int argc, char **argv)
+{
+	struct common c;
+	long limit = 10;
+	const char *http_url = NULL;
+	const struct opt opts[] = {
+		COMMON_OPTS(&c),
+		{ "limit", 'n', OPT_INT, NULL, "10", "how many of the newest orders", &limit, 1, 100 },
+		{ "http-url", 0, OPT_STR, "PIZZA_HTTP_URL", NULL, "the HTTP API; default http://127.0.0.1:$PIZZA_HTTP_PORT (8080)",
+		    &http_url, 0, 0 },
+		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
+	};
+	char url[512], err[300], *resp = NULL;
+	long status = 0;
+	json_t *r, *o;
+	size_t i;
+
+	memset(&c, 0, sizeof(c));
+	parse("history", "Prints the user's newest orders and their timelines.", opts, &c, argc, argv, 0);
+	snprintf(url, sizeof(url), "%s/v1/users/%s/orders?limit=%ld", http_url != NULL ? http_url : http_base_url(), c.user,
+	    limit);
+	if (http_call("GET", url, NULL, NULL, &status, &resp, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s history: %s\n", PROG, err);
+		return 1;
+	}
+	r = json_loads(resp, 0, NULL);
+	if (status != 200 || !json_is_array(json_object_get(r, "orders"))) {
+		const char *detail = json_string_value(json_object_get(r, "detail"));
+		fprintf(stderr, "%s history: HTTP %ld: %s\n", PROG, status, detail != NULL ? detail : resp);
+		json_decref(r);
+		free(resp);
+		return 1;
+	}
+	if (c.json)
+		printf("%s\n", resp);
+	else {
+		printf("%-26s  %-12s  %-9s  %s\n", "ORDER", "PLACED", "STATUS", "ITEMS");
+		json_array_foreach(json_object_get(r, "orders"), i, o)
+			print_history_order(o);
+		if (json_array_size(json_object_get(r, "orders")) == 0)
+			printf("(no orders for %s)\n", c.user);
+	}
+	json_decref(r);
+	free(resp);
+	return 0;
+}
+
 static int
 cmd_menu(int argc, char **argv)
 {
@@ -443,6 +599,7 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 
 	if (argc < 2) {
 		usage(stderr);
@@ -462,6 +619,8 @@ main(int argc, char **argv)
 		return cmd_watch(argc - 1, argv + 1);
 	if (strcmp(argv[1], "menu") == 0)
 		return cmd_menu(argc - 1, argv + 1);
+	if (strcmp(argv[1], "history") == 0)
+		return cmd_history(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", PROG, argv[1], PROG);
 	return 2;
 }
