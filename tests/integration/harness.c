@@ -217,6 +217,44 @@ is_service_with_db(const char *bin)
 	return strcmp(bin, "order-service") == 0 || strcmp(bin, "order-history") == 0 || strcmp(bin, "notifier") == 0;
 }
 
+static int
+count_in_file(const char *path, const char *needle)
+{
+	char *text = file_read_small(path, 1 << 24), *p = text;
+	int n = 0;
+
+	while (p != NULL && (p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	free(text);
+	return n;
+}
+
+/* Spawns p from its saved argv and waits until its log shows one more msg="ready". */
+static int
+proc_start(struct stack *s, struct h_proc *p)
+{
+	int before = count_in_file(p->log, "msg=\"ready\"");
+	int64_t deadline;
+
+	(void)s;
+	p->pid = spawn(p->argv, p->log);
+	deadline = mono_ms() + 10000;
+	while (mono_ms() < deadline) {
+		if (count_in_file(p->log, "msg=\"ready\"") > before)
+			return 0;
+		if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
+			fprintf(stderr, "harness: %s exited at start; see %s\n", p->name, p->log);
+			p->pid = 0;
+			return -1;
+		}
+		sleep_ms(20);
+	}
+	fprintf(stderr, "harness: %s not ready after 10 s; see %s\n", p->name, p->log);
+	return -1;
+}
+
 int
 h_service(struct stack *s, const char *name, const char *bin, ...)
 {
@@ -226,7 +264,6 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 	struct h_proc *p;
 	va_list ap;
 	const char *a;
-	int64_t deadline;
 
 	if (s->nprocs >= H_MAX_PROCS)
 		return -1;
@@ -275,24 +312,27 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 	va_end(ap);
 	argv[argc] = NULL;
 
-	p->pid = spawn(argv, p->log);
+	for (int i = 0; i < argc; i++)
+		p->argv[i] = strdup(argv[i]);
+	p->argv[argc] = NULL;
 	s->nprocs++;
-	deadline = mono_ms() + 10000;
-	while (mono_ms() < deadline) {
-		char *text = file_read_small(p->log, 1 << 20);
-		int ready = text != NULL && strstr(text, "msg=\"ready\"") != NULL;
+	return proc_start(s, p) == 0 ? idx : -1;
+}
 
-		free(text);
-		if (ready)
-			return idx;
-		if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
-			fprintf(stderr, "harness: %s exited at start; see %s\n", name, p->log);
+int
+h_restart(struct stack *s, const char *name, int sig)
+{
+	for (int i = 0; i < s->nprocs; i++) {
+		struct h_proc *p = &s->procs[i];
+		if (strcmp(p->name, name) != 0)
+			continue;
+		if (p->pid > 0) {
+			kill(p->pid, sig);
+			reap(p->pid, 5000);
 			p->pid = 0;
-			return -1;
 		}
-		sleep_ms(20);
+		return proc_start(s, p);
 	}
-	fprintf(stderr, "harness: %s not ready after 10 s; see %s\n", name, p->log);
 	return -1;
 }
 
@@ -320,15 +360,7 @@ h_wait_log(struct stack *s, const char *name, const char *needle, int count, int
 		if (strcmp(s->procs[i].name, name) != 0)
 			continue;
 		do {
-			char *text = file_read_small(s->procs[i].log, 1 << 24), *p = text;
-			int n = 0;
-
-			while (p != NULL && (p = strstr(p, needle)) != NULL) {
-				n++;
-				p += strlen(needle);
-			}
-			free(text);
-			if (n >= count)
+			if (count_in_file(s->procs[i].log, needle) >= count)
 				return 0;
 			sleep_ms(20);
 		} while (mono_ms() < deadline);
@@ -634,6 +666,9 @@ h_stack_stop(struct stack *s)
 		kill(s->broker, SIGTERM);
 		reap(s->broker, 5000);
 	}
+	for (int i = 0; i < s->nprocs; i++)
+		for (int k = 0; s->procs[i].argv[k] != NULL; k++)
+			free(s->procs[i].argv[k]);
 	for (size_t i = 0; i < s->nmsgs; i++) {
 		free(s->msgs[i].topic);
 		free(s->msgs[i].payload);

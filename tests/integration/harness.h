@@ -33,6 +33,7 @@ struct h_proc {
 	char name[64];
 	pid_t pid;
 	char log[640];
+	char *argv[32]; /* what it was started with, for h_restart */
 };
 
 struct stack {
@@ -66,6 +67,12 @@ void h_stack_stop(struct stack *s);
 int h_service(struct stack *s, const char *name, const char *bin, ...) __attribute__((sentinel));
 /* Sends sig to the named process and, for SIGTERM/SIGKILL, waits for it. */
 void h_signal(struct stack *s, const char *name, int sig);
+/*
+ * Stops the named process with sig (SIGTERM for a clean stop, SIGKILL for a
+ * crash), starts it again with the same arguments and waits until it logs
+ * ready again.  Returns 0 or -1.
+ */
+int h_restart(struct stack *s, const char *name, int sig);
 /* Stops the broker with SIGTERM (it saves its database) and starts it again on the same port. */
 int h_broker_restart(struct stack *s);
 
