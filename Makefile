@@ -90,6 +90,8 @@ $(BUILD)/bin/phone-sim: $(patsubst %.c,$(BUILD)/%.o,$(wildcard client-sim/*.c)) 
 .SECONDEXPANSION:
 UNIT_EXTRA_test_history_store := $(BUILD)/backend/order-history/store.o
 UNIT_EXTRA_test_stages := $(BUILD)/backend/order-executor/stages.o
+UNIT_EXTRA_test_delivery := $(BUILD)/backend/notifier/delivery.o
+UNIT_EXTRA_test_intake := $(BUILD)/backend/order-service/intake.o
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $$(UNIT_EXTRA_test_%)
 	@mkdir -p $(dir $@)
