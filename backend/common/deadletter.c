@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "event.h"
 #include "log.h"
 #include "topic.h"
 #include "util.h"
@@ -54,8 +55,8 @@ deadletter_encode(const char *svc, const char *topic, const void *payload, size_
 	json_object_set_new(o, "type", json_string("DeadLetter"));
 	json_object_set_new(o, "service", json_string(svc));
 	/* topics and reasons are UTF-8 by MQTT's rules; json_string refuses anything else */
-	json_object_set_new(o, "topic", topic != NULL ? json_string(topic) : json_null());
-	json_object_set_new(o, "reason", json_string(reason));
+	json_object_set_new(o, "topic", topic != NULL ? json_string_lossy(topic) : json_null());
+	json_object_set_new(o, "reason", json_string_lossy(reason));
 	json_object_set_new(o, "at", json_string(time_rfc3339(now_ms(), at, sizeof(at))));
 	/* the original as text when it is valid UTF-8 without NULs, else base64 */
 	text = memchr(payload, '\0', keep) == NULL ? json_stringn(payload, keep) : NULL;

@@ -61,6 +61,22 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
+json_t *
+json_string_lossy(const char *s)
+{
+	json_t *j = json_string(s);
+	char *copy;
+
+	if (j != NULL || s == NULL || (copy = strdup(s)) == NULL)
+		return j;
+	for (char *p = copy; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
 int
 event_init(struct event *ev, enum event_type t, const char *order_id, const char *user_id)
 {
@@ -135,9 +151,15 @@ items_from_json(const json_t *arr, struct item *items, size_t *n, char *err, siz
 		snprintf(field, sizeof(field), "items[%zu].sku", i);
 		if (get_string(it, "sku", items[i].sku, sizeof(items[i].sku), 0, err, errlen) != 0 ||
 		    menu_find(items[i].sku) == NULL) {
-			if (json_is_string(json_object_get(it, "sku")))
-				return fail(err, errlen, "%s: '%.40s' is not on the menu", field,
-				    json_string_value(json_object_get(it, "sku")));
+			if (json_is_string(json_object_get(it, "sku"))) {
+				const char *sku = json_string_value(json_object_get(it, "sku"));
+				int cut = (int)strnlen(sku, 40);
+
+				/* shorten at a character boundary: err goes into JSON replies and dead letters */
+				while (cut > 0 && ((unsigned char)sku[cut] & 0xc0) == 0x80)
+					cut--;
+				return fail(err, errlen, "%s: '%.*s' is not on the menu", field, cut, sku);
+			}
 			return fail(err, errlen, "%s must be a string naming a menu item", field);
 		}
 		qty = json_object_get(it, "qty");

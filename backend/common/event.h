@@ -103,4 +103,11 @@ int event_decode(const void *buf, size_t len, struct event *ev, char *err, size_
  */
 int items_from_json(const json_t *arr, struct item *items, size_t *n, char *err, size_t errlen);
 
+/*
+ * A new JSON string for s, which may hold invalid UTF-8 (an error text
+ * quoting hostile input, say): s itself when valid, else a copy with every
+ * byte outside printable ASCII replaced by '?'.  Never NULL unless out of memory.
+ */
+json_t *json_string_lossy(const char *s);
+
 #endif

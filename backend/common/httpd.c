@@ -10,6 +10,7 @@
 
 #include <microhttpd.h>
 
+#include "event.h"
 #include "log.h"
 
 #define HTTPD_THREADS 4
@@ -60,7 +61,7 @@ http_error(struct http_resp *resp, int status, const char *code, const char *fmt
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	http_json(resp, status, json_pack("{s:s, s:s}", "error", code, "detail", detail));
+	http_json(resp, status, json_pack("{s:s, s:o}", "error", code, "detail", json_string_lossy(detail)));
 }
 
 static enum MHD_Result

@@ -62,7 +62,7 @@ reply(const struct mq_message *m, const struct intake_result *res)
 	if (res->status == INTAKE_OK)
 		o = json_pack("{s:s, s:s}", "order_id", res->order_id, "status", "accepted");
 	else
-		o = json_pack("{s:s, s:s}", "error", res->error, "detail", res->detail);
+		o = json_pack("{s:s, s:o}", "error", res->error, "detail", json_string_lossy(res->detail));
 	if (o == NULL || (body = json_dumps(o, JSON_COMPACT)) == NULL) {
 		json_decref(o);
 		return;

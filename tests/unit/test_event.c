@@ -127,6 +127,16 @@ free_cases(char **names, size_t n)
 	free(names);
 }
 
+/* True if s is valid UTF-8 (what json_string() accepts). */
+static int
+utf8_valid(const char *s)
+{
+	json_t *j = json_string(s);
+
+	json_decref(j);
+	return j != NULL;
+}
+
 static void
 assert_event_equal(const struct event *a, const struct event *b)
 {
@@ -150,6 +160,12 @@ assert_event_equal(const struct event *a, const struct event *b)
 		assert_string_equal(a->worker, b->worker);
 		break;
 	case EVENT_PICKUP_ALERT:
+		assert_string_equal(a->message, b->message);
+		break;
+	case EVENT_CALLBACK_DELIVERY:
+		assert_string_equal(a->delivery_id, b->delivery_id);
+		assert_int_equal(a->outcome, b->outcome);
+		assert_int_equal(a->attempts, b->attempts);
 		assert_string_equal(a->message, b->message);
 		break;
 	}
@@ -314,6 +330,62 @@ test_pickup_alert_round_trip(void **state)
 }
 
 static void
+delivery_event(struct event *ev, enum delivery_outcome outcome)
+{
+	assert_int_equal(event_init(ev, EVENT_CALLBACK_DELIVERY, "ord-1", "alice"), 0);
+	ev->at_ms = AT_MS;
+	str_copy(ev->delivery_id, sizeof(ev->delivery_id), "dlv-1");
+	ev->outcome = outcome;
+	ev->attempts = outcome == DELIVERY_DELIVERED ? 1 : EVENT_MAX_ATTEMPTS;
+	str_copy(ev->message, sizeof(ev->message), outcome == DELIVERY_DELIVERED ? "" : "HTTP 500");
+}
+
+static void
+test_callback_delivery_round_trip(void **state)
+{
+	struct event ev;
+	json_t *o;
+	char *json;
+
+	(void)state;
+	delivery_event(&ev, DELIVERY_FAILED);
+	json = round_trip(&ev);
+	o = check_common_json(json, "CallbackDelivery", &ev);
+	assert_string_equal(json_string_value(json_object_get(o, "delivery_id")), "dlv-1");
+	assert_string_equal(json_string_value(json_object_get(o, "outcome")), "failed");
+	assert_int_equal(json_integer_value(json_object_get(o, "attempts")), EVENT_MAX_ATTEMPTS);
+	assert_string_equal(json_string_value(json_object_get(o, "detail")), "HTTP 500");
+	json_decref(o);
+	free(json);
+
+	delivery_event(&ev, DELIVERY_DELIVERED);
+	json = round_trip(&ev);
+	o = check_common_json(json, "CallbackDelivery", &ev);
+	assert_string_equal(json_string_value(json_object_get(o, "outcome")), "delivered");
+	json_decref(o);
+	free(json);
+
+	assert_string_equal(outcome_name(DELIVERY_DELIVERED), "delivered");
+	assert_string_equal(outcome_name(DELIVERY_FAILED), "failed");
+	assert_null(outcome_name((enum delivery_outcome)0));
+	assert_null(outcome_name((enum delivery_outcome)3));
+
+	/* the encoder refuses what the decoder would */
+	delivery_event(&ev, DELIVERY_FAILED);
+	ev.attempts = 0;
+	assert_null(event_encode(&ev));
+	delivery_event(&ev, DELIVERY_FAILED);
+	ev.attempts = EVENT_MAX_ATTEMPTS + 1;
+	assert_null(event_encode(&ev));
+	delivery_event(&ev, DELIVERY_FAILED);
+	ev.outcome = 0;
+	assert_null(event_encode(&ev));
+	delivery_event(&ev, DELIVERY_FAILED);
+	str_copy(ev.delivery_id, sizeof(ev.delivery_id), "d/1");
+	assert_null(event_encode(&ev));
+}
+
+static void
 test_at_keeps_milliseconds(void **state)
 {
 	struct event ev;
@@ -359,8 +431,9 @@ test_names(void **state)
 	assert_string_equal(event_type_name(EVENT_ORDER_PLACED), "OrderPlaced");
 	assert_string_equal(event_type_name(EVENT_ORDER_STATUS), "OrderStatus");
 	assert_string_equal(event_type_name(EVENT_PICKUP_ALERT), "PickupAlert");
+	assert_string_equal(event_type_name(EVENT_CALLBACK_DELIVERY), "CallbackDelivery");
 	assert_null(event_type_name((enum event_type)0));
-	assert_null(event_type_name((enum event_type)4));
+	assert_null(event_type_name((enum event_type)(EVENT_CALLBACK_DELIVERY + 1)));
 	assert_string_equal(status_name(STATUS_ACCEPTED), "accepted");
 	assert_string_equal(status_name(STATUS_PREP), "prep");
 	assert_string_equal(status_name(STATUS_BAKE), "bake");
@@ -600,6 +673,20 @@ test_items_from_json(void **state)
 	assert_non_null(strstr(err, "items[2].sku"));
 	assert_non_null(strstr(err, "pizza-al-ananas"));
 
+	/* a long unknown sku is cut in the message, but never inside a UTF-8 character */
+	for (int pad = 0; pad < 4; pad++) {
+		char req[256];
+
+		snprintf(req, sizeof(req), "[{\"sku\":\"%.*s%s\",\"qty\":1}]", pad, "xxx",
+		    "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+		    "\u00e9\u00e9\u00e9\u00e9\u00e9\u20ac\u20ac\u20ac");
+		err[0] = '\0';
+		assert_int_equal(items_str(req, items, &n, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "items[0].sku"));
+		if (!utf8_valid(err))
+			fail_msg("error for a %d-byte prefix is not valid UTF-8: %s", pad, err);
+	}
+
 	err[0] = '\0';
 	assert_int_equal(items_str("[{\"sku\":\"marinara\",\"qty\":1}, 5]", items, &n, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "items[1]"));
@@ -652,6 +739,10 @@ test_invalid_payloads(void **state)
 			failures++;
 		} else if (strchr(err, '\n') != NULL) {
 			print_error("invalid/%s: error is not one line: \"%s\"\n", names[i], err);
+			failures++;
+		} else if (!utf8_valid(err)) {
+			/* the reason goes into JSON (dead letters, replies): it must stay UTF-8 */
+			print_error("invalid/%s: error is not valid UTF-8: \"%s\"\n", names[i], err);
 			failures++;
 		}
 		free(payload);
@@ -747,6 +838,7 @@ main(void)
 		cmocka_unit_test(test_order_placed_callback_round_trip),
 		cmocka_unit_test(test_order_status_round_trip),
 		cmocka_unit_test(test_pickup_alert_round_trip),
+		cmocka_unit_test(test_callback_delivery_round_trip),
 		cmocka_unit_test(test_at_keeps_milliseconds),
 		cmocka_unit_test(test_event_init),
 		cmocka_unit_test(test_names),

@@ -360,6 +360,60 @@ test_user_orders(void **state)
 	json_decref(arr);
 }
 
+static enum history_apply
+apply_callback(struct history *h, const char *order, enum delivery_outcome outcome, int attempts, const char *detail,
+    int64_t at)
+{
+	struct event ev;
+
+	assert_int_equal(event_init(&ev, EVENT_CALLBACK_DELIVERY, order, "alice"), 0);
+	ev.at_ms = at;
+	str_copy(ev.delivery_id, sizeof(ev.delivery_id), "dlv-1");
+	ev.outcome = outcome;
+	ev.attempts = attempts;
+	str_copy(ev.message, sizeof(ev.message), detail);
+	return history_apply(h, &ev);
+}
+
+static void
+test_callback_outcome(void **state)
+{
+	struct fixture *f = *state;
+	json_t *o, *tl, *cb, *last;
+
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1000, "exec-1"), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_READY, T0 + 5000, "exec-1"), HISTORY_APPLIED);
+	o = history_order(f->h, "ord-1");
+	assert_null(json_object_get(o, "callback")); /* none yet */
+	json_decref(o);
+
+	assert_int_equal(apply_callback(f->h, "ord-1", DELIVERY_FAILED, 8, "HTTP 503", T0 + 9000), HISTORY_APPLIED);
+	/* once per order, whatever comes later */
+	assert_int_equal(apply_callback(f->h, "ord-1", DELIVERY_DELIVERED, 1, "", T0 + 9500), HISTORY_DUPLICATE);
+	assert_counts(f->h, 1, 2);
+
+	o = history_order(f->h, "ord-1");
+	assert_non_null(o);
+	/* the stage is still the order's status; the callback comes after the stages */
+	assert_string_equal(str_member(o, "status"), "ready");
+	tl = json_object_get(o, "timeline");
+	assert_int_equal(json_array_size(tl), 3);
+	assert_string_equal(str_member(json_array_get(tl, 1), "status"), "ready");
+	last = json_array_get(tl, 2);
+	assert_string_equal(str_member(last, "status"), "callback_failed");
+	assert_string_equal(str_member(last, "at"), "2026-01-31T12:00:09.000Z");
+	assert_int_equal(json_integer_value(json_object_get(last, "attempts")), 8);
+	assert_string_equal(str_member(last, "detail"), "HTTP 503");
+	assert_string_equal(str_member(last, "delivery_id"), "dlv-1");
+	cb = json_object_get(o, "callback");
+	assert_true(json_is_object(cb));
+	assert_string_equal(str_member(cb, "outcome"), "failed");
+	assert_int_equal(json_integer_value(json_object_get(cb, "attempts")), 8);
+	assert_string_equal(str_member(cb, "detail"), "HTTP 503");
+	json_decref(o);
+}
+
 static void
 test_survives_reopen(void **state)
 {
@@ -398,6 +452,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_order_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_before_placed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_user_orders, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_callback_outcome, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
 	};
 
