@@ -201,10 +201,9 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	h->arg = arg;
 	h->max_body = max_body;
 	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request,
-	    h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTPD_THREADS,
+	    h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTPD_THREADS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-	    MHD_OPTION_END);
+	    (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
 	if (h->d == NULL) {
 		snprintf(err, errlen, "cannot listen on %s:%d (port in use?)", bind_addr, port);
 		free(h);
