@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -84,6 +85,25 @@ void
 db_rollback(struct db *db)
 {
 	sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int
+db_add_column(struct db *db, const char *table, const char *column, const char *decl)
+{
+	char sql[512];
+	sqlite3_stmt *st;
+	int found = 0;
+
+	snprintf(sql, sizeof(sql), "SELECT 1 FROM pragma_table_info('%s') WHERE name = ?", table);
+	if ((st = db_prepare(db, sql)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, column, -1, SQLITE_STATIC);
+	found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (found)
+		return 0;
+	snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s", table, decl);
+	return db_exec(db, sql);
 }
 
 sqlite3_stmt *

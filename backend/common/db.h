@@ -36,6 +36,13 @@ int db_begin(struct db *db);
 int db_commit(struct db *db);
 void db_rollback(struct db *db);
 
+/*
+ * Adds column (with its declaration, e.g. "stage INTEGER NOT NULL DEFAULT 0")
+ * to table unless it is there already: how stores created by an older
+ * version catch up.  Returns 0, or -1 (logged).
+ */
+int db_add_column(struct db *db, const char *table, const char *column, const char *decl);
+
 /* Prepares sql; on failure logs and returns NULL. */
 sqlite3_stmt *db_prepare(struct db *db, const char *sql);
 

@@ -93,27 +93,38 @@ on_subfail(void *ctx, MQTTAsync_failureData5 *resp)
 static void
 subscribe_all(struct mq *mq)
 {
+	struct mq_sub subs[MQ_MAX_SUBS];
+	int n;
+
+	/* copy under the lock: mq_unsubscribe() may change the list from another thread */
 	pthread_mutex_lock(&mq->lock);
-	mq->subs_pending = mq->nsubs;
-	if (mq->nsubs == 0)
+	n = mq->nsubs;
+	for (int i = 0; i < n; i++) {
+		subs[i] = mq->subs[i];
+		subs[i].filter = strdup(mq->subs[i].filter);
+	}
+	mq->subs_pending = n;
+	if (n == 0)
 		mq->ready = 1;
 	pthread_cond_broadcast(&mq->cond);
 	pthread_mutex_unlock(&mq->lock);
 
-	for (int i = 0; i < mq->nsubs; i++) {
+	for (int i = 0; i < n; i++) {
 		MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
-		int rc;
+		int rc = MQTTASYNC_FAILURE;
 
 		opts.onSuccess5 = on_suback;
 		opts.onFailure5 = on_subfail;
 		opts.context = mq;
-		opts.subscribeOptions.noLocal = (mq->subs[i].flags & MQ_NO_LOCAL) ? 1 : 0;
-		opts.subscribeOptions.retainHandling = (mq->subs[i].flags & MQ_RETAIN_NEW_ONLY) ? 1 : 0;
-		rc = MQTTAsync_subscribe(mq->client, mq->subs[i].filter, mq->subs[i].qos, &opts);
+		opts.subscribeOptions.noLocal = (subs[i].flags & MQ_NO_LOCAL) ? 1 : 0;
+		opts.subscribeOptions.retainHandling = (subs[i].flags & MQ_RETAIN_NEW_ONLY) ? 1 : 0;
+		if (subs[i].filter != NULL)
+			rc = MQTTAsync_subscribe(mq->client, subs[i].filter, subs[i].qos, &opts);
 		if (rc != MQTTASYNC_SUCCESS) {
-			log_error("subscribe not sent", "filter=%s rc=%d", mq->subs[i].filter, rc);
+			log_error("subscribe not sent", "filter=%s rc=%d", subs[i].filter != NULL ? subs[i].filter : "?", rc);
 			set_failure(mq, "subscription could not be sent");
 		}
+		free(subs[i].filter);
 	}
 }
 
@@ -275,6 +286,30 @@ mq_subscribe(struct mq *mq, const char *filter, int qos, int flags)
 	mq->subs[mq->nsubs].qos = qos;
 	mq->subs[mq->nsubs].flags = flags;
 	mq->nsubs++;
+	return 0;
+}
+
+int
+mq_unsubscribe(struct mq *mq, const char *filter)
+{
+	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+	int found = -1;
+
+	pthread_mutex_lock(&mq->lock);
+	for (int i = 0; i < mq->nsubs; i++)
+		if (strcmp(mq->subs[i].filter, filter) == 0) {
+			free(mq->subs[i].filter);
+			mq->subs[i] = mq->subs[--mq->nsubs];
+			found = i;
+			break;
+		}
+	pthread_mutex_unlock(&mq->lock);
+	if (found < 0)
+		return -1;
+	if (MQTTAsync_unsubscribe(mq->client, filter, &opts) != MQTTASYNC_SUCCESS) {
+		log_warn("unsubscribe not sent", "filter=%s", filter);
+		return -1;
+	}
 	return 0;
 }
 

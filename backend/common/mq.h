@@ -70,6 +70,13 @@ struct mq *mq_new(const struct mq_config *cfg, mq_handler handler, void *arg);
 int mq_subscribe(struct mq *mq, const char *filter, int qos, int flags);
 
 /*
+ * Stops a declared subscription now and at later reconnects (used to stop
+ * taking work before a graceful shutdown).  Returns 0, or -1 if filter was
+ * not declared or the UNSUBSCRIBE could not be sent.
+ */
+int mq_unsubscribe(struct mq *mq, const char *filter);
+
+/*
  * Connects and waits (at most timeout_ms) until the broker accepted the
  * connection and every declared subscription.  Returns 0, or -1 with a
  * one-line reason in err (unreachable, bad credentials, not authorised,

@@ -32,6 +32,7 @@ static struct {
 	long stage_ms, ms[STATUS_COUNT + 1];
 	long status_expiry_s;
 	long max_active;
+	long drain_ms;
 } cfg;
 
 static struct mq *mq;
@@ -104,15 +105,33 @@ publish_status(const struct job *job)
 	return rc;
 }
 
+/*
+ * The main loop: publishes each due status.  On SIGTERM/SIGINT it stops
+ * taking orders (unsubscribes) and keeps going until the orders in progress
+ * are ready or drain_ms has passed; what is left then is published again by
+ * the order-service's supervision.
+ */
 static void
 run(void)
 {
 	struct timespec ts;
 	struct job job;
+	int64_t drain_until = 0;
 
 	pthread_mutex_lock(&lock);
-	while (!svc_quit) {
+	for (;;) {
 		int64_t now = mono_ms(), until;
+
+		if (svc_quit && drain_until == 0) {
+			drain_until = now + cfg.drain_ms;
+			pthread_mutex_unlock(&lock);
+			mq_unsubscribe(mq, TOPIC_EXECUTORS);
+			pthread_mutex_lock(&lock);
+			log_info("draining: taking no new orders", "in_progress=%zu drain_ms=%ld", stages_active(stages),
+			    cfg.drain_ms);
+		}
+		if (drain_until != 0 && (stages_active(stages) == 0 || now >= drain_until))
+			break;
 
 		while (stages_pop_due(stages, now, &job)) {
 			int rc;
@@ -162,6 +181,8 @@ main(int argc, char **argv)
 		    "seconds a retained status stays on the broker", &cfg.status_expiry_s, 1, 604800 },
 		{ "max-active", 0, OPT_INT, "PIZZA_EXECUTOR_MAX_ACTIVE", "100000",
 		    "orders in progress at once", &cfg.max_active, 1, 10000000 },
+		{ "drain-ms", 0, OPT_INT, "PIZZA_EXECUTOR_DRAIN_MS", "30000",
+		    "on SIGTERM, finish orders in progress for at most this long", &cfg.drain_ms, 0, 3600000 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	struct stage_plan plan;

@@ -203,8 +203,8 @@ record(struct intake *in, const struct event *ev, const char *json, const char *
 		if (idem_insert(in, ev, key, hash) != 0)
 			goto rollback;
 	}
-	st = db_prepare(in->db, "INSERT INTO orders(order_id, user_id, items, callback_url, via, created_ms) "
-				"VALUES (?, ?, ?, ?, ?, ?)");
+	st = db_prepare(in->db, "INSERT INTO orders(order_id, user_id, items, callback_url, via, created_ms, event, "
+				"progress_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
 	if (st == NULL)
 		goto rollback;
 	sqlite3_bind_text(st, 1, ev->order_id, -1, SQLITE_STATIC);
@@ -214,6 +214,8 @@ record(struct intake *in, const struct event *ev, const char *json, const char *
 		sqlite3_bind_text(st, 4, ev->callback_url, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, via, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, ev->at_ms);
+	sqlite3_bind_text(st, 7, json, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, now_ms());
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		log_error("cannot record order", "order_id=%s err=\"%s\"", ev->order_id, sqlite3_errmsg(in->db->h));
 		goto rollback;
@@ -305,4 +307,108 @@ intake_place_raw(struct intake *in, const char *user_id, const void *buf, size_t
 	}
 	intake_place(in, user_id, req, via, idem_key, res);
 	json_decref(req);
+}
+
+struct db *
+intake_open(const char *path)
+{
+	struct db *db = db_open(path, INTAKE_SCHEMA);
+
+	if (db == NULL)
+		return NULL;
+	/* stores made before supervision */
+	if (db_add_column(db, "orders", "event", "event TEXT NOT NULL DEFAULT ''") != 0 ||
+	    db_add_column(db, "orders", "stage", "stage INTEGER NOT NULL DEFAULT 0") != 0 ||
+	    db_add_column(db, "orders", "progress_ms", "progress_ms INTEGER NOT NULL DEFAULT 0") != 0 ||
+	    db_add_column(db, "orders", "republished", "republished INTEGER NOT NULL DEFAULT 0") != 0 ||
+	    db_exec(db, "CREATE INDEX IF NOT EXISTS orders_open ON orders(stage, progress_ms)") != 0) {
+		db_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+int
+intake_progress(struct intake *in, const struct event *status)
+{
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	db_lock(in->db);
+	st = db_prepare(in->db, "UPDATE orders SET stage = ?, progress_ms = ? WHERE order_id = ? AND stage < ?");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_int(st, 1, status->seq);
+	sqlite3_bind_int64(st, 2, now_ms());
+	sqlite3_bind_text(st, 3, status->order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, status->seq);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto out;
+	sqlite3_finalize(st);
+	if (sqlite3_changes(in->db->h) == 1) {
+		rc = 1;
+		st = NULL;
+		goto out;
+	}
+	st = db_prepare(in->db, "SELECT 1 FROM orders WHERE order_id = ?");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_text(st, 1, status->order_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st) == SQLITE_ROW ? 0 : 2;
+out:
+	sqlite3_finalize(st);
+	db_unlock(in->db);
+	return rc;
+}
+
+int
+intake_supervise(struct intake *in, int64_t accept_ms, int64_t stage_ms)
+{
+	sqlite3_stmt *sel = NULL, *upd = NULL;
+	int64_t now = now_ms();
+	int n = 0;
+
+	db_lock(in->db);
+	if (db_begin(in->db) != 0)
+		goto fail;
+	sel = db_prepare(in->db, "SELECT order_id, event, stage, republished FROM orders WHERE event != '' AND "
+				 "((stage = 0 AND progress_ms < ?) OR (stage > 0 AND stage < ? AND progress_ms < ?)) LIMIT 500");
+	upd = db_prepare(in->db, "UPDATE orders SET progress_ms = ?, republished = republished + 1 WHERE order_id = ?");
+	if (sel == NULL || upd == NULL)
+		goto rollback;
+	sqlite3_bind_int64(sel, 1, now - accept_ms);
+	sqlite3_bind_int(sel, 2, STATUS_READY);
+	sqlite3_bind_int64(sel, 3, now - stage_ms);
+	while (sqlite3_step(sel) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(sel, 0);
+		const char *event = (const char *)sqlite3_column_text(sel, 1);
+
+		if (outbox_add(in->db, TOPIC_PLACED, event, strlen(event), 1, 0, 0) != 0)
+			goto rollback;
+		sqlite3_bind_int64(upd, 1, now);
+		sqlite3_bind_text(upd, 2, id, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(upd) != SQLITE_DONE)
+			goto rollback;
+		sqlite3_reset(upd);
+		log_warn("order stalled; publishing it again", "order_id=%s stage=%s republished=%d", id,
+		    sqlite3_column_int(sel, 2) > 0 ? status_name((enum order_status)sqlite3_column_int(sel, 2)) : "placed",
+		    sqlite3_column_int(sel, 3) + 1);
+		n++;
+	}
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	sel = upd = NULL;
+	if (db_commit(in->db) != 0)
+		goto rollback;
+	db_unlock(in->db);
+	if (n > 0)
+		outbox_flush(in->outbox);
+	return n;
+rollback:
+	db_rollback(in->db);
+fail:
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	db_unlock(in->db);
+	return -1;
 }

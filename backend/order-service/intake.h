@@ -22,7 +22,9 @@
 	OUTBOX_SCHEMA                                                              \
 	"CREATE TABLE IF NOT EXISTS orders ("                                      \
 	"  order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, items TEXT NOT NULL," \
-	"  callback_url TEXT, via TEXT NOT NULL, created_ms INTEGER NOT NULL);"    \
+	"  callback_url TEXT, via TEXT NOT NULL, created_ms INTEGER NOT NULL,"     \
+	"  event TEXT NOT NULL DEFAULT '', stage INTEGER NOT NULL DEFAULT 0,"     \
+	"  progress_ms INTEGER NOT NULL DEFAULT 0, republished INTEGER NOT NULL DEFAULT 0);" \
 	"CREATE INDEX IF NOT EXISTS orders_user ON orders(user_id, order_id);"    \
 	"CREATE TABLE IF NOT EXISTS idempotency ("                                 \
 	"  user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"  \
@@ -84,5 +86,30 @@ int intake_key_valid(const char *key);
 
 /* Forgets idempotency keys older than max_age_ms. Returns how many, or -1. */
 int intake_expire_keys(struct intake *in, int64_t max_age_ms);
+
+/*
+ * Opens the order store at path (creating it, and adding what older
+ * versions lacked).  NULL on error (logged).
+ */
+struct db *intake_open(const char *path);
+
+/*
+ * Supervision: the order-service watches every order's progress and
+ * publishes an order again when it stalls, so a lost OrderPlaced, a dead
+ * executor or a broker restart cannot leave it unfinished.
+ *
+ * intake_progress() records a status: returns 1 if it moved the order
+ * forward, 0 if the order already was that far (a duplicate), 2 if the
+ * order is unknown here, -1 on a database error.
+ */
+int intake_progress(struct intake *in, const struct event *status);
+
+/*
+ * Publishes again (through the outbox, the original OrderPlaced verbatim)
+ * every order not yet ready whose last progress is older than its deadline:
+ * accept_ms while no executor has accepted it, stage_ms once one has.
+ * Each republish restarts that order's clock.  Returns how many, or -1.
+ */
+int intake_supervise(struct intake *in, int64_t accept_ms, int64_t stage_ms);
 
 #endif

@@ -34,6 +34,7 @@ static struct {
 	const char *http_bind;
 	const char *history_url;
 	long idempotency_ttl_h;
+	long accept_deadline_ms, stage_deadline_ms;
 } cfg;
 
 static struct mq *mq;
@@ -80,14 +81,43 @@ reply(const struct mq_message *m, const struct intake_result *res)
 	free(body);
 }
 
+/* A status from an executor: the supervision's view of the order's progress. */
+static void
+on_status(const struct mq_message *m, const char *user, const char *order)
+{
+	struct event ev;
+	char err[256];
+	int rc;
+
+	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
+		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		return;
+	}
+	if (ev.type != EVENT_ORDER_STATUS || strcmp(ev.user_id, user) != 0 || strcmp(ev.order_id, order) != 0) {
+		deadletter(mq, SVC, m->topic, m->payload, m->len, "not an OrderStatus matching its topic");
+		return;
+	}
+	rc = intake_progress(&intake, &ev);
+	if (rc == 2 && !m->retained)
+		/* order-service records every order before it is published, so this one never was */
+		deadletter(mq, SVC, m->topic, m->payload, m->len, "status for an unknown order");
+	else if (rc < 0)
+		log_error("cannot record progress", "order_id=%s", ev.order_id);
+}
+
 static void
 on_message(void *arg, const struct mq_message *m)
 {
-	char user[NAME_MAX_LEN + 1], why[320];
+	char user[NAME_MAX_LEN + 1], order[NAME_MAX_LEN + 1], why[320];
 	struct intake_result res;
+	enum topic_kind kind = topic_parse(m->topic, user, order);
 
 	(void)arg;
-	if (topic_parse(m->topic, user, NULL) != TOPIC_KIND_NEW) {
+	if (kind == TOPIC_KIND_STATUS) {
+		on_status(m, user, order);
+		return;
+	}
+	if (kind != TOPIC_KIND_NEW) {
 		deadletter(mq, SVC, m->topic, m->payload, m->len, "not an order intake topic");
 		return;
 	}
@@ -126,22 +156,29 @@ main(int argc, char **argv)
 		    "order-history's HTTP API, which answers the read endpoints", &cfg.history_url, 0, 0 },
 		{ "idempotency-ttl", 0, OPT_INT, "PIZZA_IDEMPOTENCY_TTL_H", "48",
 		    "hours an Idempotency-Key is remembered (at least 24)", &cfg.idempotency_ttl_h, 24, 24 * 365 },
+		{ "accept-deadline-ms", 0, OPT_INT, "PIZZA_ACCEPT_DEADLINE_MS", "10000",
+		    "publish an order again if no executor accepted it within this long", &cfg.accept_deadline_ms, 100,
+		    86400000 },
+		{ "stage-deadline-ms", 0, OPT_INT, "PIZZA_STAGE_DEADLINE_MS", "60000",
+		    "publish an order again if it made no progress for this long (keep it above the longest stage)",
+		    &cfg.stage_deadline_ms, 100, 86400000 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	struct api api;
 	struct httpd *http = NULL;
 	char err[256];
-	int64_t last_expire = 0;
+	int64_t last_expire = 0, last_supervise = 0;
 
 	svc_parse(SVC, "Front door: accepts orders over MQTT request/response and HTTP, and publishes OrderPlaced.",
 	    opts, &cfg.so, argc, argv);
 	svc_signals();
-	if ((intake.db = db_open(cfg.db_path, INTAKE_SCHEMA)) == NULL)
+	if ((intake.db = intake_open(cfg.db_path)) == NULL)
 		fatal("cannot open the order database", "path=%s", cfg.db_path);
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
 	if ((intake.outbox = outbox_new(intake.db, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("out of memory", NULL);
 	mq_subscribe(mq, TOPIC_ALL_NEW, 1, 0);
+	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	svc_mq_connect(mq, &cfg.so);
 	if (cfg.http_port > 0) {
@@ -156,6 +193,10 @@ main(int argc, char **argv)
 	while (!svc_quit) {
 		/* the tick: publish anything a crash or an outage left in the outbox */
 		outbox_flush(intake.outbox);
+		if (mono_ms() - last_supervise >= 500) {
+			intake_supervise(&intake, cfg.accept_deadline_ms, cfg.stage_deadline_ms);
+			last_supervise = mono_ms();
+		}
 		if (mono_ms() - last_expire > 60000) {
 			intake_expire_keys(&intake, cfg.idempotency_ttl_h * 3600 * 1000);
 			last_expire = mono_ms();
