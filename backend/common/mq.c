@@ -32,6 +32,7 @@ struct mq {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int connected;     /* CONNACK seen and not lost since */
+	int64_t connected_at; /* mono_ms() of that CONNACK */
 	int subs_pending;  /* SUBACKs still awaited on this connection */
 	int ready;         /* connected and every subscription granted */
 	int failed;        /* the first connect or a subscription failed */
@@ -137,6 +138,7 @@ on_connected(void *ctx, char *cause)
 	(void)cause;
 	pthread_mutex_lock(&mq->lock);
 	mq->connected = 1;
+	mq->connected_at = mono_ms();
 	mq->ready = 0;
 	pthread_mutex_unlock(&mq->lock);
 	log_info("connected to broker", "url=%s client_id=%s", mq->url, mq->client_id);
@@ -333,9 +335,10 @@ mq_connect(struct mq *mq, int timeout_ms, char *err, size_t errlen)
 	opts.password = mq->password;
 	opts.automaticReconnect = 1;
 	opts.minRetryInterval = 1;
-	opts.maxRetryInterval = 16;
+	opts.maxRetryInterval = 8;
 	opts.connectTimeout = timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1;
-	opts.maxInflight = mq->cfg.max_inflight > 0 ? mq->cfg.max_inflight : 20;
+	/* paho lowers this to the broker's Receive Maximum from the CONNACK */
+	opts.maxInflight = mq->cfg.max_inflight > 0 ? mq->cfg.max_inflight : 65535;
 	opts.onFailure5 = on_connect_fail;
 	opts.context = mq;
 
@@ -450,6 +453,17 @@ mq_is_connected(struct mq *mq)
 	c = mq->connected;
 	pthread_mutex_unlock(&mq->lock);
 	return c;
+}
+
+int64_t
+mq_connected_for(struct mq *mq)
+{
+	int64_t ms;
+
+	pthread_mutex_lock(&mq->lock);
+	ms = mq->connected ? mono_ms() - mq->connected_at : -1;
+	pthread_mutex_unlock(&mq->lock);
+	return ms;
 }
 
 unsigned

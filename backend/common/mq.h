@@ -3,7 +3,7 @@
  *
  * One struct mq per connection.  Subscriptions are declared before
  * mq_connect() and re-issued on every (re)connect; paho reconnects by itself
- * with a doubling backoff once the first connect succeeded.  Publishes made
+ * with a doubling backoff (1 s up to 8 s) once the first connect succeeded.  Publishes made
  * while the broker is away are buffered, up to mq_config.max_buffered;
  * past that mq_publish() fails loudly instead of dropping.
  *
@@ -17,6 +17,7 @@
 #define PIZZA_MQ_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct mq;
 
@@ -43,7 +44,7 @@ struct mq_config {
 	int clean_start;            /* 0: resume the broker-side session */
 	unsigned session_expiry_s;  /* how long the broker keeps the session when we are gone */
 	int max_buffered;           /* publishes held while disconnected; 0 means 10000 */
-	int max_inflight;           /* unacknowledged QoS 1 publishes; 0 means 20 */
+	int max_inflight;           /* unacknowledged QoS 1 publishes; 0: as many as the broker's Receive Maximum */
 };
 
 struct mq_publish {
@@ -94,6 +95,8 @@ int mq_publish(struct mq *mq, const struct mq_publish *p);
 
 /* 1 while connected to the broker. */
 int mq_is_connected(struct mq *mq);
+/* Milliseconds since the current connection was made, or -1 while disconnected. */
+int64_t mq_connected_for(struct mq *mq);
 /* Number of times the connection was lost since mq_connect(). */
 unsigned mq_reconnects(struct mq *mq);
 

@@ -193,7 +193,11 @@ main(int argc, char **argv)
 	while (!svc_quit) {
 		/* the tick: publish anything a crash or an outage left in the outbox */
 		outbox_flush(intake.outbox);
-		if (mono_ms() - last_supervise >= 500) {
+		/*
+		 * Supervise only on a settled connection: right after a reconnect the
+		 * statuses queued for us while we were away are still arriving.
+		 */
+		if (mono_ms() - last_supervise >= 500 && mq_connected_for(mq) >= 2000) {
 			intake_supervise(&intake, cfg.accept_deadline_ms, cfg.stage_deadline_ms);
 			last_supervise = mono_ms();
 		}

@@ -623,6 +623,103 @@ h_run(struct stack *s, const char *password, char **out, char *const argv[])
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+pid_t
+h_spawn(struct stack *s, const char *password, char *const argv[], const char *outfile)
+{
+	char path[600], url[64];
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/%s", bindir(), argv[0]);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", s->port);
+	if ((pid = fork()) == 0) {
+		int fd = open(outfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		setenv("PIZZA_MQTT_URL", url, 1);
+		if (password != NULL)
+			setenv("PIZZA_PASSWORD", password, 1);
+		execv(path, argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+int
+h_collect(pid_t pid, const char *outfile, char **out, int timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+	int st = 0;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			break;
+		if (mono_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			st = -1;
+			break;
+		}
+		sleep_ms(20);
+	}
+	*out = file_read_small(outfile, 1 << 24);
+	if (*out == NULL)
+		*out = strdup("");
+	return st == -1 ? -1 : (WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+int
+h_alive(struct stack *s, const char *name)
+{
+	for (int i = 0; i < s->nprocs; i++)
+		if (strcmp(s->procs[i].name, name) == 0 && s->procs[i].pid > 0)
+			return waitpid(s->procs[i].pid, NULL, WNOHANG) == 0;
+	return 0;
+}
+
+static int published;
+
+static void
+on_published(void *arg, int ok)
+{
+	(void)arg;
+	__atomic_store_n(&published, ok ? 1 : -1, __ATOMIC_SEQ_CST);
+}
+
+int
+h_publish(struct stack *s, const char *account, const char *topic, const void *payload, size_t len)
+{
+	struct mq_publish p;
+	struct mq *c;
+	char cid[64];
+	int64_t deadline;
+	int rc = -1;
+
+	snprintf(cid, sizeof(cid), "test-pub-%s", account);
+	if ((c = client(s, account, cid, ignore, NULL, NULL)) == NULL)
+		return -1;
+	memset(&p, 0, sizeof(p));
+	p.topic = topic;
+	p.payload = payload;
+	p.len = len;
+	p.qos = 1;
+	p.done = on_published;
+	__atomic_store_n(&published, 0, __ATOMIC_SEQ_CST);
+	if (mq_publish(c, &p) == 0) {
+		deadline = mono_ms() + 5000;
+		while (__atomic_load_n(&published, __ATOMIC_SEQ_CST) == 0 && mono_ms() < deadline)
+			sleep_ms(5);
+		rc = __atomic_load_n(&published, __ATOMIC_SEQ_CST) == 1 ? 0 : -1;
+	}
+	mq_disconnect(c, 1000);
+	mq_free(c);
+	return rc;
+}
+
 int64_t
 h_sql_int(struct stack *s, const char *db, const char *sql, const char *arg)
 {

@@ -114,6 +114,20 @@ int h_count_topic(struct stack *s, const char *topic);
  */
 int h_run(struct stack *s, const char *password, char **out, char *const argv[]);
 
+/*
+ * Starts argv like h_run but in the background, its stdout and stderr going
+ * to a file; h_collect() waits for it and returns its exit status with the
+ * output in a new string *out.
+ */
+pid_t h_spawn(struct stack *s, const char *password, char *const argv[], const char *outfile);
+int h_collect(pid_t pid, const char *outfile, char **out, int timeout_ms);
+
+/* 1 while the named process is running. */
+int h_alive(struct stack *s, const char *name);
+
+/* Publishes payload (QoS 1) to topic as account (a service or dev user). Returns 0 once the broker acknowledged. */
+int h_publish(struct stack *s, const char *account, const char *topic, const void *payload, size_t len);
+
 /* A SQLite query on a service's database returning one integer (e.g. count(*)). */
 int64_t h_sql_int(struct stack *s, const char *db, const char *sql, const char *arg);
 
