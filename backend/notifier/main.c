@@ -178,7 +178,8 @@ on_message(void *arg, const struct mq_message *m)
 		return;
 	}
 	if (ev.type == EVENT_ORDER_PLACED && strcmp(m->topic, TOPIC_PLACED) == 0)
-		rc = on_placed(&ev);
+		for (int attempt = 0; (rc = on_placed(&ev)) != 0 && attempt < 3; attempt++)
+			sleep_ms(20 << attempt); /* a store failure may pass */
 	else if (ev.type == EVENT_ORDER_STATUS && topic_parse(m->topic, NULL, NULL) == TOPIC_KIND_STATUS) {
 		char user[NAME_MAX_LEN + 1], order[NAME_MAX_LEN + 1];
 
@@ -188,7 +189,8 @@ on_message(void *arg, const struct mq_message *m)
 			return;
 		}
 		if (ev.status == STATUS_READY)
-			rc = on_ready(&ev);
+			for (int attempt = 0; (rc = on_ready(&ev)) != 0 && attempt < 3; attempt++)
+				sleep_ms(20 << attempt);
 	} else {
 		snprintf(err, sizeof(err), "unexpected %s on %s", event_type_name(ev.type), m->topic);
 		deadletter(mq, SVC, m->topic, m->payload, m->len, err);

@@ -61,7 +61,9 @@ on_message(void *arg, const struct mq_message *m)
 		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
 		return;
 	}
-	r = history_apply(history, &ev);
+	/* a store failure (disk full, a locked file) may pass: try a few times before giving the event up */
+	for (int attempt = 0; (r = history_apply(history, &ev)) == HISTORY_ERROR && attempt < 3; attempt++)
+		sleep_ms(20 << attempt);
 	if (r == HISTORY_ERROR)
 		deadletter(mq, SVC, m->topic, m->payload, m->len, "could not be stored (database error)");
 	else if (r == HISTORY_DUPLICATE)
