@@ -1,5 +1,7 @@
 #include "delivery.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "netcheck.h"
 #include "sign.h"
 #include "topic.h"
 #include "util.h"
@@ -25,6 +28,9 @@ struct attempt {
 	char *body;
 	int attempts; /* including this one */
 	char errbuf[CURL_ERROR_SIZE];
+	char host[256];
+	const struct allowlist *allow;
+	char refused[128]; /* set when the address policy refused the destination */
 };
 
 struct deliverer {
@@ -32,6 +38,7 @@ struct deliverer {
 	struct outbox *outbox;
 	struct delivery_policy p;
 	char *secret;
+	const struct allowlist *allow;
 	pthread_t thread;
 	atomic_int stop;
 	CURLM *multi;
@@ -118,6 +125,25 @@ discard(char *data, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+/* Every address curl is about to connect to passes the policy first (after DNS, so no rebinding). */
+static curl_socket_t
+open_checked(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct attempt *a = arg;
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	(void)purpose;
+	if (!netcheck_addr(a->allow, &addr->addr, a->host)) {
+		if (addr->family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&addr->addr)->sin_addr, ip, sizeof(ip));
+		else if (addr->family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr->addr)->sin6_addr, ip, sizeof(ip));
+		snprintf(a->refused, sizeof(a->refused), "destination %s is private, loopback or link-local", ip);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(addr->family, addr->socktype, addr->protocol);
+}
+
 static void
 attempt_free(struct attempt *a)
 {
@@ -144,6 +170,16 @@ start_attempt(struct deliverer *d, const char *id, const char *order_id, const c
 	str_copy(a->order_id, sizeof(a->order_id), order_id);
 	str_copy(a->user_id, sizeof(a->user_id), user_id);
 	a->attempts = attempts + 1;
+	a->allow = d->allow;
+	{
+		CURLU *u = curl_url();
+		char *h = NULL;
+		if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK)
+			str_copy(a->host, sizeof(a->host), h);
+		curl_free(h);
+		curl_url_cleanup(u);
+	}
 	memcpy(sig, "Pizza-Signature: ", 17);
 	if (sign_header(d->secret, now_ms() / 1000, a->body, strlen(a->body), sig + 17) != 0)
 		goto fail;
@@ -164,6 +200,9 @@ start_attempt(struct deliverer *d, const char *id, const char *order_id, const c
 	curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, discard);
 	curl_easy_setopt(a->easy, CURLOPT_ERRORBUFFER, a->errbuf);
 	curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
+	curl_easy_setopt(a->easy, CURLOPT_OPENSOCKETFUNCTION, open_checked);
+	curl_easy_setopt(a->easy, CURLOPT_OPENSOCKETDATA, a);
+	curl_easy_setopt(a->easy, CURLOPT_PROXY, ""); /* no proxy from the environment: it would hide the destination */
 	if (curl_multi_add_handle(d->multi, a->easy) != CURLM_OK)
 		goto fail;
 	d->inflight[d->ninflight++] = a;
@@ -218,9 +257,12 @@ finish(struct deliverer *d, struct attempt *a, CURLcode cr)
 		snprintf(detail, sizeof(detail), "HTTP %ld", status);
 	else if (cr == CURLE_OK)
 		snprintf(detail, sizeof(detail), "the receiver answered HTTP %ld", status);
+	else if (a->refused[0] != '\0')
+		snprintf(detail, sizeof(detail), "refused: %s (PIZZA_CALLBACK_ALLOW can allow it)", a->refused);
 	else
 		snprintf(detail, sizeof(detail), "%s", a->errbuf[0] != '\0' ? a->errbuf : curl_easy_strerror(cr));
-	final = ok || a->attempts >= d->p.max_attempts;
+	/* a refused destination stays refused: no point in retrying */
+	final = ok || a->attempts >= d->p.max_attempts || a->refused[0] != '\0';
 	if (!final)
 		next = now + delivery_backoff_ms(&d->p, a->attempts, jitter());
 
@@ -321,7 +363,8 @@ run(void *arg)
 }
 
 struct deliverer *
-deliverer_start(struct db *db, struct outbox *outbox, const struct delivery_policy *p, const char *secret)
+deliverer_start(struct db *db, struct outbox *outbox, const struct delivery_policy *p, const char *secret,
+    const struct allowlist *allow)
 {
 	struct deliverer *d = calloc(1, sizeof(*d));
 
@@ -330,6 +373,7 @@ deliverer_start(struct db *db, struct outbox *outbox, const struct delivery_poli
 	d->db = db;
 	d->outbox = outbox;
 	d->p = *p;
+	d->allow = allow;
 	if ((d->secret = strdup(secret)) == NULL || (d->multi = curl_multi_init()) == NULL ||
 	    pthread_create(&d->thread, NULL, run, d) != 0) {
 		if (d->multi != NULL)

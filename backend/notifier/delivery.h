@@ -13,6 +13,7 @@
  *
  *   {"type":"OrderReady","order_id":…,"user_id":…,"status":"ready","at":…}
  *
+ * A destination the address policy refuses (netcheck.h) fails at once.
  * A 2xx answer delivers it.  Anything else (another status, a timeout, a
  * refused connection) is retried after delivery_backoff_ms(), up to
  * max_attempts; then the delivery is failed.  Either outcome is published as
@@ -60,9 +61,15 @@ int delivery_add(struct db *db, const struct event *status, const char *url);
 
 struct deliverer;
 
-/* Starts the worker thread. secret signs every delivery. NULL on failure. */
+struct allowlist;
+
+/*
+ * Starts the worker thread.  secret signs every delivery; allow lists the
+ * private destinations callbacks may still reach (see netcheck.h; checked on
+ * every address connected to).  NULL on failure.
+ */
 struct deliverer *deliverer_start(struct db *db, struct outbox *outbox, const struct delivery_policy *p,
-    const char *secret);
+    const char *secret, const struct allowlist *allow);
 /* Stops the worker, abandoning attempts in flight (they stay pending and are retried on the next start). */
 void deliverer_stop(struct deliverer *d);
 

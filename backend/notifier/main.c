@@ -22,6 +22,7 @@
 #include "event.h"
 #include "log.h"
 #include "menu.h"
+#include "netcheck.h"
 #include "mq.h"
 #include "outbox.h"
 #include "svc.h"
@@ -45,6 +46,7 @@ static struct {
 	long outbox_retry_ms;
 	const char *callback_secret_file;
 	long cb_attempts, cb_base_ms, cb_cap_ms, cb_timeout_ms;
+	const char *callback_allow;
 } cfg;
 
 static struct mq *mq;
@@ -223,9 +225,14 @@ main(int argc, char **argv)
 		    "longest wait between attempts", &cfg.cb_cap_ms, 1, 86400000 },
 		{ "callback-timeout-ms", 0, OPT_INT, "PIZZA_CALLBACK_TIMEOUT_MS", "5000",
 		    "how long one attempt may take before it counts as failed", &cfg.cb_timeout_ms, 100, 60000 },
+		{ "callback-allow", 0, OPT_STR, "PIZZA_CALLBACK_ALLOW", NULL,
+		    "hosts, addresses or CIDR ranges callbacks may reach although private or local (comma-separated)",
+		    &cfg.callback_allow, 0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	struct delivery_policy policy;
+	struct allowlist *allow;
+	char err[256];
 	struct deliverer *deliverer;
 	char *secret = NULL;
 	const char *env;
@@ -241,6 +248,10 @@ main(int argc, char **argv)
 	if (secret == NULL || strlen(secret) < 16)
 		fatal("callbacks need a signing secret of at least 16 characters: set PIZZA_CALLBACK_SECRET or "
 		      "--callback-secret-file", NULL);
+	if ((allow = allowlist_parse(cfg.callback_allow, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s: --callback-allow: %s\n", SVC, err);
+		return 2;
+	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if ((db = db_open(cfg.db_path, NOTIFIER_SCHEMA)) == NULL)
 		fatal("cannot open the notifier database", "path=%s", cfg.db_path);
@@ -254,7 +265,7 @@ main(int argc, char **argv)
 	policy.base_ms = cfg.cb_base_ms;
 	policy.cap_ms = cfg.cb_cap_ms;
 	policy.timeout_ms = cfg.cb_timeout_ms;
-	if ((deliverer = deliverer_start(db, outbox, &policy, secret)) == NULL)
+	if ((deliverer = deliverer_start(db, outbox, &policy, secret, allow)) == NULL)
 		fatal("cannot start the callback deliverer", NULL);
 	log_info("ready", "db=%s", cfg.db_path);
 
@@ -271,6 +282,7 @@ main(int argc, char **argv)
 	outbox_free(outbox);
 	db_close(db);
 	free(secret);
+	allowlist_free(allow);
 	curl_global_cleanup();
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "netcheck.h"
 #include "topic.h"
 #include "util.h"
 
@@ -252,6 +253,14 @@ intake_place(struct intake *in, const char *user_id, const json_t *request, cons
 	if (intake_validate(user_id, request, &ev, res) != 0) {
 		log_info("order refused", "user_id=%s via=%s", name_valid(user_id) ? user_id : "-", via);
 		return;
+	}
+	if (ev.callback_url[0] != '\0') {
+		char why[200];
+		if (netcheck_url(in->callback_allow, ev.callback_url, why, sizeof(why)) != 0) {
+			invalid(res, "invalid_field", "%s; set PIZZA_CALLBACK_ALLOW to allow it", why);
+			log_info("order refused: callback address", "user_id=%s via=%s", user_id, via);
+			return;
+		}
 	}
 	if (idem_key != NULL && request_hash(request, hash) != 0)
 		rc = -1;

@@ -48,9 +48,12 @@ struct intake_result {
 	char detail[256];   /* human text naming the field */
 };
 
+struct allowlist;
+
 struct intake {
 	struct db *db;
 	struct outbox *outbox;
+	const struct allowlist *callback_allow; /* exceptions to the callback address policy; may be NULL */
 };
 
 /*

@@ -18,6 +18,7 @@
 #include "intake.h"
 #include "log.h"
 #include "mq.h"
+#include "netcheck.h"
 #include "outbox.h"
 #include "svc.h"
 #include "topic.h"
@@ -35,6 +36,7 @@ static struct {
 	const char *history_url;
 	long idempotency_ttl_h;
 	long accept_deadline_ms, stage_deadline_ms;
+	const char *callback_allow;
 } cfg;
 
 static struct mq *mq;
@@ -162,9 +164,13 @@ main(int argc, char **argv)
 		{ "stage-deadline-ms", 0, OPT_INT, "PIZZA_STAGE_DEADLINE_MS", "60000",
 		    "publish an order again if it made no progress for this long (keep it above the longest stage)",
 		    &cfg.stage_deadline_ms, 100, 86400000 },
+		{ "callback-allow", 0, OPT_STR, "PIZZA_CALLBACK_ALLOW", NULL,
+		    "hosts, addresses or CIDR ranges callbacks may reach although private or local (comma-separated)",
+		    &cfg.callback_allow, 0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	struct api api;
+	struct allowlist *allow;
 	struct httpd *http = NULL;
 	char err[256];
 	int64_t last_expire = 0, last_supervise = 0;
@@ -172,6 +178,11 @@ main(int argc, char **argv)
 	svc_parse(SVC, "Front door: accepts orders over MQTT request/response and HTTP, and publishes OrderPlaced.",
 	    opts, &cfg.so, argc, argv);
 	svc_signals();
+	if ((allow = allowlist_parse(cfg.callback_allow, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s: --callback-allow: %s\n", SVC, err);
+		return 2;
+	}
+	intake.callback_allow = allow;
 	if ((intake.db = intake_open(cfg.db_path)) == NULL)
 		fatal("cannot open the order database", "path=%s", cfg.db_path);
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
@@ -215,6 +226,7 @@ main(int argc, char **argv)
 	mq_free(mq);
 	outbox_free(intake.outbox);
 	db_close(intake.db);
+	allowlist_free(allow);
 	curl_global_cleanup();
 	return 0;
 }

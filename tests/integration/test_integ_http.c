@@ -81,9 +81,11 @@ setup(void **state)
 		return -1;
 	if (h_stack_start(&st, "http") != 0 || h_observer(&st) != 0)
 		return -1;
-	if (h_service(&st, "order-service", "order-service", NULL) < 0 ||
+	/* the test's receiver is on loopback, which callbacks may not reach unless allowed */
+	if (h_service(&st, "order-service", "order-service", "--callback-allow", "127.0.0.1", NULL) < 0 ||
 	    h_service(&st, "order-history", "order-history", NULL) < 0 ||
-	    h_service(&st, "notifier", "notifier", "--callback-backoff-ms", "200", "--callback-attempts", "4", NULL) < 0 ||
+	    h_service(&st, "notifier", "notifier", "--callback-backoff-ms", "200", "--callback-attempts", "4",
+		"--callback-allow", "127.0.0.1", NULL) < 0 ||
 	    h_service(&st, "exec-1", "order-executor", "--id", "exec-1", "--stage-ms", "20", NULL) < 0)
 		return -1;
 	return 0;
