@@ -63,6 +63,7 @@ usage(FILE *f)
 		   "  order   place an order and follow it to the pickup alert\n"
 		   "  watch   print this user's statuses and alerts as they arrive\n"
 		   "  history print this user's orders and their timelines (HTTP API)\n"
+		   "  token   log in to the HTTP API and print a bearer token\n"
 		   "  menu    print what can be ordered\n\n"
 		   "'%s COMMAND --help' describes each command's options.\n",
 	    PROG, PROG);
@@ -210,6 +211,53 @@ seen_key(const struct event *ev, char *buf, size_t n)
 }
 
 /*
+ * A bearer token for the user: $PIZZA_TOKEN if set, else POST /v1/login with
+ * the user's password.  Copies it into tok (TOKEN_BUF bytes).  Returns 0, or
+ * -1 with a one-line error printed.
+ */
+#define TOKEN_BUF 256
+static int
+http_login(const char *cmd, const struct common *c, const char *base, char *tok)
+{
+	char url[512], err[300], *body, *resp = NULL;
+	const char *env = getenv("PIZZA_TOKEN"), *t;
+	long status = 0;
+	json_t *req, *r;
+	int rc = -1;
+
+	if (env != NULL && env[0] != '\0') {
+		snprintf(tok, TOKEN_BUF, "%s", env);
+		return 0;
+	}
+	if (c->password == NULL) {
+		fprintf(stderr, "%s %s: no password for '%s': pass --password or set PIZZA_PASSWORD (or PIZZA_TOKEN)\n", PROG,
+		    cmd, c->user);
+		return -1;
+	}
+	snprintf(url, sizeof(url), "%s/v1/login", base != NULL ? base : http_base_url());
+	req = json_pack("{s:s, s:s}", "user_id", c->user, "password", c->password);
+	body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (http_call("POST", url, body, NULL, &status, &resp, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s %s: %s\n", PROG, cmd, err);
+		free(body);
+		return -1;
+	}
+	r = json_loads(resp, 0, NULL);
+	if (status == 200 && (t = json_string_value(json_object_get(r, "token"))) != NULL && strlen(t) < TOKEN_BUF) {
+		snprintf(tok, TOKEN_BUF, "%s", t);
+		rc = 0;
+	} else {
+		const char *detail = json_string_value(json_object_get(r, "detail"));
+		fprintf(stderr, "%s %s: login refused (HTTP %ld): %s\n", PROG, cmd, status, detail != NULL ? detail : resp);
+	}
+	json_decref(r);
+	free(resp);
+	free(body);
+	return rc;
+}
+
+/*
  * POSTs the order to the HTTP API as the user and copies the order id.
  * Prints the placed line (or the 202 body with --json). Returns 0, or -1
  * with a one-line error printed.
@@ -218,13 +266,17 @@ static int
 http_order(const struct common *c, const char *base, const char *sku, long qty, const char *callback_url,
     char *order_id, size_t n)
 {
-	char url[512], err[300], when[16];
+	char url[512], err[300], when[16], tok[TOKEN_BUF], auth[TOKEN_BUF + 32];
+	const char *headers[] = { auth, NULL };
 	char *body, *resp = NULL;
 	long status = 0;
 	json_t *req, *r;
 	const char *id;
 	int rc = -1;
 
+	if (http_login("order", c, base, tok) != 0)
+		return -1;
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
 	snprintf(url, sizeof(url), "%s/v1/orders", base != NULL ? base : http_base_url());
 	req = json_pack("{s:s, s:[{s:s, s:i}]}", "user_id", c->user, "items", "sku", sku, "qty", (int)qty);
 	if (callback_url != NULL)
@@ -234,7 +286,7 @@ http_order(const struct common *c, const char *base, const char *sku, long qty, 
 	if (!c->json)
 		printf("%s  %-8s  ordering %ld x %s over HTTP ...\n", clock_str(now_ms(), when, sizeof(when)), c->user, qty,
 		    sku);
-	if (http_call("POST", url, body, NULL, &status, &resp, err, sizeof(err)) != 0) {
+	if (http_call("POST", url, body, headers, &status, &resp, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s order: %s\n", PROG, err);
 		free(body);
 		return -1;
@@ -531,16 +583,20 @@ cmd_history(int argc, char **argv)
 		    &http_url, 0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
-	char url[512], err[300], *resp = NULL;
+	char url[512], err[300], *resp = NULL, tok[TOKEN_BUF], auth[TOKEN_BUF + 32];
+	const char *headers[] = { auth, NULL };
 	long status = 0;
 	json_t *r, *o;
 	size_t i;
 
 	memset(&c, 0, sizeof(c));
 	parse("history", "Prints the user's newest orders and their timelines.", opts, &c, argc, argv, 0);
+	if (http_login("history", &c, http_url, tok) != 0)
+		return 1;
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
 	snprintf(url, sizeof(url), "%s/v1/users/%s/orders?limit=%ld", http_url != NULL ? http_url : http_base_url(), c.user,
 	    limit);
-	if (http_call("GET", url, NULL, NULL, &status, &resp, err, sizeof(err)) != 0) {
+	if (http_call("GET", url, NULL, headers, &status, &resp, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s history: %s\n", PROG, err);
 		return 1;
 	}
@@ -563,6 +619,29 @@ cmd_history(int argc, char **argv)
 	}
 	json_decref(r);
 	free(resp);
+	return 0;
+}
+
+static int
+cmd_token(int argc, char **argv)
+{
+	struct common c;
+	const char *http_url = NULL;
+	const struct opt opts[] = {
+		COMMON_OPTS(&c),
+		{ "http-url", 0, OPT_STR, "PIZZA_HTTP_URL", NULL, "the HTTP API; default http://127.0.0.1:$PIZZA_HTTP_PORT (8080)",
+		    &http_url, 0, 0 },
+		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
+	};
+	char tok[TOKEN_BUF];
+
+	memset(&c, 0, sizeof(c));
+	parse("token", "Logs in to the HTTP API with the user's password and prints a bearer token.", opts, &c, argc, argv,
+	    1);
+	unsetenv("PIZZA_TOKEN"); /* a fresh one */
+	if (http_login("token", &c, http_url, tok) != 0)
+		return 1;
+	printf("%s\n", tok);
 	return 0;
 }
 
@@ -621,6 +700,8 @@ main(int argc, char **argv)
 		return cmd_menu(argc - 1, argv + 1);
 	if (strcmp(argv[1], "history") == 0)
 		return cmd_history(argc - 1, argv + 1);
+	if (strcmp(argv[1], "token") == 0)
+		return cmd_token(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", PROG, argv[1], PROG);
 	return 2;
 }

@@ -1,6 +1,7 @@
 #include "httpd.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,9 +13,19 @@
 
 #include "event.h"
 #include "log.h"
+#include "util.h"
 
 #define HTTPD_THREADS 4
 #define HTTPD_TIMEOUT_S 10 /* a client silent this long is dropped (slowloris) */
+#define HTTPD_PER_IP_CONNECTIONS 64
+#define HTTPD_BUCKETS 4096 /* client addresses tracked by the rate limiter */
+
+struct bucket {
+	unsigned char addr[16];
+	int used;
+	double tokens;
+	int64_t at_ms;
+};
 
 struct httpd {
 	struct MHD_Daemon *d;
@@ -22,6 +33,9 @@ struct httpd {
 	void *arg;
 	size_t max_body;
 	int port;
+	pthread_mutex_t lock; /* guards the limiter */
+	double rate, burst;
+	struct bucket *buckets;
 };
 
 /* Per-connection state while the body arrives. */
@@ -64,6 +78,79 @@ http_error(struct http_resp *resp, int status, const char *code, const char *fmt
 	http_json(resp, status, json_pack("{s:s, s:o}", "error", code, "detail", json_string_lossy(detail)));
 }
 
+/* The client address as 16 bytes (IPv4 mapped into IPv6). */
+static void
+client_key(struct MHD_Connection *conn, unsigned char key[16])
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+
+	memset(key, 0, 16);
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa != NULL && sa->sa_family == AF_INET6)
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+}
+
+const char *
+http_client_addr(const struct http_req *req, char *buf, size_t n)
+{
+	unsigned char k[16];
+
+	client_key(req->conn, k);
+	if (k[10] == 0xff && k[11] == 0xff && memcmp(k, "\0\0\0\0\0\0\0\0\0\0", 10) == 0)
+		inet_ntop(AF_INET, k + 12, buf, (socklen_t)n);
+	else
+		inet_ntop(AF_INET6, k, buf, (socklen_t)n);
+	return buf;
+}
+
+void
+httpd_rate_limit(struct httpd *h, double rate, double burst)
+{
+	pthread_mutex_lock(&h->lock);
+	h->rate = rate;
+	h->burst = burst < 1 ? 1 : burst;
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Takes one token from the client's bucket. Returns 0, or the seconds to wait when it is empty. */
+static int
+rate_take(struct httpd *h, struct MHD_Connection *conn)
+{
+	unsigned char key[16];
+	uint64_t hash = 1469598103934665603ULL;
+	struct bucket *b;
+	int64_t now = mono_ms();
+	int wait = 0;
+
+	if (h->rate <= 0 || h->buckets == NULL)
+		return 0;
+	client_key(conn, key);
+	for (int i = 0; i < 16; i++)
+		hash = (hash ^ key[i]) * 1099511628211ULL;
+	pthread_mutex_lock(&h->lock);
+	b = &h->buckets[hash % HTTPD_BUCKETS];
+	/* a colliding address takes the slot over with a full bucket: generous, never wrongly strict for long */
+	if (!b->used || memcmp(b->addr, key, 16) != 0) {
+		memcpy(b->addr, key, 16);
+		b->used = 1;
+		b->tokens = h->burst;
+		b->at_ms = now;
+	}
+	b->tokens += (double)(now - b->at_ms) * h->rate / 1000.0;
+	if (b->tokens > h->burst)
+		b->tokens = h->burst;
+	b->at_ms = now;
+	if (b->tokens >= 1)
+		b->tokens -= 1;
+	else
+		wait = (int)((1 - b->tokens) / h->rate) + 1;
+	pthread_mutex_unlock(&h->lock);
+	return wait;
+}
+
 static enum MHD_Result
 send_resp(struct MHD_Connection *conn, struct http_resp *r)
 {
@@ -81,6 +168,8 @@ send_resp(struct MHD_Connection *conn, struct http_resp *r)
 		MHD_add_response_header(mr, "Location", r->location);
 	if (r->allow != NULL)
 		MHD_add_response_header(mr, "Allow", r->allow);
+	if (r->www_authenticate != NULL)
+		MHD_add_response_header(mr, "WWW-Authenticate", r->www_authenticate);
 	if (r->retry_after > 0) {
 		snprintf(retry, sizeof(retry), "%d", r->retry_after);
 		MHD_add_response_header(mr, "Retry-After", retry);
@@ -134,7 +223,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	}
 
 	memset(&resp, 0, sizeof(resp));
-	if (u->too_large) {
+	if ((resp.retry_after = rate_take(h, conn)) > 0) {
+		http_error(&resp, 429, "too_many_requests", "slow down: at most %.0f requests per second", h->rate);
+	} else if (u->too_large) {
 		http_error(&resp, 413, "too_large", "the request body is over the %zu byte limit", h->max_body);
 	} else {
 		memset(&req, 0, sizeof(req));
@@ -200,12 +291,19 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	h->handler = handler;
 	h->arg = arg;
 	h->max_body = max_body;
+	pthread_mutex_init(&h->lock, NULL);
+	if ((h->buckets = calloc(HTTPD_BUCKETS, sizeof(*h->buckets))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(h);
+		return NULL;
+	}
 	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request,
 	    h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTPD_THREADS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
+	    (size_t)64 * 1024, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_PER_IP_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
 	if (h->d == NULL) {
 		snprintf(err, errlen, "cannot listen on %s:%d (port in use?)", bind_addr, port);
+		free(h->buckets);
 		free(h);
 		return NULL;
 	}
@@ -226,5 +324,7 @@ httpd_stop(struct httpd *h)
 	if (h == NULL)
 		return;
 	MHD_stop_daemon(h->d);
+	pthread_mutex_destroy(&h->lock);
+	free(h->buckets);
 	free(h);
 }

@@ -31,6 +31,7 @@ struct http_resp {
 	char location[256];       /* Location header when not empty */
 	const char *allow;        /* Allow header (with 405) */
 	int retry_after;          /* Retry-After seconds when > 0 */
+	const char *www_authenticate; /* WWW-Authenticate header (with 401) */
 };
 
 typedef void (*http_handler)(void *arg, const struct http_req *req, struct http_resp *resp);
@@ -47,10 +48,23 @@ void http_error(struct http_resp *resp, int status, const char *code, const char
 
 /*
  * Listens on bind_addr:port (port 0 picks one; see httpd_port), with bodies
- * of at most max_body bytes.  Returns NULL with a reason in err.
+ * of at most max_body bytes, request line and headers within a 64 KiB
+ * connection buffer (431 past it), 64 connections per
+ * client address, and a client silent for 10 s disconnected.  Returns NULL
+ * with a reason in err.
  */
 struct httpd *httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handler, void *arg,
     char *err, size_t errlen);
+/*
+ * Limits each client address to rate requests per second on average with
+ * bursts of up to burst (a token bucket); past it the answer is 429 with
+ * Retry-After, before the handler runs.  rate <= 0 turns it off (the default).
+ */
+void httpd_rate_limit(struct httpd *h, double rate, double burst);
+
+/* The client's address as text (for logs and limits). */
+const char *http_client_addr(const struct http_req *req, char *buf, size_t n);
+
 /* The port actually listened on. */
 int httpd_port(const struct httpd *h);
 /* Stops listening and waits for handlers in progress. NULL is ignored. */

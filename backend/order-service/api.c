@@ -10,7 +10,12 @@
 
 #include "log.h"
 #include "menu.h"
+#include "token.h"
 #include "util.h"
+
+/* Broker accounts of the services: they are not customers and get no token. */
+static const char *const service_accounts[] = { "order-service", "order-executor", "order-history", "notifier",
+	"admin", NULL };
 
 struct buf {
 	char *p;
@@ -33,9 +38,13 @@ on_body(char *data, size_t size, size_t n, void *arg)
 	return add;
 }
 
-/* Forwards a GET to order-history and relays its status and body. */
+/*
+ * Forwards a GET to order-history and relays its status and body.  When
+ * owner is not NULL, a 200 whose "user_id" is not owner becomes a 404: a
+ * user cannot even learn that another user's order exists.
+ */
 static void
-forward(struct api *api, const struct http_req *req, struct http_resp *resp)
+forward(struct api *api, const struct http_req *req, struct http_resp *resp, const char *owner)
 {
 	char url[1024];
 	const char *q;
@@ -84,8 +93,78 @@ forward(struct api *api, const struct http_req *req, struct http_resp *resp)
 		resp->retry_after = 2;
 		return;
 	}
+	if (owner != NULL && status == 200) {
+		json_t *o = json_loads(b.p != NULL ? b.p : "", 0, NULL);
+		const char *u = json_string_value(json_object_get(o, "user_id"));
+		int mine = u != NULL && strcmp(u, owner) == 0;
+
+		json_decref(o);
+		if (!mine) {
+			free(b.p);
+			http_error(resp, 404, "not_found", "no order %s", req->path + strlen("/v1/orders/"));
+			return;
+		}
+	}
 	resp->status = (int)status;
 	resp->body = b.p != NULL ? b.p : strdup("");
+}
+
+/*
+ * The caller's user from "Authorization: Bearer <token>".  Returns 0 with
+ * the id in user, or -1 with a 401 already set on resp.
+ */
+static int
+authenticate(struct api *api, const struct http_req *req, struct http_resp *resp, char *user)
+{
+	const char *h = http_header(req, "Authorization");
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+		http_error(resp, 401, "unauthorized", "send Authorization: Bearer <token> (POST /v1/login gives one)");
+		resp->www_authenticate = "Bearer realm=\"pizza\"";
+		return -1;
+	}
+	if (token_verify(api->token_secret, h + 7, now_ms() / 1000, user) != 0) {
+		http_error(resp, 401, "unauthorized", "the token is invalid or expired; log in again");
+		resp->www_authenticate = "Bearer realm=\"pizza\", error=\"invalid_token\"";
+		return -1;
+	}
+	return 0;
+}
+
+static void
+post_login(struct api *api, const struct http_req *req, struct http_resp *resp)
+{
+	json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
+	const char *user = json_string_value(json_object_get(body, "user_id"));
+	const char *password = json_string_value(json_object_get(body, "password"));
+	char token[TOKEN_MAX], exp_at[32], client[64];
+	int64_t exp = now_ms() / 1000 + api->token_ttl_s;
+	int service = 0;
+
+	if (api->password_file == NULL) {
+		json_decref(body);
+		http_error(resp, 404, "not_found", "login is not enabled on this server");
+		return;
+	}
+	if (user == NULL || password == NULL || !name_valid(user) || strlen(password) > 256) {
+		json_decref(body);
+		http_error(resp, 400, "invalid_json", "send {\"user_id\":\"...\",\"password\":\"...\"}");
+		return;
+	}
+	for (int i = 0; service_accounts[i] != NULL; i++)
+		service |= strcmp(user, service_accounts[i]) == 0;
+	if (service || password_check_file(api->password_file, user, password) != 0 ||
+	    token_issue(api->token_secret, user, exp, token) != 0) {
+		log_warn("login refused", "user_id=%s client=%s", user, http_client_addr(req, client, sizeof(client)));
+		json_decref(body);
+		http_error(resp, 401, "unauthorized", "wrong user id or password");
+		return;
+	}
+	log_info("login", "user_id=%s", user);
+	http_json(resp, 200,
+	    json_pack("{s:s, s:s, s:s}", "user_id", user, "token", token, "expires_at",
+		time_rfc3339(exp * 1000, exp_at, sizeof(exp_at))));
+	json_decref(body);
 }
 
 static int
@@ -97,12 +176,12 @@ is_json(const char *ct)
 }
 
 static void
-post_order(struct api *api, const struct http_req *req, struct http_resp *resp)
+post_order(struct api *api, const struct http_req *req, struct http_resp *resp, const char *user)
 {
 	struct intake_result res;
 	json_error_t jerr;
 	json_t *body;
-	const char *user, *key = http_header(req, "Idempotency-Key");
+	const char *claimed, *key = http_header(req, "Idempotency-Key");
 
 	if (!is_json(http_header(req, "Content-Type"))) {
 		http_error(resp, 415, "unsupported_media_type", "send the order as Content-Type: application/json");
@@ -118,12 +197,20 @@ post_order(struct api *api, const struct http_req *req, struct http_resp *resp)
 		http_error(resp, 400, "invalid_json", "the body must be a JSON object");
 		return;
 	}
-	user = json_string_value(json_object_get(body, "user_id"));
-	if (user == NULL || !name_valid(user)) {
-		json_decref(body);
-		http_error(resp, 422, "invalid_field", "user_id must be a string of 1-%d characters of A-Z a-z 0-9 _ -",
-		    NAME_MAX_LEN);
-		return;
+	/* user_id may be left out; if it is there it must be the caller */
+	if (json_object_get(body, "user_id") != NULL) {
+		claimed = json_string_value(json_object_get(body, "user_id"));
+		if (claimed == NULL || !name_valid(claimed)) {
+			json_decref(body);
+			http_error(resp, 422, "invalid_field", "user_id must be a string of 1-%d characters of A-Z a-z 0-9 _ -",
+			    NAME_MAX_LEN);
+			return;
+		}
+		if (strcmp(claimed, user) != 0) {
+			json_decref(body);
+			http_error(resp, 403, "forbidden", "you can only place orders for yourself (%s)", user);
+			return;
+		}
 	}
 	intake_place(api->intake, user, body, "http", key, &res);
 	json_decref(body);
@@ -164,12 +251,11 @@ get_menu(const struct http_req *req, struct http_resp *resp)
 	http_json(resp, 200, json_pack("{s:o, s:i}", "items", items, "max_qty", EVENT_MAX_QTY));
 }
 
-/* Matches /v1/orders/<id> and /v1/users/<id>/orders with a valid id. */
+/* Matches /v1/orders/<id> and /v1/users/<id>/orders with a valid id, copied into id. */
 static int
-id_path(const char *path, const char *prefix, const char *suffix)
+id_path(const char *path, const char *prefix, const char *suffix, char *id)
 {
 	size_t pl = strlen(prefix), sl = strlen(suffix), n = strlen(path);
-	char id[NAME_MAX_LEN + 1];
 
 	if (n <= pl + sl || strncmp(path, prefix, pl) != 0 || strcmp(path + n - sl, suffix) != 0 ||
 	    n - pl - sl > NAME_MAX_LEN)
@@ -185,10 +271,16 @@ api_handle(void *arg, const struct http_req *req, struct http_resp *resp)
 	struct api *api = arg;
 	int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 	const char *allow = NULL;
+	char id[NAME_MAX_LEN + 1], user[NAME_MAX_LEN + 1];
 
 	if (strcmp(req->path, "/v1/orders") == 0) {
+		if (strcmp(req->method, "POST") != 0)
+			allow = "POST";
+		else if (authenticate(api, req, resp, user) == 0)
+			post_order(api, req, resp, user);
+	} else if (strcmp(req->path, "/v1/login") == 0) {
 		if (strcmp(req->method, "POST") == 0)
-			post_order(api, req, resp);
+			post_login(api, req, resp);
 		else
 			allow = "POST";
 	} else if (strcmp(req->path, "/v1/menu") == 0) {
@@ -196,11 +288,20 @@ api_handle(void *arg, const struct http_req *req, struct http_resp *resp)
 			get_menu(req, resp);
 		else
 			allow = "GET, HEAD";
-	} else if (id_path(req->path, "/v1/orders/", "") || id_path(req->path, "/v1/users/", "/orders")) {
-		if (get)
-			forward(api, req, resp);
-		else
+	} else if (id_path(req->path, "/v1/orders/", "", id)) {
+		if (!get)
 			allow = "GET, HEAD";
+		else if (authenticate(api, req, resp, user) == 0)
+			forward(api, req, resp, user);
+	} else if (id_path(req->path, "/v1/users/", "/orders", id)) {
+		if (!get)
+			allow = "GET, HEAD";
+		else if (authenticate(api, req, resp, user) == 0) {
+			if (strcmp(id, user) == 0)
+				forward(api, req, resp, NULL);
+			else
+				http_error(resp, 404, "not_found", "no such resource: %s", req->path);
+		}
 	} else {
 		http_error(resp, 404, "not_found", "no such resource: %s %s", req->method, req->path);
 	}

@@ -1,13 +1,17 @@
 /*
  * api.h - order-service's HTTP API (docs/http-api.md).
  *
+ *   POST /v1/login                  a user's password for a bearer token
  *   POST /v1/orders                 place an order: 202 at once, then asynchronous
  *   GET  /v1/orders/<order_id>      the order and its timeline    } answered by
  *   GET  /v1/users/<user_id>/orders the user's orders, newest first } order-history
  *   GET  /v1/menu                   what can be ordered
  *
- * Orders go through intake_place(), the same path as MQTT orders.  The read
- * endpoints are forwarded to order-history, which owns the history.
+ * Every order endpoint needs "Authorization: Bearer <token>" (token.h), and a
+ * user sees and places only their own orders: another user's order is 404,
+ * as if it did not exist.  Orders go through intake_place(), the same path
+ * as MQTT orders.  The read endpoints are forwarded to order-history, which
+ * owns the history.
  */
 #ifndef PIZZA_API_H
 #define PIZZA_API_H
@@ -19,7 +23,10 @@
 
 struct api {
 	struct intake *intake;
-	const char *history_url; /* e.g. http://127.0.0.1:8081 */
+	const char *history_url;   /* e.g. http://127.0.0.1:8081 */
+	const char *token_secret;  /* signs and checks bearer tokens */
+	const char *password_file; /* mosquitto's password file, for /v1/login; NULL: no login */
+	long token_ttl_s;
 };
 
 /* The http_handler for the API; arg is a struct api. */

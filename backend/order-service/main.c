@@ -37,6 +37,9 @@ static struct {
 	long idempotency_ttl_h;
 	long accept_deadline_ms, stage_deadline_ms;
 	const char *callback_allow;
+	const char *token_secret_file, *password_file;
+	long token_ttl_s;
+	long rate_limit, rate_burst;
 } cfg;
 
 static struct mq *mq;
@@ -167,9 +170,22 @@ main(int argc, char **argv)
 		{ "callback-allow", 0, OPT_STR, "PIZZA_CALLBACK_ALLOW", NULL,
 		    "hosts, addresses or CIDR ranges callbacks may reach although private or local (comma-separated)",
 		    &cfg.callback_allow, 0, 0 },
+		{ "token-secret-file", 0, OPT_STR, "PIZZA_TOKEN_SECRET_FILE", NULL,
+		    "file with the secret that signs HTTP bearer tokens (or set PIZZA_TOKEN_SECRET)",
+		    &cfg.token_secret_file, 0, 0 },
+		{ "password-file", 0, OPT_STR, "PIZZA_PASSWORD_FILE", NULL,
+		    "mosquitto password file that POST /v1/login checks (none: no login)", &cfg.password_file, 0, 0 },
+		{ "token-ttl", 0, OPT_INT, "PIZZA_TOKEN_TTL_S", "43200", "seconds a login token is valid", &cfg.token_ttl_s,
+		    60, 2592000 },
+		{ "rate-limit", 0, OPT_INT, "PIZZA_HTTP_RATE_LIMIT", "50",
+		    "HTTP requests per second per client address (0: no limit)", &cfg.rate_limit, 0, 1000000 },
+		{ "rate-burst", 0, OPT_INT, "PIZZA_HTTP_RATE_BURST", "100", "requests a client may send at once",
+		    &cfg.rate_burst, 1, 10000000 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	struct api api;
+	char *token_secret = NULL;
+	const char *env;
 	struct allowlist *allow;
 	struct httpd *http = NULL;
 	char err[256];
@@ -183,6 +199,14 @@ main(int argc, char **argv)
 		return 2;
 	}
 	intake.callback_allow = allow;
+	if (cfg.token_secret_file != NULL) {
+		if ((token_secret = file_read_small(cfg.token_secret_file, 4096)) == NULL)
+			fatal("cannot read the token secret file", "path=%s", cfg.token_secret_file);
+	} else if ((env = getenv("PIZZA_TOKEN_SECRET")) != NULL && env[0] != '\0')
+		token_secret = strdup(env);
+	if (cfg.http_port > 0 && (token_secret == NULL || strlen(token_secret) < 16))
+		fatal("the HTTP API needs a token secret of at least 16 characters: set PIZZA_TOKEN_SECRET or "
+		      "--token-secret-file (or --http-port 0)", NULL);
 	if ((intake.db = intake_open(cfg.db_path)) == NULL)
 		fatal("cannot open the order database", "path=%s", cfg.db_path);
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
@@ -195,9 +219,13 @@ main(int argc, char **argv)
 	if (cfg.http_port > 0) {
 		api.intake = &intake;
 		api.history_url = cfg.history_url;
+		api.token_secret = token_secret;
+		api.password_file = cfg.password_file;
+		api.token_ttl_s = cfg.token_ttl_s;
 		if ((http = httpd_start(cfg.http_bind, (int)cfg.http_port, API_MAX_BODY, api_handle, &api, err, sizeof(err))) ==
 		    NULL)
 			fatal("cannot start the HTTP API", "err=\"%s\"", err);
+		httpd_rate_limit(http, (double)cfg.rate_limit, (double)cfg.rate_burst);
 	}
 	log_info("ready", "db=%s http=%s:%d", cfg.db_path, cfg.http_bind, http != NULL ? httpd_port(http) : 0);
 
@@ -227,6 +255,7 @@ main(int argc, char **argv)
 	outbox_free(intake.outbox);
 	db_close(intake.db);
 	allowlist_free(allow);
+	free(token_secret);
 	curl_global_cleanup();
 	return 0;
 }

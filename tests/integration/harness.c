@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "token.h"
 #include "topic.h"
 #include "util.h"
 
@@ -258,7 +259,7 @@ proc_start(struct stack *s, struct h_proc *p)
 int
 h_service(struct stack *s, const char *name, const char *bin, ...)
 {
-	char path[600], url[64], pass[600], db[600], http[16], hist[64], cbsecret[600];
+	char path[600], url[64], pass[600], db[600], http[16], hist[64], cbsecret[600], toksecret[600], passwd[600];
 	char *argv[32];
 	int argc = 0, idx;
 	struct h_proc *p;
@@ -279,6 +280,8 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 	snprintf(pass, sizeof(pass), "%s/secrets/%s.pass", s->dir, bin);
 	snprintf(db, sizeof(db), "%s/data/%s.db", s->dir, name);
 	snprintf(cbsecret, sizeof(cbsecret), "%s/secrets/callback.secret", s->dir);
+	snprintf(toksecret, sizeof(toksecret), "%s/secrets/token.secret", s->dir);
+	snprintf(passwd, sizeof(passwd), "%s/passwd", s->dir);
 	argv[argc++] = path;
 	argv[argc++] = (char *)"--mqtt-url";
 	argv[argc++] = url;
@@ -297,6 +300,10 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 		argv[argc++] = http;
 		argv[argc++] = (char *)"--history-url";
 		argv[argc++] = hist;
+		argv[argc++] = (char *)"--token-secret-file";
+		argv[argc++] = toksecret;
+		argv[argc++] = (char *)"--password-file";
+		argv[argc++] = passwd;
 	} else if (strcmp(bin, "notifier") == 0) {
 		snprintf(hist, sizeof(hist), "%s", "--callback-secret-file");
 		argv[argc++] = hist;
@@ -718,6 +725,19 @@ h_publish(struct stack *s, const char *account, const char *topic, const void *p
 	mq_disconnect(c, 1000);
 	mq_free(c);
 	return rc;
+}
+
+const char *
+h_token(struct stack *s, const char *user)
+{
+	static char tok[TOKEN_MAX];
+	char path[600], *secret;
+
+	snprintf(path, sizeof(path), "%s/secrets/token.secret", s->dir);
+	if ((secret = file_read_small(path, 255)) == NULL || token_issue(secret, user, now_ms() / 1000 + 3600, tok) != 0)
+		tok[0] = '\0';
+	free(secret);
+	return tok;
 }
 
 int64_t
