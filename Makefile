@@ -26,7 +26,7 @@ endif
 # Debian packages: build, run time, tests.
 DEB_PKGS := gcc make pkg-config libpaho-mqtt-dev libjansson-dev libsqlite3-dev libcmocka-dev \
             libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
-            mosquitto mosquitto-clients
+            mosquitto mosquitto-clients openssl
 
 COMMON_SRC := $(wildcard backend/common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
@@ -41,7 +41,7 @@ INTEG_SRC  := $(wildcard tests/integration/test_*.c)
 INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 HARNESS_OBJ := $(BUILD)/tests/integration/harness.o
 
-.PHONY: all deps check-deps test unit integration run demo clean format
+.PHONY: all deps check-deps test unit integration run demo clean format certs
 .DEFAULT_GOAL := all
 
 all: check-deps $(BINS)
@@ -128,10 +128,15 @@ demo: all
 	@PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
 	  BUILD=$(BUILD) ./broker-config/stack demo
 
+# A local CA and certificates for the TLS listener (make run makes them too).
+certs:
+	@./broker-config/make-certs $(or $(PIZZA_RUN_DIR),run)/certs
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf $(BUILD)
 
+include tests/fuzz/fuzz.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -36,6 +36,7 @@ struct common {
 	const char *user;
 	const char *password;
 	const char *url;
+	const char *cafile, *certfile, *keyfile;
 	int json;
 	long timeout_s;
 	int verbose;
@@ -46,7 +47,13 @@ struct common {
 	    { "password", 'P', OPT_STR, "PIZZA_PASSWORD", NULL, "the user's broker password",       \
 		&(c)->password, 0, 0 },                                                             \
 	    { "mqtt-url", 0, OPT_STR, "PIZZA_MQTT_URL", NULL,                                       \
-		"broker URL; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &(c)->url, 0, 0 },     \
+		"broker URL, tcp:// or mqtts://; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &(c)->url, 0, 0 }, \
+	    { "cafile", 0, OPT_STR, "PIZZA_MQTT_CAFILE", NULL,                                     \
+		"CA certificate that must sign the broker's (mqtts://)", &(c)->cafile, 0, 0 },     \
+	    { "cert", 0, OPT_STR, "PIZZA_MQTT_CERTFILE", NULL, "client certificate for TLS (optional)", \
+		&(c)->certfile, 0, 0 },                                                            \
+	    { "key", 0, OPT_STR, "PIZZA_MQTT_KEYFILE", NULL, "client certificate's key (optional)", \
+		&(c)->keyfile, 0, 0 },                                                             \
 	    { "json", 0, OPT_FLAG, NULL, NULL, "print the raw events, one JSON object a line",      \
 		&(c)->json, 0, 0 },                                                                 \
 	{                                                                                           \
@@ -127,6 +134,9 @@ phone_connect(const char *cmd, const struct common *c, struct inbox *ib, const c
 	cfg.username = c->user;
 	cfg.password = c->password;
 	cfg.clean_start = !persistent;
+	cfg.cafile = c->cafile;
+	cfg.certfile = c->certfile;
+	cfg.keyfile = c->keyfile;
 	cfg.session_expiry_s = persistent ? 86400 : 0;
 	if ((mq = mq_new(&cfg, inbox_handler, ib)) == NULL) {
 		fprintf(stderr, "%s %s: cannot create an MQTT client for %s\n", PROG, cmd, url);

@@ -24,6 +24,8 @@ struct mq {
 	MQTTAsync client;
 	struct mq_config cfg;
 	char *url, *client_id, *username, *password;
+	char *cafile, *certfile, *keyfile;
+	int tls;
 	mq_handler handler;
 	void *arg;
 	struct mq_sub subs[MQ_MAX_SUBS];
@@ -37,7 +39,8 @@ struct mq {
 	int ready;         /* connected and every subscription granted */
 	int failed;        /* the first connect or a subscription failed */
 	unsigned reconnects;
-	char reason[256];
+	char reason[512];
+	char tls_error[160]; /* the last TLS error OpenSSL reported */
 };
 
 struct mq_pubctx {
@@ -172,7 +175,7 @@ static void
 on_connect_fail(void *ctx, MQTTAsync_failureData5 *resp)
 {
 	struct mq *mq = ctx;
-	char why[256];
+	char why[512];
 	/*
 	 * On a refused CONNACK paho 1.3 puts the broker's reason code in
 	 * resp->code (with the message "CONNACK return code"); its own
@@ -191,8 +194,16 @@ on_connect_fail(void *ctx, MQTTAsync_failureData5 *resp)
 		    mq->url, mq->username != NULL ? mq->username : "(anonymous)");
 		break;
 	case MQTTREASONCODE_SUCCESS:
-		snprintf(why, sizeof(why), "cannot reach the broker at %s (%s)", mq->url,
-		    resp->message != NULL ? resp->message : "connection failed");
+		pthread_mutex_lock(&mq->lock);
+		if (mq->tls_error[0] != '\0')
+			snprintf(why, sizeof(why), "TLS with the broker at %s failed: %s%s", mq->url, mq->tls_error,
+			    strstr(mq->tls_error, "verify failed") != NULL
+				? " (is the CA file the one that signed the broker's certificate, and does it name this host?)"
+				: "");
+		else
+			snprintf(why, sizeof(why), "cannot reach the broker at %s (%s)", mq->url,
+			    resp->message != NULL ? resp->message : "connection failed");
+		pthread_mutex_unlock(&mq->lock);
 		break;
 	default:
 		snprintf(why, sizeof(why), "the broker at %s refused the connection: %s", mq->url,
@@ -233,6 +244,29 @@ on_message(void *ctx, char *topic, int topiclen, MQTTAsync_message *msg)
 	return 1;
 }
 
+/* OpenSSL's error lines, kept so a failed connect can say why (untrusted CA, wrong host...). */
+static int
+on_tls_error(const char *str, size_t len, void *ctx)
+{
+	struct mq *mq = ctx;
+	const char *f = str, *end = str + len;
+	int field = 0;
+
+	/* OpenSSL's lines read "C0D6...:error:0A000086:SSL routines:<function>:<reason>:<file>:<line>:"; keep <reason> */
+	for (const char *p = str; p < end && field < 5; p++)
+		if (*p == ':') {
+			field++;
+			f = p + 1;
+		}
+	if (field < 5)
+		f = str;
+	pthread_mutex_lock(&mq->lock);
+	snprintf(mq->tls_error, sizeof(mq->tls_error), "%.*s", (int)(end - f), f);
+	mq->tls_error[strcspn(mq->tls_error, field >= 5 ? ":\n" : "\n")] = '\0';
+	pthread_mutex_unlock(&mq->lock);
+	return 0;
+}
+
 static char *
 dup_or_null(const char *s)
 {
@@ -251,7 +285,16 @@ mq_new(const struct mq_config *cfg, mq_handler handler, void *arg)
 	if ((mq = calloc(1, sizeof(*mq))) == NULL)
 		return NULL;
 	mq->cfg = *cfg;
-	mq->url = strdup(cfg->url);
+	/* paho names TLS ssl://; accept the usual mqtts:// too */
+	if (strncmp(cfg->url, "mqtts://", 8) == 0) {
+		if ((mq->url = malloc(strlen(cfg->url))) != NULL)
+			snprintf(mq->url, strlen(cfg->url), "ssl://%s", cfg->url + 8);
+	} else
+		mq->url = strdup(cfg->url);
+	mq->tls = mq->url != NULL && (strncmp(mq->url, "ssl://", 6) == 0 || strncmp(mq->url, "wss://", 6) == 0);
+	mq->cafile = dup_or_null(cfg->cafile);
+	mq->certfile = dup_or_null(cfg->certfile);
+	mq->keyfile = dup_or_null(cfg->keyfile);
 	mq->client_id = strdup(cfg->client_id);
 	mq->username = dup_or_null(cfg->username);
 	mq->password = dup_or_null(cfg->password);
@@ -319,6 +362,7 @@ int
 mq_connect(struct mq *mq, int timeout_ms, char *err, size_t errlen)
 {
 	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer5;
+	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 	MQTTProperties props = MQTTProperties_initializer;
 	MQTTProperty prop;
 	struct timespec deadline;
@@ -341,6 +385,17 @@ mq_connect(struct mq *mq, int timeout_ms, char *err, size_t errlen)
 	opts.maxInflight = mq->cfg.max_inflight > 0 ? mq->cfg.max_inflight : 65535;
 	opts.onFailure5 = on_connect_fail;
 	opts.context = mq;
+	if (mq->tls) {
+		ssl.trustStore = mq->cafile; /* NULL: the system's CAs */
+		ssl.keyStore = mq->certfile;
+		ssl.privateKey = mq->keyfile;
+		ssl.enableServerCertAuth = 1;
+		ssl.verify = 1; /* the certificate must name the host we dialled */
+		ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+		ssl.ssl_error_cb = on_tls_error;
+		ssl.ssl_error_context = mq;
+		opts.ssl = &ssl;
+	}
 
 	rc = MQTTAsync_connect(mq->client, &opts);
 	MQTTProperties_free(&props);
@@ -516,6 +571,9 @@ mq_free(struct mq *mq)
 	for (int i = 0; i < mq->nsubs; i++)
 		free(mq->subs[i].filter);
 	free(mq->url);
+	free(mq->cafile);
+	free(mq->certfile);
+	free(mq->keyfile);
 	free(mq->client_id);
 	free(mq->username);
 	free(mq->password);

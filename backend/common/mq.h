@@ -37,7 +37,7 @@ typedef void (*mq_handler)(void *arg, const struct mq_message *m);
 typedef void (*mq_done)(void *arg, int ok);
 
 struct mq_config {
-	const char *url;       /* tcp://host:port (ssl:// once TLS is configured) */
+	const char *url;       /* tcp://host:port, or mqtts://host:port (also ssl://) for TLS */
 	const char *client_id; /* stable for a persistent session */
 	const char *username;  /* NULL: anonymous */
 	const char *password;
@@ -45,6 +45,12 @@ struct mq_config {
 	unsigned session_expiry_s;  /* how long the broker keeps the session when we are gone */
 	int max_buffered;           /* publishes held while disconnected; 0 means 10000 */
 	int max_inflight;           /* unacknowledged QoS 1 publishes; 0: as many as the broker's Receive Maximum */
+	/* TLS, for mqtts:// (or ssl://) URLs: the broker's certificate must chain to
+	 * cafile and name the URL's host; certfile/keyfile are an optional client
+	 * certificate. */
+	const char *cafile;
+	const char *certfile;
+	const char *keyfile;
 };
 
 struct mq_publish {

@@ -81,6 +81,9 @@ svc_mq_new(const struct svc_opts *so, mq_handler handler, void *arg)
 	cfg.username = so->user;
 	cfg.password = password;
 	cfg.clean_start = 0;
+	cfg.cafile = so->cafile;
+	cfg.certfile = so->certfile;
+	cfg.keyfile = so->keyfile;
 	cfg.session_expiry_s = (unsigned)so->session_expiry_s;
 	mq = mq_new(&cfg, handler, arg);
 	free(password);

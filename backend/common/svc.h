@@ -16,6 +16,7 @@ struct svc_opts {
 	const char *user;
 	const char *password_file;
 	const char *client_id;
+	const char *cafile, *certfile, *keyfile;
 	long session_expiry_s;
 	long connect_timeout_ms;
 	int verbose;
@@ -24,12 +25,18 @@ struct svc_opts {
 /* The options every service takes, for its struct opt table. */
 #define SVC_OPTS(o, user_default, client_default)                                                  \
 	{ "mqtt-url", 0, OPT_STR, "PIZZA_MQTT_URL", NULL,                                          \
-	    "broker URL; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &(o)->url, 0, 0 },        \
+	    "broker URL, tcp:// or mqtts://; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &(o)->url, 0, 0 },        \
 	    { "mqtt-user", 0, OPT_STR, "PIZZA_MQTT_USER", user_default, "broker user name",        \
 		&(o)->user, 0, 0 },                                                                \
 	    { "mqtt-password-file", 0, OPT_STR, "PIZZA_MQTT_PASSWORD_FILE", NULL,                  \
 		"file holding the broker password (or set PIZZA_MQTT_PASSWORD)",                   \
 		&(o)->password_file, 0, 0 },                                                       \
+	    { "cafile", 0, OPT_STR, "PIZZA_MQTT_CAFILE", NULL,                                     \
+		"CA certificate that must sign the broker's (for mqtts:// URLs)", &(o)->cafile, 0, 0 }, \
+	    { "certfile", 0, OPT_STR, "PIZZA_MQTT_CERTFILE", NULL, "client certificate for TLS (optional)", \
+		&(o)->certfile, 0, 0 },                                                            \
+	    { "keyfile", 0, OPT_STR, "PIZZA_MQTT_KEYFILE", NULL, "client certificate's key (optional)", \
+		&(o)->keyfile, 0, 0 },                                                             \
 	    { "client-id", 0, OPT_STR, "PIZZA_CLIENT_ID", client_default,                          \
 		"MQTT client id; keep it stable so the broker keeps the session", &(o)->client_id, \
 		0, 0 },                                                                            \

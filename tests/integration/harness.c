@@ -176,7 +176,7 @@ on_observed(void *arg, const struct mq_message *m)
 int
 h_stack_start(struct stack *s, const char *name)
 {
-	char cmd[1400];
+	char cmd[1600];
 	static int seq;
 
 	memset(s, 0, sizeof(*s));
@@ -185,8 +185,9 @@ h_stack_start(struct stack *s, const char *name)
 	snprintf(s->dir, sizeof(s->dir), "%s/build/test-run/%s-%d-%d", root(), name, (int)getpid(), seq++);
 	for (int attempt = 0; attempt < 5; attempt++) {
 		s->port = free_port();
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && '%s/broker-config/stack' prepare '%s' %d", s->dir, root(),
-		    s->dir, s->port);
+		s->tls_port = free_port();
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && '%s/broker-config/stack' prepare '%s' %d %d '%s/build/test-run/certs'",
+		    s->dir, root(), s->dir, s->port, s->tls_port, root());
 		if (system(cmd) != 0) {
 			fprintf(stderr, "harness: '%s' failed\n", cmd);
 			return -1;

@@ -39,6 +39,7 @@ struct h_proc {
 struct stack {
 	char dir[400];
 	int port;        /* the broker's */
+	int tls_port;    /* the broker's TLS listener (certificates in build/test-run/certs) */
 	int http_port;   /* order-service's HTTP API */
 	int history_port; /* order-history's read API */
 	pid_t broker;
