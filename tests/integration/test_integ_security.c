@@ -1,0 +1,379 @@
+/*
+ * Secure by default: broker accounts and ACLs, TLS, HTTP tokens and
+ * per-user access, limits, and the callback address policy, against the
+ * real stack started exactly as `make run` starts it (no allowlist).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <strings.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "harness.h"
+#include "token.h"
+#include "util.h"
+
+static struct stack st;
+
+static int
+setup(void **state)
+{
+	(void)state;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (h_stack_start(&st, "security") != 0 || h_observer(&st) != 0)
+		return -1;
+	if (h_service(&st, "order-service", "order-service", "--rate-limit", "20", "--rate-burst", "30", NULL) < 0 ||
+	    h_service(&st, "order-history", "order-history", NULL) < 0 ||
+	    h_service(&st, "notifier", "notifier", NULL) < 0 ||
+	    h_service(&st, "exec-1", "order-executor", "--id", "exec-1", "--stage-ms", "20", NULL) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	h_stack_stop(&st);
+	curl_global_cleanup();
+	return 0;
+}
+
+struct reply {
+	long status;
+	char body[4096];
+	char headers[2048];
+};
+
+static size_t
+on_data(char *data, size_t size, size_t n, void *arg)
+{
+	struct reply *r = arg;
+	size_t have = strlen(r->body), add = size * n;
+
+	if (have + add < sizeof(r->body)) {
+		memcpy(r->body + have, data, add);
+		r->body[have + add] = '\0';
+	}
+	return size * n;
+}
+
+static size_t
+on_header(char *data, size_t size, size_t n, void *arg)
+{
+	struct reply *r = arg;
+	size_t have = strlen(r->headers), add = size * n;
+
+	if (have + add < sizeof(r->headers)) {
+		memcpy(r->headers + have, data, add);
+		r->headers[have + add] = '\0';
+	}
+	return size * n;
+}
+
+/* One request; auth is a raw Authorization header value or NULL. */
+static struct reply
+call(const char *method, const char *path, const char *auth, const char *body)
+{
+	struct reply r;
+	struct curl_slist *h = NULL;
+	char url[512], hdr[512];
+	CURL *c = curl_easy_init();
+
+	memset(&r, 0, sizeof(r));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", st.http_port, path);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	h = curl_slist_append(h, "Expect:");
+	if (auth != NULL) {
+		snprintf(hdr, sizeof(hdr), "Authorization: %s", auth);
+		h = curl_slist_append(h, hdr);
+	}
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body != NULL)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return r;
+}
+
+static const char *
+bearer(const char *user)
+{
+	static char buf[TOKEN_MAX + 16];
+
+	snprintf(buf, sizeof(buf), "Bearer %s", h_token(&st, user));
+	return buf;
+}
+
+static void
+error_is(const struct reply *r, long status, const char *code)
+{
+	char want[64];
+
+	if (r->status != status)
+		fail_msg("want HTTP %ld, got %ld: %s", status, r->status, r->body);
+	snprintf(want, sizeof(want), "\"error\":\"%s\"", code);
+	if (strstr(r->body, want) == NULL)
+		fail_msg("want error %s, got %s", code, r->body);
+}
+
+static void
+order_id_of(const struct reply *r, char *id, size_t n)
+{
+	json_t *o = json_loads(r->body, 0, NULL);
+	const char *s = json_string_value(json_object_get(o, "order_id"));
+
+	assert_non_null(s);
+	snprintf(id, n, "%s", s);
+	json_decref(o);
+}
+
+static void
+test_login_gives_a_working_token(void **state)
+{
+	struct reply r;
+	json_t *o;
+	char auth[TOKEN_MAX + 16];
+
+	(void)state;
+	r = call("POST", "/v1/login", NULL, "{\"user_id\":\"alice\",\"password\":\"wrong\"}");
+	error_is(&r, 401, "unauthorized");
+	r = call("POST", "/v1/login", NULL, "{\"user_id\":\"notifier\",\"password\":\"whatever\"}");
+	error_is(&r, 401, "unauthorized");
+	{
+		char body[256];
+		snprintf(body, sizeof(body), "{\"user_id\":\"alice\",\"password\":\"%s\"}", h_password(&st, "alice"));
+		r = call("POST", "/v1/login", NULL, body);
+	}
+	assert_int_equal(r.status, 200);
+	o = json_loads(r.body, 0, NULL);
+	snprintf(auth, sizeof(auth), "Bearer %s", json_string_value(json_object_get(o, "token")));
+	assert_string_equal(json_string_value(json_object_get(o, "user_id")), "alice");
+	json_decref(o);
+	r = call("POST", "/v1/orders", auth, "{\"items\":[{\"sku\":\"margherita\",\"qty\":1}]}");
+	assert_int_equal(r.status, 202);
+}
+
+static void
+test_orders_need_a_valid_token(void **state)
+{
+	struct reply r;
+	char forged[TOKEN_MAX + 16], expired[TOKEN_MAX + 16], tok[TOKEN_MAX];
+
+	(void)state;
+	r = call("POST", "/v1/orders", NULL, "{\"items\":[{\"sku\":\"margherita\",\"qty\":1}]}");
+	error_is(&r, 401, "unauthorized");
+	assert_non_null(strcasestr(r.headers, "WWW-Authenticate: Bearer"));
+	r = call("GET", "/v1/users/alice/orders", NULL, NULL);
+	error_is(&r, 401, "unauthorized");
+	r = call("POST", "/v1/orders", "Basic YWxpY2U6eA==", "{\"items\":[{\"sku\":\"margherita\",\"qty\":1}]}");
+	error_is(&r, 401, "unauthorized");
+	/* signed with another secret */
+	assert_int_equal(token_issue("not-the-server-secret-at-all", "alice", now_ms() / 1000 + 600, tok), 0);
+	snprintf(forged, sizeof(forged), "Bearer %s", tok);
+	r = call("POST", "/v1/orders", forged, "{\"items\":[{\"sku\":\"margherita\",\"qty\":1}]}");
+	error_is(&r, 401, "unauthorized");
+	/* the right secret, but expired */
+	{
+		char path[600], *secret;
+		snprintf(path, sizeof(path), "%s/secrets/token.secret", st.dir);
+		secret = file_read_small(path, 255);
+		assert_non_null(secret);
+		assert_int_equal(token_issue(secret, "alice", now_ms() / 1000 - 1, tok), 0);
+		free(secret);
+	}
+	snprintf(expired, sizeof(expired), "Bearer %s", tok);
+	r = call("POST", "/v1/orders", expired, "{\"items\":[{\"sku\":\"margherita\",\"qty\":1}]}");
+	error_is(&r, 401, "unauthorized");
+	/* the menu is public */
+	r = call("GET", "/v1/menu", NULL, NULL);
+	assert_int_equal(r.status, 200);
+}
+
+static void
+test_users_see_only_their_own_orders(void **state)
+{
+	struct reply r;
+	char id[NAME_MAX_LEN + 1], path[128];
+
+	(void)state;
+	r = call("POST", "/v1/orders", bearer("alice"), "{\"items\":[{\"sku\":\"funghi\",\"qty\":1}]}");
+	assert_int_equal(r.status, 202);
+	order_id_of(&r, id, sizeof(id));
+	assert_int_equal(h_wait_events(&st, id, EVENT_PICKUP_ALERT, 0, 1, 10000), 1);
+	snprintf(path, sizeof(path), "/v1/orders/%s", id);
+	for (int i = 0; i < 50; i++) {
+		r = call("GET", path, bearer("alice"), NULL);
+		if (r.status == 200)
+			break;
+		h_sleep(100);
+	}
+	assert_int_equal(r.status, 200);
+	/* bob: the same answer as for an order that does not exist */
+	r = call("GET", path, bearer("bob"), NULL);
+	error_is(&r, 404, "not_found");
+	r = call("GET", "/v1/orders/01NOSUCHORDER0000000000000", bearer("bob"), NULL);
+	error_is(&r, 404, "not_found");
+	r = call("GET", "/v1/users/alice/orders", bearer("bob"), NULL);
+	error_is(&r, 404, "not_found");
+	assert_null(strstr(r.body, id));
+	/* and bob cannot place an order in alice's name */
+	r = call("POST", "/v1/orders", bearer("bob"), "{\"user_id\":\"alice\",\"items\":[{\"sku\":\"funghi\",\"qty\":1}]}");
+	error_is(&r, 403, "forbidden");
+}
+
+static void
+test_limits(void **state)
+{
+	struct reply r;
+	char *big = malloc(20000);
+	int limited = 0;
+
+	(void)state;
+	memset(big, ' ', 19999);
+	big[0] = '{';
+	big[19998] = '}';
+	big[19999] = '\0';
+	r = call("POST", "/v1/orders", bearer("carol"), big);
+	error_is(&r, 413, "too_large");
+	free(big);
+	/* a flood from one address: 429 with Retry-After once the burst is spent */
+	for (int i = 0; i < 60 && !limited; i++) {
+		r = call("GET", "/v1/menu", NULL, NULL);
+		limited = r.status == 429;
+	}
+	assert_true(limited);
+	error_is(&r, 429, "too_many_requests");
+	assert_non_null(strcasestr(r.headers, "Retry-After: "));
+	h_sleep(1600); /* the bucket refills */
+	r = call("GET", "/v1/menu", NULL, NULL);
+	assert_int_equal(r.status, 200);
+}
+
+static void
+test_callbacks_may_not_reach_private_addresses(void **state)
+{
+	static const char *const urls[] = { "http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data/",
+		"http://[::1]:8080/", "http://localhost/hook", "http://10.1.2.3/hook", "http://192.168.1.1/",
+		"http://[::ffff:127.0.0.1]/", "http://0.0.0.0:80/", "http://intranet/hook", NULL };
+	struct reply r;
+
+	(void)state;
+	h_sleep(1600); /* let the rate limiter refill after the flood */
+	for (int i = 0; urls[i] != NULL; i++) {
+		char body[512];
+		snprintf(body, sizeof(body), "{\"items\":[{\"sku\":\"funghi\",\"qty\":1}],\"callback_url\":\"%s\"}", urls[i]);
+		r = call("POST", "/v1/orders", bearer("dave"), body);
+		if (r.status != 422 || strstr(r.body, "callback_url") == NULL)
+			fail_msg("%s: want 422 naming callback_url, got %ld %s", urls[i], r.status, r.body);
+	}
+	/* a public address is fine to place (the delivery will simply fail here, with no network) */
+	r = call("POST", "/v1/orders", bearer("dave"),
+	    "{\"items\":[{\"sku\":\"funghi\",\"qty\":1}],\"callback_url\":\"https://203.0.113.10/hook\"}");
+	assert_int_equal(r.status, 202);
+}
+
+/* The notifier checks the address it is about to connect to, whatever order-service accepted. */
+static void
+test_notifier_refuses_private_destination_at_connect(void **state)
+{
+	struct reply r;
+	char id[NAME_MAX_LEN + 1];
+	int64_t deadline;
+
+	(void)state;
+	/* an order-service that lets loopback through, as a misconfiguration would; the notifier does not */
+	h_signal(&st, "order-service", SIGTERM);
+	assert_true(h_service(&st, "order-service-open", "order-service", "--callback-allow", "127.0.0.1", NULL) >= 0);
+	r = call("POST", "/v1/orders", bearer("erin"),
+	    "{\"items\":[{\"sku\":\"funghi\",\"qty\":1}],\"callback_url\":\"http://127.0.0.1:9/hook\"}");
+	assert_int_equal(r.status, 202);
+	order_id_of(&r, id, sizeof(id));
+	deadline = mono_ms() + 15000;
+	while (h_sql_int(&st, "notifier", "SELECT count(*) FROM deliveries WHERE order_id = ? AND state = 'failed'", id) != 1 &&
+	    mono_ms() < deadline)
+		h_sleep(100);
+	assert_int_equal(h_sql_int(&st, "notifier", "SELECT attempts FROM deliveries WHERE order_id = ?", id), 1);
+	assert_int_equal(h_sql_int(&st, "notifier",
+			     "SELECT count(*) FROM deliveries WHERE order_id = ? AND last_error LIKE 'refused: destination 127.0.0.1%'",
+			     id),
+	    1);
+}
+
+static void
+test_executor_cannot_publish_alerts(void **state)
+{
+	const char *fake = "{\"type\":\"PickupAlert\",\"event_id\":\"01FAKEALERT000000000000000\",\"order_id\":"
+			   "\"01FAKEORDER000000000000000\",\"user_id\":\"alice\",\"at\":\"2026-01-01T00:00:00.000Z\","
+			   "\"message\":\"free pizza at the back door\"}";
+
+	(void)state;
+	/* MQTT 5: the broker answers a publish its ACL denies with "not authorized" and drops it */
+	assert_int_equal(h_publish(&st, "order-executor", "pizza/users/alice/alerts", fake, strlen(fake)), -1);
+	assert_int_equal(h_publish(&st, "notifier", "pizza/users/alice/orders/new", "{\"items\":[]}", 12), -1);
+	assert_int_equal(h_publish(&st, "order-history", "pizza/orders/placed", fake, strlen(fake)), -1);
+	assert_int_equal(h_publish(&st, "alice", "pizza/users/alice/alerts", fake, strlen(fake)), -1);
+	/* the control: what the ACL grants goes through */
+	assert_int_equal(h_publish(&st, "order-executor", "pizza/deadletter", "{}", 2), 0);
+	h_sleep(500);
+	assert_int_equal(h_count_events(&st, "01FAKEORDER000000000000000", 0, 0), 0);
+	assert_int_equal(h_count_topic(&st, "pizza/users/alice/orders/new"), 0);
+}
+
+static void
+test_tls(void **state)
+{
+	char url[64], ca[600], wrong[600], *out = NULL, cmd[900];
+	char *const good[] = { "phone-sim", "order", "--user", "bob", "--item", "funghi", "--mqtt-url", url, "--cafile", ca,
+		"--timeout", "20", NULL };
+	char *const bad[] = { "phone-sim", "order", "--user", "bob", "--item", "funghi", "--mqtt-url", url, "--cafile", wrong,
+		NULL };
+
+	(void)state;
+	snprintf(url, sizeof(url), "mqtts://localhost:%d", st.tls_port);
+	snprintf(ca, sizeof(ca), "%s/build/test-run/certs/ca.crt", getenv("PIZZA_ROOT") ? getenv("PIZZA_ROOT") : ".");
+	snprintf(wrong, sizeof(wrong), "%s/other-ca", st.dir);
+	snprintf(cmd, sizeof(cmd), "'%s/broker-config/make-certs' '%s' >/dev/null", getenv("PIZZA_ROOT") ? getenv("PIZZA_ROOT") : ".",
+	    wrong);
+	assert_int_equal(system(cmd), 0);
+	strncat(wrong, "/ca.crt", sizeof(wrong) - strlen(wrong) - 1);
+	assert_int_equal(h_run(&st, h_password(&st, "bob"), &out, good), 0);
+	assert_non_null(strstr(out, "PICKUP"));
+	free(out);
+	assert_int_equal(h_run(&st, h_password(&st, "bob"), &out, bad), 1);
+	assert_non_null(strstr(out, "certificate verify failed"));
+	free(out);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_login_gives_a_working_token),
+		cmocka_unit_test(test_orders_need_a_valid_token),
+		cmocka_unit_test(test_users_see_only_their_own_orders),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_callbacks_may_not_reach_private_addresses),
+		cmocka_unit_test(test_executor_cannot_publish_alerts),
+		cmocka_unit_test(test_tls),
+		cmocka_unit_test(test_notifier_refuses_private_destination_at_connect),
+	};
+
+	return cmocka_run_group_tests_name("security", tests, setup, teardown);
+}
