@@ -3,9 +3,11 @@
 #   make            build every program into build/bin
 #   make demo       start a private broker and the services, order a pizza, stop
 #   make run        start the stack in the foreground (Ctrl-C stops it)
-#   make test       unit + integration tests (cmocka)
+#   make test       unit + integration tests (cmocka), again under AddressSanitizer
+#                   and UBSan (leak checks on), and the fuzzers for a while
 #   make deps       install the Debian packages the build and tests need
-#   SANITIZE=address,undefined make test    the same under sanitizers
+#   make SANITIZE=address,undefined BUILD=build-asan unit integration
+#                   one suite under sanitizers
 
 CC      ?= cc
 SANITIZE ?=
@@ -21,6 +23,11 @@ LDLIBS  := -lpaho-mqtt3as -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto -lpth
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
+else
+# Hardening for the release build: bounds-checked libc calls, stack
+# canaries, position-independent executables, read-only relocations.
+CFLAGS  += -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+LDFLAGS += -pie -Wl,-z,relro,-z,now
 endif
 
 # Debian packages: build, run time, tests.
@@ -41,7 +48,7 @@ INTEG_SRC  := $(wildcard tests/integration/test_*.c)
 INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 HARNESS_OBJ := $(BUILD)/tests/integration/harness.o
 
-.PHONY: all deps check-deps test unit integration run demo clean format certs
+.PHONY: all deps check-deps test test-sanitize unit integration run demo clean format certs
 .DEFAULT_GOAL := all
 
 all: check-deps $(BINS)
@@ -111,7 +118,15 @@ unit: check-deps $(UNIT_BINS)
 integration: check-deps $(BINS) $(INTEG_BINS)
 	@rc=0; for t in $(INTEG_BINS); do PIZZA_BIN=$(CURDIR)/$(BUILD)/bin PIZZA_ROOT=$(CURDIR) $$t || rc=1; done; exit $$rc
 
-test: unit integration
+# Sanitizer findings in a service land in its log; the harness fails the
+# test when one appears (tests/integration/harness.c).
+export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1
+
+test-sanitize:
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build-asan unit integration
+
+test: unit integration test-sanitize
 
 # ---- running --------------------------------------------------------------
 # PIZZA_PORT_AUTO: when the port was not chosen by the user and 1883 is
@@ -136,7 +151,7 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan
 
 include tests/fuzz/fuzz.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

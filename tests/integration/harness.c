@@ -763,9 +763,30 @@ h_sql_int(struct stack *s, const char *db, const char *sql, const char *arg)
 	return v;
 }
 
-void
+/* Prints and counts sanitizer reports in a log. */
+static int
+sanitizer_findings(const char *log)
+{
+	static const char *const marks[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", NULL };
+	char *text = file_read_small(log, 1 << 24);
+	int n = 0;
+
+	for (int i = 0; text != NULL && marks[i] != NULL; i++) {
+		char *at = strstr(text, marks[i]);
+		if (at != NULL) {
+			fprintf(stderr, "harness: sanitizer finding in %s:\n%.2000s\n", log, at);
+			n++;
+		}
+	}
+	free(text);
+	return n;
+}
+
+int
 h_stack_stop(struct stack *s)
 {
+	int findings = 0;
+
 	for (int i = 0; i < s->nphones; i++) {
 		mq_disconnect(s->phones[i], 500);
 		mq_free(s->phones[i]);
@@ -779,11 +800,13 @@ h_stack_stop(struct stack *s)
 			kill(s->procs[i].pid, SIGTERM);
 	for (int i = 0; i < s->nprocs; i++)
 		if (s->procs[i].pid > 0)
-			reap(s->procs[i].pid, 5000);
+			reap(s->procs[i].pid, 10000);
 	if (s->broker > 0) {
 		kill(s->broker, SIGTERM);
 		reap(s->broker, 5000);
 	}
+	for (int i = 0; i < s->nprocs; i++)
+		findings += sanitizer_findings(s->procs[i].log);
 	for (int i = 0; i < s->nprocs; i++)
 		for (int k = 0; s->procs[i].argv[k] != NULL; k++)
 			free(s->procs[i].argv[k]);
@@ -794,4 +817,5 @@ h_stack_stop(struct stack *s)
 	}
 	free(s->msgs);
 	pthread_mutex_destroy(&s->lock);
+	return findings > 0 ? -1 : 0;
 }

@@ -56,8 +56,13 @@ struct stack {
 
 /* Starts a private broker in a fresh folder named after name. Returns 0 or -1. */
 int h_stack_start(struct stack *s, const char *name);
-/* Stops everything (SIGTERM, then SIGKILL after 5 s) and frees; keeps the folder for post-mortems. */
-void h_stack_stop(struct stack *s);
+/*
+ * Stops everything (SIGTERM, then SIGKILL after 10 s) and frees; keeps the
+ * folder for post-mortems.  Returns -1 (after printing it) if any process
+ * logged a sanitizer finding (AddressSanitizer, LeakSanitizer, UBSan), else 0:
+ * call it as a cmocka teardown's result.
+ */
+int h_stack_stop(struct stack *s);
 
 /*
  * Starts bin (a service name under PIZZA_BIN) with the broker URL, its own

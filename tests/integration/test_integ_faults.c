@@ -49,8 +49,8 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	h_stack_stop(&st);
-	return 0;
+	int rc = h_stack_stop(&st);
+	return rc;
 }
 
 /* Phones watching every user, started before the orders: they must each see everything once. */

@@ -96,10 +96,10 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	h_stack_stop(&st);
+	int rc = h_stack_stop(&st);
 	httpd_stop(rcv.h);
 	curl_global_cleanup();
-	return 0;
+	return rc;
 }
 
 struct reply {

@@ -39,8 +39,8 @@ static int
 fast_teardown(void **state)
 {
 	(void)state;
-	h_stack_stop(&fast);
-	return 0;
+	int rc = h_stack_stop(&fast);
+	return rc;
 }
 
 /* phone-sim order, as a user types it: exit 0, every stage in order, then one alert. */
@@ -206,8 +206,8 @@ static int
 slow_teardown(void **state)
 {
 	(void)state;
-	h_stack_stop(&slow);
-	return 0;
+	int rc = h_stack_stop(&slow);
+	return rc;
 }
 
 /* A phone that subscribes while the pizza is in the oven sees "oven" at once (retained), then the rest. */

@@ -37,8 +37,8 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	h_stack_stop(&st);
-	return 0;
+	int rc = h_stack_stop(&st);
+	return rc;
 }
 
 static int

@@ -41,9 +41,9 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	h_stack_stop(&st);
+	int rc = h_stack_stop(&st);
 	curl_global_cleanup();
-	return 0;
+	return rc;
 }
 
 struct reply {
