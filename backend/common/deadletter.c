@@ -7,6 +7,7 @@
 
 #include "event.h"
 #include "log.h"
+#include "metrics.h"
 #include "topic.h"
 #include "util.h"
 
@@ -88,6 +89,8 @@ deadletter(struct mq *mq, const char *svc, const char *topic, const void *payloa
 
 	log_warn("dead-lettered a message", "topic=%s size=%zu reason=%s", topic != NULL ? topic : "-",
 	    len, log_quote(q, sizeof(q), reason));
+	metric_count_topic("pizza_deadletters_total", "Messages refused and sent to pizza/deadletter, by topic",
+	    topic != NULL ? topic : "");
 	if ((msg = deadletter_encode(svc, topic, payload, len, reason)) == NULL) {
 		log_error("cannot encode dead letter", NULL);
 		return -1;

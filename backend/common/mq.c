@@ -10,6 +10,7 @@
 #include <MQTTAsync.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define MQ_MAX_SUBS 8
@@ -237,6 +238,7 @@ on_message(void *ctx, char *topic, int topiclen, MQTTAsync_message *msg)
 		m.correlation = p->value.data.data;
 		m.correlation_len = (size_t)p->value.data.len;
 	}
+	metric_count_topic("pizza_events_consumed_total", "Messages handed to this service's handlers, by topic", topic);
 	mq->handler(mq->arg, &m);
 	free(rtopic);
 	MQTTAsync_freeMessage(&msg);

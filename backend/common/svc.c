@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
+#include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 volatile sig_atomic_t svc_quit;
@@ -103,4 +106,78 @@ svc_mq_connect(struct mq *mq, const struct svc_opts *so)
 		mq_free(mq);
 		exit(1);
 	}
+}
+
+static double
+reconnects(void *arg)
+{
+	return (double)mq_reconnects(arg);
+}
+
+void
+svc_metrics(struct mq *mq)
+{
+	metric_counter_fn("pizza_mqtt_reconnects_total", "Times the connection to the broker was lost and re-made", NULL,
+	    reconnects, mq);
+}
+
+int
+svc_ops_handle(const struct http_req *req, struct http_resp *resp, struct mq *mq, struct db *db)
+{
+	if (strcmp(req->path, "/metrics") == 0) {
+		char *text = metrics_render();
+		if (text == NULL) {
+			http_error(resp, 503, "unavailable", "out of memory");
+			return 1;
+		}
+		resp->status = 200;
+		resp->body = text;
+		resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		return 1;
+	}
+	if (strcmp(req->path, "/healthz") == 0) {
+		int connected = mq_is_connected(mq), store = 1;
+
+		if (db != NULL) {
+			/* writable: the store grants a write lock now */
+			db_lock(db);
+			store = sqlite3_exec(db->h, "BEGIN IMMEDIATE; ROLLBACK", NULL, NULL, NULL) == SQLITE_OK;
+			db_unlock(db);
+		}
+		http_json(resp, connected && store ? 200 : 503,
+		    json_pack("{s:s, s:s, s:s}", "status", connected && store ? "ok" : "unhealthy", "mqtt",
+			connected ? "connected" : "disconnected", "store", db == NULL ? "none" : store ? "writable" : "not writable"));
+		return 1;
+	}
+	return 0;
+}
+
+struct ops {
+	struct mq *mq;
+	struct db *db;
+};
+
+static void
+ops_only(void *arg, const struct http_req *req, struct http_resp *resp)
+{
+	struct ops *o = arg;
+
+	if (!svc_ops_handle(req, resp, o->mq, o->db))
+		http_error(resp, 404, "not_found", "this port serves /metrics and /healthz only");
+}
+
+struct httpd *
+svc_ops_start(const char *bind, long port, struct mq *mq, struct db *db)
+{
+	static struct ops o;
+	struct httpd *h;
+	char err[256];
+
+	if (port <= 0)
+		return NULL;
+	o.mq = mq;
+	o.db = db;
+	if ((h = httpd_start(bind, (int)port, 1024, ops_only, &o, err, sizeof(err))) == NULL)
+		fatal("cannot start the metrics port", "err=\"%s\"", err);
+	return h;
 }

@@ -44,4 +44,11 @@ enum topic_kind { TOPIC_KIND_OTHER = 0, TOPIC_KIND_NEW, TOPIC_KIND_STATUS, TOPIC
  */
 enum topic_kind topic_parse(const char *topic, char *user, char *order);
 
+/*
+ * The place of topic in the topic map, as a filter: "pizza/orders/placed",
+ * "pizza/users/+/orders/+/status", "pizza/users/+/alerts", ..., or "other".
+ * A static string; for metric labels and logs.
+ */
+const char *topic_filter_of(const char *topic);
+
 #endif

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "netcheck.h"
 #include "sign.h"
 #include "topic.h"
@@ -44,6 +45,7 @@ struct deliverer {
 	CURLM *multi;
 	struct attempt *inflight[DELIVERY_MAX_INFLIGHT];
 	int ninflight;
+	struct metric *m_delivered, *m_failed, *m_retried;
 };
 
 int64_t
@@ -309,6 +311,7 @@ rollback:
 out:
 	sqlite3_finalize(st);
 	db_unlock(d->db);
+	metric_inc(ok ? d->m_delivered : final ? d->m_failed : d->m_retried);
 	if (ok)
 		log_info("callback delivered", "order_id=%s delivery_id=%s attempts=%d", a->order_id, a->delivery_id,
 		    a->attempts);
@@ -374,6 +377,12 @@ deliverer_start(struct db *db, struct outbox *outbox, const struct delivery_poli
 	d->outbox = outbox;
 	d->p = *p;
 	d->allow = allow;
+	d->m_delivered = metric_counter("pizza_callback_deliveries_total", "Callback attempts by outcome",
+	    "outcome=\"delivered\"");
+	d->m_retried = metric_counter("pizza_callback_deliveries_total", "Callback attempts by outcome",
+	    "outcome=\"retry\"");
+	d->m_failed = metric_counter("pizza_callback_deliveries_total", "Callback attempts by outcome",
+	    "outcome=\"failed\"");
 	if ((d->secret = strdup(secret)) == NULL || (d->multi = curl_multi_init()) == NULL ||
 	    pthread_create(&d->thread, NULL, run, d) != 0) {
 		if (d->multi != NULL)

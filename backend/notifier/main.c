@@ -20,8 +20,10 @@
 #include "deadletter.h"
 #include "delivery.h"
 #include "event.h"
+#include "httpd.h"
 #include "log.h"
 #include "menu.h"
+#include "metrics.h"
 #include "netcheck.h"
 #include "mq.h"
 #include "outbox.h"
@@ -47,7 +49,11 @@ static struct {
 	const char *callback_secret_file;
 	long cb_attempts, cb_base_ms, cb_cap_ms, cb_timeout_ms;
 	const char *callback_allow;
+	long metrics_port;
+	const char *metrics_bind;
 } cfg;
+
+static struct metric *m_alerts, *m_duplicates;
 
 static struct mq *mq;
 static struct db *db;
@@ -155,10 +161,13 @@ on_ready(const struct event *st)
 		goto out;
 	}
 	rc = 0;
-	if (inserted == 1)
+	if (inserted == 1) {
+		metric_inc(m_alerts);
 		log_info("pickup alert queued", "order_id=%s user_id=%s", st->order_id, st->user_id);
-	else
+	} else {
+		metric_inc(m_duplicates);
 		log_debug("pickup alert already sent", "order_id=%s", st->order_id);
+	}
 out:
 	db_unlock(db);
 	free(json);
@@ -202,6 +211,12 @@ on_message(void *arg, const struct mq_message *m)
 		deadletter(mq, SVC, m->topic, m->payload, m->len, "could not be stored (database error)");
 }
 
+static double
+backlog(void *arg)
+{
+	return (double)outbox_backlog(arg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -225,6 +240,10 @@ main(int argc, char **argv)
 		    "longest wait between attempts", &cfg.cb_cap_ms, 1, 86400000 },
 		{ "callback-timeout-ms", 0, OPT_INT, "PIZZA_CALLBACK_TIMEOUT_MS", "5000",
 		    "how long one attempt may take before it counts as failed", &cfg.cb_timeout_ms, 100, 60000 },
+		{ "metrics-port", 0, OPT_INT, "PIZZA_METRICS_PORT", "0",
+		    "port for GET /metrics and /healthz (0: none)", &cfg.metrics_port, 0, 65535 },
+		{ "metrics-bind", 0, OPT_STR, "PIZZA_METRICS_BIND", "127.0.0.1", "address the metrics port listens on",
+		    &cfg.metrics_bind, 0, 0 },
 		{ "callback-allow", 0, OPT_STR, "PIZZA_CALLBACK_ALLOW", NULL,
 		    "hosts, addresses or CIDR ranges callbacks may reach although private or local (comma-separated)",
 		    &cfg.callback_allow, 0, 0 },
@@ -232,6 +251,7 @@ main(int argc, char **argv)
 	};
 	struct delivery_policy policy;
 	struct allowlist *allow;
+	struct httpd *ops;
 	char err[256];
 	struct deliverer *deliverer;
 	char *secret = NULL;
@@ -258,9 +278,15 @@ main(int argc, char **argv)
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
 	if ((outbox = outbox_new(db, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("out of memory", NULL);
+	svc_metrics(mq);
+	m_alerts = metric_counter("pizza_alerts_sent_total", "Pickup alerts queued (one per order)", NULL);
+	m_duplicates = metric_counter("pizza_duplicates_dropped_total", "Redelivered events dropped as already handled",
+	    "topic=\"" TOPIC_ALL_STATUS "\"");
+	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog, outbox);
 	mq_subscribe(mq, TOPIC_PLACED, 1, 0);
 	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	svc_mq_connect(mq, &cfg.so);
+	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, db);
 	policy.max_attempts = (int)cfg.cb_attempts;
 	policy.base_ms = cfg.cb_base_ms;
 	policy.cap_ms = cfg.cb_cap_ms;
@@ -274,6 +300,7 @@ main(int argc, char **argv)
 		sleep_ms(200);
 	}
 
+	httpd_stop(ops);
 	deliverer_stop(deliverer);
 	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(outbox));
 	outbox_flush(outbox);

@@ -17,7 +17,9 @@
 
 #include "deadletter.h"
 #include "event.h"
+#include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "mq.h"
 #include "stages.h"
 #include "svc.h"
@@ -33,7 +35,11 @@ static struct {
 	long status_expiry_s;
 	long max_active;
 	long drain_ms;
+	long metrics_port;
+	const char *metrics_bind;
 } cfg;
+
+static struct metric *m_taken, *m_duplicates, *m_stage_seconds[STATUS_COUNT + 1];
 
 static struct mq *mq;
 static struct stages *stages;
@@ -62,6 +68,10 @@ on_message(void *arg, const struct mq_message *m)
 	r = stages_take(stages, ev.order_id, ev.user_id, mono_ms());
 	pthread_cond_signal(&wake);
 	pthread_mutex_unlock(&lock);
+	if (r == STAGES_TAKEN)
+		metric_inc(m_taken);
+	else if (r == STAGES_DUPLICATE)
+		metric_inc(m_duplicates);
 	if (r == STAGES_DUPLICATE)
 		log_info("duplicate OrderPlaced dropped", "order_id=%s event_id=%s", ev.order_id, ev.event_id);
 	else if (r == STAGES_FULL)
@@ -139,8 +149,13 @@ run(void)
 			pthread_mutex_unlock(&lock);
 			rc = publish_status(&job);
 			pthread_mutex_lock(&lock);
-			if (rc == 0)
+			if (rc == 0) {
+				/* the stage that just ended lasted from its due time until now */
+				if (job.next > STATUS_ACCEPTED)
+					metric_observe(m_stage_seconds[job.next - 1],
+					    (double)(mono_ms() - job.entered_ms) / 1000.0);
 				stages_done(stages, &job, mono_ms());
+			}
 			else
 				stages_retry(stages, &job, now + 1000); /* offline buffer full: try again */
 		}
@@ -181,12 +196,17 @@ main(int argc, char **argv)
 		    "seconds a retained status stays on the broker", &cfg.status_expiry_s, 1, 604800 },
 		{ "max-active", 0, OPT_INT, "PIZZA_EXECUTOR_MAX_ACTIVE", "100000",
 		    "orders in progress at once", &cfg.max_active, 1, 10000000 },
+		{ "metrics-port", 0, OPT_INT, "PIZZA_METRICS_PORT", "0",
+		    "port for GET /metrics and /healthz (0: none)", &cfg.metrics_port, 0, 65535 },
+		{ "metrics-bind", 0, OPT_STR, "PIZZA_METRICS_BIND", "127.0.0.1", "address the metrics port listens on",
+		    &cfg.metrics_bind, 0, 0 },
 		{ "drain-ms", 0, OPT_INT, "PIZZA_EXECUTOR_DRAIN_MS", "30000",
 		    "on SIGTERM, finish orders in progress for at most this long", &cfg.drain_ms, 0, 3600000 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	struct stage_plan plan;
 	pthread_condattr_t ca;
+	struct httpd *ops;
 
 	svc_parse(SVC, "Competing worker: walks each order it takes through the kitchen stages.", opts,
 	    &cfg.so, argc, argv);
@@ -213,14 +233,26 @@ main(int argc, char **argv)
 	if ((stages = stages_new(&plan, (size_t)cfg.max_active, 65536)) == NULL)
 		fatal("out of memory", NULL);
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
+	svc_metrics(mq);
+	m_taken = metric_counter("pizza_orders_taken_total", "Orders this executor took", NULL);
+	m_duplicates = metric_counter("pizza_duplicates_dropped_total", "Redelivered events dropped as already handled",
+	    "topic=\"" TOPIC_PLACED "\"");
+	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++) {
+		char labels[32];
+		snprintf(labels, sizeof(labels), "stage=\"%s\"", status_name((enum order_status)s));
+		m_stage_seconds[s] = metric_histogram("pizza_stage_duration_seconds", "Time an order spent in each stage",
+		    labels, metric_seconds_buckets, metric_seconds_nbuckets);
+	}
 	mq_subscribe(mq, TOPIC_EXECUTORS, 1, 0);
 	svc_mq_connect(mq, &cfg.so);
+	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, NULL);
 	log_info("ready", "id=%s stage_ms=%ld,%ld,%ld,%ld", cfg.id, (long)plan.ms[STATUS_ACCEPTED],
 	    (long)plan.ms[STATUS_PREP], (long)plan.ms[STATUS_BAKE], (long)plan.ms[STATUS_OVEN]);
 
 	run();
 
 	log_info("shutting down", "in_progress=%zu", stages_active(stages));
+	httpd_stop(ops);
 	mq_disconnect(mq, 2000);
 	mq_free(mq);
 	stages_free(stages);

@@ -121,6 +121,7 @@ stages_done(struct stages *st, const struct job *job, int64_t now_ms)
 	if (j.next >= STATUS_READY)
 		return; /* finished; stays in seen so a redelivery is dropped */
 	j.due_ms = now_ms + st->plan.ms[j.next];
+	j.entered_ms = now_ms;
 	j.next++;
 	push(st, &j);
 }

@@ -25,6 +25,7 @@ struct job {
 	char user_id[NAME_MAX_LEN + 1];
 	enum order_status next; /* the status to publish when due */
 	int64_t due_ms;         /* monotonic */
+	int64_t entered_ms;     /* when the previous status was published (for stage durations) */
 };
 
 struct stages;

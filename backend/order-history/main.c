@@ -13,6 +13,7 @@
 #include "httpd.h"
 #include "event.h"
 #include "log.h"
+#include "metrics.h"
 #include "mq.h"
 #include "store.h"
 #include "svc.h"
@@ -67,6 +68,8 @@ on_message(void *arg, const struct mq_message *m)
 	if (r == HISTORY_ERROR)
 		deadletter(mq, SVC, m->topic, m->payload, m->len, "could not be stored (database error)");
 	else if (r == HISTORY_DUPLICATE)
+		metric_count_topic("pizza_duplicates_dropped_total", "Redelivered events dropped as already handled", m->topic);
+	if (r == HISTORY_DUPLICATE)
 		log_debug("duplicate dropped", "order_id=%s event_id=%s", ev.order_id, ev.event_id);
 	else
 		log_debug("stored", "order_id=%s type=%s", ev.order_id, event_type_name(ev.type));
@@ -95,6 +98,8 @@ on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 	int is_user = !is_order && path_id(req->path, "/v1/users/", "/orders", id) == 0;
 
 	(void)arg;
+	if (strcmp(req->method, "GET") == 0 && svc_ops_handle(req, resp, mq, history_db(history)))
+		return;
 	if (!is_order && !is_user) {
 		http_error(resp, 404, "not_found", "no such resource: %s %s", req->method, req->path);
 		return;
@@ -158,6 +163,7 @@ main(int argc, char **argv)
 	if ((history = history_open(cfg.db_path)) == NULL)
 		fatal("cannot open the history database", "path=%s", cfg.db_path);
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
+	svc_metrics(mq);
 	mq_subscribe(mq, TOPIC_PLACED, 1, 0);
 	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	mq_subscribe(mq, TOPIC_CALLBACKS, 1, 0);

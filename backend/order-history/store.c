@@ -274,3 +274,9 @@ history_count_statuses(struct history *h)
 {
 	return count(h, "SELECT count(*) FROM statuses");
 }
+
+struct db *
+history_db(struct history *h)
+{
+	return h->db;
+}

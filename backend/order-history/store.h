@@ -52,6 +52,10 @@ json_t *history_order(struct history *h, const char *order_id);
  */
 json_t *history_user_orders(struct history *h, const char *user_id, int limit, const char *before_order_id);
 
+struct db;
+/* The store's database, for health checks. */
+struct db *history_db(struct history *h);
+
 /* Counts for tests and metrics: orders and status rows stored. */
 int64_t history_count_orders(struct history *h);
 int64_t history_count_statuses(struct history *h);

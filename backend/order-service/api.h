@@ -6,6 +6,7 @@
  *   GET  /v1/orders/<order_id>      the order and its timeline    } answered by
  *   GET  /v1/users/<user_id>/orders the user's orders, newest first } order-history
  *   GET  /v1/menu                   what can be ordered
+ *   GET  /metrics, /healthz         Prometheus metrics, health (no token)
  *
  * Every order endpoint needs "Authorization: Bearer <token>" (token.h), and a
  * user sees and places only their own orders: another user's order is 404,
@@ -21,8 +22,11 @@
 
 #define API_MAX_BODY (16 * 1024) /* bytes; larger bodies get 413 */
 
+struct mq;
+
 struct api {
 	struct intake *intake;
+	struct mq *mq;             /* for /healthz */
 	const char *history_url;   /* e.g. http://127.0.0.1:8081 */
 	const char *token_secret;  /* signs and checks bearer tokens */
 	const char *password_file; /* mosquitto's password file, for /v1/login; NULL: no login */

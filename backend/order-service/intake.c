@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "netcheck.h"
 #include "topic.h"
 #include "util.h"
@@ -25,6 +26,34 @@ invalid(struct intake_result *res, const char *code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(res->detail, sizeof(res->detail), fmt, ap);
 	va_end(ap);
+}
+
+static struct metric *m_accepted[2], *m_refused[2], *m_replayed, *m_completed, *m_ready_seconds, *m_republished;
+
+/* Registers the intake's metrics (once, from intake_open). */
+static void
+intake_metrics(void)
+{
+	static const char *const vias[] = { "via=\"mqtt\"", "via=\"http\"" };
+
+	for (int i = 0; i < 2; i++) {
+		m_accepted[i] = metric_counter("pizza_orders_accepted_total", "Orders accepted and recorded", vias[i]);
+		m_refused[i] = metric_counter("pizza_orders_refused_total", "Order requests refused (invalid, or not recorded)",
+		    vias[i]);
+	}
+	m_replayed = metric_counter("pizza_orders_replayed_total",
+	    "Requests answered with an earlier order because their Idempotency-Key was seen", NULL);
+	m_completed = metric_counter("pizza_orders_completed_total", "Orders that reached ready", NULL);
+	m_ready_seconds = metric_histogram("pizza_order_ready_seconds", "Time from an order's acceptance to ready", NULL,
+	    metric_seconds_buckets, metric_seconds_nbuckets);
+	m_republished = metric_counter("pizza_orders_republished_total",
+	    "OrderPlaced events published again by supervision because an order stalled", NULL);
+}
+
+static int
+via_index(const char *via)
+{
+	return strcmp(via, "http") == 0;
 }
 
 static int
@@ -236,9 +265,25 @@ out:
 	return rc;
 }
 
+static void intake_place_counted(struct intake *in, const char *user_id, const json_t *request, const char *via,
+    const char *idem_key, struct intake_result *res);
+
 void
 intake_place(struct intake *in, const char *user_id, const json_t *request, const char *via, const char *idem_key,
     struct intake_result *res)
+{
+	intake_place_counted(in, user_id, request, via, idem_key, res);
+	if (res->status == INTAKE_OK && res->replayed)
+		metric_inc(m_replayed);
+	else if (res->status == INTAKE_OK)
+		metric_inc(m_accepted[via_index(via)]);
+	else
+		metric_inc(m_refused[via_index(via)]);
+}
+
+static void
+intake_place_counted(struct intake *in, const char *user_id, const json_t *request, const char *via,
+    const char *idem_key, struct intake_result *res)
 {
 	struct event ev;
 	char *json, hash[65] = "";
@@ -307,11 +352,13 @@ intake_place_raw(struct intake *in, const char *user_id, const void *buf, size_t
 	memset(res, 0, sizeof(*res));
 	if (len > EVENT_MAX_BYTES) {
 		invalid(res, "too_large", "the request is %zu bytes; the limit is %d", len, EVENT_MAX_BYTES);
+		metric_inc(m_refused[via_index(via)]);
 		return;
 	}
 	if ((req = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
 		invalid(res, "invalid_json", "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
 		    jerr.column);
+		metric_inc(m_refused[via_index(via)]);
 		return;
 	}
 	intake_place(in, user_id, req, via, idem_key, res);
@@ -325,6 +372,7 @@ intake_open(const char *path)
 
 	if (db == NULL)
 		return NULL;
+	intake_metrics();
 	/* stores made before supervision */
 	if (db_add_column(db, "orders", "event", "event TEXT NOT NULL DEFAULT ''") != 0 ||
 	    db_add_column(db, "orders", "stage", "stage INTEGER NOT NULL DEFAULT 0") != 0 ||
@@ -357,6 +405,16 @@ intake_progress(struct intake *in, const struct event *status)
 	if (sqlite3_changes(in->db->h) == 1) {
 		rc = 1;
 		st = NULL;
+		if (status->seq == STATUS_READY) {
+			sqlite3_stmt *q = db_prepare(in->db, "SELECT created_ms FROM orders WHERE order_id = ?");
+			metric_inc(m_completed);
+			if (q != NULL) {
+				sqlite3_bind_text(q, 1, status->order_id, -1, SQLITE_STATIC);
+				if (sqlite3_step(q) == SQLITE_ROW)
+					metric_observe(m_ready_seconds, (double)(now_ms() - sqlite3_column_int64(q, 0)) / 1000.0);
+				sqlite3_finalize(q);
+			}
+		}
 		goto out;
 	}
 	st = db_prepare(in->db, "SELECT 1 FROM orders WHERE order_id = ?");
@@ -399,6 +457,7 @@ intake_supervise(struct intake *in, int64_t accept_ms, int64_t stage_ms)
 		if (sqlite3_step(upd) != SQLITE_DONE)
 			goto rollback;
 		sqlite3_reset(upd);
+		metric_inc(m_republished);
 		log_warn("order stalled; publishing it again", "order_id=%s stage=%s republished=%d", id,
 		    sqlite3_column_int(sel, 2) > 0 ? status_name((enum order_status)sqlite3_column_int(sel, 2)) : "placed",
 		    sqlite3_column_int(sel, 3) + 1);

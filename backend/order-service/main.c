@@ -17,6 +17,7 @@
 #include "deadletter.h"
 #include "intake.h"
 #include "log.h"
+#include "metrics.h"
 #include "mq.h"
 #include "netcheck.h"
 #include "outbox.h"
@@ -143,6 +144,12 @@ on_message(void *arg, const struct mq_message *m)
 		reply(m, &res);
 }
 
+static double
+backlog(void *arg)
+{
+	return (double)outbox_backlog(arg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -212,12 +219,16 @@ main(int argc, char **argv)
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
 	if ((intake.outbox = outbox_new(intake.db, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("out of memory", NULL);
+	svc_metrics(mq);
+	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog,
+	    intake.outbox);
 	mq_subscribe(mq, TOPIC_ALL_NEW, 1, 0);
 	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	svc_mq_connect(mq, &cfg.so);
 	if (cfg.http_port > 0) {
 		api.intake = &intake;
+		api.mq = mq;
 		api.history_url = cfg.history_url;
 		api.token_secret = token_secret;
 		api.password_file = cfg.password_file;

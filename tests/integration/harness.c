@@ -203,6 +203,65 @@ h_stack_start(struct stack *s, const char *name)
 }
 
 int
+h_free_port(void)
+{
+	return free_port();
+}
+
+void
+h_broker_stop(struct stack *s)
+{
+	if (s->broker > 0) {
+		kill(s->broker, SIGTERM);
+		reap(s->broker, 10000);
+		s->broker = 0;
+	}
+}
+
+int
+h_broker_start(struct stack *s)
+{
+	return broker_spawn(s);
+}
+
+int
+h_http_get(const char *url, char **out)
+{
+	char cmd[700], buf[4096];
+	size_t len = 0, cap = 0, n;
+	char *body = NULL;
+	int status = -1;
+	FILE *p;
+
+	/* the status code goes on a last line of its own */
+	snprintf(cmd, sizeof(cmd), "curl -s -m 5 -w '\\n%%{http_code}' '%s'", url);
+	if ((p = popen(cmd, "r")) == NULL)
+		return -1;
+	while ((n = fread(buf, 1, sizeof(buf), p)) > 0) {
+		char *nb = realloc(body, cap = len + n + 1);
+		if (nb == NULL)
+			break;
+		body = nb;
+		memcpy(body + len, buf, n);
+		len += n;
+		body[len] = '\0';
+	}
+	pclose(p);
+	(void)cap;
+	if (body == NULL)
+		body = strdup("");
+	else {
+		char *nl = strrchr(body, '\n');
+		if (nl != NULL) {
+			status = atoi(nl + 1);
+			*nl = '\0';
+		}
+	}
+	*out = body;
+	return status;
+}
+
+int
 h_broker_restart(struct stack *s)
 {
 	if (s->broker > 0) {

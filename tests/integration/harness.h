@@ -79,6 +79,13 @@ void h_signal(struct stack *s, const char *name, int sig);
  * ready again.  Returns 0 or -1.
  */
 int h_restart(struct stack *s, const char *name, int sig);
+/* A free TCP port on 127.0.0.1 (for a service's extra listener). */
+int h_free_port(void);
+/* Stops the broker (SIGTERM) and returns once it is gone; h_broker_start() starts it again on the same port. */
+void h_broker_stop(struct stack *s);
+int h_broker_start(struct stack *s);
+/* GETs url with the curl command, body into a new string *out; returns the HTTP status or -1. */
+int h_http_get(const char *url, char **out);
 /* Stops the broker with SIGTERM (it saves its database) and starts it again on the same port. */
 int h_broker_restart(struct stack *s);
 

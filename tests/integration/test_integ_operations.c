@@ -17,17 +17,24 @@
 #include "harness.h"
 
 static struct stack st;
+static int notifier_metrics, exec_metrics;
 
 static int
 setup(void **state)
 {
+	char np[16], ep[16];
+
 	(void)state;
 	if (h_stack_start(&st, "operations") != 0 || h_observer(&st) != 0)
 		return -1;
+	notifier_metrics = h_free_port();
+	exec_metrics = h_free_port();
+	snprintf(np, sizeof(np), "%d", notifier_metrics);
+	snprintf(ep, sizeof(ep), "%d", exec_metrics);
 	if (h_service(&st, "order-service", "order-service", NULL) < 0 ||
 	    h_service(&st, "order-history", "order-history", NULL) < 0 ||
-	    h_service(&st, "notifier", "notifier", NULL) < 0 ||
-	    h_service(&st, "exec-1", "order-executor", "--id", "exec-1", "--stage-ms", "20", NULL) < 0 ||
+	    h_service(&st, "notifier", "notifier", "--metrics-port", np, NULL) < 0 ||
+	    h_service(&st, "exec-1", "order-executor", "--id", "exec-1", "--stage-ms", "20", "--metrics-port", ep, NULL) < 0 ||
 	    h_service(&st, "exec-2", "order-executor", "--id", "exec-2", "--stage-ms", "20", NULL) < 0)
 		return -1;
 	return 0;
@@ -86,7 +93,8 @@ test_users_are_isolated(void **state)
 		snprintf(port, sizeof(port), "%d", st.port);
 		dup2(fds[1], 1);
 		close(fds[0]);
-		freopen("/dev/null", "w", stderr); /* its "Timed out" at -W is expected */
+		if (freopen("/dev/null", "w", stderr) == NULL) /* its "Timed out" at -W is expected */
+			_exit(127);
 		execlp("mosquitto_sub", "mosquitto_sub", "-p", port, "-u", "bob", "-P", h_password(&st, "bob"), "-t",
 		    "pizza/users/alice/#", "-t", "pizza/orders/placed", "-W", "4", "-v", (char *)NULL);
 		_exit(127);
@@ -212,6 +220,79 @@ test_service_without_broker_exits(void **state)
 	free(out);
 }
 
+/* A metric's value in a Prometheus text page, or -1 when the series is missing. */
+static double
+metric_value(const char *page, const char *series)
+{
+	const char *p = page;
+	size_t n = strlen(series);
+
+	while ((p = strstr(p, series)) != NULL) {
+		if ((p == page || p[-1] == '\n') && p[n] == ' ')
+			return atof(p + n + 1);
+		p += n;
+	}
+	return -1;
+}
+
+static void
+test_metrics_and_health(void **state)
+{
+	char url[128], *page = NULL, order_id[NAME_MAX_LEN + 1];
+	double before;
+
+	(void)state;
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", st.http_port);
+	assert_int_equal(h_http_get(url, &page), 200);
+	before = metric_value(page, "pizza_orders_accepted_total{via=\"mqtt\"}");
+	assert_true(before >= 0);
+	free(page);
+	assert_int_equal(h_place(&st, "carol", "funghi", 1, "metrics-1"), 0);
+	assert_int_equal(h_wait_reply(&st, "metrics-1", order_id, sizeof(order_id), 5000), 0);
+	assert_int_equal(h_wait_events(&st, order_id, EVENT_PICKUP_ALERT, 0, 1, 10000), 1);
+	h_sleep(200);
+
+	/* order-service: the order counted, its latency observed */
+	assert_int_equal(h_http_get(url, &page), 200);
+	assert_true(metric_value(page, "pizza_orders_accepted_total{via=\"mqtt\"}") == before + 1);
+	assert_true(metric_value(page, "pizza_orders_completed_total") >= 1);
+	assert_true(metric_value(page, "pizza_order_ready_seconds_count") >= 1);
+	assert_true(metric_value(page, "pizza_order_ready_seconds_bucket{le=\"+Inf\"}") >= 1);
+	assert_non_null(strstr(page, "# TYPE pizza_order_ready_seconds histogram"));
+	assert_non_null(strstr(page, "# TYPE pizza_orders_accepted_total counter"));
+	assert_true(metric_value(page, "pizza_outbox_backlog") >= 0);
+	free(page);
+	/* history, notifier, executor */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", st.history_port);
+	assert_int_equal(h_http_get(url, &page), 200);
+	assert_true(metric_value(page, "pizza_events_consumed_total{topic=\"pizza/orders/placed\"}") >= 1);
+	free(page);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", notifier_metrics);
+	assert_int_equal(h_http_get(url, &page), 200);
+	assert_true(metric_value(page, "pizza_alerts_sent_total") >= 1);
+	free(page);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", exec_metrics);
+	assert_int_equal(h_http_get(url, &page), 200);
+	assert_true(metric_value(page, "pizza_stage_duration_seconds_count{stage=\"oven\"}") >= 0);
+	assert_true(metric_value(page, "pizza_mqtt_reconnects_total") >= 0);
+	free(page);
+
+	/* healthy while connected; 503 while the broker is away; healthy again after */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", notifier_metrics);
+	assert_int_equal(h_http_get(url, &page), 200);
+	assert_non_null(strstr(page, "\"store\":\"writable\""));
+	free(page);
+	h_broker_stop(&st);
+	h_sleep(1500);
+	assert_int_equal(h_http_get(url, &page), 503);
+	assert_non_null(strstr(page, "\"mqtt\":\"disconnected\""));
+	free(page);
+	assert_int_equal(h_broker_start(&st), 0);
+	assert_int_equal(h_wait_log(&st, "notifier", "msg=\"connected to broker\"", 2, 20000), 0);
+	assert_int_equal(h_http_get(url, &page), 200);
+	free(page);
+}
+
 int
 main(void)
 {
@@ -219,6 +300,7 @@ main(void)
 		cmocka_unit_test(test_users_are_isolated),
 		cmocka_unit_test(test_phone_cannot_publish_outside_its_intake),
 		cmocka_unit_test(test_anonymous_and_wrong_password_refused),
+		cmocka_unit_test(test_metrics_and_health),
 		cmocka_unit_test(test_services_reconnect_after_broker_restart),
 		cmocka_unit_test(test_cli_errors),
 		cmocka_unit_test(test_service_without_broker_exits),

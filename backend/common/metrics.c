@@ -1,0 +1,274 @@
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "topic.h"
+
+#define METRIC_MAX_BUCKETS 24
+
+enum metric_kind { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM };
+
+struct metric {
+	struct metric *next;
+	enum metric_kind kind;
+	char *name, *help, *labels;
+	/* counters and gauges: value in micro-units so atomics suffice */
+	_Atomic int64_t value;
+	double (*fn)(void *);
+	void *arg;
+	/* histograms */
+	int nbounds;
+	double bounds[METRIC_MAX_BUCKETS];
+	_Atomic uint64_t counts[METRIC_MAX_BUCKETS + 1];
+	_Atomic int64_t sum; /* micro-units */
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct metric *registry, **registry_tail = &registry;
+
+const double metric_seconds_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+	60, 120 };
+const int metric_seconds_nbuckets = sizeof(metric_seconds_buckets) / sizeof(metric_seconds_buckets[0]);
+
+static struct metric *
+add(enum metric_kind kind, const char *name, const char *help, const char *labels)
+{
+	struct metric *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	m->kind = kind;
+	m->name = strdup(name);
+	m->help = strdup(help);
+	m->labels = labels != NULL ? strdup(labels) : NULL;
+	pthread_mutex_lock(&registry_lock);
+	*registry_tail = m;
+	registry_tail = &m->next;
+	pthread_mutex_unlock(&registry_lock);
+	return m;
+}
+
+struct metric *
+metric_counter(const char *name, const char *help, const char *labels)
+{
+	return add(KIND_COUNTER, name, help, labels);
+}
+
+struct metric *
+metric_gauge(const char *name, const char *help, const char *labels)
+{
+	return add(KIND_GAUGE, name, help, labels);
+}
+
+struct metric *
+metric_counter_fn(const char *name, const char *help, const char *labels, double (*fn)(void *), void *arg)
+{
+	struct metric *m = add(KIND_COUNTER, name, help, labels);
+
+	if (m != NULL) {
+		m->fn = fn;
+		m->arg = arg;
+	}
+	return m;
+}
+
+/* Finds the counter name{labels}, creating it on first use. */
+static struct metric *
+find_or_add(const char *name, const char *help, const char *labels)
+{
+	struct metric *m;
+
+	pthread_mutex_lock(&registry_lock);
+	for (m = registry; m != NULL; m = m->next)
+		if (strcmp(m->name, name) == 0 && m->labels != NULL && strcmp(m->labels, labels) == 0)
+			break;
+	pthread_mutex_unlock(&registry_lock);
+	return m != NULL ? m : add(KIND_COUNTER, name, help, labels);
+}
+
+void
+metric_count_topic(const char *name, const char *help, const char *topic)
+{
+	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+	char labels[128];
+	struct metric *m;
+
+	snprintf(labels, sizeof(labels), "topic=\"%s\"", topic_filter_of(topic));
+	pthread_mutex_lock(&once); /* no two threads create the same series */
+	m = find_or_add(name, help, labels);
+	pthread_mutex_unlock(&once);
+	metric_inc(m);
+}
+
+struct metric *
+metric_gauge_fn(const char *name, const char *help, const char *labels, double (*fn)(void *), void *arg)
+{
+	struct metric *m = add(KIND_GAUGE, name, help, labels);
+
+	if (m != NULL) {
+		m->fn = fn;
+		m->arg = arg;
+	}
+	return m;
+}
+
+struct metric *
+metric_histogram(const char *name, const char *help, const char *labels, const double *bounds, int n)
+{
+	struct metric *m = add(KIND_HISTOGRAM, name, help, labels);
+
+	if (m != NULL) {
+		m->nbounds = n < METRIC_MAX_BUCKETS ? n : METRIC_MAX_BUCKETS;
+		memcpy(m->bounds, bounds, (size_t)m->nbounds * sizeof(double));
+	}
+	return m;
+}
+
+void
+metric_inc(struct metric *m)
+{
+	metric_add(m, 1);
+}
+
+void
+metric_add(struct metric *m, double v)
+{
+	if (m != NULL)
+		atomic_fetch_add(&m->value, (int64_t)(v * 1e6));
+}
+
+void
+metric_set(struct metric *m, double v)
+{
+	if (m != NULL)
+		atomic_store(&m->value, (int64_t)(v * 1e6));
+}
+
+void
+metric_observe(struct metric *m, double v)
+{
+	int i;
+
+	if (m == NULL)
+		return;
+	for (i = 0; i < m->nbounds && v > m->bounds[i]; i++)
+		;
+	atomic_fetch_add(&m->counts[i], 1);
+	atomic_fetch_add(&m->sum, (int64_t)(v * 1e6));
+}
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void
+put(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+put(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		size_t room = b->cap - b->len;
+		va_start(ap, fmt);
+		n = vsnprintf(b->p != NULL ? b->p + b->len : NULL, b->p != NULL ? room : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = 1;
+			return;
+		}
+		if (b->p != NULL && (size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		{
+			size_t cap = b->cap ? b->cap * 2 : 4096;
+			char *np;
+			while (cap < b->len + (size_t)n + 1)
+				cap *= 2;
+			if ((np = realloc(b->p, cap)) == NULL) {
+				b->oom = 1;
+				return;
+			}
+			b->p = np;
+			b->cap = cap;
+		}
+	}
+}
+
+/* Prints a number the way Prometheus reads it. */
+static void
+put_num(struct sbuf *b, double v)
+{
+	if (v == (double)(int64_t)v)
+		put(b, "%lld", (long long)v);
+	else
+		put(b, "%.6g", v);
+}
+
+static void
+put_series(struct sbuf *b, const char *name, const char *suffix, const char *labels, const char *extra, double v)
+{
+	int any = (labels != NULL && labels[0] != '\0') || extra != NULL;
+
+	put(b, "%s%s", name, suffix);
+	if (any)
+		put(b, "{%s%s%s}", labels != NULL ? labels : "", labels != NULL && labels[0] != '\0' && extra != NULL ? "," : "",
+		    extra != NULL ? extra : "");
+	put(b, " ");
+	put_num(b, v);
+	put(b, "\n");
+}
+
+char *
+metrics_render(void)
+{
+	struct sbuf b = { NULL, 0, 0, 0 };
+
+	put(&b, "%s", "");
+	pthread_mutex_lock(&registry_lock);
+	for (struct metric *m = registry; m != NULL; m = m->next) {
+		int first = 1;
+
+		/* HELP and TYPE once per name: only before its first series */
+		for (struct metric *e = registry; e != m; e = e->next)
+			if (strcmp(e->name, m->name) == 0)
+				first = 0;
+		if (first)
+			put(&b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+			    m->kind == KIND_COUNTER ? "counter" : m->kind == KIND_GAUGE ? "gauge" : "histogram");
+		if (m->kind == KIND_HISTOGRAM) {
+			uint64_t cum = 0;
+			char le[48];
+			for (int i = 0; i <= m->nbounds; i++) {
+				cum += atomic_load(&m->counts[i]);
+				if (i < m->nbounds)
+					snprintf(le, sizeof(le), "le=\"%g\"", m->bounds[i]);
+				else
+					snprintf(le, sizeof(le), "le=\"+Inf\"");
+				put_series(&b, m->name, "_bucket", m->labels, le, (double)cum);
+			}
+			put_series(&b, m->name, "_sum", m->labels, NULL, (double)atomic_load(&m->sum) / 1e6);
+			put_series(&b, m->name, "_count", m->labels, NULL, (double)cum);
+		} else {
+			double v = m->fn != NULL ? m->fn(m->arg) : (double)atomic_load(&m->value) / 1e6;
+			put_series(&b, m->name, "", m->labels, NULL, v);
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
