@@ -65,8 +65,10 @@ config_help(const char *usage, const char *summary, const struct opt *opts)
 			printf(" [env %s]", o->env);
 		printf("\n");
 	}
-	printf("  %-28s %s\n  %-28s %s\n", "-h, --help", "print this help and exit", "    --version",
-	    "print the version and exit");
+	printf("  %-28s %s\n  %-28s %s\n  %-28s %s\n", "    --config FILE",
+	    "read 'option = value' lines first [env PIZZA_CONFIG]", "-h, --help", "print this help and exit",
+	    "    --version", "print the version and exit");
+	printf("\nPrecedence: flags, then environment, then the config file, then defaults.\n");
 }
 
 static const struct opt *
@@ -87,17 +89,72 @@ find_short(const struct opt *opts, char c)
 	return NULL;
 }
 
+static char *config_text; /* the last config file read; option strings point into it */
+
+/* Applies the config file at path. */
+static int
+apply_file(const struct opt *opts, const char *path, char *err, size_t errlen)
+{
+	char *text = file_read_small(path, 1 << 20), *line, *save = NULL;
+	int lineno = 0;
+
+	if (text == NULL) {
+		snprintf(err, errlen, "cannot read config file %s", path);
+		return -1;
+	}
+	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		char *eq, *k, *v, *end, src[320];
+		const struct opt *o;
+
+		lineno++;
+		line[strcspn(line, "#\r")] = '\0';
+		for (k = line; *k == ' ' || *k == '\t'; k++)
+			;
+		if (*k == '\0')
+			continue;
+		if ((eq = strchr(k, '=')) == NULL) {
+			snprintf(err, errlen, "%s:%d: expected 'name = value'", path, lineno);
+			return -1;
+		}
+		for (end = eq; end > k && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = '\0';
+		for (v = eq + 1; *v == ' ' || *v == '\t'; v++)
+			;
+		for (end = v + strlen(v); end > v && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = '\0';
+		if ((o = find_long(opts, k, strlen(k))) == NULL) {
+			snprintf(err, errlen, "%s:%d: unknown option '%s'", path, lineno, k);
+			return -1;
+		}
+		snprintf(src, sizeof(src), "%s:%d", path, lineno);
+		if (o->kind == OPT_COUNT) {
+			long n;
+			if (parse_long(v, 0, 10, &n) != 0) {
+				snprintf(err, errlen, "%s: '%s' is not a number from 0 to 10", src, v);
+				return -1;
+			}
+			*(int *)o->dest = (int)n;
+		} else if (set_value(o, v, src, err, errlen) != 0)
+			return -1;
+	}
+	/* text stays allocated (reachable here): OPT_STR destinations point into it */
+	config_text = text;
+	return 0;
+}
+
 enum config_result
 config_parse(const char *usage, const char *summary, const struct opt *opts, int argc, char **argv,
     int *npos, char *err, size_t errlen)
 {
 	const struct opt *o;
+	const char *file = getenv("PIZZA_CONFIG");
 	int i;
 
-	/* defaults, then environment */
+	/* defaults, then the config file, then the environment */
 	for (o = opts; o->name != NULL; o++) {
 		char src[96];
-		const char *env;
 
 		if (o->kind == OPT_STR)
 			*(const char **)o->dest = NULL;
@@ -108,6 +165,22 @@ config_parse(const char *usage, const char *summary, const struct opt *opts, int
 			if (set_value(o, o->def, src, err, errlen) != 0)
 				return CONFIG_ERROR;
 		}
+	}
+
+	/* the config file: --config FILE (before the first positional argument) or $PIZZA_CONFIG */
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			file = argv[i + 1];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			file = argv[i] + 9;
+	}
+	if (file != NULL && file[0] != '\0' && apply_file(opts, file, err, errlen) != 0)
+		return CONFIG_ERROR;
+
+	for (o = opts; o->name != NULL; o++) {
+		const char *env;
+		char src[96];
+
 		if (o->env != NULL && (env = getenv(o->env)) != NULL && env[0] != '\0') {
 			snprintf(src, sizeof(src), "%s", o->env);
 			if (set_value(o, env, src, err, errlen) != 0)
@@ -129,6 +202,12 @@ config_parse(const char *usage, const char *summary, const struct opt *opts, int
 			config_help(usage, summary, opts);
 			return CONFIG_EXIT;
 		}
+		if (strcmp(a, "--config") == 0) {
+			i++; /* read above */
+			continue;
+		}
+		if (strncmp(a, "--config=", 9) == 0)
+			continue;
 		if (strcmp(a, "--version") == 0) {
 			printf("%s %s\n", argv[0], PIZZA_VERSION);
 			return CONFIG_EXIT;

@@ -3,8 +3,13 @@
  *
  * Each program describes its options once, in an array of struct opt ended
  * by an entry with name == NULL.  config_parse() applies, in increasing
- * precedence: the default, the environment variable, then the flag.  It
- * prints --help and --version from the same table.
+ * precedence: the default, the config file, the environment variable, then
+ * the flag.  It prints --help and --version from the same table.
+ *
+ * The config file is named by --config FILE (or $PIZZA_CONFIG); each line
+ * is "option-name = value" with the long option's name ("stage-ms = 200"),
+ * '#' starts a comment, and a flag option takes true/false.  An unknown
+ * name or a bad value is an error naming the file and line.
  */
 #ifndef PIZZA_CONFIG_H
 #define PIZZA_CONFIG_H

@@ -351,11 +351,76 @@ test_positional(void **state)
 	assert_int_equal(o_port, 7);
 }
 
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The config file sits between the defaults and the environment. */
+static void
+test_config_file_precedence(void **state)
+{
+	char path[] = "/tmp/pizza-test-config-XXXXXX";
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	write_file(path, "# a comment\n\n  name = from-file   # trailing comment\nport=2000\ndebug = true\nverbose = 2\n");
+	assert_int_equal(PARSE("--config", path), CONFIG_OK);
+	assert_string_equal(o_name, "from-file");
+	assert_int_equal(o_port, 2000);
+	assert_int_equal(o_debug, 1);
+	assert_int_equal(o_verbose, 2);
+	setenv(ENV_PORT, "3000", 1);
+	assert_int_equal(PARSE("--config", path), CONFIG_OK);
+	assert_int_equal(o_port, 3000); /* environment beats the file */
+	assert_int_equal(PARSE("--config", path, "--port", "4000"), CONFIG_OK);
+	assert_int_equal(o_port, 4000); /* a flag beats both */
+	unsetenv(ENV_PORT);
+	setenv("PIZZA_CONFIG", path, 1);
+	assert_int_equal(PARSE("--name=flag"), CONFIG_OK);
+	assert_string_equal(o_name, "flag");
+	assert_int_equal(o_port, 2000); /* $PIZZA_CONFIG names the file too */
+	unsetenv("PIZZA_CONFIG");
+	unlink(path);
+}
+
+static void
+test_config_file_errors(void **state)
+{
+	char path[] = "/tmp/pizza-test-config-XXXXXX";
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	write_file(path, "name = ok\ncolour = blue\n");
+	assert_int_equal(PARSE("--config", path), CONFIG_ERROR);
+	assert_err_contains(":2: unknown option 'colour'");
+	write_file(path, "port = 99999\n");
+	assert_int_equal(PARSE("--config", path), CONFIG_ERROR);
+	assert_err_contains(":1: '99999' is not a whole number from 1 to 65535");
+	write_file(path, "just words\n");
+	assert_int_equal(PARSE("--config", path), CONFIG_ERROR);
+	assert_err_contains("expected 'name = value'");
+	unlink(path);
+	assert_int_equal(PARSE("--config", "/nonexistent/pizza.conf"), CONFIG_ERROR);
+	assert_err_contains("cannot read config file /nonexistent/pizza.conf");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_defaults, setup_env),
+		cmocka_unit_test_setup(test_config_file_precedence, setup_env),
+		cmocka_unit_test_setup(test_config_file_errors, setup_env),
 		cmocka_unit_test_setup(test_env_overrides_default, setup_env),
 		cmocka_unit_test_setup(test_env_flag_values, setup_env),
 		cmocka_unit_test_setup(test_flag_overrides_env, setup_env),
