@@ -3,6 +3,7 @@
 #   make            build every program into build/bin
 #   make demo       start a private broker and the services, order a pizza, stop
 #   make run        start the stack in the foreground (Ctrl-C stops it)
+#   make watch      print every message on pizza/# (as admin) while make run runs
 #   make test       unit + integration tests (cmocka), again under AddressSanitizer
 #                   and UBSan (leak checks on), and the fuzzers for a while
 #   make deps       install the Debian packages the build and tests need
@@ -33,7 +34,7 @@ endif
 # Debian packages: build, run time, tests.
 DEB_PKGS := gcc make pkg-config libpaho-mqtt-dev libjansson-dev libsqlite3-dev libcmocka-dev \
             libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
-            mosquitto mosquitto-clients openssl
+            mosquitto mosquitto-clients openssl curl python3-paho-mqtt
 
 COMMON_SRC := $(wildcard backend/common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
@@ -48,7 +49,7 @@ INTEG_SRC  := $(wildcard tests/integration/test_*.c)
 INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 HARNESS_OBJ := $(BUILD)/tests/integration/harness.o
 
-.PHONY: all deps check-deps test test-sanitize unit integration run demo clean format certs
+.PHONY: all deps check-deps test test-sanitize unit integration run demo clean format certs watch
 .DEFAULT_GOAL := all
 
 all: check-deps $(BINS)
@@ -142,6 +143,12 @@ run: all
 demo: all
 	@PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
 	  BUILD=$(BUILD) ./broker-config/stack demo
+
+# Every message on pizza/# live, as the read-only admin account of make run's broker.
+watch:
+	@test -s $(or $(PIZZA_RUN_DIR),run)/secrets/admin.pass || { echo "no run folder yet: start 'make run' first"; exit 1; }
+	mosquitto_sub -h 127.0.0.1 -p $(PIZZA_MQTT_PORT) -u admin -P "$$(cat $(or $(PIZZA_RUN_DIR),run)/secrets/admin.pass)" \
+	  -V mqttv5 -t 'pizza/#' -v -F '%I %t %p'
 
 # A local CA and certificates for the TLS listener (make run makes them too).
 certs:
