@@ -147,7 +147,8 @@ demo: all
 # Every message on pizza/# live, as the read-only admin account of make run's broker.
 watch:
 	@test -s $(or $(PIZZA_RUN_DIR),run)/secrets/admin.pass || { echo "no run folder yet: start 'make run' first"; exit 1; }
-	mosquitto_sub -h 127.0.0.1 -p $(PIZZA_MQTT_PORT) -u admin -P "$$(cat $(or $(PIZZA_RUN_DIR),run)/secrets/admin.pass)" \
+	@echo "watching pizza/# on 127.0.0.1:$(PIZZA_MQTT_PORT) as admin (Ctrl-C stops)"
+	@mosquitto_sub -h 127.0.0.1 -p $(PIZZA_MQTT_PORT) -u admin -P "$$(cat $(or $(PIZZA_RUN_DIR),run)/secrets/admin.pass)" \
 	  -V mqttv5 -t 'pizza/#' -v -F '%I %t %p'
 
 # A local CA and certificates for the TLS listener (make run makes them too).
