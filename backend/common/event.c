@@ -54,10 +54,17 @@ static int
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
+	json_t *valid = NULL;
 
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	/* err may quote input cut inside a character (jansson's "near '...'"): keep it UTF-8 */
+	if (errlen > 0 && (valid = json_string(err)) == NULL)
+		for (char *p = err; *p != '\0'; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+				*p = '?';
+	json_decref(valid);
 	return -1;
 }
 

@@ -82,11 +82,13 @@ b64_decode(const char *in, unsigned char *out, size_t cap, size_t *outlen)
 		return -1;
 	if ((n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len)) < 0)
 		return -1;
-	/* EVP_DecodeBlock counts padding as bytes */
-	while (len > 0 && in[len - 1] == '=') {
+	/* EVP_DecodeBlock counts padding as bytes: at most two, at the very end */
+	for (int pad = 0; pad < 2 && in[len - 1] == '='; pad++) {
 		n--;
 		len--;
 	}
+	if (in[len - 1] == '=' || n < 0)
+		return -1;
 	*outlen = (size_t)n;
 	return 0;
 }
