@@ -127,7 +127,9 @@ export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1
 test-sanitize:
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build-asan unit integration
 
-test: unit integration test-sanitize
+# The fuzzers replay their corpus and regression inputs, then fuzz each
+# target for FUZZ_SECONDS (10; 60 when CI=true).  See tests/fuzz/README.md.
+test: unit integration test-sanitize fuzz-replay fuzz
 
 # ---- running --------------------------------------------------------------
 # PIZZA_PORT_AUTO: when the port was not chosen by the user and 1883 is

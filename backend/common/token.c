@@ -66,7 +66,7 @@ token_verify(const char *secret, const char *token, int64_t now, char *user)
 	if (strlen(dot_exp + 1) != 64 || mac_hex(secret, token, blen, want) != 0 ||
 	    CRYPTO_memcmp(want, dot_exp + 1, 64) != 0)
 		return -1;
-	if ((int64_t)exp < now)
+	if ((int64_t)exp <= now) /* it stops working at its expiry second */
 		return -1;
 	memcpy(user, name, ulen + 1);
 	return 0;
