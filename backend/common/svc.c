@@ -50,7 +50,21 @@ svc_parse(const char *svc, const char *summary, const struct opt *opts, const st
 		fprintf(stderr, "%s: %s\n", svc, err);
 		exit(2);
 	}
-	log_init(svc, so->verbose > 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+	{
+		static const char *const names[] = { "error", "warn", "info", "debug" };
+		int level = -1;
+
+		for (int i = 0; i < 4; i++)
+			if (strcmp(so->log_level, names[i]) == 0)
+				level = i;
+		if (level < 0) {
+			fprintf(stderr, "%s: --log-level: '%s' is not one of error, warn, info, debug\n", svc, so->log_level);
+			exit(2);
+		}
+		if (so->verbose > 0)
+			level = LOG_LEVEL_DEBUG;
+		log_init(svc, (enum log_level)level);
+	}
 }
 
 struct mq *

@@ -20,6 +20,7 @@ struct svc_opts {
 	long session_expiry_s;
 	long connect_timeout_ms;
 	int verbose;
+	const char *log_level;
 };
 
 /* The options every service takes, for its struct opt table. */
@@ -46,8 +47,11 @@ struct svc_opts {
 	    { "connect-timeout", 0, OPT_INT, "PIZZA_CONNECT_TIMEOUT_MS", "5000",                   \
 		"milliseconds to wait for the broker at start", &(o)->connect_timeout_ms, 100,     \
 		600000 },                                                                          \
+	    { "log-level", 0, OPT_STR, "PIZZA_LOG_LEVEL", "info", "error, warn, info or debug",    \
+		&(o)->log_level, 0, 0 },                                                           \
 	{                                                                                          \
-		"verbose", 'v', OPT_COUNT, NULL, NULL, "more logging (debug)", &(o)->verbose, 0, 0 \
+		"verbose", 'v', OPT_COUNT, NULL, NULL, "more logging (debug; same as --log-level debug)", \
+		    &(o)->verbose, 0, 0                                                            \
 	}
 
 /* Set by SIGINT/SIGTERM. The main loop checks it. */

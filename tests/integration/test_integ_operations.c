@@ -185,6 +185,7 @@ test_cli_errors(void **state)
 	char *const bad_cmd[] = { "phone-sim", "fly", NULL };
 	char *const help[] = { "phone-sim", "order", "--help", NULL };
 	char *const svc_bad[] = { "order-executor", "--stage-ms", "soon", NULL };
+	char *const bad_level[] = { "notifier", "--log-level", "loud", NULL };
 
 	(void)state;
 	assert_int_equal(run("x", &out, no_user), 2);
@@ -200,6 +201,9 @@ test_cli_errors(void **state)
 	assert_non_null(strstr(out, "--item"));
 	free(out);
 	assert_int_equal(run(NULL, &out, svc_bad), 2);
+	free(out);
+	assert_int_equal(run(NULL, &out, bad_level), 2);
+	assert_string_equal(out, "notifier: --log-level: 'loud' is not one of error, warn, info, debug\n");
 	free(out);
 }
 
