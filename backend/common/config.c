@@ -114,7 +114,7 @@ apply_file(const struct opt *opts, const char *path, char *err, size_t errlen)
 			continue;
 		if ((eq = strchr(k, '=')) == NULL) {
 			snprintf(err, errlen, "%s:%d: expected 'name = value'", path, lineno);
-			return -1;
+			goto fail;
 		}
 		for (end = eq; end > k && (end[-1] == ' ' || end[-1] == '\t'); end--)
 			;
@@ -126,22 +126,26 @@ apply_file(const struct opt *opts, const char *path, char *err, size_t errlen)
 		*end = '\0';
 		if ((o = find_long(opts, k, strlen(k))) == NULL) {
 			snprintf(err, errlen, "%s:%d: unknown option '%s'", path, lineno, k);
-			return -1;
+			goto fail;
 		}
 		snprintf(src, sizeof(src), "%s:%d", path, lineno);
 		if (o->kind == OPT_COUNT) {
 			long n;
 			if (parse_long(v, 0, 10, &n) != 0) {
 				snprintf(err, errlen, "%s: '%s' is not a number from 0 to 10", src, v);
-				return -1;
+				goto fail;
 			}
 			*(int *)o->dest = (int)n;
 		} else if (set_value(o, v, src, err, errlen) != 0)
-			return -1;
+			goto fail;
 	}
 	/* text stays allocated (reachable here): OPT_STR destinations point into it */
+	free(config_text);
 	config_text = text;
 	return 0;
+fail:
+	free(text); /* the parse fails as a whole: nothing uses what was set */
+	return -1;
 }
 
 enum config_result
