@@ -4,8 +4,10 @@
 #   make demo       start a private broker and the services, order a pizza, stop
 #   make run        start the stack in the foreground (Ctrl-C stops it)
 #   make watch      print every message on pizza/# (as admin) while make run runs
-#   make test       unit + integration tests (cmocka), again under AddressSanitizer
-#                   and UBSan (leak checks on), and the fuzzers for a while
+#   make test       unit tests, the API contracts, integration tests (cmocka), again
+#                   under AddressSanitizer and UBSan (leak checks on), the fuzzers for
+#                   a while, and make install into a scratch folder
+#   make install    PREFIX=/usr/local DESTDIR=  binaries, man pages, units (install/README.md)
 #   make deps       install the Debian packages the build and tests need
 #   make SANITIZE=address,undefined BUILD=build-asan unit integration
 #                   one suite under sanitizers
@@ -116,7 +118,7 @@ $(HARNESS_OBJ): tests/integration/harness.c
 unit: check-deps $(UNIT_BINS)
 	@rc=0; for t in $(UNIT_BINS); do $$t || rc=1; done; exit $$rc
 
-integration: check-deps $(BINS) $(INTEG_BINS)
+integration: check-deps contract-deps $(BINS) $(INTEG_BINS)
 	@rc=0; for t in $(INTEG_BINS); do PIZZA_BIN=$(CURDIR)/$(BUILD)/bin PIZZA_ROOT=$(CURDIR) $$t || rc=1; done; exit $$rc
 
 # Sanitizer findings in a service land in its log; the harness fails the
@@ -129,7 +131,7 @@ test-sanitize:
 
 # The fuzzers replay their corpus and regression inputs, then fuzz each
 # target for FUZZ_SECONDS (10; 60 when CI=true).  See tests/fuzz/README.md.
-test: unit integration test-sanitize fuzz-replay fuzz
+test: unit contract-docs integration test-sanitize fuzz-replay fuzz test-install
 
 # ---- running --------------------------------------------------------------
 # PIZZA_PORT_AUTO: when the port was not chosen by the user and 1883 is
@@ -164,4 +166,6 @@ clean:
 	rm -rf $(BUILD) build-asan
 
 include tests/fuzz/fuzz.mk
+include tests/contract/contract.mk
+include install/pizza.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
