@@ -304,6 +304,11 @@ event_decode(const void *buf, size_t len, struct event *ev, char *err, size_t er
 		    get_string(o, "callback_url", ev->callback_url, sizeof(ev->callback_url), 1, err,
 			errlen) != 0)
 			goto out;
+		if (json_object_get(o, "callback_url") != NULL && strncmp(ev->callback_url, "http://", 7) != 0 &&
+		    strncmp(ev->callback_url, "https://", 8) != 0) {
+			fail(err, errlen, "field 'callback_url' must be an http:// or https:// URL");
+			goto out;
+		}
 		break;
 	case EVENT_ORDER_STATUS:
 		if (get_string(o, "status", status, sizeof(status), 0, err, errlen) != 0)

@@ -188,7 +188,9 @@ main(int argc, char **argv)
 	const struct opt opts[] = {
 		SVC_OPTS(&cfg.so, "order-executor", NULL),
 		{ "id", 0, OPT_STR, "PIZZA_EXECUTOR_ID", NULL,
-		    "this worker's id, shown in statuses (default exec-<pid>)", &cfg.id, 0, 0 },
+		    "this worker's id, shown in statuses; keep it stable: the MQTT client id (order-executor-<id>) "
+		    "and so the broker session follow it (default exec-<pid>)",
+		    &cfg.id, 0, 0 },
 		{ "stage-ms", 0, OPT_INT, "PIZZA_STAGE_MS", "400", "duration of every stage in ms",
 		    &cfg.stage_ms, 0, 3600000 },
 		{ "accepted-ms", 0, OPT_INT, "PIZZA_ACCEPTED_MS", "-1",

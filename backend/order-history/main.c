@@ -131,11 +131,16 @@ on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 			http_error(resp, 400, "invalid_query", "before must be an order id");
 			return;
 		}
-		if ((orders = history_user_orders(history, id, (int)limit, before)) == NULL) {
+		/* one more than asked tells whether there is a next page */
+		if ((orders = history_user_orders(history, id, (int)limit + 1, before)) == NULL) {
 			http_error(resp, 503, "unavailable", "the history could not be read; try again");
 			return;
 		}
-		last = json_array_size(orders) == (size_t)limit ? json_array_get(orders, json_array_size(orders) - 1) : NULL;
+		last = NULL;
+		if (json_array_size(orders) > (size_t)limit) {
+			json_array_remove(orders, (size_t)limit);
+			last = json_array_get(orders, (size_t)limit - 1);
+		}
 		http_json(resp, 200,
 		    json_pack("{s:s, s:o, s:O}", "user_id", id, "orders", orders, "next_before",
 			last != NULL ? json_object_get(last, "order_id") : json_null()));
