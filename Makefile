@@ -123,7 +123,7 @@ integration: check-deps contract-deps $(BINS) $(INTEG_BINS)
 
 # Sanitizer findings in a service land in its log; the harness fails the
 # test when one appears (tests/integration/harness.c).
-export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1:strict_string_checks=1:suppressions=$(CURDIR)/tests/sanitizers/asan.supp
 export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1
 
 test-sanitize:
