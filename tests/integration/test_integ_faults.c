@@ -59,19 +59,32 @@ struct phones {
 	char out[USERS][700];
 };
 
-/* n orders will be placed round-robin over the users: each phone waits for its share of alerts. */
+/*
+ * n orders will be placed round-robin over the users: each phone waits for
+ * its share of alerts.  A persistent phone keeps a session on the broker, so
+ * it also gets what was published while the broker itself was restarting; a
+ * clean-session phone only gets the current (retained) stage after a
+ * reconnect, which is what its user would see, but not every stage.
+ */
 static void
-phones_start(struct phones *ph, int n)
+phones_start_as(struct phones *ph, int n, int persistent)
 {
 	for (int u = 0; u < USERS; u++) {
 		char alerts[16];
 
 		snprintf(alerts, sizeof(alerts), "%d", (n - u + USERS - 1) / USERS);
-		char *const argv[] = { "phone-sim", "watch", "--user", (char *)users[u], "--alerts", alerts, "--for", "90", NULL };
+		char *const argv[] = { "phone-sim", "watch", "--user", (char *)users[u], "--alerts", alerts, "--for", "90",
+			persistent ? "--persistent" : NULL, NULL };
 		snprintf(ph->out[u], sizeof(ph->out[u]), "%s/phone-%s.out", st.dir, users[u]);
 		ph->pid[u] = h_spawn(&st, h_password(&st, users[u]), argv, ph->out[u]);
 	}
 	h_sleep(500); /* subscribed */
+}
+
+static void
+phones_start(struct phones *ph, int n)
+{
+	phones_start_as(ph, n, 0);
 }
 
 static int
@@ -214,7 +227,7 @@ test_broker_restart_mid_stream(void **state)
 	struct phones ph;
 
 	(void)state;
-	phones_start(&ph, 51);
+	phones_start_as(&ph, 51, 1);
 	place("broker", ids, 51);
 	assert_int_equal(h_wait_events(&st, NULL, EVENT_ORDER_STATUS, STATUS_ACCEPTED, 10, 10000) >= 10, 1);
 	assert_int_equal(h_broker_restart(&st), 0);
