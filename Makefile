@@ -118,7 +118,7 @@ $(HARNESS_OBJ): tests/integration/harness.c
 unit: check-deps $(UNIT_BINS)
 	@rc=0; for t in $(UNIT_BINS); do $$t || rc=1; done; exit $$rc
 
-integration: check-deps contract-deps $(BINS) $(INTEG_BINS)
+integration: check-deps contract-deps web-deps browser-deps $(BINS) $(INTEG_BINS)
 	@rc=0; for t in $(INTEG_BINS); do PIZZA_BIN=$(CURDIR)/$(BUILD)/bin PIZZA_ROOT=$(CURDIR) $$t || rc=1; done; exit $$rc
 
 # Sanitizer findings in a service land in its log; the harness fails the
@@ -139,13 +139,17 @@ test: unit contract-docs integration test-sanitize fuzz-replay fuzz test-install
 PORT_AUTO := $(if $(filter file,$(origin PIZZA_MQTT_PORT)),1,0)
 PIZZA_HTTP_PORT ?= 8080
 HTTP_PORT_AUTO := $(if $(filter file,$(origin PIZZA_HTTP_PORT)),1,0)
+PIZZA_MQTT_WS_PORT ?= 9001
+WS_PORT_AUTO := $(if $(filter file,$(origin PIZZA_MQTT_WS_PORT)),1,0)
 
-run: all
-	@PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
+run: all web-deps
+	@PIZZA_MQTT_WS_PORT=$(PIZZA_MQTT_WS_PORT) PIZZA_MQTT_WS_PORT_AUTO=$(WS_PORT_AUTO) \
+	  PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
 	  BUILD=$(BUILD) ./broker-config/stack run
 
-demo: all
-	@PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
+demo: all web-deps
+	@PIZZA_MQTT_WS_PORT=$(PIZZA_MQTT_WS_PORT) PIZZA_MQTT_WS_PORT_AUTO=$(WS_PORT_AUTO) \
+	  PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
 	  BUILD=$(BUILD) ./broker-config/stack demo
 
 # Every message on pizza/# live, as the read-only admin account of make run's broker.
@@ -167,5 +171,7 @@ clean:
 
 include tests/fuzz/fuzz.mk
 include tests/contract/contract.mk
+include web/web.mk
+include tests/browser/browser.mk
 include install/pizza.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

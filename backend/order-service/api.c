@@ -13,6 +13,7 @@
 #include "svc.h"
 #include "token.h"
 #include "util.h"
+#include "web.h"
 
 /* Broker accounts of the services: they are not customers and get no token. */
 static const char *const service_accounts[] = { "order-service", "order-executor", "order-history", "notifier",
@@ -305,7 +306,7 @@ api_handle(void *arg, const struct http_req *req, struct http_resp *resp)
 			else
 				http_error(resp, 404, "not_found", "no such resource: %s", req->path);
 		}
-	} else {
+	} else if (!web_handle(req, resp)) {
 		http_error(resp, 404, "not_found", "no such resource: %s %s", req->method, req->path);
 	}
 	if (allow != NULL) {

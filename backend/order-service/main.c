@@ -24,6 +24,7 @@
 #include "svc.h"
 #include "topic.h"
 #include "util.h"
+#include "web.h"
 
 #define SVC "order-service"
 #define REPLY_EXPIRY_S 60
@@ -41,6 +42,7 @@ static struct {
 	const char *token_secret_file, *password_file;
 	long token_ttl_s;
 	long rate_limit, rate_burst;
+	const char *web_root, *mqtt_ws_url;
 } cfg;
 
 static struct mq *mq;
@@ -188,6 +190,12 @@ main(int argc, char **argv)
 		    "HTTP requests per second per client address (0: no limit)", &cfg.rate_limit, 0, 1000000 },
 		{ "rate-burst", 0, OPT_INT, "PIZZA_HTTP_RATE_BURST", "100", "requests a client may send at once",
 		    &cfg.rate_burst, 1, 10000000 },
+		{ "web-root", 0, OPT_STR, "PIZZA_WEB_ROOT", NULL,
+		    "folder with the storefront served at / (web/ in the checkout; none: no static files)", &cfg.web_root,
+		    0, 0 },
+		{ "mqtt-ws-url", 0, OPT_STR, "PIZZA_MQTT_WS_URL", NULL,
+		    "the broker's MQTT over WebSockets URL the storefront connects to (GET /v1/config)", &cfg.mqtt_ws_url,
+		    0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	struct api api;
@@ -233,6 +241,7 @@ main(int argc, char **argv)
 		api.token_secret = token_secret;
 		api.password_file = cfg.password_file;
 		api.token_ttl_s = cfg.token_ttl_s;
+		web_init(cfg.web_root, cfg.mqtt_ws_url);
 		if ((http = httpd_start(cfg.http_bind, (int)cfg.http_port, API_MAX_BODY, api_handle, &api, err, sizeof(err))) ==
 		    NULL)
 			fatal("cannot start the HTTP API", "err=\"%s\"", err);

@@ -186,8 +186,10 @@ h_stack_start(struct stack *s, const char *name)
 	for (int attempt = 0; attempt < 5; attempt++) {
 		s->port = free_port();
 		s->tls_port = free_port();
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && '%s/broker-config/stack' prepare '%s' %d %d '%s/build/test-run/certs'",
-		    s->dir, root(), s->dir, s->port, s->tls_port, root());
+		s->ws_port = free_port();
+		snprintf(cmd, sizeof(cmd),
+		    "rm -rf '%s' && '%s/broker-config/stack' prepare '%s' %d %d '%s/build/test-run/certs' %d", s->dir,
+		    root(), s->dir, s->port, s->tls_port, root(), s->ws_port);
 		if (system(cmd) != 0) {
 			fprintf(stderr, "harness: '%s' failed\n", cmd);
 			return -1;

@@ -40,6 +40,7 @@ struct stack {
 	char dir[400];
 	int port;        /* the broker's */
 	int tls_port;    /* the broker's TLS listener (certificates in build/test-run/certs) */
+	int ws_port;     /* the broker's MQTT over WebSockets listener (ws://127.0.0.1:<ws_port>) */
 	int http_port;   /* order-service's HTTP API */
 	int history_port; /* order-history's read API */
 	pid_t broker;
