@@ -15,7 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <sqlite3.h>
+#include <strings.h>
 
 #include "log.h"
 #include "token.h"
@@ -224,6 +226,88 @@ int
 h_broker_start(struct stack *s)
 {
 	return broker_spawn(s);
+}
+
+/* libcurl sink appending to a NUL-terminated string. */
+static size_t
+h_append(char *data, size_t size, size_t n, void *arg)
+{
+	char **buf = arg;
+	size_t old = *buf != NULL ? strlen(*buf) : 0, add = size * n;
+	char *nb = realloc(*buf, old + add + 1);
+
+	if (nb == NULL)
+		return 0;
+	memcpy(nb + old, data, add);
+	nb[old + add] = '\0';
+	*buf = nb;
+	return add;
+}
+
+long
+h_http(const char *method, const char *url, const char *const *headers, const char *body, struct h_reply *r)
+{
+	struct curl_slist *h = NULL;
+	CURL *c = curl_easy_init();
+
+	memset(r, 0, sizeof(*r));
+	for (int i = 0; headers != NULL && headers[i] != NULL; i++)
+		h = curl_slist_append(h, headers[i]);
+	h = curl_slist_append(h, "Expect:");
+	if (c != NULL) {
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+		if (body != NULL)
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_append);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, h_append);
+		curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->headers);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+		curl_easy_cleanup(c);
+	}
+	curl_slist_free_all(h);
+	if (r->body == NULL)
+		r->body = strdup("");
+	if (r->headers == NULL)
+		r->headers = strdup("");
+	return r->status;
+}
+
+void
+h_reply_free(struct h_reply *r)
+{
+	free(r->body);
+	free(r->headers);
+	r->body = r->headers = NULL;
+}
+
+const char *
+h_reply_header(const struct h_reply *r, const char *name, char *out, size_t n)
+{
+	size_t len = strlen(name);
+
+	out[0] = '\0';
+	for (const char *line = r->headers; line != NULL && *line != '\0';) {
+		const char *end = strchr(line, '\n');
+		size_t ll = end != NULL ? (size_t)(end - line) : strlen(line);
+
+		if (ll > len + 1 && strncasecmp(line, name, len) == 0 && line[len] == ':') {
+			const char *v = line + len + 1;
+			while (*v == ' ')
+				v++;
+			ll -= (size_t)(v - line);
+			while (ll > 0 && (v[ll - 1] == '\r' || v[ll - 1] == '\n'))
+				ll--;
+			snprintf(out, n, "%.*s", (int)ll, v);
+			break;
+		}
+		line = end != NULL ? end + 1 : NULL;
+	}
+	return out;
 }
 
 int

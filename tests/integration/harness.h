@@ -85,6 +85,23 @@ int h_free_port(void);
 /* Stops the broker (SIGTERM) and returns once it is gone; h_broker_start() starts it again on the same port. */
 void h_broker_stop(struct stack *s);
 int h_broker_start(struct stack *s);
+/* What h_http() got back: status 0 when no answer came. */
+struct h_reply {
+	long status;
+	char *body;    /* NUL-terminated, never NULL after h_http() */
+	char *headers; /* the raw response header lines */
+};
+
+/*
+ * Sends method to url (libcurl, 10 s timeout) with header lines (NULL-ended,
+ * may be NULL) and body (may be NULL).  Fills *r, which the caller frees with
+ * h_reply_free().  Returns r->status.
+ */
+long h_http(const char *method, const char *url, const char *const *headers, const char *body, struct h_reply *r);
+void h_reply_free(struct h_reply *r);
+/* Copies the value of response header name (case-insensitive) into out; "" when absent. */
+const char *h_reply_header(const struct h_reply *r, const char *name, char *out, size_t n);
+
 /* GETs url with the curl command, body into a new string *out; returns the HTTP status or -1. */
 int h_http_get(const char *url, char **out);
 /* Stops the broker with SIGTERM (it saves its database) and starts it again on the same port. */

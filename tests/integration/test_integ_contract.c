@@ -81,73 +81,32 @@ struct reply {
 	char location[256];
 };
 
-static size_t
-on_data(char *data, size_t size, size_t n, void *arg)
-{
-	struct reply *r = arg;
-	size_t old = r->body != NULL ? strlen(r->body) : 0, add = size * n;
-	char *nb = realloc(r->body, old + add + 1);
-
-	if (nb == NULL)
-		return 0;
-	memcpy(nb + old, data, add);
-	nb[old + add] = '\0';
-	r->body = nb;
-	return add;
-}
-
-static size_t
-on_header(char *data, size_t size, size_t n, void *arg)
-{
-	struct reply *r = arg;
-	size_t len = size * n;
-	char line[512];
-
-	snprintf(line, sizeof(line), "%.*s", (int)len, data);
-	line[strcspn(line, "\r\n")] = '\0';
-	if (strncasecmp(line, "Location: ", 10) == 0)
-		str_copy(r->location, sizeof(r->location), line + 10);
-	return len;
-}
-
 /* One request to order-service with the bearer token (may be NULL), extra headers NULL-ended. */
 static struct reply
 call(const char *method, const char *path, const char *token, const char *body, ...)
 {
 	struct reply r;
-	struct curl_slist *h = NULL;
+	struct h_reply hr;
+	const char *headers[16];
 	char url[512], auth[512];
-	const char *hdr;
+	int nh = 0;
 	va_list ap;
-	CURL *c = curl_easy_init();
 
 	memset(&r, 0, sizeof(r));
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", stk.http_port, path);
 	va_start(ap, body);
-	while ((hdr = va_arg(ap, const char *)) != NULL)
-		h = curl_slist_append(h, hdr);
+	while (nh < 14 && (headers[nh] = va_arg(ap, const char *)) != NULL)
+		nh++;
 	va_end(ap);
-	h = curl_slist_append(h, "Expect:");
 	if (token != NULL) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-		h = curl_slist_append(h, auth);
+		headers[nh++] = auth;
 	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body != NULL)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	if (r.body == NULL)
-		r.body = strdup("");
+	headers[nh] = NULL;
+	r.status = h_http(method, url, headers, body, &hr);
+	h_reply_header(&hr, "Location", r.location, sizeof(r.location));
+	r.body = hr.body; /* handed over */
+	free(hr.headers);
 	return r;
 }
 

@@ -111,39 +111,6 @@ struct reply {
 	int64_t ms;
 };
 
-static size_t
-on_data(char *data, size_t size, size_t n, void *arg)
-{
-	struct reply *r = arg;
-	size_t old = r->body != NULL ? strlen(r->body) : 0, add = size * n;
-	char *nb = realloc(r->body, old + add + 1);
-
-	if (nb == NULL)
-		return 0;
-	memcpy(nb + old, data, add);
-	nb[old + add] = '\0';
-	r->body = nb;
-	return add;
-}
-
-static size_t
-on_header(char *data, size_t size, size_t n, void *arg)
-{
-	struct reply *r = arg;
-	size_t len = size * n;
-	char line[512];
-
-	snprintf(line, sizeof(line), "%.*s", (int)len, data);
-	line[strcspn(line, "\r\n")] = '\0';
-	if (strncasecmp(line, "Location: ", 10) == 0)
-		str_copy(r->location, sizeof(r->location), line + 10);
-	if (strncasecmp(line, "Allow: ", 7) == 0)
-		str_copy(r->allow, sizeof(r->allow), line + 7);
-	if (strncasecmp(line, "Content-Type: ", 14) == 0)
-		str_copy(r->ctype, sizeof(r->ctype), line + 14);
-	return len;
-}
-
 /* The user the next calls act as (a bearer token is sent for them), or NULL for none. */
 static const char *acting;
 
@@ -158,43 +125,32 @@ static struct reply
 call(const char *method, const char *path, const char *body, ...)
 {
 	struct reply r;
-	struct curl_slist *h = NULL;
-	char url[512];
-	const char *hdr;
+	struct h_reply hr;
+	const char *headers[16];
+	char url[512], auth[TOKEN_MAX + 32];
+	int nh = 0;
 	va_list ap;
-	CURL *c = curl_easy_init();
 	int64_t t0;
 
 	memset(&r, 0, sizeof(r));
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", st.http_port, path);
 	va_start(ap, body);
-	while ((hdr = va_arg(ap, const char *)) != NULL)
-		h = curl_slist_append(h, hdr);
+	while (nh < 14 && (headers[nh] = va_arg(ap, const char *)) != NULL)
+		nh++;
 	va_end(ap);
-	h = curl_slist_append(h, "Expect:");
 	if (acting != NULL) {
-		char auth[TOKEN_MAX + 32];
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", h_token(&st, acting));
-		h = curl_slist_append(h, auth);
+		headers[nh++] = auth;
 	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body != NULL)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+	headers[nh] = NULL;
 	t0 = mono_ms();
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	r.status = h_http(method, url, headers, body, &hr);
 	r.ms = mono_ms() - t0;
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	if (r.body == NULL)
-		r.body = strdup("");
+	h_reply_header(&hr, "Location", r.location, sizeof(r.location));
+	h_reply_header(&hr, "Allow", r.allow, sizeof(r.allow));
+	h_reply_header(&hr, "Content-Type", r.ctype, sizeof(r.ctype));
+	r.body = hr.body; /* handed over */
+	free(hr.headers);
 	return r;
 }
 

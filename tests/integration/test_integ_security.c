@@ -52,63 +52,23 @@ struct reply {
 	char headers[2048];
 };
 
-static size_t
-on_data(char *data, size_t size, size_t n, void *arg)
-{
-	struct reply *r = arg;
-	size_t have = strlen(r->body), add = size * n;
-
-	if (have + add < sizeof(r->body)) {
-		memcpy(r->body + have, data, add);
-		r->body[have + add] = '\0';
-	}
-	return size * n;
-}
-
-static size_t
-on_header(char *data, size_t size, size_t n, void *arg)
-{
-	struct reply *r = arg;
-	size_t have = strlen(r->headers), add = size * n;
-
-	if (have + add < sizeof(r->headers)) {
-		memcpy(r->headers + have, data, add);
-		r->headers[have + add] = '\0';
-	}
-	return size * n;
-}
-
 /* One request; auth is a raw Authorization header value or NULL. */
 static struct reply
 call(const char *method, const char *path, const char *auth, const char *body)
 {
 	struct reply r;
-	struct curl_slist *h = NULL;
+	struct h_reply hr;
 	char url[512], hdr[512];
-	CURL *c = curl_easy_init();
+	const char *headers[] = { "Content-Type: application/json", auth != NULL ? hdr : NULL, NULL };
 
 	memset(&r, 0, sizeof(r));
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", st.http_port, path);
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, "Expect:");
-	if (auth != NULL) {
+	if (auth != NULL)
 		snprintf(hdr, sizeof(hdr), "Authorization: %s", auth);
-		h = curl_slist_append(h, hdr);
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body != NULL)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
+	r.status = h_http(method, url, headers, body, &hr);
+	str_copy(r.body, sizeof(r.body), hr.body);
+	str_copy(r.headers, sizeof(r.headers), hr.headers);
+	h_reply_free(&hr);
 	return r;
 }
 
