@@ -69,6 +69,7 @@ struct mq_publish {
 
 #define MQ_NO_LOCAL 0x1       /* do not deliver our own publishes back to us */
 #define MQ_RETAIN_NEW_ONLY 0x2 /* retained messages only when the subscription is new */
+#define MQ_NO_RETAINED 0x4     /* no retained messages at all: only what is published from now on */
 
 /* Creates a client; nothing is sent yet.  Returns NULL on a bad config or out of memory. */
 struct mq *mq_new(const struct mq_config *cfg, mq_handler handler, void *arg);
@@ -91,6 +92,13 @@ int mq_unsubscribe(struct mq *mq, const char *filter);
  * re-established automatically.
  */
 int mq_connect(struct mq *mq, int timeout_ms, char *err, size_t errlen);
+/*
+ * mq_connect() in two halves, for a process that opens many connections at
+ * once: start sends the CONNECT and returns (-1 if paho refused to start);
+ * wait then waits as mq_connect() does.
+ */
+int mq_connect_start(struct mq *mq, int timeout_ms, char *err, size_t errlen);
+int mq_connect_wait(struct mq *mq, int timeout_ms, char *err, size_t errlen);
 
 /*
  * Queues one publish.  Returns 0 when paho took it (sent now or buffered
