@@ -19,6 +19,20 @@ struct outbox {
 	size_t nacked, capacked;
 	int64_t last_retry;
 	int64_t backlog;
+	int64_t last_count;   /* mono_ms() of the last backlog count */
+	/*
+	 * Publishes paho holds for us.  A row in flight is not "unacknowledged"
+	 * in the retry sense: under load thousands wait in paho's queue, and
+	 * sending them again only doubles the queue (a retry storm, seen at
+	 * 28,000 rows).  Rows come back through failed[] when paho gives up on
+	 * them; the timed scan for old rows runs only when nothing is in flight
+	 * (rows from before a restart) or when paho has completed nothing for
+	 * retry_ms (it may have lost some).
+	 */
+	int64_t inflight;
+	int64_t last_done; /* mono_ms() of paho's last completion */
+	int64_t *failed;
+	size_t nfailed, capfailed;
 };
 
 struct outbox_row {
@@ -57,6 +71,7 @@ outbox_free(struct outbox *ob)
 		return;
 	pthread_mutex_destroy(&ob->lock);
 	free(ob->acked);
+	free(ob->failed);
 	free(ob);
 }
 
@@ -87,27 +102,35 @@ outbox_add(struct db *db, const char *topic, const void *payload, size_t len, in
 }
 
 /* Runs on paho's thread: only records the ack; the next flush deletes the row. */
+/* Appends id to a growing array; on allocation failure the id is dropped (the row then waits for the timed scan). */
+static void
+push_id(int64_t **arr, size_t *n, size_t *cap, int64_t id)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+		int64_t *a = realloc(*arr, c * sizeof(*a));
+		if (a == NULL)
+			return;
+		*arr = a;
+		*cap = c;
+	}
+	(*arr)[(*n)++] = id;
+}
+
 static void
 on_done(void *arg, int ok)
 {
 	struct outbox_ack *a = arg;
 	struct outbox *ob = a->ob;
 
-	if (ok) {
-		pthread_mutex_lock(&ob->lock);
-		if (ob->nacked == ob->capacked) {
-			size_t cap = ob->capacked ? ob->capacked * 2 : 64;
-			int64_t *n = realloc(ob->acked, cap * sizeof(*n));
-			if (n != NULL) {
-				ob->acked = n;
-				ob->capacked = cap;
-			}
-		}
-		/* if realloc failed the row stays and is simply sent again later */
-		if (ob->nacked < ob->capacked)
-			ob->acked[ob->nacked++] = a->id;
-		pthread_mutex_unlock(&ob->lock);
-	}
+	pthread_mutex_lock(&ob->lock);
+	ob->inflight--;
+	ob->last_done = mono_ms();
+	if (ok)
+		push_id(&ob->acked, &ob->nacked, &ob->capacked, a->id);
+	else
+		push_id(&ob->failed, &ob->nfailed, &ob->capfailed, a->id);
+	pthread_mutex_unlock(&ob->lock);
 	free(a);
 }
 
@@ -215,13 +238,54 @@ send_rows(struct outbox *ob, struct outbox_row *rows, size_t n)
 			p.done = on_done;
 			p.done_arg = a;
 		}
+		if (a != NULL) {
+			pthread_mutex_lock(&ob->lock);
+			ob->inflight++;
+			pthread_mutex_unlock(&ob->lock);
+		}
 		if (a != NULL && mq_publish(ob->mq, &p) == 0)
 			sent++;
-		else
-			free(a); /* stays in the table; the retry pass sends it again */
+		else if (a != NULL) {
+			/* refused: stays in the table and is sent again by the next flush */
+			pthread_mutex_lock(&ob->lock);
+			ob->inflight--;
+			push_id(&ob->failed, &ob->nfailed, &ob->capfailed, rows[i].id);
+			pthread_mutex_unlock(&ob->lock);
+			free(a);
+		}
 		free(rows[i].topic);
 		free(rows[i].payload);
 	}
+	return sent;
+}
+
+/* Re-sends the rows paho gave up on (those still in the table).  Called with the db locked; returns with it locked. */
+static int
+resend_failed(struct outbox *ob, struct outbox_row *rows)
+{
+	int64_t *ids;
+	size_t n, k = 0;
+	int sent = 0;
+
+	pthread_mutex_lock(&ob->lock);
+	ids = ob->failed;
+	n = ob->nfailed;
+	ob->failed = NULL;
+	ob->nfailed = ob->capfailed = 0;
+	pthread_mutex_unlock(&ob->lock);
+	for (size_t i = 0; i < n; i++) {
+		/* each id is a one-row range (id - 1, id] of rows of any age */
+		if (load_rows(ob, ids[i] - 1, ids[i], 0, &rows[k]) == 1)
+			k++;
+		if (k == OUTBOX_BATCH || (i == n - 1 && k > 0)) {
+			log_warn("outbox: re-sending messages the broker did not take", "count=%zu", k);
+			db_unlock(ob->db);
+			sent += send_rows(ob, rows, k);
+			db_lock(ob->db);
+			k = 0;
+		}
+	}
+	free(ids);
 	return sent;
 }
 
@@ -252,11 +316,12 @@ outbox_flush(struct outbox *ob)
 		sent += send_rows(ob, rows, n);
 		db_lock(ob->db);
 	}
-	/* old rows the broker never acknowledged */
+	sent += resend_failed(ob, rows);
+	/* old rows nobody holds: only possible from before a restart, or if paho lost one */
 	pthread_mutex_lock(&ob->lock);
 	if (now - ob->last_retry >= ob->retry_ms) {
 		ob->last_retry = now;
-		retry = 1;
+		retry = ob->inflight == 0 || now - ob->last_done >= ob->retry_ms;
 	}
 	high = ob->high;
 	pthread_mutex_unlock(&ob->lock);
@@ -270,7 +335,11 @@ outbox_flush(struct outbox *ob)
 			db_lock(ob->db);
 		}
 	}
-	ob->backlog = count_rows(ob);
+	/* the gauge needs no more than one count a second; a count is a table scan */
+	if (now - ob->last_count >= 1000 || retry) {
+		ob->backlog = count_rows(ob);
+		ob->last_count = now;
+	}
 	db_unlock(ob->db);
 	free(rows);
 	return sent;
