@@ -43,7 +43,13 @@ void db_rollback(struct db *db);
  */
 int db_add_column(struct db *db, const char *table, const char *column, const char *decl);
 
-/* Prepares sql; on failure logs and returns NULL. */
+/*
+ * Prepares sql, or lends the statement kept from an earlier call; on
+ * failure logs and returns NULL.  Give it back with db_done(), never
+ * sqlite3_finalize().
+ */
 sqlite3_stmt *db_prepare(struct db *db, const char *sql);
+/* Returns a statement from db_prepare() (reset, bindings cleared).  NULL is ignored. */
+void db_done(sqlite3_stmt *st);
 
 #endif

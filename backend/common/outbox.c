@@ -8,6 +8,14 @@
 #include "util.h"
 
 #define OUTBOX_BATCH 256
+/*
+ * At most this many publishes handed to paho and not yet completed.  paho
+ * 1.3.12 scans its whole command queue to pick each new message id, so a
+ * queue of 30,000 made every publish cost milliseconds (the notifier drained
+ * a backlog at 60-250 alerts/s); rows beyond the window wait in the table,
+ * which is durable anyway.  The broker's own window is 1000.
+ */
+#define OUTBOX_MAX_INFLIGHT 1000
 
 struct outbox {
 	struct db *db;
@@ -93,7 +101,7 @@ outbox_add(struct db *db, const char *topic, const void *payload, size_t len, in
 	sqlite3_bind_int64(st, 5, expiry_s);
 	sqlite3_bind_int64(st, 6, now_ms());
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	db_done(st);
 	if (rc != SQLITE_DONE) {
 		log_error("outbox insert failed", "err=\"%s\"", sqlite3_errmsg(db->h));
 		return -1;
@@ -158,15 +166,15 @@ delete_acked(struct outbox *ob)
 			sqlite3_step(st);
 			sqlite3_reset(st);
 		}
-		sqlite3_finalize(st);
+		db_done(st);
 		db_commit(ob->db);
 	}
 	free(ids);
 }
 
-/* Loads up to OUTBOX_BATCH rows with id > after (and, if before_ms > 0, created before it). */
+/* Loads up to max (at most OUTBOX_BATCH) rows with id > after (and, if before_ms > 0, created before it). */
 static size_t
-load_rows(struct outbox *ob, int64_t after, int64_t upto, int64_t before_ms, struct outbox_row *rows)
+load_rows(struct outbox *ob, int64_t after, int64_t upto, int64_t before_ms, struct outbox_row *rows, int max)
 {
 	sqlite3_stmt *st;
 	size_t n = 0;
@@ -178,8 +186,10 @@ load_rows(struct outbox *ob, int64_t after, int64_t upto, int64_t before_ms, str
 	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int64(st, 2, upto);
 	sqlite3_bind_int64(st, 3, before_ms > 0 ? before_ms : INT64_MAX);
-	sqlite3_bind_int(st, 4, OUTBOX_BATCH);
-	while (n < OUTBOX_BATCH && sqlite3_step(st) == SQLITE_ROW) {
+	if (max > OUTBOX_BATCH)
+		max = OUTBOX_BATCH;
+	sqlite3_bind_int(st, 4, max);
+	while (n < (size_t)max && sqlite3_step(st) == SQLITE_ROW) {
 		struct outbox_row *r = &rows[n];
 		const void *blob = sqlite3_column_blob(st, 2);
 
@@ -199,7 +209,7 @@ load_rows(struct outbox *ob, int64_t after, int64_t upto, int64_t before_ms, str
 		r->expiry_s = (unsigned)sqlite3_column_int64(st, 5);
 		n++;
 	}
-	sqlite3_finalize(st);
+	db_done(st);
 	return n;
 }
 
@@ -211,7 +221,7 @@ count_rows(struct outbox *ob)
 
 	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	db_done(st);
 	return n;
 }
 
@@ -275,7 +285,7 @@ resend_failed(struct outbox *ob, struct outbox_row *rows)
 	pthread_mutex_unlock(&ob->lock);
 	for (size_t i = 0; i < n; i++) {
 		/* each id is a one-row range (id - 1, id] of rows of any age */
-		if (load_rows(ob, ids[i] - 1, ids[i], 0, &rows[k]) == 1)
+		if (load_rows(ob, ids[i] - 1, ids[i], 0, &rows[k], 1) == 1)
 			k++;
 		if (k == OUTBOX_BATCH || (i == n - 1 && k > 0)) {
 			log_warn("outbox: re-sending messages the broker did not take", "count=%zu", k);
@@ -303,10 +313,15 @@ outbox_flush(struct outbox *ob)
 	delete_acked(ob);
 	/* new rows: claim them under the lock so two flushers never send the same ones */
 	for (;;) {
+		int room;
+
 		pthread_mutex_lock(&ob->lock);
 		high = ob->high;
+		room = (int)(OUTBOX_MAX_INFLIGHT - ob->inflight);
 		pthread_mutex_unlock(&ob->lock);
-		n = load_rows(ob, high, INT64_MAX, 0, rows);
+		if (room <= 0)
+			break; /* the next flush (every message, and a timer) sends more */
+		n = load_rows(ob, high, INT64_MAX, 0, rows, room);
 		if (n == 0)
 			break;
 		pthread_mutex_lock(&ob->lock);
@@ -327,7 +342,7 @@ outbox_flush(struct outbox *ob)
 	pthread_mutex_unlock(&ob->lock);
 	if (retry) {
 		int64_t after = 0;
-		while ((n = load_rows(ob, after, high, now_ms() - ob->retry_ms, rows)) > 0) {
+		while ((n = load_rows(ob, after, high, now_ms() - ob->retry_ms, rows, OUTBOX_BATCH)) > 0) {
 			after = rows[n - 1].id;
 			log_warn("outbox: re-sending unacknowledged messages", "count=%zu", n);
 			db_unlock(ob->db);

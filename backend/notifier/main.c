@@ -67,7 +67,7 @@ insert_step(sqlite3_stmt *st, const char *order_id)
 
 	if (rc < 0)
 		log_error("database error", "order_id=%s err=\"%s\"", order_id, sqlite3_errmsg(db->h));
-	sqlite3_finalize(st);
+	db_done(st);
 	return rc;
 }
 
@@ -123,7 +123,7 @@ order_facts(const struct event *st, char *text, size_t n, char *url, size_t urln
 	else
 		snprintf(text, n, "Your order is ready for pickup.");
 	snprintf(url, urln, "%s", cb != NULL ? cb : "");
-	sqlite3_finalize(q);
+	db_done(q);
 }
 
 static int

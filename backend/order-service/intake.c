@@ -152,7 +152,7 @@ idem_lookup(struct intake *in, const char *user, const char *key, char hash[65],
 		rc = 0;
 		break;
 	}
-	sqlite3_finalize(st);
+	db_done(st);
 	return rc;
 }
 
@@ -171,7 +171,7 @@ idem_insert(struct intake *in, const struct event *ev, const char *key, const ch
 	sqlite3_bind_text(st, 4, ev->order_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now_ms());
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	sqlite3_finalize(st);
+	db_done(st);
 	return rc;
 }
 
@@ -186,7 +186,7 @@ intake_expire_keys(struct intake *in, int64_t max_age_ms)
 		sqlite3_bind_int64(st, 1, now_ms() - max_age_ms);
 		if (sqlite3_step(st) == SQLITE_DONE)
 			n = sqlite3_changes(in->db->h);
-		sqlite3_finalize(st);
+		db_done(st);
 	}
 	db_unlock(in->db);
 	return n;
@@ -259,7 +259,7 @@ record(struct intake *in, const struct event *ev, const char *json, const char *
 rollback:
 	db_rollback(in->db);
 out:
-	sqlite3_finalize(st);
+	db_done(st);
 	db_unlock(in->db);
 	free(items);
 	return rc;
@@ -401,7 +401,7 @@ intake_progress(struct intake *in, const struct event *status)
 	sqlite3_bind_int(st, 4, status->seq);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
-	sqlite3_finalize(st);
+	db_done(st);
 	if (sqlite3_changes(in->db->h) == 1) {
 		rc = 1;
 		st = NULL;
@@ -412,7 +412,7 @@ intake_progress(struct intake *in, const struct event *status)
 				sqlite3_bind_text(q, 1, status->order_id, -1, SQLITE_STATIC);
 				if (sqlite3_step(q) == SQLITE_ROW)
 					metric_observe(m_ready_seconds, (double)(now_ms() - sqlite3_column_int64(q, 0)) / 1000.0);
-				sqlite3_finalize(q);
+				db_done(q);
 			}
 		}
 		goto out;
@@ -423,7 +423,7 @@ intake_progress(struct intake *in, const struct event *status)
 	sqlite3_bind_text(st, 1, status->order_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st) == SQLITE_ROW ? 0 : 2;
 out:
-	sqlite3_finalize(st);
+	db_done(st);
 	db_unlock(in->db);
 	return rc;
 }
@@ -463,8 +463,8 @@ intake_supervise(struct intake *in, int64_t accept_ms, int64_t stage_ms)
 		    sqlite3_column_int(sel, 3) + 1);
 		n++;
 	}
-	sqlite3_finalize(sel);
-	sqlite3_finalize(upd);
+	db_done(sel);
+	db_done(upd);
 	sel = upd = NULL;
 	if (db_commit(in->db) != 0)
 		goto rollback;
@@ -475,8 +475,8 @@ intake_supervise(struct intake *in, int64_t accept_ms, int64_t stage_ms)
 rollback:
 	db_rollback(in->db);
 fail:
-	sqlite3_finalize(sel);
-	sqlite3_finalize(upd);
+	db_done(sel);
+	db_done(upd);
 	db_unlock(in->db);
 	return -1;
 }
