@@ -7,6 +7,8 @@
 #   make test       unit tests, the API contracts, integration tests (cmocka), again
 #                   under AddressSanitizer and UBSan (leak checks on), the fuzzers for
 #                   a while, and make install into a scratch folder
+#   make bench      measure the pipeline against the broker's own ceiling (docs/performance.md);
+#                   make bench-quick is the same, smaller (make test runs it once)
 #   make install    PREFIX=/usr/local DESTDIR=  binaries, man pages, units (install/README.md)
 #   make deps       install the Debian packages the build and tests need
 #   make SANITIZE=address,undefined BUILD=build-asan unit integration
@@ -22,7 +24,7 @@ EXECUTORS ?= 2
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Ibackend/common -MMD -MP
-LDLIBS  := -lpaho-mqtt3as -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto -lpthread
+LDLIBS  := -lpaho-mqtt3as -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto -lpthread -lm
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -57,9 +59,11 @@ HARNESS_OBJ := $(BUILD)/tests/integration/harness.o
 all: check-deps $(BINS)
 
 # ---- dependencies ---------------------------------------------------------
-check-deps:
+# $(call install_missing,PACKAGES): installs the Debian packages not installed
+# yet when root, else prints the apt-get line and fails.
+define install_missing
 	@missing=""; \
-	for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing missing Debian packages:$$missing"; \
@@ -69,6 +73,10 @@ check-deps:
 	    echo "install them with:  sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+check-deps:
+	$(call install_missing,$(DEB_PKGS))
 
 deps:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS)
@@ -102,6 +110,7 @@ UNIT_EXTRA_test_history_store := $(BUILD)/backend/order-history/store.o
 UNIT_EXTRA_test_stages := $(BUILD)/backend/order-executor/stages.o
 UNIT_EXTRA_test_delivery := $(BUILD)/backend/notifier/delivery.o
 UNIT_EXTRA_test_intake := $(BUILD)/backend/order-service/intake.o
+UNIT_EXTRA_test_load_report := $(BUILD)/client-sim/load_report.o
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $$(UNIT_EXTRA_test_%)
 	@mkdir -p $(dir $@)
@@ -131,7 +140,7 @@ test-sanitize:
 
 # The fuzzers replay their corpus and regression inputs, then fuzz each
 # target for FUZZ_SECONDS (10; 60 when CI=true).  See tests/fuzz/README.md.
-test: unit contract-docs integration test-sanitize fuzz-replay fuzz test-install
+test: unit contract-docs integration test-sanitize fuzz-replay fuzz test-install bench-quick
 
 # ---- running --------------------------------------------------------------
 # PIZZA_PORT_AUTO: when the port was not chosen by the user and 1883 is
@@ -174,4 +183,5 @@ include tests/contract/contract.mk
 include web/web.mk
 include tests/browser/browser.mk
 include install/pizza.mk
+include tests/bench/bench.mk
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -6,32 +6,13 @@
 
 #include <curl/curl.h>
 
-struct sink {
-	char *p;
-	size_t len;
-};
-
-static size_t
-on_data(char *data, size_t size, size_t n, void *arg)
-{
-	struct sink *s = arg;
-	size_t add = size * n;
-	char *np;
-
-	if (s->len + add > 8 * 1024 * 1024 || (np = realloc(s->p, s->len + add + 1)) == NULL)
-		return 0;
-	memcpy(np + s->len, data, add);
-	s->p = np;
-	s->len += add;
-	s->p[s->len] = '\0';
-	return add;
-}
+#include "curlbuf.h"
 
 int
 http_call(const char *method, const char *url, const char *body, const char *const *headers, long *status,
     char **resp, char *err, size_t errlen)
 {
-	struct sink s = { NULL, 0 };
+	struct curlbuf s = { NULL, 0, 8 * 1024 * 1024 };
 	struct curl_slist *h = NULL;
 	CURL *c = curl_easy_init();
 	CURLcode rc;
@@ -50,7 +31,7 @@ http_call(const char *method, const char *url, const char *body, const char *con
 	if (body != NULL)
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curlbuf_sink);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

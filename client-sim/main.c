@@ -23,6 +23,7 @@
 #include "event.h"
 #include "idset.h"
 #include "inbox.h"
+#include "load.h"
 #include "log.h"
 #include "menu.h"
 #include "mq.h"
@@ -71,7 +72,8 @@ usage(FILE *f)
 		   "  watch   print this user's statuses and alerts as they arrive\n"
 		   "  history print this user's orders and their timelines (HTTP API)\n"
 		   "  token   log in to the HTTP API and print a bearer token\n"
-		   "  menu    print what can be ordered\n\n"
+		   "  menu    print what can be ordered\n"
+		   "  load    many phones ordering at once: throughput, latency, losses\n\n"
 		   "'%s COMMAND --help' describes each command's options.\n",
 	    PROG, PROG);
 }
@@ -710,6 +712,8 @@ main(int argc, char **argv)
 		return cmd_menu(argc - 1, argv + 1);
 	if (strcmp(argv[1], "history") == 0)
 		return cmd_history(argc - 1, argv + 1);
+	if (strcmp(argv[1], "load") == 0)
+		return cmd_load(argc - 1, argv + 1);
 	if (strcmp(argv[1], "token") == 0)
 		return cmd_token(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", PROG, argv[1], PROG);

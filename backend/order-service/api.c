@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "curlbuf.h"
 #include "log.h"
 #include "menu.h"
 #include "svc.h"
@@ -19,27 +20,6 @@
 static const char *const service_accounts[] = { "order-service", "order-executor", "order-history", "notifier",
 	"admin", NULL };
 
-struct buf {
-	char *p;
-	size_t len;
-};
-
-static size_t
-on_body(char *data, size_t size, size_t n, void *arg)
-{
-	struct buf *b = arg;
-	size_t add = size * n;
-	char *np;
-
-	if (b->len + add > 4 * 1024 * 1024 || (np = realloc(b->p, b->len + add + 1)) == NULL)
-		return 0;
-	memcpy(np + b->len, data, add);
-	b->p = np;
-	b->len += add;
-	b->p[b->len] = '\0';
-	return add;
-}
-
 /*
  * Forwards a GET to order-history and relays its status and body.  When
  * owner is not NULL, a 200 whose "user_id" is not owner becomes a 404: a
@@ -50,7 +30,7 @@ forward(struct api *api, const struct http_req *req, struct http_resp *resp, con
 {
 	char url[1024];
 	const char *q;
-	struct buf b = { NULL, 0 };
+	struct curlbuf b = { NULL, 0, 4 * 1024 * 1024 };
 	CURL *c;
 	CURLcode cr;
 	long status = 0;
@@ -79,7 +59,7 @@ forward(struct api *api, const struct http_req *req, struct http_resp *resp, con
 	curl_free(limit);
 	curl_free(before);
 	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curlbuf_sink);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""make bench / make bench-quick: the pizza backend measured against the broker's own ceiling.
+
+Every step runs on one private mosquitto started from broker-config/ (auth,
+ACLs, persistence and QoS 1 exactly as in production) with the real
+services in front of it, on this machine:
+
+  1. raw       tests/bench/mqtt-raw: one paho publisher -> mosquitto -> one
+               paho subscriber, QoS 1, event-sized payloads: the ceiling
+  2. max       phone-sim load, 1,000 phones, stage durations 0, offered rate
+               stepped up until p99 accepted->alert passes 100 ms or an
+               order is lost
+  3. latency   half that rate; mosquitto's $SYS counter of PUBLISH packets
+               sent, read before and after, gives broker deliveries per order
+  4. http      wrk POSTing orders to order-service, beside wrk against nginx
+               answering a static 202 (tests/bench/http/run.sh)
+  5. phones    10,000 phones, one order each
+  6. growth    each service's RSS after 10,000 and after 100,000 orders (a
+               fresh stack)
+
+It prints a table and ends with one `bench:` line.  Results, the latency
+chart and every step's raw output go to $BENCH_DIR (build/bench).  The exit
+status is 1 when an order was lost or a step failed to produce its
+numbers; targets missed are reported, not enforced (the machine is shared
+and noisy: docs/performance.md).
+"""
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+BIN = os.path.join(BUILD, "bin")
+
+PROFILES = {
+    "full": dict(raw_s=10, phones=1000, step_s=10, start_rate=100, factor=1.5, refine=2, latency_s=30,
+                 http_s=10, many_phones=10000, growth=(10000, 100000), executors=2),
+    "quick": dict(raw_s=3, phones=100, step_s=3, start_rate=100, factor=2.0, refine=0, latency_s=5,
+                  http_s=3, many_phones=300, growth=(1000, 3000), executors=2),
+}
+P99_LIMIT_MS = 100.0
+
+
+def log(msg):
+    print(f"bench: {msg}", flush=True)
+
+
+def fail(msg):
+    print(f"bench: error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_run(n):
+    """A base port with n free ports after it (the stack numbers metrics ports from a base)."""
+    for _ in range(200):
+        base = free_port()
+        ok = True
+        for p in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    fail("no run of free ports found")
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def metric(port, name):
+    """Sum of a Prometheus counter over its labels, from http://127.0.0.1:port/metrics."""
+    out = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/metrics"], capture_output=True, text=True)
+    total = 0.0
+    for line in out.stdout.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Stack:
+    """broker-config/stack run in the background, in its own folder and ports."""
+
+    def __init__(self, workdir, name, accounts_file, executors):
+        self.dir = os.path.join(workdir, name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.mqtt, self.http, self.hist, self.tls, self.ws = (free_port() for _ in range(5))
+        self.mbase = free_run(4 + executors)
+        self.env = dict(os.environ, PIZZA_RUN_DIR=os.path.join(self.dir, "run"), PIZZA_MQTT_PORT=str(self.mqtt),
+                        PIZZA_HTTP_PORT=str(self.http), PIZZA_HISTORY_HTTP_PORT=str(self.hist),
+                        PIZZA_MQTTS_PORT=str(self.tls), PIZZA_MQTT_WS_PORT=str(self.ws),
+                        PIZZA_METRICS_PORT_BASE=str(self.mbase), PIZZA_STAGE_MS="0", EXECUTORS=str(executors),
+                        PIZZA_EXTRA_USERS=accounts_file, BUILD=os.path.relpath(BUILD, ROOT),
+                        # wrk and the load generator all come from 127.0.0.1: the per-address limit would
+                        # measure itself, not the intake
+                        PIZZA_HTTP_RATE_LIMIT="0")
+        self.log = open(os.path.join(self.dir, "stack.log"), "w")
+        self.proc = subprocess.Popen([os.path.join(ROOT, "broker-config", "stack"), "run"], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        if not wait_port(self.http) or not wait_port(self.mbase + 3):
+            self.stop()
+            fail(f"the stack did not start: see {self.log.name}")
+        time.sleep(0.5)  # services log "ready" once subscribed
+        self.admin_pw = open(os.path.join(self.dir, "run", "secrets", "admin.pass")).read().strip()
+
+    def pids(self):
+        """{name: pid} of the broker and services."""
+        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True,
+                             text=True).stdout
+        res = {}
+        for line in out.splitlines():
+            pid, args = line.strip().split(" ", 1)
+            prog = os.path.basename(args.split()[0])
+            if prog == "order-executor":
+                m = re.search(r"--id (\S+)", args)
+                prog = m.group(1) if m else prog
+            if prog in ("mosquitto", "order-service", "order-history", "notifier") or prog.startswith("exec-"):
+                res[prog] = int(pid)
+        return res
+
+    def rss_kib(self):
+        res = {}
+        for name, pid in self.pids().items():
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        res[name] = int(line.split()[1])
+            except OSError:
+                pass
+        return res
+
+    def sys_sent(self):
+        """mosquitto's count of PUBLISH packets sent, at its next $SYS update (every 10 s)."""
+        out = subprocess.run(["mosquitto_sub", "-p", str(self.mqtt), "-u", "admin", "-P", self.admin_pw, "-t",
+                              "$SYS/broker/publish/messages/sent", "-C", "2", "-W", "30"],
+                             capture_output=True, text=True)
+        vals = out.stdout.split()
+        if len(vals) < 2:
+            fail(f"no $SYS counter from the broker: {out.stderr.strip()}")
+        return int(vals[1])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def make_accounts(path, n):
+    with open(path, "w") as f:
+        for i in range(1, n + 1):
+            f.write(f"load{i:05d}:{secrets.token_hex(12)}\n")
+        f.write(f"bench:{secrets.token_hex(12)}\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def load(stack, workdir, name, accounts, phones, orders=0, rate=0, http=False, timeout=30):
+    """Runs phone-sim load; returns its JSON result (and stops the bench if it could not run)."""
+    out = os.path.join(workdir, name)
+    cmd = [os.path.join(BIN, "phone-sim"), "load", "--accounts", accounts, "--phones", str(phones), "--orders",
+           str(orders), "--rate", str(rate), "--timeout", str(timeout), "--out", out, "--json"]
+    if http:
+        cmd.append("--http")
+    r = subprocess.run(cmd, env=stack.env, capture_output=True, text=True)
+    with open(out + ".log", "w") as f:
+        f.write(" ".join(cmd) + "\n" + r.stderr)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        fail(f"phone-sim load produced no result (exit {r.returncode}): {r.stderr.strip()[-400:]}")
+    res = json.loads(lines[-1])
+    res["exit"] = r.returncode
+    res["command"] = " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd[:2]) + " " + \
+        " ".join(c for c in cmd[2:] if not c.startswith(workdir))
+    return res
+
+
+def lost_of(res):
+    o = res["orders"]
+    return o["lost"] + o["refused"]
+
+
+def step_raw(stack, prof, workdir, accounts):
+    pw = os.path.join(workdir, "bench.pass")
+    with open(pw, "w") as f:
+        f.write(next(ln for ln in open(accounts) if ln.startswith("bench:")).split(":", 1)[1])
+    base = [os.path.join(BUILD, "bench", "mqtt-raw"), "--url", f"tcp://127.0.0.1:{stack.mqtt}", "--user", "bench",
+            "--password-file", pw, "--json"]
+    r = subprocess.run(base + ["--duration", str(prof["raw_s"])], capture_output=True, text=True)
+    if r.returncode != 0 or not r.stdout.strip():
+        fail(f"mqtt-raw failed: {r.stderr.strip()}")
+    ceiling = json.loads(r.stdout.strip().splitlines()[-1])
+    half = int(ceiling["deliveries_per_s"] / 2)
+    r = subprocess.run(base + ["--duration", str(prof["raw_s"]), "--rate", str(half)], capture_output=True, text=True)
+    paced = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else None
+    return ceiling, paced
+
+
+def step_max(stack, prof, workdir, accounts):
+    """Steps the offered rate up; returns (best passing result, every step)."""
+    steps, best, rate, bad = [], None, prof["start_rate"], None
+
+    def attempt(r):
+        res = load(stack, workdir, f"max-{r}", accounts, prof["phones"], orders=r * prof["step_s"], rate=r)
+        p99 = res["latency_ms"]["accepted_to_alert"]["p99"]
+        ok = lost_of(res) == 0 and p99 <= P99_LIMIT_MS
+        steps.append((r, res, ok))
+        log(f"  offered {r}/s: {res['throughput']['orders_per_s']:.0f}/s completed, p99 {p99:.1f} ms, "
+            f"lost {lost_of(res)} -> {'ok' if ok else 'past the limit'}")
+        return res, ok
+
+    while True:
+        res, ok = attempt(rate)
+        if not ok:
+            bad = rate
+            break
+        best = (rate, res)
+        rate = int(rate * prof["factor"])
+        if rate > 20000:
+            break
+    # a couple of bisection steps between the last rate that held and the first that did not
+    for _ in range(prof["refine"]):
+        if best is None or bad is None or bad - best[0] < max(20, best[0] // 20):
+            break
+        rate = (best[0] + bad) // 2
+        res, ok = attempt(rate)
+        if ok:
+            best = (rate, res)
+        else:
+            bad = rate
+    return best, steps
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the same steps, smaller (make bench-quick)")
+    args = ap.parse_args()
+    prof = PROFILES["quick" if args.quick else "full"]
+    workdir = os.environ.get("BENCH_DIR", os.path.join(BUILD, "bench", "quick" if args.quick else "full"))
+    os.makedirs(workdir, exist_ok=True)
+    for tool in ("mosquitto", "wrk", "nginx", "curl"):
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            fail(f"{tool} not found: run 'make deps' as root (Debian packages)")
+    t_start = time.time()
+    n_acc = max(prof["many_phones"], prof["phones"])
+    accounts = make_accounts(os.path.join(workdir, "accounts.txt"), n_acc)
+    phone_accounts = os.path.join(workdir, "phones.txt")
+    with open(phone_accounts, "w") as f:
+        f.writelines(ln for ln in open(accounts) if not ln.startswith("bench:"))
+    lost_total, problems = 0, []
+    log(f"{'quick' if args.quick else 'full'} run; results in {os.path.relpath(workdir, ROOT)}")
+
+    stack = Stack(workdir, "stack", accounts, prof["executors"])
+    try:
+        log("1/6 raw ceiling: mqtt-raw, QoS 1, one publisher and one subscriber")
+        raw, raw_half = step_raw(stack, prof, workdir, accounts)
+        lost_total += raw["lost"]
+        log(f"  {raw['deliveries_per_s']:.0f} deliveries/s, p50 {raw['p50_ms']:.2f} ms, p99 {raw['p99_ms']:.2f} ms")
+
+        log(f"2/6 pipeline maximum: {prof['phones']} phones, stages 0 ms, rate stepped until p99 > "
+            f"{P99_LIMIT_MS:.0f} ms or a loss")
+        best, steps = step_max(stack, prof, workdir, phone_accounts)
+        lost_total += sum(lost_of(r) for _, r, _ in steps)
+        if best is None:
+            fail("not even the first rate held: see the max-*.json files")
+        max_rate = best[1]["throughput"]["orders_per_s"]
+
+        half = max(1, int(best[0] / 2))
+        log(f"3/6 latency at half the maximum: {half}/s for {prof['latency_s']} s, with $SYS deliveries counted")
+        sent0 = stack.sys_sent()
+        lat = load(stack, workdir, "latency", phone_accounts, prof["phones"], orders=half * prof["latency_s"],
+                   rate=half)
+        time.sleep(1)
+        sent1 = stack.sys_sent()
+        lost_total += lost_of(lat)
+        # the two $SYS readings themselves reach our subscriber once each; nothing else runs meanwhile
+        per_order = (sent1 - sent0 - 2) / max(1, lat["orders"]["placed"])
+        la = lat["latency_ms"]["accepted_to_alert"]
+        log(f"  p50 {la['p50']:.1f} ms, p99 {la['p99']:.1f} ms, p99.9 {la['p999']:.1f} ms; "
+            f"{per_order:.2f} broker deliveries per order")
+
+        log(f"4/6 HTTP intake: wrk against order-service and against nginx, {prof['http_s']} s each")
+        tokens = os.path.join(workdir, "tokens.txt")
+        with open(tokens, "w") as f:
+            for ln in list(open(phone_accounts))[:32]:
+                user, pw = ln.strip().split(":", 1)
+                r = subprocess.run(["curl", "-sf", "-X", "POST", "-H", "Content-Type: application/json", "--data",
+                                    json.dumps({"user_id": user, "password": pw}),
+                                    f"http://127.0.0.1:{stack.http}/v1/login"], capture_output=True, text=True)
+                if r.returncode != 0:
+                    fail(f"login for {user} failed: {r.stdout}{r.stderr}")
+                f.write(f"{user} {json.loads(r.stdout)['token']}\n")
+        alerts0 = metric(stack.mbase + 3, "pizza_alerts_sent_total")
+        accepted0 = metric(stack.http, "pizza_orders_accepted_total")
+        r = subprocess.run(["bash", os.path.join(ROOT, "tests", "bench", "http", "run.sh")],
+                           env=dict(os.environ, ORDER_URL=f"http://127.0.0.1:{stack.http}", TOKENS=tokens,
+                                    DURATION=str(prof["http_s"]), WORKDIR=os.path.join(workdir, "http")),
+                           capture_output=True, text=True)
+        with open(os.path.join(workdir, "http.log"), "w") as f:
+            f.write(r.stdout + r.stderr)
+        if r.returncode != 0:
+            fail(f"the HTTP step failed: {r.stderr.strip()[-400:]}")
+        http = {k: float(v) for k, v in re.findall(r"^(\w+)=([0-9.]+)$", r.stdout, re.M)}
+        # every order order-service accepted must become a pickup alert (its own count: wrk stops with
+        # requests in flight whose 202 it never reads)
+        accepted = metric(stack.http, "pizza_orders_accepted_total") - accepted0
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            alerts = metric(stack.mbase + 3, "pizza_alerts_sent_total") - alerts0
+            if alerts >= accepted:
+                break
+            time.sleep(0.5)
+        http["http_accepted"] = accepted
+        lost_total += max(0, int(accepted - alerts))
+        log(f"  order-service {http['http_rps']:.0f} req/s p99 {http['http_p99_ms']:.2f} ms; nginx "
+            f"{http['nginx_rps']:.0f} req/s p99 {http['nginx_p99_ms']:.2f} ms; {int(http.get('http_accepted', 0))} "
+            f"accepted, {int(alerts)} alerted")
+
+        log(f"5/6 phones: {prof['many_phones']} phones, one order each at {half}/s")
+        many = load(stack, workdir, "phones", phone_accounts, prof["many_phones"], orders=prof["many_phones"],
+                    rate=half, timeout=60)
+        lost_total += lost_of(many)
+        log(f"  connected in {many['connect']['seconds']:.1f} s, {many['orders']['completed']} alerted, "
+            f"{lost_of(many)} lost, {many['client']['rss_kib_per_phone']:.0f} KiB per phone")
+    finally:
+        stack.stop()
+
+    g1, g2 = prof["growth"]
+    grate = max(1, int(max_rate * 0.7))
+    log(f"6/6 growth: a fresh stack, RSS after {g1} and after {g2} orders at {grate}/s")
+    stack = Stack(workdir, "growth", accounts, prof["executors"])
+    try:
+        r1 = load(stack, workdir, "growth-1", phone_accounts, prof["phones"], orders=g1, rate=grate)
+        time.sleep(1)
+        rss1 = stack.rss_kib()
+        r2 = load(stack, workdir, "growth-2", phone_accounts, prof["phones"], orders=g2 - g1, rate=grate)
+        time.sleep(1)
+        rss2 = stack.rss_kib()
+        lost_total += lost_of(r1) + lost_of(r2)
+    finally:
+        stack.stop()
+
+    # ---- the table ----
+    pipeline_dps = max_rate * per_order
+    ratio = pipeline_dps / raw["deliveries_per_s"] if raw["deliveries_per_s"] else 0
+    growth = {k: rss2[k] / rss1[k] for k in rss1 if k in rss2 and rss1[k] > 0}
+    services = [k for k in growth if k != "mosquitto"]
+    worst = max((growth[k] for k in services), default=0)
+    http_share = http["http_rps"] / http["nginx_rps"] if http.get("nginx_rps") else 0
+    targets = [
+        ("pipeline deliveries/s >= 1.0 x raw", ratio >= 1.0, f"ratio {ratio:.2f}"),
+        ("p99 at half max <= 10 x raw p99", la["p99"] <= 10 * raw["p99_ms"],
+         f"{la['p99']:.1f} ms vs {10 * raw['p99_ms']:.1f} ms"),
+        ("HTTP >= 30% of nginx, p99 < 10 ms", http_share >= 0.30 and http["http_p99_ms"] < 10,
+         f"{100 * http_share:.0f}%, p99 {http['http_p99_ms']:.2f} ms"),
+        (f"{prof['many_phones']} phones alerted, 0 lost", lost_of(many) == 0 and many["orders"]["completed"] ==
+         prof["many_phones"], f"{many['orders']['completed']} alerted"),
+        (f"RSS after {g2} <= 1.1 x after {g1}", worst <= 1.1, f"worst {worst:.2f}x"),
+    ]
+    print()
+    print("| step | figure | value | command |")
+    print("|---|---|---|---|")
+    rows = [
+        ("raw", "deliveries/s (ceiling)", f"{raw['deliveries_per_s']:.0f}", "mqtt-raw"),
+        ("raw", "latency p50 / p99 at the ceiling", f"{raw['p50_ms']:.2f} / {raw['p99_ms']:.2f} ms", "mqtt-raw"),
+    ]
+    if raw_half:
+        rows.append(("raw", f"latency p50 / p99 at {raw_half.get('offered_rate', int(raw['deliveries_per_s'] / 2))}/s",
+                     f"{raw_half['p50_ms']:.2f} / {raw_half['p99_ms']:.2f} ms", "mqtt-raw --rate"))
+    rows += [
+        ("max", "orders/s sustained (p99 <= 100 ms, 0 lost)", f"{max_rate:.0f}", best[1]["command"]),
+        ("max", "broker deliveries per order ($SYS)", f"{per_order:.2f}", "$SYS/broker/publish/messages/sent"),
+        ("max", "pipeline broker deliveries/s", f"{pipeline_dps:.0f}", "orders/s x deliveries per order"),
+        ("max", "ratio pipeline / raw", f"{ratio:.2f}", ""),
+        ("latency", f"accepted->alert p50 / p99 / p99.9 at {half}/s",
+         f"{la['p50']:.1f} / {la['p99']:.1f} / {la['p999']:.1f} ms", lat["command"]),
+        ("http", "order-service req/s, p99", f"{http['http_rps']:.0f}, {http['http_p99_ms']:.2f} ms",
+         "wrk POST /v1/orders"),
+        ("http", "nginx static 202 req/s, p99", f"{http['nginx_rps']:.0f}, {http['nginx_p99_ms']:.2f} ms",
+         "wrk against nginx"),
+        ("http", "accepted / alerted", f"{int(http.get('http_accepted', 0))} / {int(alerts)}", ""),
+        ("phones", f"{prof['many_phones']} phones: connect time", f"{many['connect']['seconds']:.2f} s",
+         many["command"]),
+        ("phones", "client memory / CPU per phone",
+         f"{many['client']['rss_kib_per_phone']:.0f} KiB / {many['client']['cpu_ms_per_phone']:.2f} ms", ""),
+    ]
+    for k in sorted(rss1):
+        if k in rss2:
+            rows.append(("growth", f"{k} RSS after {g1} / {g2} orders",
+                         f"{rss1[k] / 1024:.1f} / {rss2[k] / 1024:.1f} MiB ({rss2[k] / rss1[k]:.2f}x)", ""))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+    print("| target | met | measured |")
+    print("|---|---|---|")
+    for name, ok, how in targets:
+        print(f"| {name} | {'yes' if ok else 'NO'} | {how} |")
+    print()
+    result = dict(profile="quick" if args.quick else "full", seconds=round(time.time() - t_start, 1), raw=raw,
+                  raw_half=raw_half, max_steps=[dict(rate=r, ok=ok, result=res) for r, res, ok in steps],
+                  latency=lat, deliveries_per_order=per_order, http=http, http_alerted=alerts, phones=many,
+                  growth=dict(after=[g1, g2], rss_kib=[rss1, rss2]), lost=lost_total,
+                  targets={n: ok for n, ok, _ in targets})
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    shutil.copy(os.path.join(workdir, "latency.svg"), os.path.join(workdir, "latency-chart.svg"))
+    log(f"{sum(ok for _, ok, _ in targets)}/{len(targets)} targets met; {lost_total} orders lost; "
+        f"{time.time() - t_start:.0f} s; results in {os.path.relpath(workdir, ROOT)}/results.json")
+    print(f"bench: orders_per_s={max_rate:.0f} pipeline_deliveries_per_s={pipeline_dps:.0f} "
+          f"raw_deliveries_per_s={raw['deliveries_per_s']:.0f} ratio={ratio:.2f} p50_ms={la['p50']:.1f} "
+          f"p99_ms={la['p99']:.1f} raw_p99_ms={raw['p99_ms']:.2f} http_rps={http['http_rps']:.0f} "
+          f"nginx_rps={http['nginx_rps']:.0f} phones={many['orders']['completed']}")
+    return 1 if lost_total > 0 or problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
