@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -428,7 +429,7 @@ start_shards(struct shard *sh, int nsh, const struct load_shard_cfg *base, uint3
 			c.index = (uint16_t)i;
 			c.cmd_fd = cmd[0];
 			c.rec_fd = rec[1];
-			_exit(load_shard_run(&c));
+			exit(load_shard_run(&c)); /* exit, not _exit: leak checkers look at the shard too */
 		}
 		close(cmd[0]);
 		close(rec[1]);
@@ -443,13 +444,18 @@ start_shards(struct shard *sh, int nsh, const struct load_shard_cfg *base, uint3
 static void
 shard_flush(struct shard *s)
 {
+	const size_t per_write = PIPE_BUF / sizeof(s->backlog[0]);
 	size_t off = 0;
 
+	if (s->nback == 0)
+		return;
 	while (off < s->nback) {
-		ssize_t n = write(s->cmd_fd, &s->backlog[off], (s->nback - off) * sizeof(s->backlog[0]));
+		/* at most PIPE_BUF bytes: written whole or not at all (EAGAIN), never split mid-command */
+		size_t k = s->nback - off < per_write ? s->nback - off : per_write;
+		ssize_t n = write(s->cmd_fd, &s->backlog[off], k * sizeof(s->backlog[0]));
 		if (n <= 0)
 			break;
-		off += (size_t)n / sizeof(s->backlog[0]); /* pipe writes of whole commands are atomic */
+		off += (size_t)n / sizeof(s->backlog[0]);
 	}
 	memmove(s->backlog, s->backlog + off, (s->nback - off) * sizeof(s->backlog[0]));
 	s->nback -= off;
