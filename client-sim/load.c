@@ -968,7 +968,7 @@ cmd_load(int argc, char **argv)
 		    &o.cafile, 0, 0 },
 		{ "procs", 0, OPT_INT, NULL, "0", "processes holding the phones (0: phones / --per-proc)", &o.procs, 0,
 		    1000 },
-		{ "per-proc", 0, OPT_INT, NULL, "250", "phones per process when --procs is 0", &o.per_proc, 1, 100000 },
+		{ "per-proc", 0, OPT_INT, NULL, "100", "phones per process when --procs is 0", &o.per_proc, 1, 100000 },
 		{ "connect-timeout", 0, OPT_INT, NULL, "60", "seconds for every phone to connect", &o.connect_timeout, 1,
 		    3600 },
 		{ "timeout", 't', OPT_INT, NULL, "30",
