@@ -197,7 +197,7 @@ for s in $SERVICES; do
 	check "$s refuses examples/$s.conf" accepts "$DOC/examples/$s.conf" "$R/bin/$s"
 	check "$s refuses the options in examples/$s.conf" accepts "$TMP/$s.uncommented.conf" "$R/bin/$s"
 done
-for c in order watch history token load; do
+for c in order watch history token; do
 	check "phone-sim $c refuses examples/phone-sim.conf" accepts "$TMP/phone-sim.uncommented.conf" "$R/bin/phone-sim" "$c"
 done
 # Every option of a service is in its example, but those the unit sets.
