@@ -764,6 +764,7 @@ run(const struct opts *o, struct load_account *accounts, uint32_t nphones)
 	uint32_t total = (uint32_t)o->orders;
 	struct shard *sh;
 	struct load_shard_cfg base;
+	uint32_t *spare; /* closed loop: swapped with agg.next_for_phone */
 	pthread_t *threads = NULL;
 	int64_t t_start, t0, last_place = 0, deadline;
 	double connect_s;
@@ -776,7 +777,8 @@ run(const struct opts *o, struct load_account *accounts, uint32_t nphones)
 	sh = calloc((size_t)nsh, sizeof(*sh));
 	agg.reqs = calloc(total + 1, sizeof(*agg.reqs));
 	agg.next_for_phone = calloc(total + 1, sizeof(*agg.next_for_phone));
-	if (sh == NULL || agg.reqs == NULL || agg.next_for_phone == NULL)
+	spare = calloc(total + 1, sizeof(*spare));
+	if (sh == NULL || agg.reqs == NULL || agg.next_for_phone == NULL || spare == NULL)
 		abort();
 
 	memset(&base, 0, sizeof(base));
@@ -859,12 +861,17 @@ run(const struct opts *o, struct load_account *accounts, uint32_t nphones)
 				last_place = now;
 			}
 		} else if (placing) {
+			uint32_t *ready;
+			size_t k;
+
+			/* take the list of phones whose order finished, leaving an empty one */
 			pthread_mutex_lock(&agg.lock);
-			size_t k = agg.nnext;
-			uint32_t ready[k > 0 ? k : 1];
-			memcpy(ready, agg.next_for_phone, k * sizeof(ready[0]));
+			k = agg.nnext;
+			ready = agg.next_for_phone;
+			agg.next_for_phone = spare;
 			agg.nnext = 0;
 			pthread_mutex_unlock(&agg.lock);
+			spare = ready;
 			for (size_t i = 0; i < k && agg.nreqs < total; i++) {
 				place(o, sh, nsh, ready[i]);
 				last_place = now;
@@ -935,6 +942,7 @@ run(const struct opts *o, struct load_account *accounts, uint32_t nphones)
 	free(agg.ords);
 	free(agg.slots);
 	free(agg.next_for_phone);
+	free(spare);
 	return rc;
 }
 

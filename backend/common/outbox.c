@@ -13,9 +13,12 @@
  * 1.3.12 scans its whole command queue to pick each new message id, so a
  * queue of 30,000 made every publish cost milliseconds (the notifier drained
  * a backlog at 60-250 alerts/s); rows beyond the window wait in the table,
- * which is durable anyway.  The broker's own window is 1000.
+ * which is durable anyway.  Kept well under the broker's Receive Maximum
+ * (1000): when paho's in-flight count reaches it, paho's send thread sleeps
+ * a full second, since a PUBACK does not wake it (the service's other
+ * publishes, such as replies, share that window).
  */
-#define OUTBOX_MAX_INFLIGHT 1000
+#define OUTBOX_MAX_INFLIGHT 500
 
 struct outbox {
 	struct db *db;
