@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "harness.h"
 
 static struct stack st;
@@ -207,6 +209,115 @@ test_cli_errors(void **state)
 	free(out);
 }
 
+/* Writes text to a new temporary file; returns its path (static buffer per slot). */
+static const char *
+temp_file(int slot, const char *text)
+{
+	static char paths[4][64];
+	FILE *f;
+	int fd;
+
+	snprintf(paths[slot], sizeof(paths[slot]), "/tmp/pizza-load-test.XXXXXX");
+	fd = mkstemp(paths[slot]);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return paths[slot];
+}
+
+/*
+ * phone-sim load, small and real: three phones order over MQTT and every
+ * order reaches its alert; its mistakes are one-line errors with exit 2, and
+ * phones that cannot log in make it stop with exit 1 instead of measuring.
+ */
+static void
+test_load(void **state)
+{
+	char accounts[512], wrong[128], out_prefix[64], json_path[80], svg_path[80], *out = NULL, *end;
+	const char *good, *bad_line, *bad_pw;
+	json_t *j;
+
+	(void)state;
+	accounts[0] = '\0';
+	for (int i = 0; i < 3; i++) {
+		const char *user = (const char *[]){ "alice", "bob", "carol" }[i];
+		/* one call per line: h_password() answers in a static buffer */
+		snprintf(accounts + strlen(accounts), sizeof(accounts) - strlen(accounts), "%s:%s\n", user,
+		    h_password(&st, user));
+	}
+	good = temp_file(0, accounts);
+	bad_line = temp_file(1, "alice\n");
+	snprintf(wrong, sizeof(wrong), "alice:not-%s\n", h_password(&st, "alice"));
+	bad_pw = temp_file(2, wrong);
+	snprintf(out_prefix, sizeof(out_prefix), "/tmp/pizza-load-out.%d", (int)getpid());
+	snprintf(json_path, sizeof(json_path), "%s.json", out_prefix);
+	snprintf(svg_path, sizeof(svg_path), "%s.svg", out_prefix);
+
+	{
+		char *const argv[] = { "phone-sim", "load", "--accounts", (char *)good, "--orders", "9", "--json", "--out",
+			out_prefix, NULL };
+		int rc = run(NULL, &out, argv);
+		if (rc != 0)
+			fprintf(stderr, "phone-sim load said:\n%s", out); /* why, in the test's log */
+		assert_int_equal(rc, 0);
+		/* the last line is the result */
+		end = out + strlen(out);
+		while (end > out && end[-1] == '\n')
+			*--end = '\0';
+		end = strrchr(out, '\n') != NULL ? strrchr(out, '\n') + 1 : out;
+		j = json_loads(end, 0, NULL);
+		assert_non_null(j);
+		assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "orders"), "placed")), 9);
+		assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "orders"), "completed")), 9);
+		assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "orders"), "lost")), 0);
+		assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "connect"), "connected")), 3);
+		assert_true(json_real_value(json_object_get(json_object_get(json_object_get(j, "latency_ms"),
+		    "accepted_to_alert"), "p50")) > 0);
+		json_decref(j);
+		free(out);
+		assert_int_equal(access(json_path, R_OK), 0);
+		assert_int_equal(access(svg_path, R_OK), 0);
+	}
+	{
+		char *const argv[] = { "phone-sim", "load", "--phones", "3", NULL };
+		assert_int_equal(run(NULL, &out, argv), 2);
+		assert_string_equal(out, "phone-sim load: --accounts FILE (user:password lines) is required\n");
+		free(out);
+	}
+	{
+		char *const argv[] = { "phone-sim", "load", "--accounts", (char *)bad_line, NULL };
+		assert_int_equal(run(NULL, &out, argv), 2);
+		assert_non_null(strstr(out, ":1: expected user:password"));
+		free(out);
+	}
+	{
+		char *const argv[] = { "phone-sim", "load", "--accounts", (char *)good, "--phones", "4", NULL };
+		assert_int_equal(run(NULL, &out, argv), 2);
+		assert_non_null(strstr(out, "--phones 4 but"));
+		free(out);
+	}
+	{
+		char *const argv[] = { "phone-sim", "load", "--accounts", (char *)good, "--item", "sushi", NULL };
+		assert_int_equal(run(NULL, &out, argv), 2);
+		assert_non_null(strstr(out, "'sushi' is not on the menu"));
+		free(out);
+	}
+	{
+		char *const argv[] = { "phone-sim", "load", "--accounts", (char *)bad_pw, "--out", out_prefix, NULL };
+		assert_int_equal(run(NULL, &out, argv), 1);
+		assert_non_null(strstr(out, "refused the login for 'alice'"));
+		assert_non_null(strstr(out, "1 of 1 phones could not connect"));
+		free(out);
+	}
+	unlink(good);
+	unlink(bad_line);
+	unlink(bad_pw);
+	unlink(json_path);
+	unlink(svg_path);
+}
+
 /* A service started with no broker to reach says so and exits non-zero instead of hanging. */
 static void
 test_service_without_broker_exits(void **state)
@@ -307,6 +418,7 @@ main(void)
 		cmocka_unit_test(test_metrics_and_health),
 		cmocka_unit_test(test_services_reconnect_after_broker_restart),
 		cmocka_unit_test(test_cli_errors),
+		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_service_without_broker_exits),
 	};
 
