@@ -70,7 +70,7 @@ outbox_new(struct db *db, struct mq *mq, int64_t retry_ms)
 	ob->db = db;
 	ob->mq = mq;
 	ob->retry_ms = retry_ms;
-	ob->last_retry = mono_ms();
+	ob->last_retry = ob->last_done = mono_ms();
 	pthread_mutex_init(&ob->lock, NULL);
 	return ob;
 }
@@ -112,7 +112,6 @@ outbox_add(struct db *db, const char *topic, const void *payload, size_t len, in
 	return 0;
 }
 
-/* Runs on paho's thread: only records the ack; the next flush deletes the row. */
 /* Appends id to a growing array; on allocation failure the id is dropped (the row then waits for the timed scan). */
 static void
 push_id(int64_t **arr, size_t *n, size_t *cap, int64_t id)
@@ -128,6 +127,7 @@ push_id(int64_t **arr, size_t *n, size_t *cap, int64_t id)
 	(*arr)[(*n)++] = id;
 }
 
+/* Runs on paho's thread: only records the outcome; the next flush deletes or re-sends the row. */
 static void
 on_done(void *arg, int ok)
 {
