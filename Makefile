@@ -75,6 +75,22 @@ define install_missing
 	fi
 endef
 
+# $(call need_node,TARGET,WHY): Node.js and npm for TARGET (the contract
+# validator, the storefront bundle, the browser test): installed from Debian
+# when root, else a clear message naming WHY and the apt-get line.
+define need_node
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "$(1): installing Node.js and npm (Debian packages)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null || exit 1; \
+	  else \
+	    echo "$(1): $(2), which are not installed."; \
+	    echo "install them with:  sudo apt-get install -y nodejs npm"; \
+	    exit 1; \
+	  fi; \
+	fi
+endef
+
 check-deps:
 	$(call install_missing,$(DEB_PKGS))
 

@@ -25,15 +25,6 @@ browser-deps: $(BROWSER_STAMP)
 	fi
 
 $(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
-	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "browser-deps: installing Node.js and npm (Debian packages)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null || exit 1; \
-	  else \
-	    echo "browser-deps: the browser tests need Node.js and npm, which are not installed."; \
-	    echo "install them with:  sudo apt-get install -y nodejs npm"; \
-	    exit 1; \
-	  fi; \
-	fi
+	$(call need_node,browser-deps,the browser tests need Node.js and npm)
 	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
 	@touch $@

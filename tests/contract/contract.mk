@@ -15,16 +15,7 @@ CONTRACT_STAMP := $(CONTRACT_DIR)/node_modules/.contract-deps.stamp
 contract-deps: $(CONTRACT_STAMP)
 
 $(CONTRACT_STAMP): $(CONTRACT_DIR)/package.json $(CONTRACT_DIR)/package-lock.json
-	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "contract-deps: installing Node.js and npm (Debian packages)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null || exit 1; \
-	  else \
-	    echo "contract-deps: the contract tests need Node.js and npm, which are not installed."; \
-	    echo "install them with:  sudo apt-get install -y nodejs npm"; \
-	    exit 1; \
-	  fi; \
-	fi
+	$(call need_node,contract-deps,the contract tests need Node.js and npm)
 	cd $(CONTRACT_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
