@@ -299,6 +299,12 @@ test_load(void **state)
 		free(out);
 	}
 	{
+		char *const argv[] = { "phone-sim", "load", "--accounts", (char *)good, "--duration", "5", NULL };
+		assert_int_equal(run(NULL, &out, argv), 2);
+		assert_string_equal(out, "phone-sim load: --duration needs --rate or --orders\n");
+		free(out);
+	}
+	{
 		char *const argv[] = { "phone-sim", "load", "--accounts", (char *)good, "--item", "sushi", NULL };
 		assert_int_equal(run(NULL, &out, argv), 2);
 		assert_non_null(strstr(out, "'sushi' is not on the menu"));
