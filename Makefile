@@ -150,6 +150,7 @@ integration: check-deps contract-deps web-deps browser-deps $(BINS) $(INTEG_BINS
 # test when one appears (tests/integration/harness.c).
 export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1:strict_string_checks=1:suppressions=$(CURDIR)/tests/sanitizers/asan.supp
 export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS := suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0
 
 test-sanitize:
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build-asan unit integration

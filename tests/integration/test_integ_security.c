@@ -299,7 +299,8 @@ test_executor_cannot_publish_alerts(void **state)
 static void
 test_tls(void **state)
 {
-	char url[64], ca[600], wrong[600], *out = NULL, cmd[900];
+	char url[64], ca[600], wrong[600], *out = NULL, cmd[900], *lsan = getenv("LSAN_OPTIONS");
+	int rc;
 	char *const good[] = { "phone-sim", "order", "--user", "bob", "--item", "funghi", "--mqtt-url", url, "--cafile", ca,
 		"--timeout", "20", NULL };
 	char *const bad[] = { "phone-sim", "order", "--user", "bob", "--item", "funghi", "--mqtt-url", url, "--cafile", wrong,
@@ -313,10 +314,28 @@ test_tls(void **state)
 	    wrong);
 	assert_int_equal(system(cmd), 0);
 	strncat(wrong, "/ca.crt", sizeof(wrong) - strlen(wrong) - 1);
+	/*
+	 * Under make test-sanitize: paho's TLS thread can still be exiting when
+	 * phone-sim does, which LSan reports as OpenSSL leaks.  The suppressions
+	 * in tests/sanitizers/lsan.supp name the OpenSSL calls, and only a full
+	 * unwind through libcrypto (no frame pointers) reaches them.
+	 */
+	if (lsan != NULL) {
+		lsan = strdup(lsan);
+		snprintf(cmd, sizeof(cmd), "%s:fast_unwind_on_malloc=0", lsan);
+		setenv("LSAN_OPTIONS", cmd, 1);
+	}
 	assert_int_equal(h_run(&st, h_password(&st, "bob"), &out, good), 0);
 	assert_non_null(strstr(out, "PICKUP"));
 	free(out);
-	assert_int_equal(h_run(&st, h_password(&st, "bob"), &out, bad), 1);
+	rc = h_run(&st, h_password(&st, "bob"), &out, bad);
+	if (rc != 1 || strstr(out, "certificate verify failed") == NULL)
+		print_message("phone-sim with the wrong CA: exit %d, output:\n%s\n", rc, out);
+	if (lsan != NULL) {
+		setenv("LSAN_OPTIONS", lsan, 1);
+		free(lsan);
+	}
+	assert_int_equal(rc, 1);
 	assert_non_null(strstr(out, "certificate verify failed"));
 	free(out);
 }
