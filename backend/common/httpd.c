@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -36,13 +37,25 @@ struct httpd {
 	pthread_mutex_t lock; /* guards the limiter */
 	double rate, burst;
 	struct bucket *buckets;
+	/* deferred answers (http_defer): guards the flags in each http_upload */
+	pthread_mutex_t defer_lock;
+	pthread_cond_t defer_idle;
+	int deferred; /* http_defer() calls not yet matched by http_finish() */
 };
 
-/* Per-connection state while the body arrives. */
+/* Per-request state: the body while it arrives, then a deferred answer. */
 struct http_upload {
 	char *buf;
 	size_t len, cap;
 	int too_large;
+	struct httpd *h;
+	struct MHD_Connection *conn;
+	/* under h->defer_lock: */
+	int deferred;  /* the handler called http_defer() and has not finished */
+	int suspended; /* MHD holds the connection until http_finish() resumes it */
+	int finished;  /* resp holds the answer */
+	int orphaned;  /* MHD is done with the request: http_finish() frees this */
+	struct http_resp resp;
 };
 
 const char *
@@ -194,6 +207,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 		if ((u = calloc(1, sizeof(*u))) == NULL)
 			return MHD_NO;
+		u->h = h;
+		u->conn = conn;
 		*con_cls = u;
 		if (cl != NULL && strtoull(cl, NULL, 10) > h->max_body)
 			u->too_large = 1;
@@ -222,6 +237,24 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		return MHD_YES;
 	}
 
+	pthread_mutex_lock(&h->defer_lock);
+	if (u->deferred || u->finished) {
+		/* resumed by http_finish(), or by the server stopping before it came */
+		memset(&resp, 0, sizeof(resp));
+		if (!u->finished)
+			/* u stays deferred: on_done leaves it to http_finish() */
+			http_error(&resp, 503, "unavailable", "the server is shutting down; please retry");
+		else {
+			resp = u->resp;
+			memset(&u->resp, 0, sizeof(u->resp));
+			u->deferred = u->finished = 0;
+		}
+		pthread_mutex_unlock(&h->defer_lock);
+		ret = send_resp(conn, &resp);
+		free(resp.body);
+		return ret;
+	}
+	pthread_mutex_unlock(&h->defer_lock);
 	memset(&resp, 0, sizeof(resp));
 	if ((resp.retry_after = rate_take(h, conn)) > 0) {
 		http_error(&resp, 429, "too_many_requests", "slow down: at most %.0f requests per second", h->rate);
@@ -234,7 +267,25 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		req.body = u->buf != NULL ? u->buf : "";
 		req.body_len = u->len;
 		req.conn = conn;
+		req.upload = u;
 		h->handler(h->arg, &req, &resp);
+		pthread_mutex_lock(&h->defer_lock);
+		if (u->deferred && !u->finished) {
+			/* http_finish() resumes it; MHD then calls on_request again, above */
+			MHD_suspend_connection(conn);
+			u->suspended = 1;
+			pthread_mutex_unlock(&h->defer_lock);
+			free(resp.body);
+			return MHD_YES;
+		}
+		if (u->deferred) {
+			/* finished already, before MHD held the connection */
+			free(resp.body);
+			resp = u->resp;
+			memset(&u->resp, 0, sizeof(u->resp));
+			u->deferred = u->finished = 0;
+		}
+		pthread_mutex_unlock(&h->defer_lock);
 		if (resp.status == 0)
 			http_error(&resp, 500, "internal", "no response");
 	}
@@ -243,19 +294,71 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	return ret;
 }
 
+struct http_deferred *
+http_defer(const struct http_req *req)
+{
+	struct http_upload *u = req->upload;
+
+	if (u == NULL)
+		return NULL;
+	pthread_mutex_lock(&u->h->defer_lock);
+	u->deferred = 1;
+	u->h->deferred++;
+	pthread_mutex_unlock(&u->h->defer_lock);
+	return (struct http_deferred *)u;
+}
+
+void
+http_finish(struct http_deferred *d, struct http_resp *resp)
+{
+	struct http_upload *u = (struct http_upload *)d;
+	struct httpd *h = u->h;
+
+	if (resp->status == 0)
+		http_error(resp, 500, "internal", "no response");
+	pthread_mutex_lock(&h->defer_lock);
+	if (u->orphaned) {
+		/* the server stopped and answered 503 meanwhile */
+		free(resp->body);
+		free(u->buf);
+		free(u);
+	} else {
+		u->resp = *resp;
+		u->finished = 1;
+		if (u->suspended) {
+			u->suspended = 0;
+			MHD_resume_connection(u->conn);
+		}
+	}
+	if (--h->deferred == 0)
+		pthread_cond_broadcast(&h->defer_idle);
+	pthread_mutex_unlock(&h->defer_lock);
+	memset(resp, 0, sizeof(*resp));
+}
+
 static void
 on_done(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct http_upload *u = *con_cls;
+	struct httpd *h = cls;
 
-	(void)cls;
 	(void)conn;
 	(void)toe;
-	if (u != NULL) {
-		free(u->buf);
-		free(u);
-		*con_cls = NULL;
+	if (u == NULL)
+		return;
+	*con_cls = NULL;
+	pthread_mutex_lock(&h->defer_lock);
+	if (u->deferred && !u->finished) {
+		/* http_finish() has yet to come: it frees u */
+		u->orphaned = 1;
+		u->suspended = 0;
+		pthread_mutex_unlock(&h->defer_lock);
+		return;
 	}
+	pthread_mutex_unlock(&h->defer_lock);
+	free(u->resp.body);
+	free(u->buf);
+	free(u);
 }
 
 static void
@@ -292,15 +395,17 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	h->arg = arg;
 	h->max_body = max_body;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->defer_lock, NULL);
+	pthread_cond_init(&h->defer_idle, NULL);
 	if ((h->buckets = calloc(HTTPD_BUCKETS, sizeof(*h->buckets))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		free(h);
 		return NULL;
 	}
-	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request,
+	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, (uint16_t)port, NULL, NULL, on_request,
 	    h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTPD_THREADS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)64 * 1024, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_PER_IP_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
+	    (size_t)64 * 1024, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_PER_IP_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_done, h, MHD_OPTION_END);
 	if (h->d == NULL) {
 		snprintf(err, errlen, "cannot listen on %s:%d (port in use?)", bind_addr, port);
 		free(h->buckets);
@@ -321,10 +426,31 @@ httpd_port(const struct httpd *h)
 void
 httpd_stop(struct httpd *h)
 {
+	struct timespec until;
+	int waiting;
+
 	if (h == NULL)
 		return;
+	/* deferred answers come from another thread (the order committer): let them arrive */
+	MHD_quiesce_daemon(h->d);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += HTTPD_TIMEOUT_S;
+	pthread_mutex_lock(&h->defer_lock);
+	while (h->deferred > 0 && pthread_cond_timedwait(&h->defer_idle, &h->defer_lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&h->defer_lock);
 	MHD_stop_daemon(h->d);
+	pthread_mutex_lock(&h->defer_lock);
+	waiting = h->deferred;
+	pthread_mutex_unlock(&h->defer_lock);
+	if (waiting > 0) {
+		/* a late http_finish() still needs h: keep it (the process is stopping anyway) */
+		log_warn("http server stopped with answers still to come", "count=%d", waiting);
+		return;
+	}
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->defer_lock);
+	pthread_cond_destroy(&h->defer_idle);
 	free(h->buckets);
 	free(h);
 }

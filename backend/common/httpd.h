@@ -22,6 +22,7 @@ struct http_req {
 	const char *body; /* NUL-terminated; "" when there is none */
 	size_t body_len;
 	struct MHD_Connection *conn;
+	void *upload; /* the server's per-request state (http_defer) */
 };
 
 struct http_resp {
@@ -35,6 +36,18 @@ struct http_resp {
 };
 
 typedef void (*http_handler)(void *arg, const struct http_req *req, struct http_resp *resp);
+
+/*
+ * For a handler that answers later, from another thread (after a group
+ * commit): it calls http_defer(), leaves resp unset and returns; the server
+ * holds the connection, without a thread, until http_finish(d, resp) fills
+ * the answer (exactly once, from any thread; resp->body is taken over).
+ * A server stopping meanwhile answers 503 and http_finish() then frees
+ * what is left.
+ */
+struct http_deferred;
+struct http_deferred *http_defer(const struct http_req *req);
+void http_finish(struct http_deferred *d, struct http_resp *resp);
 
 /* A request header (case-insensitive name) or query argument; NULL when absent. */
 const char *http_header(const struct http_req *req, const char *name);

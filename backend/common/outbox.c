@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "util.h"
@@ -44,6 +45,13 @@ struct outbox {
 	int64_t last_done; /* mono_ms() of paho's last completion */
 	int64_t *failed;
 	size_t nfailed, capfailed;
+	/*
+	 * outbox_kick() wakes outbox_wait(): a committed row, or room again in
+	 * the window after a flush that had to stop at OUTBOX_MAX_INFLIGHT.
+	 */
+	pthread_cond_t wake;
+	int kicked;
+	int starved; /* the last flush stopped at the window: a completion kicks */
 };
 
 struct outbox_row {
@@ -64,6 +72,7 @@ struct outbox *
 outbox_new(struct db *db, struct mq *mq, int64_t retry_ms)
 {
 	struct outbox *ob;
+	pthread_condattr_t ca;
 
 	if ((ob = calloc(1, sizeof(*ob))) == NULL)
 		return NULL;
@@ -72,6 +81,13 @@ outbox_new(struct db *db, struct mq *mq, int64_t retry_ms)
 	ob->retry_ms = retry_ms;
 	ob->last_retry = ob->last_done = mono_ms();
 	pthread_mutex_init(&ob->lock, NULL);
+	if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&ob->wake, &ca) != 0) {
+		pthread_mutex_destroy(&ob->lock);
+		free(ob);
+		return NULL;
+	}
+	pthread_condattr_destroy(&ca);
 	return ob;
 }
 
@@ -81,6 +97,7 @@ outbox_free(struct outbox *ob)
 	if (ob == NULL)
 		return;
 	pthread_mutex_destroy(&ob->lock);
+	pthread_cond_destroy(&ob->wake);
 	free(ob->acked);
 	free(ob->failed);
 	free(ob);
@@ -141,6 +158,11 @@ on_done(void *arg, int ok)
 		push_id(&ob->acked, &ob->nacked, &ob->capacked, a->id);
 	else
 		push_id(&ob->failed, &ob->nfailed, &ob->capfailed, a->id);
+	if (ob->starved && ob->inflight <= OUTBOX_MAX_INFLIGHT / 2) {
+		ob->starved = 0;
+		ob->kicked = 1;
+		pthread_cond_signal(&ob->wake);
+	}
 	pthread_mutex_unlock(&ob->lock);
 	free(a);
 }
@@ -321,6 +343,7 @@ outbox_flush(struct outbox *ob)
 		pthread_mutex_lock(&ob->lock);
 		high = ob->high;
 		room = (int)(OUTBOX_MAX_INFLIGHT - ob->inflight);
+		ob->starved = room <= 0;
 		pthread_mutex_unlock(&ob->lock);
 		if (room <= 0)
 			break; /* the next flush (every message, and a timer) sends more */
@@ -361,6 +384,37 @@ outbox_flush(struct outbox *ob)
 	db_unlock(ob->db);
 	free(rows);
 	return sent;
+}
+
+void
+outbox_kick(struct outbox *ob)
+{
+	pthread_mutex_lock(&ob->lock);
+	ob->kicked = 1;
+	pthread_cond_signal(&ob->wake);
+	pthread_mutex_unlock(&ob->lock);
+}
+
+int
+outbox_wait(struct outbox *ob, int timeout_ms)
+{
+	struct timespec until;
+	int kicked;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ob->lock);
+	while (!ob->kicked && pthread_cond_timedwait(&ob->wake, &ob->lock, &until) == 0)
+		;
+	kicked = ob->kicked;
+	ob->kicked = 0;
+	pthread_mutex_unlock(&ob->lock);
+	return kicked;
 }
 
 int64_t

@@ -46,6 +46,21 @@ int outbox_add(struct db *db, const char *topic, const void *payload, size_t len
  */
 int outbox_flush(struct outbox *ob);
 
+/*
+ * Asks the thread in outbox_wait() to flush soon: call after committing
+ * rows from a thread that should not publish itself (a request thread).
+ * Safe from any thread.
+ */
+void outbox_kick(struct outbox *ob);
+
+/*
+ * Waits up to timeout_ms for a kick: a committed row, or room again in the
+ * in-flight window after a flush stopped at it (rows paho gave up on wait
+ * for the caller's next timed flush).
+ * Returns 1 when kicked, 0 on timeout.  The caller then calls outbox_flush().
+ */
+int outbox_wait(struct outbox *ob, int timeout_ms);
+
 /* Rows not yet acknowledged by the broker (the backlog), as of the last flush. */
 int64_t outbox_backlog(struct outbox *ob);
 

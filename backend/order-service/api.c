@@ -157,10 +157,49 @@ is_json(const char *ct)
 	return ct != NULL && strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+/* The answer to POST /v1/orders from the intake's result. */
+static void
+placed_response(const struct intake_result *res, struct http_resp *resp)
+{
+	switch (res->status) {
+	case INTAKE_OK: {
+		char status_url[128];
+		snprintf(status_url, sizeof(status_url), "/v1/orders/%s", res->order_id);
+		snprintf(resp->location, sizeof(resp->location), "%s", status_url);
+		http_json(resp, 202,
+		    json_pack("{s:s, s:s, s:s}", "order_id", res->order_id, "status", "accepted", "status_url", status_url));
+		return;
+	}
+	case INTAKE_INVALID:
+		http_error(resp, strcmp(res->error, "invalid_json") == 0 ? 400 : strcmp(res->error, "too_large") == 0 ? 413 : 422,
+		    res->error, "%s", res->detail);
+		return;
+	case INTAKE_CONFLICT:
+		http_error(resp, 422, res->error, "%s", res->detail);
+		return;
+	case INTAKE_INTERNAL:
+		http_error(resp, 503, res->error, "%s", res->detail);
+		resp->retry_after = 1;
+		return;
+	}
+}
+
+/* intake_place_async()'s callback: arg is the deferred HTTP answer. */
+static void
+placed(void *arg, const struct intake_result *res)
+{
+	struct http_resp resp;
+
+	memset(&resp, 0, sizeof(resp));
+	placed_response(res, &resp);
+	http_finish(arg, &resp);
+}
+
 static void
 post_order(struct api *api, const struct http_req *req, struct http_resp *resp, const char *user)
 {
 	struct intake_result res;
+	struct http_deferred *d;
 	json_error_t jerr;
 	json_t *body;
 	const char *claimed, *key = http_header(req, "Idempotency-Key");
@@ -194,29 +233,13 @@ post_order(struct api *api, const struct http_req *req, struct http_resp *resp, 
 			return;
 		}
 	}
-	intake_place(api->intake, user, body, "http", key, &res);
+	if ((d = http_defer(req)) == NULL) {
+		intake_place(api->intake, user, body, "http", key, &res);
+		placed_response(&res, resp);
+	} else
+		/* answered from the committer thread once the order is recorded (group commit) */
+		intake_place_async(api->intake, user, body, "http", key, placed, d);
 	json_decref(body);
-	switch (res.status) {
-	case INTAKE_OK: {
-		char status_url[128];
-		snprintf(status_url, sizeof(status_url), "/v1/orders/%s", res.order_id);
-		snprintf(resp->location, sizeof(resp->location), "%s", status_url);
-		http_json(resp, 202,
-		    json_pack("{s:s, s:s, s:s}", "order_id", res.order_id, "status", "accepted", "status_url", status_url));
-		return;
-	}
-	case INTAKE_INVALID:
-		http_error(resp, strcmp(res.error, "invalid_json") == 0 ? 400 : strcmp(res.error, "too_large") == 0 ? 413 : 422,
-		    res.error, "%s", res.detail);
-		return;
-	case INTAKE_CONFLICT:
-		http_error(resp, 422, res.error, "%s", res.detail);
-		return;
-	case INTAKE_INTERNAL:
-		http_error(resp, 503, res.error, "%s", res.detail);
-		resp->retry_after = 1;
-		return;
-	}
 }
 
 static void

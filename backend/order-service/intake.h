@@ -10,6 +10,7 @@
 #ifndef PIZZA_INTAKE_H
 #define PIZZA_INTAKE_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -50,11 +51,35 @@ struct intake_result {
 
 struct allowlist;
 
+struct intake_pending;
+
 struct intake {
 	struct db *db;
 	struct outbox *outbox;
 	const struct allowlist *callback_allow; /* exceptions to the callback address policy; may be NULL */
+	/* group commit (intake.c committer()): orders waiting for the next transaction */
+	pthread_mutex_t group_lock;
+	pthread_cond_t group_work, group_done;
+	struct intake_pending *queue;
+	pthread_t group_thread;
+	int started, stopping;
 };
+
+#define INTAKE_INIT                                                                                  \
+	{                                                                                            \
+		.group_lock = PTHREAD_MUTEX_INITIALIZER, .group_work = PTHREAD_COND_INITIALIZER,     \
+		.group_done = PTHREAD_COND_INITIALIZER                                               \
+	}
+
+/*
+ * Starts the committer thread that records orders (intake_start), or
+ * records what is queued and stops it (intake_stop).  intake_place*() need
+ * it running; db and outbox must be set first.
+ */
+int intake_start(struct intake *in);
+void intake_stop(struct intake *in);
+
+typedef void (*intake_done)(void *arg, const struct intake_result *res);
 
 /*
  * Places an order for user_id (already authenticated by the front door)
@@ -69,6 +94,14 @@ struct intake {
  */
 void intake_place(struct intake *in, const char *user_id, const json_t *request, const char *via,
     const char *idem_key, struct intake_result *res);
+
+/*
+ * The same without waiting: done(arg, res) runs on the committer thread
+ * once the order is recorded (or refused by the store), or at once, before
+ * this returns, when the request is refused without reaching the store.
+ */
+void intake_place_async(struct intake *in, const char *user_id, const json_t *request, const char *via,
+    const char *idem_key, intake_done done, void *arg);
 
 /*
  * The same from raw bytes: refuses payloads over EVENT_MAX_BYTES and

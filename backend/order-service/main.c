@@ -46,7 +46,7 @@ static struct {
 } cfg;
 
 static struct mq *mq;
-static struct intake intake;
+static struct intake intake = INTAKE_INIT;
 
 /* A reply may only go back to the requester's own reply topics. */
 static int
@@ -227,6 +227,8 @@ main(int argc, char **argv)
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
 	if ((intake.outbox = outbox_new(intake.db, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("out of memory", NULL);
+	if (intake_start(&intake) != 0)
+		fatal("cannot start the order committer thread", NULL);
 	svc_metrics(mq);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog,
 	    intake.outbox);
@@ -250,7 +252,11 @@ main(int argc, char **argv)
 	log_info("ready", "db=%s http=%s:%d", cfg.db_path, cfg.http_bind, http != NULL ? httpd_port(http) : 0);
 
 	while (!svc_quit) {
-		/* the tick: publish anything a crash or an outage left in the outbox */
+		/*
+		 * Publishing happens here, not on the request threads: woken by each
+		 * commit (outbox_kick), and every 200 ms for anything a crash or an
+		 * outage left in the outbox.
+		 */
 		outbox_flush(intake.outbox);
 		/*
 		 * Supervise only on a settled connection: right after a reconnect the
@@ -264,9 +270,11 @@ main(int argc, char **argv)
 			intake_expire_keys(&intake, cfg.idempotency_ttl_h * 3600 * 1000);
 			last_expire = mono_ms();
 		}
-		sleep_ms(200);
+		outbox_wait(intake.outbox, 200);
 	}
 	httpd_stop(http);
+	/* after the HTTP server (whose requests may still be queued), before the broker goes */
+	intake_stop(&intake);
 
 	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(intake.outbox));
 	outbox_flush(intake.outbox);

@@ -279,6 +279,76 @@ test_idempotency_key_replays_and_conflicts(void **state)
 	assert_string_equal(first, second);
 }
 
+/* One of test_concurrent_orders's clients: POSTs body with its headers and keeps the answer. */
+struct racer {
+	pthread_t t;
+	const char *headers[4];
+	char body[200];
+	long status;
+	char order_id[NAME_MAX_LEN + 1];
+};
+
+static void *
+race(void *arg)
+{
+	struct racer *rc = arg;
+	struct h_reply hr;
+	char url[128];
+	json_t *o;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/orders", st.http_port);
+	rc->status = h_http("POST", url, rc->headers, rc->body, &hr);
+	if ((o = json_loads(hr.body != NULL ? hr.body : "", 0, NULL)) != NULL &&
+	    json_string_value(json_object_get(o, "order_id")) != NULL)
+		snprintf(rc->order_id, sizeof(rc->order_id), "%s", json_string_value(json_object_get(o, "order_id")));
+	json_decref(o);
+	free(hr.body);
+	free(hr.headers);
+	return NULL;
+}
+
+/*
+ * Orders arriving together are recorded together (one transaction for all
+ * that arrived during the previous commit): each still gets its own answer,
+ * a repeated Idempotency-Key inside one burst still makes one order, and
+ * every order is published once.
+ */
+static void
+test_concurrent_orders(void **state)
+{
+	enum { N = 24, SAME = 12 };
+	struct racer r[N];
+	char auth[TOKEN_MAX + 32];
+
+	(void)state;
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", h_token(&st, "erin"));
+	memset(r, 0, sizeof(r));
+	for (int i = 0; i < N; i++) {
+		r[i].headers[0] = JSON_CT;
+		r[i].headers[1] = auth;
+		r[i].headers[2] = i < SAME ? "Idempotency-Key: burst-1" : NULL;
+		snprintf(r[i].body, sizeof(r[i].body), "{\"items\":[{\"sku\":\"margherita\",\"qty\":%d}]}",
+		    i < SAME ? 1 : 1 + i % 5);
+		assert_int_equal(pthread_create(&r[i].t, NULL, race, &r[i]), 0);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(r[i].t, NULL);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(r[i].status, 202);
+		assert_true(name_valid(r[i].order_id));
+		/* the keyed requests share one order; every other one is its own */
+		for (int j = 0; j < i; j++)
+			assert_true((strcmp(r[i].order_id, r[j].order_id) == 0) == (i < SAME && j < SAME));
+	}
+	assert_int_equal(h_sql_int(&st, "order-service", "SELECT count(*) FROM orders WHERE user_id = 'erin'", NULL),
+	    1 + N - SAME);
+	for (int i = SAME - 1; i < N; i++)
+		assert_int_equal(h_wait_events(&st, r[i].order_id, EVENT_ORDER_PLACED, 0, 1, 10000), 1);
+	h_sleep(300);
+	for (int i = SAME - 1; i < N; i++)
+		assert_int_equal(h_count_events(&st, r[i].order_id, EVENT_ORDER_PLACED, 0), 1);
+}
+
 static void
 test_bad_input_gets_clear_errors(void **state)
 {
@@ -577,6 +647,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_post_answers_202_and_order_completes),
 		cmocka_unit_test(test_idempotency_key_replays_and_conflicts),
+		cmocka_unit_test(test_concurrent_orders),
 		cmocka_unit_test(test_bad_input_gets_clear_errors),
 		cmocka_unit_test(test_menu_lists_what_validation_accepts),
 		cmocka_unit_test(test_user_history_newest_first_with_paging),
