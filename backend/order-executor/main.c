@@ -46,6 +46,19 @@ static struct stages *stages;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;
 
+/*
+ * Statuses handed to paho and not yet acknowledged by the broker are kept
+ * under this: at the broker's Receive Maximum (1000) paho's send thread
+ * sleeps a whole second, which a backlog of due statuses (stages of 0 ms,
+ * or an executor catching up) would otherwise hit every time.  Guarded by
+ * lock.  If paho stops reporting completions (it has dropped some over a
+ * reconnect) the count is trusted no longer after INFLIGHT_STALE_MS.
+ */
+#define MAX_INFLIGHT 500
+#define INFLIGHT_STALE_MS 5000
+static long inflight;
+static int64_t last_done_ms;
+
 static void
 on_message(void *arg, const struct mq_message *m)
 {
@@ -82,6 +95,34 @@ on_message(void *arg, const struct mq_message *m)
 		log_info("order taken", "order_id=%s user_id=%s", ev.order_id, ev.user_id);
 }
 
+/* paho's completion of a status publish (its receive thread). */
+static void
+on_published(void *arg, int ok)
+{
+	(void)arg;
+	(void)ok; /* a status paho gave up on is published again by the order-service's supervision */
+	pthread_mutex_lock(&lock);
+	if (inflight > 0)
+		inflight--;
+	last_done_ms = mono_ms();
+	if (inflight == MAX_INFLIGHT / 2)
+		pthread_cond_signal(&wake);
+	pthread_mutex_unlock(&lock);
+}
+
+/* Whether another status may go to paho now.  Lock held. */
+static int
+room(int64_t now)
+{
+	if (inflight < MAX_INFLIGHT)
+		return 1;
+	if (now - last_done_ms < INFLIGHT_STALE_MS)
+		return 0;
+	log_warn("no publish completions for a while; not counting them any longer", "in_flight=%ld", inflight);
+	inflight = 0;
+	return 1;
+}
+
 /* Publishes job->next. Returns 0 if paho took it. */
 static int
 publish_status(const struct job *job)
@@ -107,7 +148,17 @@ publish_status(const struct job *job)
 	p.qos = 1;
 	p.retained = 1;
 	p.expiry_s = (unsigned)cfg.status_expiry_s;
+	p.done = on_published;
+	pthread_mutex_lock(&lock);
+	if (inflight++ == 0)
+		last_done_ms = mono_ms(); /* staleness counts from the first publish after a quiet spell */
+	pthread_mutex_unlock(&lock);
 	rc = mq_publish(mq, &p);
+	if (rc != 0) {
+		pthread_mutex_lock(&lock);
+		inflight--;
+		pthread_mutex_unlock(&lock);
+	}
 	if (rc == 0)
 		log_info("status", "order_id=%s status=%s seq=%d", job->order_id, status_name(job->next),
 		    (int)job->next);
@@ -150,7 +201,7 @@ run(void)
 		 * buffered publish's topic when the connection dropped (see
 		 * docs/reliability.md).  They go out in order once reconnected.
 		 */
-		while (mq_is_connected(mq) && stages_pop_due(stages, now, &job)) {
+		while (room(now) && mq_is_connected(mq) && stages_pop_due(stages, now, &job)) {
 			int rc;
 
 			pthread_mutex_unlock(&lock);
@@ -166,7 +217,8 @@ run(void)
 			else
 				stages_retry(stages, &job, now + 1000); /* offline buffer full: try again */
 		}
-		until = stages_next_due(stages);
+		/* at the window: on_published() wakes us when half of it has drained */
+		until = inflight >= MAX_INFLIGHT ? now + 200 : stages_next_due(stages);
 		if (until > now + 200)
 			until = now + 200; /* notice signals promptly */
 		clock_gettime(CLOCK_MONOTONIC, &ts);
