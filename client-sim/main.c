@@ -51,9 +51,9 @@ struct common {
 		"broker URL, tcp:// or mqtts://; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &(c)->url, 0, 0 }, \
 	    { "cafile", 0, OPT_STR, "PIZZA_MQTT_CAFILE", NULL,                                     \
 		"CA certificate that must sign the broker's (mqtts://)", &(c)->cafile, 0, 0 },     \
-	    { "cert", 0, OPT_STR, "PIZZA_MQTT_CERTFILE", NULL, "client certificate for TLS (optional)", \
+	    { "certfile", 0, OPT_STR, "PIZZA_MQTT_CERTFILE", NULL, "client certificate for TLS (optional)", \
 		&(c)->certfile, 0, 0 },                                                            \
-	    { "key", 0, OPT_STR, "PIZZA_MQTT_KEYFILE", NULL, "client certificate's key (optional)", \
+	    { "keyfile", 0, OPT_STR, "PIZZA_MQTT_KEYFILE", NULL, "client certificate's key (optional)", \
 		&(c)->keyfile, 0, 0 },                                                             \
 	    { "json", 0, OPT_FLAG, NULL, NULL, "print the raw events, one JSON object a line",      \
 		&(c)->json, 0, 0 },                                                                 \
