@@ -28,7 +28,9 @@ invalid(struct intake_result *res, const char *code, const char *fmt, ...)
 	va_end(ap);
 }
 
-static struct metric *m_accepted[2], *m_refused[2], *m_replayed, *m_completed, *m_ready_seconds, *m_republished;
+static struct metric *m_accepted[2], *m_refused[2], *m_replayed, *m_completed, *m_ready_seconds, *m_republished,
+    *m_batch;
+static const double batch_buckets[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256 };
 
 /* Registers the intake's metrics (once, from intake_open). */
 static void
@@ -46,6 +48,9 @@ intake_metrics(void)
 	m_completed = metric_counter("pizza_orders_completed_total", "Orders that reached ready", NULL);
 	m_ready_seconds = metric_histogram("pizza_order_ready_seconds", "Time from an order's acceptance to ready", NULL,
 	    metric_seconds_buckets, metric_seconds_nbuckets);
+	m_batch = metric_histogram("pizza_intake_batch_orders",
+	    "Orders recorded per transaction by the committer (group commit: the orders that arrived during the one before)",
+	    NULL, batch_buckets, (int)(sizeof(batch_buckets) / sizeof(batch_buckets[0])));
 	m_republished = metric_counter("pizza_orders_republished_total",
 	    "OrderPlaced events published again by supervision because an order stalled", NULL);
 }
@@ -393,6 +398,7 @@ committer(void *arg)
 	pthread_mutex_lock(&in->group_lock);
 	for (;;) {
 		struct intake_pending *batch, *q, *next;
+		int n;
 
 		while (in->queue == NULL && !in->stopping)
 			pthread_cond_wait(&in->group_work, &in->group_lock);
@@ -402,12 +408,15 @@ committer(void *arg)
 		in->queue = NULL;
 		pthread_mutex_unlock(&in->group_lock);
 		batch = commit_batch(in, batch);
+		n = 0;
 		for (q = batch; q != NULL; q = next) {
 			next = q->next;
 			settle(q);
 			q->done(q->arg, &q->res);
 			pending_free(q);
+			n++;
 		}
+		metric_observe(m_batch, (double)n);
 		/* publish now rather than at the next tick, from the main loop: the commit made it safe */
 		outbox_kick(in->outbox);
 		pthread_mutex_lock(&in->group_lock);
