@@ -63,6 +63,7 @@ struct intake {
 	struct intake_pending *queue;
 	pthread_t group_thread;
 	int started, stopping;
+	int committing; /* the committer, or a waiting intake_place() caller, is recording a batch */
 };
 
 #define INTAKE_INIT                                                                                  \
