@@ -402,6 +402,29 @@ run_batch(struct intake *in, struct intake_pending *batch)
 }
 
 /*
+ * Records everything queued, with the group lock held on entry and exit (it
+ * is let go meanwhile), then publishes: at once on this thread when publish
+ * is set, else by waking the main loop.
+ */
+static void
+record_queue(struct intake *in, int publish)
+{
+	struct intake_pending *batch = in->queue;
+
+	in->queue = NULL;
+	in->committing = 1;
+	pthread_mutex_unlock(&in->group_lock);
+	run_batch(in, batch);
+	if (publish)
+		outbox_flush(in->outbox);
+	else
+		/* the main loop publishes now rather than at its next tick: the commit made it safe */
+		outbox_kick(in->outbox);
+	pthread_mutex_lock(&in->group_lock);
+	in->committing = 0;
+}
+
+/*
  * The committer: takes every order queued since its last commit and records
  * them in one transaction (group commit), then answers each and wakes the
  * outbox once.  One transaction per request cost a file lock, a WAL write
@@ -416,21 +439,11 @@ committer(void *arg)
 
 	pthread_mutex_lock(&in->group_lock);
 	for (;;) {
-		struct intake_pending *batch;
-
 		while ((in->queue == NULL || in->committing) && !in->stopping)
 			pthread_cond_wait(&in->group_work, &in->group_lock);
 		if (in->queue == NULL)
 			break;
-		batch = in->queue;
-		in->queue = NULL;
-		in->committing = 1;
-		pthread_mutex_unlock(&in->group_lock);
-		run_batch(in, batch);
-		/* publish now rather than at the next tick, from the main loop: the commit made it safe */
-		outbox_kick(in->outbox);
-		pthread_mutex_lock(&in->group_lock);
-		in->committing = 0;
+		record_queue(in, 0);
 	}
 	pthread_mutex_unlock(&in->group_lock);
 	return NULL;
@@ -596,15 +609,7 @@ intake_place(struct intake *in, const char *user_id, const json_t *request, cons
 		return;
 	/* when a batch is being recorded, the committer takes the queue (with p) after it */
 	if (!in->committing) {
-		struct intake_pending *batch = in->queue;
-
-		in->queue = NULL;
-		in->committing = 1;
-		pthread_mutex_unlock(&in->group_lock);
-		run_batch(in, batch);
-		outbox_flush(in->outbox);
-		pthread_mutex_lock(&in->group_lock);
-		in->committing = 0;
+		record_queue(in, 1);
 		if (in->queue != NULL)
 			pthread_cond_signal(&in->group_work);
 	}
