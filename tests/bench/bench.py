@@ -164,6 +164,29 @@ class Stack:
             fail(f"no $SYS counter from the broker: {out.stderr.strip()}")
         return int(vals[1])
 
+    def cpu_ticks(self):
+        """CPU ticks (user + system) used so far by the broker and the services together."""
+        total = 0
+        for pid in self.pids().values():
+            try:
+                total += sum(int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
+            except OSError:
+                pass
+        return total
+
+    def settle(self, timeout=180):
+        """Waits until the stack is quiet: what a step leaves behind (order-history storing a backlog,
+        outboxes draining) must not be charged to the next step. Quiet: under 5% of one core for a second."""
+        hz = os.sysconf("SC_CLK_TCK")
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            c0 = self.cpu_ticks()
+            time.sleep(1)
+            if self.cpu_ticks() - c0 < 0.05 * hz:
+                return time.time() - t0
+        log(f"  the stack was still busy after {timeout} s; measuring anyway")
+        return time.time() - t0
+
     def stop(self):
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -310,6 +333,7 @@ def main():
         log(f"  p50 {la['p50']:.1f} ms, p99 {la['p99']:.1f} ms, p99.9 {la['p999']:.1f} ms; "
             f"{per_order:.2f} broker deliveries per order")
 
+        stack.settle()
         log(f"4/6 HTTP intake: wrk against order-service and against nginx, {prof['http_s']} s each")
         tokens = os.path.join(workdir, "tokens.txt")
         with open(tokens, "w") as f:
@@ -347,7 +371,9 @@ def main():
             f"{http['nginx_rps']:.0f} req/s p99 {http['nginx_p99_ms']:.2f} ms; {int(http.get('http_accepted', 0))} "
             f"accepted, {int(alerts)} alerted")
 
-        log(f"5/6 phones: {prof['many_phones']} phones, one order each at {half}/s")
+        quiet = stack.settle()
+        log(f"5/6 phones: {prof['many_phones']} phones, one order each at {half}/s (after {quiet:.0f} s for the "
+            "stack to go quiet)")
         many = load(stack, workdir, "phones", phone_accounts, prof["many_phones"], orders=prof["many_phones"],
                     rate=half, timeout=60)
         lost_total += lost_of(many)
