@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -399,8 +400,7 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	pthread_cond_init(&h->defer_idle, NULL);
 	if ((h->buckets = calloc(HTTPD_BUCKETS, sizeof(*h->buckets))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		free(h);
-		return NULL;
+		goto fail;
 	}
 	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, (uint16_t)port, NULL, NULL, on_request,
 	    h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTPD_THREADS,
@@ -408,13 +408,18 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	    (size_t)64 * 1024, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_PER_IP_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_done, h, MHD_OPTION_END);
 	if (h->d == NULL) {
 		snprintf(err, errlen, "cannot listen on %s:%d (port in use?)", bind_addr, port);
-		free(h->buckets);
-		free(h);
-		return NULL;
+		goto fail;
 	}
 	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
 	h->port = info != NULL ? info->port : port;
 	return h;
+fail:
+	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->defer_lock);
+	pthread_cond_destroy(&h->defer_idle);
+	free(h->buckets);
+	free(h);
+	return NULL;
 }
 
 int
@@ -427,12 +432,13 @@ void
 httpd_stop(struct httpd *h)
 {
 	struct timespec until;
+	MHD_socket listen_fd;
 	int waiting;
 
 	if (h == NULL)
 		return;
 	/* deferred answers come from another thread (the order committer): let them arrive */
-	MHD_quiesce_daemon(h->d);
+	listen_fd = MHD_quiesce_daemon(h->d); /* no new connections; the listening socket is ours to close now */
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += HTTPD_TIMEOUT_S;
 	pthread_mutex_lock(&h->defer_lock);
@@ -440,6 +446,8 @@ httpd_stop(struct httpd *h)
 		;
 	pthread_mutex_unlock(&h->defer_lock);
 	MHD_stop_daemon(h->d);
+	if (listen_fd != MHD_INVALID_SOCKET)
+		close(listen_fd);
 	pthread_mutex_lock(&h->defer_lock);
 	waiting = h->deferred;
 	pthread_mutex_unlock(&h->defer_lock);
