@@ -113,13 +113,7 @@ inbox_wait(struct inbox *ib, int64_t deadline)
 			break;
 		if (left > 200)
 			left = 200; /* wake up to notice signals */
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (long)(left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		clock_after_ms(CLOCK_MONOTONIC, left, &ts);
 		pthread_cond_timedwait(&ib->cond, &ib->lock, &ts);
 		if (ib->head == NULL)
 			break; /* let the caller check its quit flag; it calls again */

@@ -470,13 +470,7 @@ mq_connect_wait(struct mq *mq, int timeout_ms, char *err, size_t errlen)
 	struct timespec deadline;
 	int result = -1;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	clock_after_ms(CLOCK_REALTIME, timeout_ms, &deadline);
 	pthread_mutex_lock(&mq->lock);
 	while (!mq->ready && !mq->failed) {
 		if (pthread_cond_timedwait(&mq->cond, &mq->lock, &deadline) == ETIMEDOUT)

@@ -346,7 +346,7 @@ outbox_flush(struct outbox *ob)
 		ob->starved = room <= 0;
 		pthread_mutex_unlock(&ob->lock);
 		if (room <= 0)
-			break; /* the next flush (every message, and a timer) sends more */
+			break; /* a completion kicks the next flush once half the window is free (starved) */
 		n = load_rows(ob, high, INT64_MAX, 0, rows, room);
 		if (n == 0)
 			break;
@@ -401,13 +401,7 @@ outbox_wait(struct outbox *ob, int timeout_ms)
 	struct timespec until;
 	int kicked;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	clock_after_ms(CLOCK_MONOTONIC, timeout_ms, &until);
 	pthread_mutex_lock(&ob->lock);
 	while (!ob->kicked && pthread_cond_timedwait(&ob->wake, &ob->lock, &until) == 0)
 		;

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define PIZZA_VERSION "0.1.0"
 
@@ -14,6 +15,8 @@
 int64_t now_ms(void);
 /* Monotonic milliseconds, for deadlines and durations. */
 int64_t mono_ms(void);
+/* Sets *ts to ms milliseconds from now on clock: a deadline for pthread_cond_timedwait(). */
+void clock_after_ms(clockid_t clock, int64_t ms, struct timespec *ts);
 
 /* Formats ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL) into buf. Returns buf. */
 char *time_rfc3339(int64_t ms, char *buf, size_t n);

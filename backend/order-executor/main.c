@@ -221,13 +221,7 @@ run(void)
 		until = inflight >= MAX_INFLIGHT ? now + 200 : stages_next_due(stages);
 		if (until > now + 200)
 			until = now + 200; /* notice signals promptly */
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (until - now) / 1000;
-		ts.tv_nsec += (long)((until - now) % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		clock_after_ms(CLOCK_MONOTONIC, until - now, &ts);
 		pthread_cond_timedwait(&wake, &lock, &ts);
 	}
 	pthread_mutex_unlock(&lock);
