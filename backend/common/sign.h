@@ -15,6 +15,13 @@
 #define SIGN_HEADER_MAX 96 /* "t=" + 20 digits + ",v1=" + 64 hex + NUL, with room */
 
 /*
+ * HMAC-SHA256 with secret of a followed by b (blen 0: a alone), as 64
+ * lowercase hex digits and a NUL in hex.  Returns 0, or -1 on failure.
+ * Also signs bearer tokens (token.c).
+ */
+int hmac_sha256_hex(const char *secret, const void *a, size_t alen, const void *b, size_t blen, char hex[65]);
+
+/*
  * Writes the header value for body (len bytes) signed at unix time t with
  * secret into out (SIGN_HEADER_MAX bytes).  Returns 0, or -1 on failure.
  */

@@ -1,4 +1,5 @@
 #include "token.h"
+#include "sign.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -7,20 +8,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-
-static int
-mac_hex(const char *secret, const char *msg, size_t len, char hex[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-
-	if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, len, md, &n) == NULL || n != 32)
-		return -1;
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	return 0;
-}
 
 int
 token_issue(const char *secret, const char *user_id, int64_t expiry, char *out)
@@ -31,7 +18,7 @@ token_issue(const char *secret, const char *user_id, int64_t expiry, char *out)
 	if (secret == NULL || strlen(secret) < 16 || !name_valid(user_id) || expiry < 0)
 		return -1;
 	n = snprintf(body, sizeof(body), "v1.%s.%" PRId64, user_id, expiry);
-	if (n < 0 || (size_t)n >= sizeof(body) || mac_hex(secret, body, (size_t)n, hex) != 0)
+	if (n < 0 || (size_t)n >= sizeof(body) || hmac_sha256_hex(secret, body, (size_t)n, NULL, 0, hex) != 0)
 		return -1;
 	snprintf(out, TOKEN_MAX, "%s.%s", body, hex);
 	return 0;
@@ -63,7 +50,7 @@ token_verify(const char *secret, const char *token, int64_t now, char *user)
 		return -1;
 	dot_exp = end;
 	blen = (size_t)(dot_exp - token);
-	if (strlen(dot_exp + 1) != 64 || mac_hex(secret, token, blen, want) != 0 ||
+	if (strlen(dot_exp + 1) != 64 || hmac_sha256_hex(secret, token, blen, NULL, 0, want) != 0 ||
 	    CRYPTO_memcmp(want, dot_exp + 1, 64) != 0)
 		return -1;
 	if ((int64_t)exp <= now) /* it stops working at its expiry second */

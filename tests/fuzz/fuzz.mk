@@ -27,8 +27,8 @@ FUZZ_OPTS   := -max_len=70000 -timeout=5 -rss_limit_mb=2048
 # build each time.
 FUZZ_SRC_fuzz_event          := backend/common/event.c backend/common/menu.c backend/common/util.c
 FUZZ_LIBS_fuzz_event         := -ljansson
-FUZZ_SRC_fuzz_token          := backend/common/token.c backend/common/util.c
-FUZZ_LIBS_fuzz_token         := -lcrypto
+FUZZ_SRC_fuzz_token          := backend/common/token.c backend/common/sign.c backend/common/util.c
+FUZZ_LIBS_fuzz_token         := -lcrypto -lpthread
 FUZZ_SRC_fuzz_order_request  := backend/order-service/intake.c $(wildcard backend/common/*.c)
 FUZZ_LIBS_fuzz_order_request := -lpaho-mqtt3as -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto -lpthread
 FUZZ_HDRS := $(wildcard backend/common/*.h backend/order-service/*.h)

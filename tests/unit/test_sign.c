@@ -38,6 +38,20 @@ test_matches_openssl_reference(void **state)
 	assert_string_equal(h, "t=1700000000,v1=" V1);
 }
 
+/* RFC 4231 test case 2, whole and split in two parts: what bearer tokens are signed with. */
+static void
+test_hmac_rfc4231(void **state)
+{
+	const char *want = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+	char hex[65];
+
+	(void)state;
+	assert_int_equal(hmac_sha256_hex("Jefe", "what do ya want for nothing?", 28, NULL, 0, hex), 0);
+	assert_string_equal(hex, want);
+	assert_int_equal(hmac_sha256_hex("Jefe", "what do ya ", 11, "want for nothing?", 17, hex), 0);
+	assert_string_equal(hex, want);
+}
+
 static void
 test_verify_accepts_own_signature(void **state)
 {
@@ -106,6 +120,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header_format),
 		cmocka_unit_test(test_matches_openssl_reference),
+		cmocka_unit_test(test_hmac_rfc4231),
 		cmocka_unit_test(test_verify_accepts_own_signature),
 		cmocka_unit_test(test_verify_refuses_tampering),
 		cmocka_unit_test(test_verify_refuses_old_or_future),
