@@ -40,7 +40,9 @@
 #include "util.h"
 
 #define PROG "phone-sim load"
-#define SHARDS_CHEAP 40 /* processes of 25 phones are worth their memory up to this many */
+#define SHARD_MIN 25    /* phones per process by default ... */
+#define SHARD_MAX 100   /* ... and at most, once */
+#define SHARDS_CHEAP 40 /* processes of SHARD_MIN are worth their memory up to this many */
 
 enum req_state { REQ_PLACED = 1, REQ_ACCEPTED, REQ_DONE, REQ_FAILED };
 
@@ -774,7 +776,7 @@ shard_size(const struct opts *o, uint32_t nphones)
 	if (o->per_proc > 0)
 		return (uint32_t)o->per_proc;
 	n = (nphones + SHARDS_CHEAP - 1) / SHARDS_CHEAP;
-	return n < 25 ? 25 : n > 100 ? 100 : n;
+	return n < SHARD_MIN ? SHARD_MIN : n > SHARD_MAX ? SHARD_MAX : n;
 }
 
 static int
