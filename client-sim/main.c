@@ -193,7 +193,7 @@ print_event(const struct common *c, const struct event *ev, const struct inbox_m
 		snprintf(since, sizeof(since), "+%.3fs", (double)(ev->at_ms - t0) / 1000.0);
 	if (ev->type == EVENT_ORDER_STATUS)
 		printf("%s  %-8s  order %s  %-8s  %-9s by %s%s\n", when, ev->user_id, ev->order_id,
-		    status_name(ev->status), since, ev->worker, m->retained ? "  (current status, retained)" : "");
+		    event_status_name(ev->status), since, ev->worker, m->retained ? "  (current status, retained)" : "");
 	else if (ev->type == EVENT_PICKUP_ALERT)
 		printf("%s  %-8s  order %s  PICKUP    %-9s %s\n", when, ev->user_id, ev->order_id, since, ev->message);
 	fflush(stdout);

@@ -12,7 +12,7 @@
 #include "util.h"
 
 char *
-base64_encode(const void *buf, size_t len)
+deadletter_base64(const void *buf, size_t len)
 {
 	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	const unsigned char *p = buf;
@@ -56,15 +56,15 @@ deadletter_encode(const char *svc, const char *topic, const void *payload, size_
 	json_object_set_new(o, "type", json_string("DeadLetter"));
 	json_object_set_new(o, "service", json_string(svc));
 	/* topics and reasons are UTF-8 by MQTT's rules; json_string refuses anything else */
-	json_object_set_new(o, "topic", topic != NULL ? json_string_lossy(topic) : json_null());
-	json_object_set_new(o, "reason", json_string_lossy(reason));
+	json_object_set_new(o, "topic", topic != NULL ? event_json_lossy(topic) : json_null());
+	json_object_set_new(o, "reason", event_json_lossy(reason));
 	json_object_set_new(o, "at", json_string(time_rfc3339(now_ms(), at, sizeof(at))));
 	/* the original as text when it is valid UTF-8 without NULs, else base64 */
 	text = memchr(payload, '\0', keep) == NULL ? json_stringn(payload, keep) : NULL;
 	if (text != NULL)
 		json_object_set_new(o, "payload", text);
 	else {
-		char *b64 = base64_encode(payload, keep);
+		char *b64 = deadletter_base64(payload, keep);
 		if (b64 == NULL)
 			goto out;
 		json_object_set_new(o, "payload_base64", json_string(b64));
@@ -79,7 +79,7 @@ out:
 }
 
 int
-deadletter(struct mq *mq, const char *svc, const char *topic, const void *payload, size_t len,
+deadletter_send(struct mq *mq, const char *svc, const char *topic, const void *payload, size_t len,
     const char *reason)
 {
 	struct mq_publish p;

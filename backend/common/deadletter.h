@@ -18,16 +18,16 @@
 
 /*
  * Builds the dead-letter message (a new string the caller frees), or NULL
- * out of memory.  Exposed for tests; services call deadletter().
+ * out of memory.  Exposed for tests; services call deadletter_send().
  */
 char *deadletter_encode(const char *svc, const char *topic, const void *payload, size_t len,
     const char *reason);
 
 /* Logs and publishes one dead letter. Returns 0, or -1 if it could not be queued (logged). */
-int deadletter(struct mq *mq, const char *svc, const char *topic, const void *payload, size_t len,
+int deadletter_send(struct mq *mq, const char *svc, const char *topic, const void *payload, size_t len,
     const char *reason);
 
 /* Standard base64 of buf into a new NUL-terminated string, or NULL out of memory. */
-char *base64_encode(const void *buf, size_t len);
+char *deadletter_base64(const void *buf, size_t len);
 
 #endif

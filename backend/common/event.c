@@ -18,19 +18,19 @@ event_type_name(enum event_type t)
 }
 
 const char *
-outcome_name(enum delivery_outcome o)
+event_outcome_name(enum delivery_outcome o)
 {
 	return o >= DELIVERY_DELIVERED && o <= DELIVERY_FAILED ? outcome_names[o] : NULL;
 }
 
 const char *
-status_name(enum order_status s)
+event_status_name(enum order_status s)
 {
 	return s >= STATUS_ACCEPTED && s <= STATUS_READY ? status_names[s] : NULL;
 }
 
 enum order_status
-status_from_name(const char *name)
+event_status_from_name(const char *name)
 {
 	for (int i = STATUS_ACCEPTED; i <= STATUS_READY; i++)
 		if (strcmp(status_names[i], name) == 0)
@@ -69,7 +69,7 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 json_t *
-json_string_lossy(const char *s)
+event_json_lossy(const char *s)
 {
 	json_t *j = json_string(s);
 	char *copy;
@@ -136,7 +136,7 @@ get_name(const json_t *obj, const char *key, char *out, char *err, size_t errlen
 }
 
 int
-items_from_json(const json_t *arr, struct item *items, size_t *n, char *err, size_t errlen)
+event_items_from_json(const json_t *arr, struct item *items, size_t *n, char *err, size_t errlen)
 {
 	size_t i, count;
 
@@ -197,14 +197,14 @@ event_check(const struct event *ev)
 				return -1;
 		return 0;
 	case EVENT_ORDER_STATUS:
-		if (status_name(ev->status) == NULL || ev->seq != (int)ev->status ||
+		if (event_status_name(ev->status) == NULL || ev->seq != (int)ev->status ||
 		    !name_valid(ev->worker))
 			return -1;
 		return 0;
 	case EVENT_PICKUP_ALERT:
 		return ev->message[0] != '\0' ? 0 : -1;
 	case EVENT_CALLBACK_DELIVERY:
-		return outcome_name(ev->outcome) != NULL && name_valid(ev->delivery_id) && ev->attempts >= 1 &&
+		return event_outcome_name(ev->outcome) != NULL && name_valid(ev->delivery_id) && ev->attempts >= 1 &&
 			       ev->attempts <= EVENT_MAX_ATTEMPTS
 		    ? 0
 		    : -1;
@@ -241,7 +241,7 @@ event_encode(const struct event *ev)
 			json_object_set_new(o, "callback_url", json_string(ev->callback_url));
 		break;
 	case EVENT_ORDER_STATUS:
-		json_object_set_new(o, "status", json_string(status_name(ev->status)));
+		json_object_set_new(o, "status", json_string(event_status_name(ev->status)));
 		json_object_set_new(o, "seq", json_integer(ev->seq));
 		json_object_set_new(o, "worker", json_string(ev->worker));
 		break;
@@ -250,7 +250,7 @@ event_encode(const struct event *ev)
 		break;
 	case EVENT_CALLBACK_DELIVERY:
 		json_object_set_new(o, "delivery_id", json_string(ev->delivery_id));
-		json_object_set_new(o, "outcome", json_string(outcome_name(ev->outcome)));
+		json_object_set_new(o, "outcome", json_string(event_outcome_name(ev->outcome)));
 		json_object_set_new(o, "attempts", json_integer(ev->attempts));
 		json_object_set_new(o, "detail", json_string(ev->message));
 		break;
@@ -300,7 +300,7 @@ event_decode(const void *buf, size_t len, struct event *ev, char *err, size_t er
 	}
 	switch (ev->type) {
 	case EVENT_ORDER_PLACED:
-		if (items_from_json(json_object_get(o, "items"), ev->items, &ev->n_items, err, errlen) != 0 ||
+		if (event_items_from_json(json_object_get(o, "items"), ev->items, &ev->n_items, err, errlen) != 0 ||
 		    get_string(o, "callback_url", ev->callback_url, sizeof(ev->callback_url), 1, err,
 			errlen) != 0)
 			goto out;
@@ -313,7 +313,7 @@ event_decode(const void *buf, size_t len, struct event *ev, char *err, size_t er
 	case EVENT_ORDER_STATUS:
 		if (get_string(o, "status", status, sizeof(status), 0, err, errlen) != 0)
 			goto out;
-		if ((ev->status = status_from_name(status)) == 0) {
+		if ((ev->status = event_status_from_name(status)) == 0) {
 			fail(err, errlen, "unknown status '%s'", status);
 			goto out;
 		}

@@ -66,13 +66,13 @@ struct event {
 };
 
 /* "delivered", "failed"; NULL for an unknown value. */
-const char *outcome_name(enum delivery_outcome o);
+const char *event_outcome_name(enum delivery_outcome o);
 /* "OrderPlaced", ... ; NULL for an unknown value. */
 const char *event_type_name(enum event_type t);
 /* "accepted", "prep", ... ; NULL for an unknown value. */
-const char *status_name(enum order_status s);
+const char *event_status_name(enum order_status s);
 /* Returns the status with this name, or 0 if there is none. */
-enum order_status status_from_name(const char *name);
+enum order_status event_status_from_name(const char *name);
 
 /*
  * Fills ev with a new event of type t: a fresh event_id, at = now, and the
@@ -101,13 +101,13 @@ int event_decode(const void *buf, size_t len, struct event *ev, char *err, size_
  * Shared by the event decoder and every order intake.  Returns 0 with
  * items[0..*n) filled, or -1 with a reason naming the field in err.
  */
-int items_from_json(const json_t *arr, struct item *items, size_t *n, char *err, size_t errlen);
+int event_items_from_json(const json_t *arr, struct item *items, size_t *n, char *err, size_t errlen);
 
 /*
  * A new JSON string for s, which may hold invalid UTF-8 (an error text
  * quoting hostile input, say): s itself when valid, else a copy with every
  * byte outside printable ASCII replaced by '?'.  Never NULL unless out of memory.
  */
-json_t *json_string_lossy(const char *s);
+json_t *event_json_lossy(const char *s);
 
 #endif

@@ -89,7 +89,7 @@ http_error(struct http_resp *resp, int status, const char *code, const char *fmt
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	http_json(resp, status, json_pack("{s:s, s:o}", "error", code, "detail", json_string_lossy(detail)));
+	http_json(resp, status, json_pack("{s:s, s:o}", "error", code, "detail", event_json_lossy(detail)));
 }
 
 /* The client address as 16 bytes (IPv4 mapped into IPv6). */

@@ -21,7 +21,7 @@ hmac_fetch(void)
 }
 
 int
-hmac_sha256_hex(const char *secret, const void *a, size_t alen, const void *b, size_t blen, char hex[65])
+sign_hmac_sha256_hex(const char *secret, const void *a, size_t alen, const void *b, size_t blen, char hex[65])
 {
 	static const char digits[] = "0123456789abcdef";
 	OSSL_PARAM params[] = {
@@ -58,7 +58,7 @@ hmac_hex(const char *secret, int64_t t, const void *body, size_t len, char hex[6
 
 	if (n < 0 || (size_t)n >= sizeof(prefix))
 		return -1;
-	return hmac_sha256_hex(secret, prefix, (size_t)n, body, len, hex);
+	return sign_hmac_sha256_hex(secret, prefix, (size_t)n, body, len, hex);
 }
 
 int

@@ -19,7 +19,7 @@
  * lowercase hex digits and a NUL in hex.  Returns 0, or -1 on failure.
  * Also signs bearer tokens (token.c).
  */
-int hmac_sha256_hex(const char *secret, const void *a, size_t alen, const void *b, size_t blen, char hex[65]);
+int sign_hmac_sha256_hex(const char *secret, const void *a, size_t alen, const void *b, size_t blen, char hex[65]);
 
 /*
  * Writes the header value for body (len bytes) signed at unix time t with

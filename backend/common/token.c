@@ -18,7 +18,7 @@ token_issue(const char *secret, const char *user_id, int64_t expiry, char *out)
 	if (secret == NULL || strlen(secret) < 16 || !name_valid(user_id) || expiry < 0)
 		return -1;
 	n = snprintf(body, sizeof(body), "v1.%s.%" PRId64, user_id, expiry);
-	if (n < 0 || (size_t)n >= sizeof(body) || hmac_sha256_hex(secret, body, (size_t)n, NULL, 0, hex) != 0)
+	if (n < 0 || (size_t)n >= sizeof(body) || sign_hmac_sha256_hex(secret, body, (size_t)n, NULL, 0, hex) != 0)
 		return -1;
 	snprintf(out, TOKEN_MAX, "%s.%s", body, hex);
 	return 0;
@@ -50,7 +50,7 @@ token_verify(const char *secret, const char *token, int64_t now, char *user)
 		return -1;
 	dot_exp = end;
 	blen = (size_t)(dot_exp - token);
-	if (strlen(dot_exp + 1) != 64 || hmac_sha256_hex(secret, token, blen, NULL, 0, want) != 0 ||
+	if (strlen(dot_exp + 1) != 64 || sign_hmac_sha256_hex(secret, token, blen, NULL, 0, want) != 0 ||
 	    CRYPTO_memcmp(want, dot_exp + 1, 64) != 0)
 		return -1;
 	if ((int64_t)exp <= now) /* it stops working at its expiry second */
@@ -81,7 +81,7 @@ b64_decode(const char *in, unsigned char *out, size_t cap, size_t *outlen)
 }
 
 int
-password_check_line(const char *line, const char *user, const char *password)
+token_password_line(const char *line, const char *user, const char *password)
 {
 	char copy[1024], *fields[4], *save = NULL, *hash;
 	unsigned char salt[128], want[128], got[128];
@@ -113,7 +113,7 @@ password_check_line(const char *line, const char *user, const char *password)
 }
 
 int
-password_check_file(const char *path, const char *user, const char *password)
+token_password_file(const char *path, const char *user, const char *password)
 {
 	char *text = file_read_small(path, 4 * 1024 * 1024), *line, *save = NULL;
 	int rc = -1;
@@ -121,7 +121,7 @@ password_check_file(const char *path, const char *user, const char *password)
 	if (text == NULL)
 		return -1;
 	for (line = strtok_r(text, "\n", &save); line != NULL && rc != 0; line = strtok_r(NULL, "\n", &save))
-		rc = password_check_line(line, user, password);
+		rc = token_password_line(line, user, password);
 	OPENSSL_cleanse(text, strlen(text));
 	free(text);
 	return rc;

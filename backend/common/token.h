@@ -32,9 +32,9 @@ int token_verify(const char *secret, const char *token, int64_t now, char *user)
  * mosquitto_passwd) for user.  Returns 0 on a match, -1 otherwise, so the
  * HTTP login accepts exactly the passwords the broker does.
  */
-int password_check_line(const char *line, const char *user, const char *password);
+int token_password_line(const char *line, const char *user, const char *password);
 
 /* The same over a whole password file at path. Returns 0 on a match, -1 otherwise (or on a read error). */
-int password_check_file(const char *path, const char *user, const char *password);
+int token_password_file(const char *path, const char *user, const char *password);
 
 #endif

@@ -185,7 +185,7 @@ on_message(void *arg, const struct mq_message *m)
 
 	(void)arg;
 	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
-		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
 		return;
 	}
 	if (ev.type == EVENT_ORDER_PLACED && strcmp(m->topic, TOPIC_PLACED) == 0)
@@ -196,7 +196,7 @@ on_message(void *arg, const struct mq_message *m)
 
 		topic_parse(m->topic, user, order);
 		if (strcmp(user, ev.user_id) != 0 || strcmp(order, ev.order_id) != 0) {
-			deadletter(mq, SVC, m->topic, m->payload, m->len, "event ids do not match its topic");
+			deadletter_send(mq, SVC, m->topic, m->payload, m->len, "event ids do not match its topic");
 			return;
 		}
 		if (ev.status == STATUS_READY)
@@ -204,11 +204,11 @@ on_message(void *arg, const struct mq_message *m)
 				sleep_ms(20 << attempt);
 	} else {
 		snprintf(err, sizeof(err), "unexpected %s on %s", event_type_name(ev.type), m->topic);
-		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
 		return;
 	}
 	if (rc != 0)
-		deadletter(mq, SVC, m->topic, m->payload, m->len, "could not be stored (database error)");
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "could not be stored (database error)");
 }
 
 static double

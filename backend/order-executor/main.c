@@ -68,13 +68,13 @@ on_message(void *arg, const struct mq_message *m)
 
 	(void)arg;
 	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
-		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
 		return;
 	}
 	if (ev.type != EVENT_ORDER_PLACED) {
 		snprintf(err, sizeof(err), "expected OrderPlaced on %s, got %s", m->topic,
 		    event_type_name(ev.type));
-		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
 		return;
 	}
 	pthread_mutex_lock(&lock);
@@ -160,7 +160,7 @@ publish_status(const struct job *job)
 		pthread_mutex_unlock(&lock);
 	}
 	if (rc == 0)
-		log_info("status", "order_id=%s status=%s seq=%d", job->order_id, status_name(job->next),
+		log_info("status", "order_id=%s status=%s seq=%d", job->order_id, event_status_name(job->next),
 		    (int)job->next);
 	free(json);
 	return rc;
@@ -294,7 +294,7 @@ main(int argc, char **argv)
 	    "topic=\"" TOPIC_PLACED "\"");
 	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++) {
 		char labels[32];
-		snprintf(labels, sizeof(labels), "stage=\"%s\"", status_name((enum order_status)s));
+		snprintf(labels, sizeof(labels), "stage=\"%s\"", event_status_name((enum order_status)s));
 		m_stage_seconds[s] = metric_histogram("pizza_stage_duration_seconds", "Time an order spent in each stage",
 		    labels, metric_seconds_buckets, metric_seconds_nbuckets);
 	}

@@ -41,32 +41,32 @@ on_message(void *arg, const struct mq_message *m)
 
 	(void)arg;
 	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
-		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
 		return;
 	}
 	if (ev.type == EVENT_ORDER_PLACED && strcmp(m->topic, TOPIC_PLACED) != 0) {
-		deadletter(mq, SVC, m->topic, m->payload, m->len, "OrderPlaced on a topic other than " TOPIC_PLACED);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "OrderPlaced on a topic other than " TOPIC_PLACED);
 		return;
 	}
 	if (ev.type == EVENT_ORDER_STATUS && (topic_parse(m->topic, user, order) != TOPIC_KIND_STATUS ||
 						 strcmp(user, ev.user_id) != 0 || strcmp(order, ev.order_id) != 0)) {
-		deadletter(mq, SVC, m->topic, m->payload, m->len, "event ids do not match its topic");
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "event ids do not match its topic");
 		return;
 	}
 	if (ev.type == EVENT_CALLBACK_DELIVERY && strcmp(m->topic, TOPIC_CALLBACKS) != 0) {
-		deadletter(mq, SVC, m->topic, m->payload, m->len, "CallbackDelivery on a topic other than " TOPIC_CALLBACKS);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "CallbackDelivery on a topic other than " TOPIC_CALLBACKS);
 		return;
 	}
 	if (ev.type != EVENT_ORDER_PLACED && ev.type != EVENT_ORDER_STATUS && ev.type != EVENT_CALLBACK_DELIVERY) {
 		snprintf(err, sizeof(err), "unexpected %s on %s", event_type_name(ev.type), m->topic);
-		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
 		return;
 	}
 	/* a store failure (disk full, a locked file) may pass: try a few times before giving the event up */
 	for (int attempt = 0; (r = history_apply(history, &ev)) == HISTORY_ERROR && attempt < 3; attempt++)
 		sleep_ms(20 << attempt);
 	if (r == HISTORY_ERROR)
-		deadletter(mq, SVC, m->topic, m->payload, m->len, "could not be stored (database error)");
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "could not be stored (database error)");
 	else if (r == HISTORY_DUPLICATE)
 		metric_count_topic("pizza_duplicates_dropped_total", "Redelivered events dropped as already handled", m->topic);
 	if (r == HISTORY_DUPLICATE)

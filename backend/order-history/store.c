@@ -87,7 +87,7 @@ history_apply(struct history *h, const struct event *ev)
 		sqlite3_bind_text(st, 1, ev->order_id, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 2, ev->seq);
 		sqlite3_bind_text(st, 3, ev->user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, status_name(ev->status), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, event_status_name(ev->status), -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 5, ev->at_ms);
 		sqlite3_bind_text(st, 6, ev->worker, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 7, ev->event_id, -1, SQLITE_STATIC);
@@ -99,7 +99,7 @@ history_apply(struct history *h, const struct event *ev)
 		sqlite3_bind_text(st, 1, ev->order_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, ev->user_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, ev->delivery_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, outcome_name(ev->outcome), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, event_outcome_name(ev->outcome), -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 5, ev->attempts);
 		sqlite3_bind_text(st, 6, ev->message, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 7, ev->at_ms);

@@ -135,7 +135,7 @@ post_login(struct api *api, const struct http_req *req, struct http_resp *resp)
 	}
 	for (int i = 0; service_accounts[i] != NULL; i++)
 		service |= strcmp(user, service_accounts[i]) == 0;
-	if (service || password_check_file(api->password_file, user, password) != 0 ||
+	if (service || token_password_file(api->password_file, user, password) != 0 ||
 	    token_issue(api->token_secret, user, exp, token) != 0) {
 		log_warn("login refused", "user_id=%s client=%s", user, http_client_addr(req, client, sizeof(client)));
 		json_decref(body);

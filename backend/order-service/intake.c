@@ -120,7 +120,7 @@ intake_validate(const char *user_id, const json_t *request, struct event *ev, st
 		invalid(res, "invalid_field", "user_id is not valid");
 		return -1;
 	}
-	if (items_from_json(json_object_get(request, "items"), ev->items, &ev->n_items, err, sizeof(err)) != 0) {
+	if (event_items_from_json(json_object_get(request, "items"), ev->items, &ev->n_items, err, sizeof(err)) != 0) {
 		invalid(res, "invalid_field", "%s", err);
 		return -1;
 	}
@@ -735,7 +735,7 @@ intake_supervise(struct intake *in, int64_t accept_ms, int64_t stage_ms)
 		sqlite3_reset(upd);
 		metric_inc(m_republished);
 		log_warn("order stalled; publishing it again", "order_id=%s stage=%s republished=%d", id,
-		    sqlite3_column_int(sel, 2) > 0 ? status_name((enum order_status)sqlite3_column_int(sel, 2)) : "placed",
+		    sqlite3_column_int(sel, 2) > 0 ? event_status_name((enum order_status)sqlite3_column_int(sel, 2)) : "placed",
 		    sqlite3_column_int(sel, 3) + 1);
 		n++;
 	}

@@ -71,7 +71,7 @@ reply(const struct mq_message *m, const struct intake_result *res)
 	if (res->status == INTAKE_OK)
 		o = json_pack("{s:s, s:s}", "order_id", res->order_id, "status", "accepted");
 	else
-		o = json_pack("{s:s, s:o}", "error", res->error, "detail", json_string_lossy(res->detail));
+		o = json_pack("{s:s, s:o}", "error", res->error, "detail", event_json_lossy(res->detail));
 	if (o == NULL || (body = json_dumps(o, JSON_COMPACT)) == NULL) {
 		json_decref(o);
 		return;
@@ -98,17 +98,17 @@ on_status(const struct mq_message *m, const char *user, const char *order)
 	int rc;
 
 	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
-		deadletter(mq, SVC, m->topic, m->payload, m->len, err);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
 		return;
 	}
 	if (ev.type != EVENT_ORDER_STATUS || strcmp(ev.user_id, user) != 0 || strcmp(ev.order_id, order) != 0) {
-		deadletter(mq, SVC, m->topic, m->payload, m->len, "not an OrderStatus matching its topic");
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "not an OrderStatus matching its topic");
 		return;
 	}
 	rc = intake_progress(&intake, &ev);
 	if (rc == 2 && !m->retained)
 		/* order-service records every order before it is published, so this one never was */
-		deadletter(mq, SVC, m->topic, m->payload, m->len, "status for an unknown order");
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "status for an unknown order");
 	else if (rc < 0)
 		log_error("cannot record progress", "order_id=%s", ev.order_id);
 }
@@ -126,22 +126,22 @@ on_message(void *arg, const struct mq_message *m)
 		return;
 	}
 	if (kind != TOPIC_KIND_NEW) {
-		deadletter(mq, SVC, m->topic, m->payload, m->len, "not an order intake topic");
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "not an order intake topic");
 		return;
 	}
 	if (m->retained) {
 		/* a stale request left retained on the broker: never place it again */
-		deadletter(mq, SVC, m->topic, m->payload, m->len, "retained order requests are not accepted");
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "retained order requests are not accepted");
 		return;
 	}
 	if (m->response_topic != NULL && !reply_topic_ok(user, m->response_topic)) {
 		snprintf(why, sizeof(why), "response topic must be under pizza/users/%s/replies/", user);
-		deadletter(mq, SVC, m->topic, m->payload, m->len, why);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, why);
 		return;
 	}
 	intake_place_raw(&intake, user, m->payload, m->len, "mqtt", NULL, &res);
 	if (res.status != INTAKE_OK && m->response_topic == NULL)
-		deadletter(mq, SVC, m->topic, m->payload, m->len, res.detail);
+		deadletter_send(mq, SVC, m->topic, m->payload, m->len, res.detail);
 	if (m->response_topic != NULL)
 		reply(m, &res);
 }

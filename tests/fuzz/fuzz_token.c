@@ -4,7 +4,7 @@
  *
  * The input, as a NUL-terminated copy, is one of:
  *   - a password-file line, when its first byte is 'a' (as in "alice:..."):
- *     password_check_line(line, "alice", "pw");
+ *     token_password_line(line, "alice", "pw");
  *   - a bearer token otherwise: token_verify() with a fixed 32-character
  *     secret at a fixed time.  A token it accepts must name a user that
  *     passes name_valid().
@@ -30,7 +30,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The iteration count password_check_line() would use (its own tokenising), or 0. */
+/* The iteration count token_password_line() would use (its own tokenising), or 0. */
 static long
 iterations_of(const char *line)
 {
@@ -57,7 +57,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	copy[size] = '\0';
 	if (size > 0 && data[0] == 'a') {
 		if (iterations_of(copy) <= FUZZ_MAX_ITERATIONS)
-			(void)password_check_line(copy, "alice", "pw");
+			(void)token_password_line(copy, "alice", "pw");
 	} else {
 		memset(user, 0x55, sizeof(user));
 		if (token_verify(FUZZ_SECRET, copy, FUZZ_NOW, user) == 0 &&

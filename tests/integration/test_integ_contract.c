@@ -167,7 +167,7 @@ write_line(FILE *f, const char *k1, const char *s1, const char *k2, const char *
 	char *line;
 
 	if (t == NULL) /* not UTF-8: it cannot be valid anyway, keep what can be kept */
-		t = json_string_lossy(text);
+		t = event_json_lossy(text);
 	o = json_pack("{s:s, s:o}", k1, s1, k2, t);
 	assert_non_null(o);
 	line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

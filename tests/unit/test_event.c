@@ -299,7 +299,7 @@ test_order_status_round_trip(void **state)
 		json = round_trip(&ev);
 		o = check_common_json(json, "OrderStatus", &ev);
 		assert_string_equal(json_string_value(json_object_get(o, "status")),
-		    status_name((enum order_status)s));
+		    event_status_name((enum order_status)s));
 		assert_true(json_is_integer(json_object_get(o, "seq")));
 		assert_int_equal(json_integer_value(json_object_get(o, "seq")), s);
 		assert_string_equal(json_string_value(json_object_get(o, "worker")), "exec-1");
@@ -365,10 +365,10 @@ test_callback_delivery_round_trip(void **state)
 	json_decref(o);
 	free(json);
 
-	assert_string_equal(outcome_name(DELIVERY_DELIVERED), "delivered");
-	assert_string_equal(outcome_name(DELIVERY_FAILED), "failed");
-	assert_null(outcome_name((enum delivery_outcome)0));
-	assert_null(outcome_name((enum delivery_outcome)3));
+	assert_string_equal(event_outcome_name(DELIVERY_DELIVERED), "delivered");
+	assert_string_equal(event_outcome_name(DELIVERY_FAILED), "failed");
+	assert_null(event_outcome_name((enum delivery_outcome)0));
+	assert_null(event_outcome_name((enum delivery_outcome)3));
 
 	/* the encoder refuses what the decoder would */
 	delivery_event(&ev, DELIVERY_FAILED);
@@ -434,18 +434,18 @@ test_names(void **state)
 	assert_string_equal(event_type_name(EVENT_CALLBACK_DELIVERY), "CallbackDelivery");
 	assert_null(event_type_name((enum event_type)0));
 	assert_null(event_type_name((enum event_type)(EVENT_CALLBACK_DELIVERY + 1)));
-	assert_string_equal(status_name(STATUS_ACCEPTED), "accepted");
-	assert_string_equal(status_name(STATUS_PREP), "prep");
-	assert_string_equal(status_name(STATUS_BAKE), "bake");
-	assert_string_equal(status_name(STATUS_OVEN), "oven");
-	assert_string_equal(status_name(STATUS_READY), "ready");
-	assert_null(status_name((enum order_status)0));
-	assert_null(status_name((enum order_status)6));
+	assert_string_equal(event_status_name(STATUS_ACCEPTED), "accepted");
+	assert_string_equal(event_status_name(STATUS_PREP), "prep");
+	assert_string_equal(event_status_name(STATUS_BAKE), "bake");
+	assert_string_equal(event_status_name(STATUS_OVEN), "oven");
+	assert_string_equal(event_status_name(STATUS_READY), "ready");
+	assert_null(event_status_name((enum order_status)0));
+	assert_null(event_status_name((enum order_status)6));
 	for (int s = STATUS_ACCEPTED; s <= STATUS_READY; s++)
-		assert_int_equal(status_from_name(status_name((enum order_status)s)), s);
-	assert_int_equal(status_from_name("placed"), 0);
-	assert_int_equal(status_from_name("Ready"), 0);
-	assert_int_equal(status_from_name(""), 0);
+		assert_int_equal(event_status_from_name(event_status_name((enum order_status)s)), s);
+	assert_int_equal(event_status_from_name("placed"), 0);
+	assert_int_equal(event_status_from_name("Ready"), 0);
+	assert_int_equal(event_status_from_name(""), 0);
 }
 
 /* ---- the encoder refuses what the decoder would refuse ------------------- */
@@ -628,7 +628,7 @@ test_decoded_fields(void **state)
 	assert_true(ev.at_ms == INT64_C(1709251199999));
 }
 
-/* ---- items_from_json ------------------------------------------------------ */
+/* ---- event_items_from_json ------------------------------------------------------ */
 
 static int
 items_str(const char *json, struct item *items, size_t *n, char *err, size_t errlen)
@@ -637,7 +637,7 @@ items_str(const char *json, struct item *items, size_t *n, char *err, size_t err
 	int rc;
 
 	assert_non_null(arr);
-	rc = items_from_json(arr, items, n, err, errlen);
+	rc = event_items_from_json(arr, items, n, err, errlen);
 	json_decref(arr);
 	return rc;
 }
@@ -696,7 +696,7 @@ test_items_from_json(void **state)
 	assert_non_null(strstr(err, "'items'"));
 
 	err[0] = '\0';
-	assert_int_equal(items_from_json(NULL, items, &n, err, sizeof(err)), -1);
+	assert_int_equal(event_items_from_json(NULL, items, &n, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "missing field 'items'"));
 }
 

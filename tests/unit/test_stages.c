@@ -25,7 +25,7 @@ expect_pop(struct stages *st, int64_t now, const char *order, enum order_status 
 {
 	memset(out, 0, sizeof(*out));
 	if (!stages_pop_due(st, now, out))
-		fail_msg("nothing due at %lld, expected %s %s", (long long)now, order, status_name(s));
+		fail_msg("nothing due at %lld, expected %s %s", (long long)now, order, event_status_name(s));
 	assert_string_equal(out->order_id, order);
 	assert_int_equal(out->next, s);
 	assert_true(out->due_ms == due);
@@ -37,7 +37,7 @@ expect_nothing(struct stages *st, int64_t now)
 	struct job j;
 
 	if (stages_pop_due(st, now, &j))
-		fail_msg("%s %s popped at %lld, expected nothing due", j.order_id, status_name(j.next),
+		fail_msg("%s %s popped at %lld, expected nothing due", j.order_id, event_status_name(j.next),
 		    (long long)now);
 }
 
