@@ -4,8 +4,10 @@
  *   ts=2026-11-23T22:40:01.123Z level=info svc=order-service msg="order accepted" order_id=...
  *
  * The message is quoted for you; the optional key=value tail is printed as
- * given, so pass values that need no quoting (ids, numbers) or use %s with
- * log_quote().  Logging never fails the caller.
+ * given, so pass values that need no quoting (validated ids, numbers) as
+ * they are, and every other value (anything that came from outside: a
+ * topic, a path, an error text) as key=%s with LOGQ(value).  Logging never
+ * fails the caller.
  */
 #ifndef PIZZA_LOG_H
 #define PIZZA_LOG_H
@@ -38,5 +40,13 @@ void fatal(const char *msg, const char *kv, ...) LOG_PRINTF(2, 3) __attribute__(
  * Truncates to fit.  Returns buf.
  */
 const char *log_quote(char *buf, size_t n, const char *s);
+
+/*
+ * log_quote() of s into a buffer that lives until the end of the enclosing
+ * block: for the arguments of one log call, e.g.
+ *   log_warn("dead letter", "topic=%s", LOGQ(m->topic));
+ */
+#define LOG_QUOTE_MAX 256
+#define LOGQ(s) log_quote((char[LOG_QUOTE_MAX]){ 0 }, LOG_QUOTE_MAX, (s))
 
 #endif

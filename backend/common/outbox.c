@@ -121,9 +121,9 @@ outbox_add(struct db *db, const char *topic, const void *payload, size_t len, in
 	sqlite3_bind_int64(st, 5, expiry_s);
 	sqlite3_bind_int64(st, 6, now_ms());
 	rc = sqlite3_step(st);
-	db_done(st);
+	db_done(db, st);
 	if (rc != SQLITE_DONE) {
-		log_error("outbox insert failed", "err=\"%s\"", sqlite3_errmsg(db->h));
+		log_error("outbox insert failed", "err=\"%s\"", db_errmsg(db));
 		return -1;
 	}
 	return 0;
@@ -191,7 +191,7 @@ delete_acked(struct outbox *ob)
 			sqlite3_step(st);
 			sqlite3_reset(st);
 		}
-		db_done(st);
+		db_done(ob->db, st);
 		db_commit(ob->db);
 	}
 	free(ids);
@@ -234,7 +234,7 @@ load_rows(struct outbox *ob, int64_t after, int64_t upto, int64_t before_ms, str
 		r->expiry_s = (unsigned)sqlite3_column_int64(st, 5);
 		n++;
 	}
-	db_done(st);
+	db_done(ob->db, st);
 	return n;
 }
 
@@ -246,7 +246,7 @@ count_rows(struct outbox *ob)
 
 	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
-	db_done(st);
+	db_done(ob->db, st);
 	return n;
 }
 

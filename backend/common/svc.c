@@ -153,9 +153,9 @@ svc_ops_handle(const struct http_req *req, struct http_resp *resp, struct mq *mq
 		int connected = mq_is_connected(mq), store = 1;
 
 		if (db != NULL) {
-			/* writable: the store grants a write lock now */
+			/* writable: a real write commits now (a full disk fails it) */
 			db_lock(db);
-			store = sqlite3_exec(db->h, "BEGIN IMMEDIATE; ROLLBACK", NULL, NULL, NULL) == SQLITE_OK;
+			store = db_probe_write(db) == 0;
 			db_unlock(db);
 		}
 		http_json(resp, connected && store ? 200 : 503,

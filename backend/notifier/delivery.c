@@ -94,8 +94,8 @@ delivery_add(struct db *db, const struct event *status, const char *url)
 			rc = 0;
 		else
 			log_error("cannot store callback delivery", "order_id=%s err=\"%s\"", status->order_id,
-			    sqlite3_errmsg(db->h));
-		db_done(st);
+			    db_errmsg(db));
+		db_done(db, st);
 	}
 	free(body);
 	return rc;
@@ -237,7 +237,7 @@ start_due(struct deliverer *d)
 			    (const char *)sqlite3_column_text(st, 3), (const char *)sqlite3_column_text(st, 4),
 			    sqlite3_column_int(st, 5));
 		}
-		db_done(st);
+		db_done(d->db, st);
 	}
 	db_unlock(d->db);
 }
@@ -309,7 +309,7 @@ finish(struct deliverer *d, struct attempt *a, CURLcode cr)
 rollback:
 	db_rollback(d->db);
 out:
-	db_done(st);
+	db_done(d->db, st);
 	db_unlock(d->db);
 	metric_inc(ok ? d->m_delivered : final ? d->m_failed : d->m_retried);
 	if (ok)

@@ -63,11 +63,11 @@ static struct outbox *outbox;
 static int
 insert_step(sqlite3_stmt *st, const char *order_id)
 {
-	int rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(db->h) : -1;
+	int rc = sqlite3_step(st) == SQLITE_DONE ? db_changes(db) : -1;
 
 	if (rc < 0)
-		log_error("database error", "order_id=%s err=\"%s\"", order_id, sqlite3_errmsg(db->h));
-	db_done(st);
+		log_error("database error", "order_id=%s err=\"%s\"", order_id, db_errmsg(db));
+	db_done(db, st);
 	return rc;
 }
 
@@ -123,7 +123,7 @@ order_facts(const struct event *st, char *text, size_t n, char *url, size_t urln
 	else
 		snprintf(text, n, "Your order is ready for pickup.");
 	snprintf(url, urln, "%s", cb != NULL ? cb : "");
-	db_done(q);
+	db_done(db, q);
 }
 
 static int

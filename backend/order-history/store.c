@@ -107,12 +107,12 @@ history_apply(struct history *h, const struct event *ev)
 	} else
 		goto out;
 	if (sqlite3_step(st) != SQLITE_DONE) {
-		log_error("cannot store event", "order_id=%s err=\"%s\"", ev->order_id, sqlite3_errmsg(h->db->h));
+		log_error("cannot store event", "order_id=%s err=\"%s\"", ev->order_id, db_errmsg(h->db));
 		goto out;
 	}
-	rc = sqlite3_changes(h->db->h) == 1 ? HISTORY_APPLIED : HISTORY_DUPLICATE;
+	rc = db_changes(h->db) == 1 ? HISTORY_APPLIED : HISTORY_DUPLICATE;
 out:
-	db_done(st);
+	db_done(h->db, st);
 	db_unlock(h->db);
 	free(items);
 	return rc;
@@ -148,7 +148,7 @@ order_locked(struct history *h, const char *order_id)
 		json_object_set_new(o, "items", json_null());
 		json_object_set_new(o, "placed_at", json_null());
 	}
-	db_done(st);
+	db_done(h->db, st);
 
 	timeline = json_array();
 	st = db_prepare(h->db, "SELECT status, seq, at_ms, worker, user_id FROM statuses WHERE order_id = ? ORDER BY seq");
@@ -163,7 +163,7 @@ order_locked(struct history *h, const char *order_id)
 		if (json_object_get(o, "user_id") == NULL)
 			json_object_set_new(o, "user_id", json_string((const char *)sqlite3_column_text(st, 4)));
 	}
-	db_done(st);
+	db_done(h->db, st);
 	if (json_object_get(o, "user_id") == NULL)
 		goto fail; /* neither placed nor any status: unknown */
 	json_object_set_new(o, "status", last != NULL ? json_incref(json_object_get(last, "status")) : json_string("placed"));
@@ -186,7 +186,7 @@ order_locked(struct history *h, const char *order_id)
 		    json_pack("{s:s, s:i, s:s}", "outcome", outcome, "attempts", sqlite3_column_int(st, 1), "detail",
 			(const char *)sqlite3_column_text(st, 2)));
 	}
-	db_done(st);
+	db_done(h->db, st);
 	json_object_set_new(o, "timeline", timeline);
 	return o;
 fail:
@@ -222,7 +222,7 @@ history_user_orders(struct history *h, const char *user_id, int limit, const cha
 		? "SELECT order_id FROM orders WHERE user_id = ? AND order_id < ? ORDER BY order_id DESC LIMIT ?"
 		: "SELECT order_id FROM orders WHERE user_id = ? ORDER BY order_id DESC LIMIT ?");
 	if (st == NULL || (ids = calloc((size_t)limit, sizeof(*ids))) == NULL) {
-		db_done(st);
+		db_done(h->db, st);
 		db_unlock(h->db);
 		return NULL;
 	}
@@ -234,7 +234,7 @@ history_user_orders(struct history *h, const char *user_id, int limit, const cha
 		sqlite3_bind_int(st, 2, limit);
 	while (n < limit && sqlite3_step(st) == SQLITE_ROW)
 		ids[n++] = strdup((const char *)sqlite3_column_text(st, 0));
-	db_done(st);
+	db_done(h->db, st);
 	arr = json_array();
 	for (int i = 0; i < n; i++) {
 		if (ids[i] != NULL) {
@@ -258,7 +258,7 @@ count(struct history *h, const char *sql)
 	db_lock(h->db);
 	if ((st = db_prepare(h->db, sql)) != NULL && sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
-	db_done(st);
+	db_done(h->db, st);
 	db_unlock(h->db);
 	return n;
 }

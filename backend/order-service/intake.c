@@ -157,7 +157,7 @@ idem_lookup(struct intake *in, const char *user, const char *key, char hash[65],
 		rc = 0;
 		break;
 	}
-	db_done(st);
+	db_done(in->db, st);
 	return rc;
 }
 
@@ -176,7 +176,7 @@ idem_insert(struct intake *in, const struct event *ev, const char *key, const ch
 	sqlite3_bind_text(st, 4, ev->order_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now_ms());
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	db_done(st);
+	db_done(in->db, st);
 	return rc;
 }
 
@@ -190,8 +190,8 @@ intake_expire_keys(struct intake *in, int64_t max_age_ms)
 	if ((st = db_prepare(in->db, "DELETE FROM idempotency WHERE created_ms < ?")) != NULL) {
 		sqlite3_bind_int64(st, 1, now_ms() - max_age_ms);
 		if (sqlite3_step(st) == SQLITE_DONE)
-			n = sqlite3_changes(in->db->h);
-		db_done(st);
+			n = db_changes(in->db);
+		db_done(in->db, st);
 	}
 	db_unlock(in->db);
 	return n;
@@ -233,7 +233,7 @@ step_sql(struct db *db, const char *sql)
 	sqlite3_stmt *st = db_prepare(db, sql);
 	int rc = st != NULL && sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 
-	db_done(st);
+	db_done(db, st);
 	return rc;
 }
 
@@ -282,15 +282,15 @@ record_one(struct intake *in, struct intake_pending *p)
 	sqlite3_bind_text(st, 7, p->json, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 8, now_ms());
 	if (sqlite3_step(st) != SQLITE_DONE) {
-		log_error("cannot record order", "order_id=%s err=\"%s\"", ev->order_id, sqlite3_errmsg(in->db->h));
+		log_error("cannot record order", "order_id=%s err=\"%s\"", ev->order_id, db_errmsg(in->db));
 		goto rollback;
 	}
 	if (outbox_add(in->db, TOPIC_PLACED, p->json, strlen(p->json), 1, 0, 0) != 0)
 		goto rollback;
-	db_done(st);
+	db_done(in->db, st);
 	return step_sql(in->db, "RELEASE intake_order") == 0 ? 0 : -1;
 rollback:
-	db_done(st);
+	db_done(in->db, st);
 	step_sql(in->db, "ROLLBACK TO intake_order");
 	step_sql(in->db, "RELEASE intake_order");
 	return rc;
@@ -677,8 +677,8 @@ intake_progress(struct intake *in, const struct event *status)
 	sqlite3_bind_int(st, 4, status->seq);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
-	db_done(st);
-	if (sqlite3_changes(in->db->h) == 1) {
+	db_done(in->db, st);
+	if (db_changes(in->db) == 1) {
 		rc = 1;
 		st = NULL;
 		if (status->seq == STATUS_READY) {
@@ -688,7 +688,7 @@ intake_progress(struct intake *in, const struct event *status)
 				sqlite3_bind_text(q, 1, status->order_id, -1, SQLITE_STATIC);
 				if (sqlite3_step(q) == SQLITE_ROW)
 					metric_observe(m_ready_seconds, (double)(now_ms() - sqlite3_column_int64(q, 0)) / 1000.0);
-				db_done(q);
+				db_done(in->db, q);
 			}
 		}
 		goto out;
@@ -699,7 +699,7 @@ intake_progress(struct intake *in, const struct event *status)
 	sqlite3_bind_text(st, 1, status->order_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st) == SQLITE_ROW ? 0 : 2;
 out:
-	db_done(st);
+	db_done(in->db, st);
 	db_unlock(in->db);
 	return rc;
 }
@@ -739,8 +739,8 @@ intake_supervise(struct intake *in, int64_t accept_ms, int64_t stage_ms)
 		    sqlite3_column_int(sel, 3) + 1);
 		n++;
 	}
-	db_done(sel);
-	db_done(upd);
+	db_done(in->db, sel);
+	db_done(in->db, upd);
 	sel = upd = NULL;
 	if (db_commit(in->db) != 0)
 		goto rollback;
@@ -751,8 +751,8 @@ intake_supervise(struct intake *in, int64_t accept_ms, int64_t stage_ms)
 rollback:
 	db_rollback(in->db);
 fail:
-	db_done(sel);
-	db_done(upd);
+	db_done(in->db, sel);
+	db_done(in->db, upd);
 	db_unlock(in->db);
 	return -1;
 }
