@@ -7,7 +7,6 @@
 
 #include "event.h"
 #include "log.h"
-#include "metrics.h"
 #include "topic.h"
 #include "util.h"
 
@@ -83,14 +82,11 @@ deadletter_send(struct mq *mq, const char *svc, const char *topic, const void *p
     const char *reason)
 {
 	struct mq_publish p;
-	char q[512];
 	char *msg;
 	int rc;
 
-	log_warn("dead-lettered a message", "topic=%s size=%zu reason=%s", topic != NULL ? topic : "-",
-	    len, log_quote(q, sizeof(q), reason));
-	metric_count_topic("pizza_deadletters_total", "Messages refused and sent to pizza/deadletter, by topic",
-	    topic != NULL ? topic : "");
+	log_warn("dead-lettered a message", "topic=%s size=%zu reason=%s", LOGQ(topic != NULL ? topic : "-"), len,
+	    LOGQ(reason));
 	if ((msg = deadletter_encode(svc, topic, payload, len, reason)) == NULL) {
 		log_error("cannot encode dead letter", NULL);
 		return -1;

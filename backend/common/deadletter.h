@@ -23,7 +23,10 @@
 char *deadletter_encode(const char *svc, const char *topic, const void *payload, size_t len,
     const char *reason);
 
-/* Logs and publishes one dead letter. Returns 0, or -1 if it could not be queued (logged). */
+/*
+ * Logs and publishes one dead letter (the consumer skeleton, consume.c,
+ * calls it and counts it).  Returns 0, or -1 if it could not be queued (logged).
+ */
 int deadletter_send(struct mq *mq, const char *svc, const char *topic, const void *payload, size_t len,
     const char *reason);
 

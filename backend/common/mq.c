@@ -10,14 +10,19 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <MQTTAsync.h>
 
 #include "log.h"
-#include "metrics.h"
 #include "util.h"
 
-#define MQ_MAX_SUBS 8
+/*
+ * If paho reports no completion for this long while publishes are in its
+ * hands, the window stops trusting its count (paho 1.3.12 drops some over
+ * a reconnect) rather than holding the queue back for good.
+ */
+#define MQ_STALE_MS 5000
 
 struct mq_sub {
 	char *filter;
@@ -25,9 +30,16 @@ struct mq_sub {
 	int flags;
 };
 
+/* A publish waiting in mq's queue for room in the window; owns its copies. */
+struct mq_pending {
+	struct mq_pending *next;
+	struct mq_publish p; /* its pointers point into buf */
+	char *buf;
+};
+
 struct mq {
 	MQTTAsync client;
-	struct mq_config cfg;
+	struct mq_config cfg; /* the scalars; its strings are NULL (the copies below) */
 	char *url, *client_id, *username, *password;
 	char *cafile, *certfile, *keyfile;
 	int tls;
@@ -46,12 +58,25 @@ struct mq {
 	unsigned reconnects;
 	char reason[512];
 	char tls_error[160]; /* the last TLS error OpenSSL reported */
+	int sock;            /* the broker connection's socket, -1 when not known (mq_redeliver) */
+	int sock_port;       /* its local port, checked before the socket is shut down */
+
+	/* the publish window (guarded by lock) */
+	int inflight;          /* QoS 1 publishes in paho's hands */
+	int64_t last_done;     /* mono_ms() of paho's last completion, or of the first publish after a quiet spell */
+	struct mq_pending *qhead, **qtail;
+	int qlen;
 };
 
+/* Completion context of a publish in the window. */
 struct mq_pubctx {
+	struct mq *mq;
 	mq_done done;
 	void *arg;
 };
+
+static void pump(struct mq *mq);
+static int local_port(int fd);
 
 static void
 set_failure(struct mq *mq, const char *reason)
@@ -134,7 +159,7 @@ subscribe_all(struct mq *mq)
 		if (subs[i].filter != NULL)
 			rc = MQTTAsync_subscribe(mq->client, subs[i].filter, subs[i].qos, &opts);
 		if (rc != MQTTASYNC_SUCCESS) {
-			log_error("subscribe not sent", "filter=%s rc=%d", subs[i].filter != NULL ? subs[i].filter : "?", rc);
+			log_error("subscribe not sent", "filter=%s rc=%d", LOGQ(subs[i].filter != NULL ? subs[i].filter : "?"), rc);
 			set_failure(mq, "subscription could not be sent");
 		}
 		free(subs[i].filter);
@@ -152,12 +177,13 @@ subscribe_all(struct mq *mq)
  * idempotent; only paho's sockets talk to the broker).
  */
 static void
-set_nodelay(const struct mq *mq)
+set_nodelay(struct mq *mq)
 {
 	const char *colon = strrchr(mq->url, ':');
 	long port = mq->tls ? 8883 : 1883;
 	DIR *d;
 	struct dirent *e;
+	int found = 0, sock = -1;
 
 	if (colon != NULL && parse_long(colon + 1, 1, 65535, &port) != 0)
 		port = mq->tls ? 8883 : 1883;
@@ -175,10 +201,34 @@ set_nodelay(const struct mq *mq)
 			peer_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 		else if (ss.ss_family == AF_INET6)
 			peer_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		if (peer_port == port)
+		if (peer_port == port) {
 			setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+			found++;
+			sock = (int)fd;
+		}
 	}
 	closedir(d);
+	/* the socket mq_redeliver() shuts down: known only when it is the process's one broker connection */
+	pthread_mutex_lock(&mq->lock);
+	mq->sock = found == 1 ? sock : -1;
+	mq->sock_port = found == 1 ? local_port(sock) : -1;
+	pthread_mutex_unlock(&mq->lock);
+}
+
+/* The local port of socket fd, or -1. */
+static int
+local_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return -1;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return -1;
 }
 
 /* Called by paho on the first connect and on every automatic reconnect. */
@@ -194,8 +244,9 @@ on_connected(void *ctx, char *cause)
 	mq->connected_at = mono_ms();
 	mq->ready = 0;
 	pthread_mutex_unlock(&mq->lock);
-	log_info("connected to broker", "url=%s client_id=%s", mq->url, mq->client_id);
+	log_info("connected to broker", "url=%s client_id=%s", LOGQ(mq->url), LOGQ(mq->client_id));
 	subscribe_all(mq);
+	pump(mq); /* what waited while the broker was away */
 }
 
 static void
@@ -207,9 +258,10 @@ on_connlost(void *ctx, char *cause)
 	mq->connected = 0;
 	mq->ready = 0;
 	mq->reconnects++;
+	mq->sock = -1;
 	pthread_mutex_unlock(&mq->lock);
-	log_warn("connection to broker lost; reconnecting", "url=%s cause=%s", mq->url,
-	    cause != NULL ? cause : "unknown");
+	log_warn("connection to broker lost; reconnecting", "url=%s cause=%s", LOGQ(mq->url),
+	    LOGQ(cause != NULL ? cause : "unknown"));
 }
 
 static void
@@ -218,7 +270,7 @@ on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc)
 	struct mq *mq = ctx;
 
 	(void)props;
-	log_warn("broker closed the connection", "url=%s reason=0x%02x", mq->url, (unsigned)rc);
+	log_warn("broker closed the connection", "url=%s reason=0x%02x", LOGQ(mq->url), (unsigned)rc);
 }
 
 static void
@@ -287,7 +339,6 @@ on_message(void *ctx, char *topic, int topiclen, MQTTAsync_message *msg)
 		m.correlation = p->value.data.data;
 		m.correlation_len = (size_t)p->value.data.len;
 	}
-	metric_count_topic("pizza_events_consumed_total", "Messages handed to this service's handlers, by topic", topic);
 	mq->handler(mq->arg, &m);
 	free(rtopic);
 	MQTTAsync_freeMessage(&msg);
@@ -335,7 +386,16 @@ mq_new(const struct mq_config *cfg, mq_handler handler, void *arg)
 		return NULL;
 	if ((mq = calloc(1, sizeof(*mq))) == NULL)
 		return NULL;
+	/* the scalars by value; the strings as owned copies below, none borrowed */
 	mq->cfg = *cfg;
+	mq->cfg.url = mq->cfg.client_id = mq->cfg.username = mq->cfg.password = NULL;
+	mq->cfg.cafile = mq->cfg.certfile = mq->cfg.keyfile = NULL;
+	if (mq->cfg.window <= 0)
+		mq->cfg.window = MQ_WINDOW;
+	if (mq->cfg.max_buffered <= 0)
+		mq->cfg.max_buffered = 10000;
+	mq->sock = mq->sock_port = -1;
+	mq->qtail = &mq->qhead;
 	/* paho names TLS ssl://; accept the usual mqtts:// too */
 	if (strncmp(cfg->url, "mqtts://", 8) == 0) {
 		if ((mq->url = malloc(strlen(cfg->url))) != NULL)
@@ -357,12 +417,12 @@ mq_new(const struct mq_config *cfg, mq_handler handler, void *arg)
 		goto fail;
 
 	copts.sendWhileDisconnected = 1;
-	copts.maxBufferedMessages = cfg->max_buffered > 0 ? cfg->max_buffered : 10000;
+	copts.maxBufferedMessages = mq->cfg.max_buffered;
 	copts.deleteOldestMessages = 0;
 	rc = MQTTAsync_createWithOptions(&mq->client, mq->url, mq->client_id,
 	    MQTTCLIENT_PERSISTENCE_NONE, NULL, &copts);
 	if (rc != MQTTASYNC_SUCCESS) {
-		log_error("cannot create MQTT client", "url=%s rc=%d", mq->url, rc);
+		log_error("cannot create MQTT client", "url=%s rc=%d", LOGQ(mq->url), rc);
 		goto fail;
 	}
 	MQTTAsync_setCallbacks(mq->client, mq, on_connlost, on_message, NULL);
@@ -377,8 +437,10 @@ fail:
 int
 mq_subscribe(struct mq *mq, const char *filter, int qos, int flags)
 {
-	if (mq->nsubs >= MQ_MAX_SUBS || (mq->subs[mq->nsubs].filter = strdup(filter)) == NULL)
+	if (mq->nsubs >= MQ_MAX_SUBS || (mq->subs[mq->nsubs].filter = strdup(filter)) == NULL) {
+		log_error("cannot declare subscription", "filter=%s declared=%d", LOGQ(filter), mq->nsubs);
 		return -1;
+	}
 	mq->subs[mq->nsubs].qos = qos;
 	mq->subs[mq->nsubs].flags = flags;
 	mq->nsubs++;
@@ -403,7 +465,7 @@ mq_unsubscribe(struct mq *mq, const char *filter)
 	if (found < 0)
 		return -1;
 	if (MQTTAsync_unsubscribe(mq->client, filter, &opts) != MQTTASYNC_SUCCESS) {
-		log_warn("unsubscribe not sent", "filter=%s", filter);
+		log_warn("unsubscribe not sent", "filter=%s", LOGQ(filter));
 		return -1;
 	}
 	return 0;
@@ -487,28 +549,44 @@ mq_connect_wait(struct mq *mq, int timeout_ms, char *err, size_t errlen)
 	return result;
 }
 
+/* A completion of a publish in the window: frees its slot, tells the caller, sends what waited. */
+static void
+pub_done(struct mq_pubctx *pc, int ok)
+{
+	struct mq *mq = pc->mq;
+
+	pthread_mutex_lock(&mq->lock);
+	if (mq->inflight > 0)
+		mq->inflight--;
+	mq->last_done = mono_ms();
+	pthread_mutex_unlock(&mq->lock);
+	if (pc->done != NULL)
+		pc->done(pc->arg, ok);
+	free(pc);
+	pump(mq);
+}
+
 static void
 on_pub_ok(void *ctx, MQTTAsync_successData5 *resp)
 {
-	struct mq_pubctx *pc = ctx;
-
 	(void)resp;
-	pc->done(pc->arg, 1);
-	free(pc);
+	pub_done(ctx, 1);
 }
 
 static void
 on_pub_fail(void *ctx, MQTTAsync_failureData5 *resp)
 {
-	struct mq_pubctx *pc = ctx;
-
 	log_warn("publish failed", "code=%d reason=0x%02x", resp->code, (unsigned)resp->reasonCode);
-	pc->done(pc->arg, 0);
-	free(pc);
+	pub_done(ctx, 0);
 }
 
-int
-mq_publish(struct mq *mq, const struct mq_publish *p)
+/*
+ * Hands p to paho.  A QoS 1 publish (its window slot already taken) gets a
+ * completion context that gives the slot back.  Returns 0, or -1 when paho
+ * refused it (p->done is then not called).
+ */
+static int
+send_now(struct mq *mq, const struct mq_publish *p)
 {
 	MQTTAsync_message msg = MQTTAsync_message_initializer;
 	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
@@ -537,11 +615,12 @@ mq_publish(struct mq *mq, const struct mq_publish *p)
 		prop.value.data.len = (int)p->correlation_len;
 		MQTTProperties_add(&msg.properties, &prop);
 	}
-	if (p->done != NULL) {
+	if (p->qos > 0 || p->done != NULL) {
 		if ((pc = malloc(sizeof(*pc))) == NULL) {
 			MQTTProperties_free(&msg.properties);
 			return -1;
 		}
+		pc->mq = mq;
 		pc->done = p->done;
 		pc->arg = p->done_arg;
 		opts.onSuccess5 = on_pub_ok;
@@ -551,12 +630,151 @@ mq_publish(struct mq *mq, const struct mq_publish *p)
 	rc = MQTTAsync_sendMessage(mq->client, p->topic, &msg, &opts);
 	MQTTProperties_free(&msg.properties);
 	if (rc != MQTTASYNC_SUCCESS) {
-		log_error("publish refused", "topic=%s rc=%d%s", p->topic, rc,
+		log_error("publish refused", "topic=%s rc=%d%s", LOGQ(p->topic), rc,
 		    rc == MQTTASYNC_MAX_BUFFERED_MESSAGES ? " why=offline_buffer_full" : "");
 		free(pc);
 		return -1;
 	}
 	return 0;
+}
+
+/* Whether another publish may go to paho now.  Lock held. */
+static int
+window_open(struct mq *mq, int64_t now)
+{
+	if (!mq->connected)
+		return 0;
+	if (mq->inflight < mq->cfg.window)
+		return 1;
+	if (now - mq->last_done < MQ_STALE_MS)
+		return 0;
+	log_warn("no publish completions for a while; not counting them any longer", "in_flight=%d", mq->inflight);
+	mq->inflight = 0;
+	return 1;
+}
+
+/* Takes a window slot.  Lock held. */
+static void
+take_slot(struct mq *mq, int64_t now)
+{
+	if (mq->inflight++ == 0)
+		mq->last_done = now; /* staleness counts from the first publish after a quiet spell */
+}
+
+/* A deep copy of p for the queue, or NULL out of memory. */
+static struct mq_pending *
+pending_new(const struct mq_publish *p)
+{
+	size_t tl = strlen(p->topic) + 1, rl = p->response_topic != NULL ? strlen(p->response_topic) + 1 : 0;
+	struct mq_pending *q = calloc(1, sizeof(*q));
+
+	if (q == NULL || (q->buf = malloc(tl + rl + p->len + p->correlation_len + 1)) == NULL) {
+		free(q);
+		return NULL;
+	}
+	q->p = *p;
+	q->p.topic = memcpy(q->buf, p->topic, tl);
+	q->p.payload = memcpy(q->buf + tl, p->payload, p->len);
+	if (rl > 0)
+		q->p.response_topic = memcpy(q->buf + tl + p->len, p->response_topic, rl);
+	if (p->correlation != NULL)
+		q->p.correlation = memcpy(q->buf + tl + p->len + rl, p->correlation, p->correlation_len);
+	return q;
+}
+
+/* Sends queued publishes while the window has room. */
+static void
+pump(struct mq *mq)
+{
+	for (;;) {
+		struct mq_pending *q;
+		int64_t now = mono_ms();
+
+		pthread_mutex_lock(&mq->lock);
+		if ((q = mq->qhead) == NULL || !window_open(mq, now)) {
+			pthread_mutex_unlock(&mq->lock);
+			return;
+		}
+		if ((mq->qhead = q->next) == NULL)
+			mq->qtail = &mq->qhead;
+		mq->qlen--;
+		take_slot(mq, now);
+		pthread_mutex_unlock(&mq->lock);
+		if (send_now(mq, &q->p) != 0) {
+			pthread_mutex_lock(&mq->lock);
+			mq->inflight--;
+			pthread_mutex_unlock(&mq->lock);
+			if (q->p.done != NULL)
+				q->p.done(q->p.done_arg, 0); /* the caller's own retry takes it from here */
+		}
+		free(q->buf);
+		free(q);
+	}
+}
+
+int
+mq_publish(struct mq *mq, const struct mq_publish *p)
+{
+	struct mq_pending *q;
+	int64_t now = mono_ms();
+	int rc;
+
+	if (p->qos == 0)
+		return send_now(mq, p);
+	pthread_mutex_lock(&mq->lock);
+	/* straight to paho when nothing waits ahead of it (order is kept) and the window has room */
+	if (mq->qhead == NULL && window_open(mq, now)) {
+		take_slot(mq, now);
+		pthread_mutex_unlock(&mq->lock);
+		if ((rc = send_now(mq, p)) != 0) {
+			pthread_mutex_lock(&mq->lock);
+			mq->inflight--;
+			pthread_mutex_unlock(&mq->lock);
+		}
+		return rc;
+	}
+	if (mq->qlen >= mq->cfg.max_buffered || (q = pending_new(p)) == NULL) {
+		int qlen = mq->qlen;
+		pthread_mutex_unlock(&mq->lock);
+		log_error("publish refused", "topic=%s why=queue_full queued=%d", LOGQ(p->topic), qlen);
+		return -1;
+	}
+	*mq->qtail = q;
+	mq->qtail = &q->next;
+	mq->qlen++;
+	pthread_mutex_unlock(&mq->lock);
+	return 0;
+}
+
+int
+mq_window_free(struct mq *mq)
+{
+	int n;
+
+	pthread_mutex_lock(&mq->lock);
+	n = mq->cfg.window - mq->inflight - mq->qlen;
+	pthread_mutex_unlock(&mq->lock);
+	return n;
+}
+
+void
+mq_redeliver(struct mq *mq)
+{
+	int sock, port;
+
+	pthread_mutex_lock(&mq->lock);
+	sock = mq->sock;
+	port = mq->sock_port;
+	pthread_mutex_unlock(&mq->lock);
+	/* the port check: the descriptor is still the connection it was at connect time */
+	if (sock >= 0 && port > 0 && local_port(sock) == port && shutdown(sock, SHUT_RDWR) == 0) {
+		log_warn("leaving a message unacknowledged; dropping the connection so the broker delivers it again",
+		    "url=%s", LOGQ(mq->url));
+		return;
+	}
+	log_error("cannot leave a message unacknowledged on this connection; exiting for a restart (the broker "
+		  "delivers it again)", "url=%s", LOGQ(mq->url));
+	_exit(75);
 }
 
 int
@@ -603,10 +821,13 @@ mq_disconnect(struct mq *mq, int timeout_ms)
 	/* let queued publishes drain while we are still connected */
 	while (mq_is_connected(mq) && mono_ms() < deadline) {
 		MQTTAsync_token *tokens = NULL;
-		int pending = 0;
+		int pending;
 
+		pthread_mutex_lock(&mq->lock);
+		pending = mq->qlen;
+		pthread_mutex_unlock(&mq->lock);
 		if (MQTTAsync_getPendingTokens(mq->client, &tokens) == MQTTASYNC_SUCCESS && tokens != NULL) {
-			while (tokens[pending] != -1)
+			for (int i = 0; tokens[i] != -1; i++)
 				pending++;
 			MQTTAsync_free(tokens);
 		}
@@ -630,6 +851,12 @@ mq_free(struct mq *mq)
 		MQTTAsync_destroy(&mq->client);
 	for (int i = 0; i < mq->nsubs; i++)
 		free(mq->subs[i].filter);
+	while (mq->qhead != NULL) {
+		struct mq_pending *q = mq->qhead;
+		mq->qhead = q->next;
+		free(q->buf);
+		free(q);
+	}
 	free(mq->url);
 	free(mq->cafile);
 	free(mq->certfile);

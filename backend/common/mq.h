@@ -3,9 +3,18 @@
  *
  * One struct mq per connection.  Subscriptions are declared before
  * mq_connect() and re-issued on every (re)connect; paho reconnects by itself
- * with a doubling backoff (1 s up to 8 s) once the first connect succeeded.  Publishes made
- * while the broker is away are buffered, up to mq_config.max_buffered;
- * past that mq_publish() fails loudly instead of dropping.
+ * with a doubling backoff (1 s up to 8 s) once the first connect succeeded.
+ *
+ * The publish window: at most mq_config.window QoS 1 publishes are in
+ * paho's hands at once; the rest wait in mq's own queue, in order, and go
+ * out as the broker acknowledges earlier ones (or once reconnected: while
+ * the broker is away publishes wait here, not in paho's offline buffer).
+ * Two paho 1.3.12 limits make this necessary: at the broker's Receive
+ * Maximum paho's send thread sleeps a whole second, and paho scans its
+ * whole command queue to pick each message id, so a queue of thousands
+ * made every publish cost milliseconds.  The queue holds at most
+ * mq_config.max_buffered; past that mq_publish() fails loudly instead of
+ * dropping.
  *
  * Threads: the message handler and the publish completion callbacks run on
  * paho's receive thread, one at a time, while paho holds its global lock.
@@ -43,8 +52,9 @@ struct mq_config {
 	const char *password;
 	int clean_start;            /* 0: resume the broker-side session */
 	unsigned session_expiry_s;  /* how long the broker keeps the session when we are gone */
-	int max_buffered;           /* publishes held while disconnected; 0 means 10000 */
-	int max_inflight;           /* unacknowledged QoS 1 publishes; 0: as many as the broker's Receive Maximum */
+	int max_buffered;           /* publishes queued (window full or disconnected); 0 means 10000 */
+	int max_inflight;           /* paho's own limit of unacknowledged QoS 1 publishes; 0: the broker's Receive Maximum */
+	int window;                 /* QoS 1 publishes in paho's hands at once; 0 means MQ_WINDOW */
 	/* TLS, for mqtts:// (or ssl://) URLs: the broker's certificate must chain to
 	 * cafile and name the URL's host; certfile/keyfile are an optional client
 	 * certificate. */
@@ -67,14 +77,25 @@ struct mq_publish {
 	void *done_arg;
 };
 
+/* Half the broker's Receive Maximum (max_inflight_messages 1000 in broker-config/). */
+#define MQ_WINDOW 500
+
 #define MQ_NO_LOCAL 0x1       /* do not deliver our own publishes back to us */
 #define MQ_RETAIN_NEW_ONLY 0x2 /* retained messages only when the subscription is new */
 #define MQ_NO_RETAINED 0x4     /* no retained messages at all: only what is published from now on */
 
-/* Creates a client; nothing is sent yet.  Returns NULL on a bad config or out of memory. */
+/*
+ * Creates a client; nothing is sent yet.  Every string of cfg is copied:
+ * the caller may free them on return.  Returns NULL on a bad config or out
+ * of memory.
+ */
 struct mq *mq_new(const struct mq_config *cfg, mq_handler handler, void *arg);
 
-/* Declares a subscription, sent at every connect.  Call before mq_connect(). Returns 0 or -1. */
+/*
+ * Declares a subscription, sent at every connect.  Call before mq_connect().
+ * Returns 0, or -1 when MQ_MAX_SUBS are declared already or out of memory.
+ */
+#define MQ_MAX_SUBS 16
 int mq_subscribe(struct mq *mq, const char *filter, int qos, int flags);
 
 /*
@@ -101,11 +122,29 @@ int mq_connect_start(struct mq *mq, int timeout_ms, char *err, size_t errlen);
 int mq_connect_wait(struct mq *mq, int timeout_ms, char *err, size_t errlen);
 
 /*
- * Queues one publish.  Returns 0 when paho took it (sent now or buffered
- * while disconnected), -1 when it was refused (buffer full, bad topic):
- * the message is then not sent and p->done is not called.
+ * Publishes p (everything in it is copied).  Returns 0 when it was handed
+ * to paho or queued behind the window, -1 when it was refused (the queue
+ * is full, paho refused it): the message is then not sent and p->done is
+ * not called.  p->done, when set, runs once with the broker's verdict, or
+ * with 0 if paho later gives the publish up.
  */
 int mq_publish(struct mq *mq, const struct mq_publish *p);
+
+/* Room in the publish window now: window minus publishes in flight and queued (may be <= 0). */
+int mq_window_free(struct mq *mq);
+
+/*
+ * Called from inside the message handler: the message being handled must
+ * not be acknowledged.  paho sends the PUBACK when the handler returns and
+ * has no manual acknowledgement, so mq shuts the connection's socket down
+ * first: the PUBACK cannot go out, paho reconnects by itself, and the
+ * broker delivers the message again (with everything unacknowledged after
+ * it) to the persistent session.  Nothing sleeps.  When the socket cannot
+ * be told apart (several connections to the broker in one process), the
+ * process exits with status 75 (EX_TEMPFAIL) instead, for its supervisor
+ * to restart it: the broker redelivers then too.
+ */
+void mq_redeliver(struct mq *mq);
 
 /* 1 while connected to the broker. */
 int mq_is_connected(struct mq *mq);

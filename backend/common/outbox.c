@@ -9,18 +9,12 @@
 #include "util.h"
 
 #define OUTBOX_BATCH 256
-/*
- * At most this many publishes handed to paho and not yet completed.  paho
- * 1.3.12 scans its whole command queue to pick each new message id, so a
- * queue of 30,000 made every publish cost milliseconds (the notifier drained
- * a backlog at 60-250 alerts/s); rows beyond the window wait in the table,
- * which is durable anyway.  Kept well under the broker's Receive Maximum
- * (1000): when paho's in-flight count reaches it, paho's send thread sleeps
- * a full second, since a PUBACK does not wake it (the service's other
- * publishes, such as replies, share that window).
- */
-#define OUTBOX_MAX_INFLIGHT 500
 
+/*
+ * The outbox hands mq only what mq's publish window can take now
+ * (mq_window_free()): the table is a durable queue already, so a backlog
+ * of thousands waits there rather than in memory.
+ */
 struct outbox {
 	struct db *db;
 	struct mq *mq;
@@ -47,7 +41,7 @@ struct outbox {
 	size_t nfailed, capfailed;
 	/*
 	 * outbox_kick() wakes outbox_wait(): a committed row, or room again in
-	 * the window after a flush that had to stop at OUTBOX_MAX_INFLIGHT.
+	 * mq's publish window after a flush that had to stop at it.
 	 */
 	pthread_cond_t wake;
 	int kicked;
@@ -123,7 +117,7 @@ outbox_add(struct db *db, const char *topic, const void *payload, size_t len, in
 	rc = sqlite3_step(st);
 	db_done(db, st);
 	if (rc != SQLITE_DONE) {
-		log_error("outbox insert failed", "err=\"%s\"", db_errmsg(db));
+		log_error("outbox insert failed", "err=%s", LOGQ(db_errmsg(db)));
 		return -1;
 	}
 	return 0;
@@ -158,7 +152,7 @@ on_done(void *arg, int ok)
 		push_id(&ob->acked, &ob->nacked, &ob->capacked, a->id);
 	else
 		push_id(&ob->failed, &ob->nfailed, &ob->capfailed, a->id);
-	if (ob->starved && ob->inflight <= OUTBOX_MAX_INFLIGHT / 2) {
+	if (ob->starved && mq_window_free(ob->mq) >= MQ_WINDOW / 2) {
 		ob->starved = 0;
 		ob->kicked = 1;
 		pthread_cond_signal(&ob->wake);
@@ -340,9 +334,9 @@ outbox_flush(struct outbox *ob)
 	for (;;) {
 		int room;
 
+		room = mq_window_free(ob->mq);
 		pthread_mutex_lock(&ob->lock);
 		high = ob->high;
-		room = (int)(OUTBOX_MAX_INFLIGHT - ob->inflight);
 		ob->starved = room <= 0;
 		pthread_mutex_unlock(&ob->lock);
 		if (room <= 0)

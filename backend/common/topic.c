@@ -108,3 +108,46 @@ topic_filter_of(const char *topic)
 		return "pizza/users/+/replies/+";
 	return "other";
 }
+
+const char *
+topic_unshared(const char *filter)
+{
+	const char *slash;
+
+	if (strncmp(filter, "$share/", 7) != 0 || (slash = strchr(filter + 7, '/')) == NULL)
+		return filter;
+	return slash + 1;
+}
+
+int
+topic_matches(const char *filter, const char *topic)
+{
+	const char *f = topic_unshared(filter), *t = topic;
+
+	/* wildcards never match a topic starting with '$' at the first level ($SYS, $CONTROL) */
+	if (t[0] == '$' && (f[0] == '+' || f[0] == '#'))
+		return 0;
+	for (;;) {
+		if (f[0] == '#' && f[1] == '\0')
+			return 1;
+		if (f[0] == '+' && (f[1] == '/' || f[1] == '\0')) {
+			t += strcspn(t, "/");
+			f++;
+		} else {
+			size_t fl = strcspn(f, "/"), tl = strcspn(t, "/");
+			if (fl != tl || strncmp(f, t, fl) != 0)
+				return 0;
+			f += fl;
+			t += tl;
+		}
+		if (*f == '\0' || *t == '\0')
+			break;
+		f++;
+		t++;
+		/* "a/#" matches "a" too, and "a/" is a level of its own */
+		if (*t == '\0' && *f == '#' && f[1] == '\0')
+			return 1;
+	}
+	/* both must end together; "a/b/#" also matches "a/b" */
+	return *f == '\0' && *t == '\0' ? 1 : (*t == '\0' && strcmp(f, "/#") == 0);
+}

@@ -45,6 +45,15 @@ enum topic_kind { TOPIC_KIND_OTHER = 0, TOPIC_KIND_NEW, TOPIC_KIND_STATUS, TOPIC
 enum topic_kind topic_parse(const char *topic, char *user, char *order);
 
 /*
+ * 1 if topic matches the subscription filter (MQTT wildcards + and #; a
+ * shared subscription's "$share/<group>/" prefix is skipped), else 0.
+ */
+int topic_matches(const char *filter, const char *topic);
+
+/* filter without its "$share/<group>/" prefix (a pointer into filter). */
+const char *topic_unshared(const char *filter);
+
+/*
  * The place of topic in the topic map, as a filter: "pizza/orders/placed",
  * "pizza/users/+/orders/+/status", "pizza/users/+/alerts", ..., or "other".
  * A static string; for metric labels and logs.

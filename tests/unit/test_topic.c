@@ -162,6 +162,45 @@ test_parse_rejects(void **state)
 	assert_int_equal(strlen(order), NAME_MAX_LEN);
 }
 
+/* The consumer skeleton dispatches by this: MQTT 5's matching rules (section 4.7). */
+static void
+test_matches(void **state)
+{
+	static const struct {
+		const char *filter, *topic;
+		int want;
+	} cases[] = {
+		{ TOPIC_PLACED, TOPIC_PLACED, 1 },
+		{ TOPIC_PLACED, "pizza/orders/placedx", 0 },
+		{ TOPIC_ALL_STATUS, "pizza/users/alice/orders/01X/status", 1 },
+		{ TOPIC_ALL_STATUS, "pizza/users/alice/orders/01X/statusx", 0 },
+		{ TOPIC_ALL_STATUS, "pizza/users//orders/01X/status", 1 }, /* an empty level is a level */
+		{ TOPIC_ALL_NEW, "pizza/users/alice/orders/new", 1 },
+		{ TOPIC_ALL_NEW, "pizza/users/alice/bob/orders/new", 0 },
+		{ TOPIC_EXECUTORS, TOPIC_PLACED, 1 }, /* $share/<group>/ is not part of the filter */
+		{ "pizza/#", TOPIC_PLACED, 1 },
+		{ "pizza/#", "pizza", 1 }, /* # matches its parent level too */
+		{ "a/b/#", "a/bc", 0 },
+		{ "#", "pizza/a", 1 },
+		{ "#", "$SYS/broker/uptime", 0 }, /* wildcards never match $ topics at the first level */
+		{ "+/broker", "$SYS/broker", 0 },
+		{ "a/+", "a/", 1 },
+		{ "a/+", "a", 0 },
+		{ "a/+/c", "a/b", 0 },
+		{ "a/b", "a/b/c", 0 },
+		{ "+", "a", 1 },
+		{ "+", "a/b", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (topic_matches(cases[i].filter, cases[i].topic) != cases[i].want)
+			fail_msg("topic_matches(\"%s\", \"%s\") != %d", cases[i].filter, cases[i].topic, cases[i].want);
+	}
+	assert_string_equal(topic_unshared(TOPIC_EXECUTORS), TOPIC_PLACED);
+	assert_string_equal(topic_unshared(TOPIC_PLACED), TOPIC_PLACED);
+}
+
 int
 main(void)
 {
@@ -171,6 +210,7 @@ main(void)
 		cmocka_unit_test(test_parse_kinds),
 		cmocka_unit_test(test_parse_round_trips_builders),
 		cmocka_unit_test(test_parse_rejects),
+		cmocka_unit_test(test_matches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
