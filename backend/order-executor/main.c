@@ -4,7 +4,7 @@
  * to one executor) and walks each through accepted, prep, bake, oven and
  * ready, publishing a retained OrderStatus at each.
  *
- * Threads: the MQTT handler only validates and queues (stages_take); the
+ * Threads: the MQTT handler (rows[] below) only queues (stages_take); the
  * main loop owns every timer and publishes.  Nothing sleeps in a callback.
  */
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deadletter.h"
+#include "consume.h"
 #include "event.h"
 #include "httpd.h"
 #include "log.h"
@@ -39,89 +39,46 @@ static struct {
 	const char *metrics_bind;
 } cfg;
 
-static struct metric *m_taken, *m_duplicates, *m_stage_seconds[STATUS_COUNT + 1];
+static struct metric *m_taken, *m_stage_seconds[STATUS_COUNT + 1];
 
 static struct mq *mq;
+static struct consumer *consumer;
 static struct stages *stages;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;
 
-/*
- * Statuses handed to paho and not yet acknowledged by the broker are kept
- * under this: at the broker's Receive Maximum (1000) paho's send thread
- * sleeps a whole second, which a backlog of due statuses (stages of 0 ms,
- * or an executor catching up) would otherwise hit every time.  Guarded by
- * lock.  If paho stops reporting completions (it has dropped some over a
- * reconnect) the count is trusted no longer after INFLIGHT_STALE_MS.
- */
-#define MAX_INFLIGHT 500
-#define INFLIGHT_STALE_MS 5000
-static long inflight;
-static int64_t last_done_ms;
-
-static void
-on_message(void *arg, const struct mq_message *m)
+/* An OrderPlaced: queue it for the main loop, which owns the timers. */
+static enum consume_result
+on_placed(void *arg, struct consume_msg *c)
 {
-	struct event ev;
-	char err[256];
+	const struct event *ev = c->ev;
 	enum stages_take r;
 
 	(void)arg;
-	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
-		return;
-	}
-	if (ev.type != EVENT_ORDER_PLACED) {
-		snprintf(err, sizeof(err), "expected OrderPlaced on %s, got %s", m->topic,
-		    event_type_name(ev.type));
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
-		return;
-	}
 	pthread_mutex_lock(&lock);
-	r = stages_take(stages, ev.order_id, ev.user_id, mono_ms());
+	r = stages_take(stages, ev->order_id, ev->user_id, mono_ms());
 	pthread_cond_signal(&wake);
 	pthread_mutex_unlock(&lock);
-	if (r == STAGES_TAKEN)
+	switch (r) {
+	case STAGES_TAKEN:
 		metric_inc(m_taken);
-	else if (r == STAGES_DUPLICATE)
-		metric_inc(m_duplicates);
-	if (r == STAGES_DUPLICATE)
-		log_info("duplicate OrderPlaced dropped", "order_id=%s event_id=%s", ev.order_id, ev.event_id);
-	else if (r == STAGES_FULL)
-		/* PUBACK still goes out: the order-service's supervision republishes it */
-		log_error("too many orders in progress; order not taken", "order_id=%s max=%ld", ev.order_id,
+		log_info("order taken", "order_id=%s user_id=%s", ev->order_id, ev->user_id);
+		return CONSUME_DONE;
+	case STAGES_DUPLICATE:
+		log_info("duplicate OrderPlaced dropped", "order_id=%s event_id=%s", ev->order_id, ev->event_id);
+		return CONSUME_DUPLICATE;
+	default:
+		/* an executor keeps orders in memory only: order-service's supervision publishes it again */
+		log_error("too many orders in progress; order not taken", "order_id=%s max=%ld", ev->order_id,
 		    cfg.max_active);
-	else
-		log_info("order taken", "order_id=%s user_id=%s", ev.order_id, ev.user_id);
+		return CONSUME_DONE;
+	}
 }
 
-/* paho's completion of a status publish (its receive thread). */
-static void
-on_published(void *arg, int ok)
-{
-	(void)arg;
-	(void)ok; /* a status paho gave up on is published again by the order-service's supervision */
-	pthread_mutex_lock(&lock);
-	if (inflight > 0)
-		inflight--;
-	last_done_ms = mono_ms();
-	if (inflight == MAX_INFLIGHT / 2)
-		pthread_cond_signal(&wake);
-	pthread_mutex_unlock(&lock);
-}
-
-/* Whether another status may go to paho now.  Lock held. */
-static int
-room(int64_t now)
-{
-	if (inflight < MAX_INFLIGHT)
-		return 1;
-	if (now - last_done_ms < INFLIGHT_STALE_MS)
-		return 0;
-	log_warn("no publish completions for a while; not counting them any longer", "in_flight=%ld", inflight);
-	inflight = 0;
-	return 1;
-}
+/* What an executor consumes: its share of every order. */
+static const struct consume_row rows[] = {
+	{ TOPIC_EXECUTORS, 1, 0, EVENT_ORDER_PLACED, on_placed },
+};
 
 /* Publishes job->next. Returns 0 if paho took it. */
 static int
@@ -148,17 +105,8 @@ publish_status(const struct job *job)
 	p.qos = 1;
 	p.retained = 1;
 	p.expiry_s = (unsigned)cfg.status_expiry_s;
-	p.done = on_published;
-	pthread_mutex_lock(&lock);
-	if (inflight++ == 0)
-		last_done_ms = mono_ms(); /* staleness counts from the first publish after a quiet spell */
-	pthread_mutex_unlock(&lock);
+	/* a status paho gives up on is published again by the order-service's supervision */
 	rc = mq_publish(mq, &p);
-	if (rc != 0) {
-		pthread_mutex_lock(&lock);
-		inflight--;
-		pthread_mutex_unlock(&lock);
-	}
 	if (rc == 0)
 		log_info("status", "order_id=%s status=%s seq=%d", job->order_id, event_status_name(job->next),
 		    (int)job->next);
@@ -186,7 +134,7 @@ run(void)
 		if (svc_quit && drain_until == 0) {
 			drain_until = now + cfg.drain_ms;
 			pthread_mutex_unlock(&lock);
-			mq_unsubscribe(mq, TOPIC_EXECUTORS);
+			consume_stop(consumer, TOPIC_EXECUTORS);
 			pthread_mutex_lock(&lock);
 			log_info("draining: taking no new orders", "in_progress=%zu drain_ms=%ld", stages_active(stages),
 			    cfg.drain_ms);
@@ -195,13 +143,11 @@ run(void)
 			break;
 
 		/*
-		 * While the broker is away the statuses wait here, in the timer heap
-		 * (bounded by --max-active), rather than in paho's offline buffer:
-		 * under AddressSanitizer paho 1.3.12 showed a use-after-free of a
-		 * buffered publish's topic when the connection dropped (see
-		 * docs/reliability.md).  They go out in order once reconnected.
+		 * mq bounds what paho holds (its publish window) and queues the rest,
+		 * also while the broker is away; past its queue's limit a status
+		 * waits here, in the timer heap, and is tried again a second later.
 		 */
-		while (room(now) && mq_is_connected(mq) && stages_pop_due(stages, now, &job)) {
+		while (stages_pop_due(stages, now, &job)) {
 			int rc;
 
 			pthread_mutex_unlock(&lock);
@@ -214,11 +160,12 @@ run(void)
 					    (double)(mono_ms() - job.entered_ms) / 1000.0);
 				stages_done(stages, &job, mono_ms());
 			}
-			else
-				stages_retry(stages, &job, now + 1000); /* offline buffer full: try again */
+			else {
+				stages_retry(stages, &job, now + 1000); /* mq's queue is full: try again */
+				break;
+			}
 		}
-		/* at the window: on_published() wakes us when half of it has drained */
-		until = inflight >= MAX_INFLIGHT ? now + 200 : stages_next_due(stages);
+		until = stages_next_due(stages);
 		if (until > now + 200)
 			until = now + 200; /* notice signals promptly */
 		clock_after_ms(CLOCK_MONOTONIC, until - now, &ts);
@@ -287,18 +234,19 @@ main(int argc, char **argv)
 	svc_signals();
 	if ((stages = stages_new(&plan, (size_t)cfg.max_active, 65536)) == NULL)
 		fatal("out of memory", NULL);
-	mq = svc_mq_new(&cfg.so, on_message, NULL);
+	if ((consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
+		fatal("out of memory", NULL);
+	mq = svc_mq_new(&cfg.so, consume_message, consumer);
 	svc_metrics(mq);
 	m_taken = metric_counter("pizza_orders_taken_total", "Orders this executor took", NULL);
-	m_duplicates = metric_counter("pizza_duplicates_dropped_total", "Redelivered events dropped as already handled",
-	    "topic=\"" TOPIC_PLACED "\"");
 	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++) {
 		char labels[32];
 		snprintf(labels, sizeof(labels), "stage=\"%s\"", event_status_name((enum order_status)s));
 		m_stage_seconds[s] = metric_histogram("pizza_stage_duration_seconds", "Time an order spent in each stage",
 		    labels, metric_seconds_buckets, metric_seconds_nbuckets);
 	}
-	mq_subscribe(mq, TOPIC_EXECUTORS, 1, 0);
+	if (consume_attach(consumer, mq) != 0)
+		fatal("cannot declare the subscriptions", NULL);
 	svc_mq_connect(mq, &cfg.so);
 	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, NULL);
 	log_info("ready", "id=%s stage_ms=%ld,%ld,%ld,%ld", cfg.id, (long)plan.ms[STATUS_ACCEPTED],
@@ -310,6 +258,7 @@ main(int argc, char **argv)
 	httpd_stop(ops);
 	mq_disconnect(mq, 2000);
 	mq_free(mq);
+	consume_free(consumer);
 	stages_free(stages);
 	return 0;
 }

@@ -1,19 +1,19 @@
 /*
  * order-history - a fanout consumer.  Plain subscriptions to
- * pizza/orders/placed and every status topic; keeps each user's orders and
- * every status with its time in SQLite (store.c).  Each event is stored
- * before its message is acknowledged, and stored once.
+ * pizza/orders/placed, every status topic and pizza/orders/callbacks (the
+ * rows[] table below); keeps each user's orders and every status with its
+ * time in its store (store.c), and answers the read API.  Each event is
+ * stored before its message is acknowledged, and stored once.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <stdlib.h>
 
-#include "deadletter.h"
+#include "consume.h"
 #include "httpd.h"
 #include "event.h"
 #include "log.h"
-#include "metrics.h"
 #include "mq.h"
 #include "store.h"
 #include "svc.h"
@@ -30,50 +30,30 @@ static struct {
 } cfg;
 
 static struct mq *mq;
-static struct history *history;
+static struct history_store *store;
 
-static void
-on_message(void *arg, const struct mq_message *m)
+/* Every event this service consumes goes the same way: stored once, or left for the broker to deliver again. */
+static enum consume_result
+on_event(void *arg, struct consume_msg *c)
 {
-	struct event ev;
-	char err[256], user[NAME_MAX_LEN + 1], order[NAME_MAX_LEN + 1];
-	enum history_apply r;
-
 	(void)arg;
-	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
-		return;
+	switch (hstore_apply(store, c->ev)) {
+	case HSTORE_OK:
+		log_debug("stored", "order_id=%s type=%s", c->ev->order_id, event_type_name(c->ev->type));
+		return CONSUME_DONE;
+	case HSTORE_DUP:
+		return CONSUME_DUPLICATE;
+	default:
+		return CONSUME_RETRY; /* a full disk, a locked file: never acknowledged unstored */
 	}
-	if (ev.type == EVENT_ORDER_PLACED && strcmp(m->topic, TOPIC_PLACED) != 0) {
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "OrderPlaced on a topic other than " TOPIC_PLACED);
-		return;
-	}
-	if (ev.type == EVENT_ORDER_STATUS && (topic_parse(m->topic, user, order) != TOPIC_KIND_STATUS ||
-						 strcmp(user, ev.user_id) != 0 || strcmp(order, ev.order_id) != 0)) {
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "event ids do not match its topic");
-		return;
-	}
-	if (ev.type == EVENT_CALLBACK_DELIVERY && strcmp(m->topic, TOPIC_CALLBACKS) != 0) {
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "CallbackDelivery on a topic other than " TOPIC_CALLBACKS);
-		return;
-	}
-	if (ev.type != EVENT_ORDER_PLACED && ev.type != EVENT_ORDER_STATUS && ev.type != EVENT_CALLBACK_DELIVERY) {
-		snprintf(err, sizeof(err), "unexpected %s on %s", event_type_name(ev.type), m->topic);
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
-		return;
-	}
-	/* a store failure (disk full, a locked file) may pass: try a few times before giving the event up */
-	for (int attempt = 0; (r = history_apply(history, &ev)) == HISTORY_ERROR && attempt < 3; attempt++)
-		sleep_ms(20 << attempt);
-	if (r == HISTORY_ERROR)
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "could not be stored (database error)");
-	else if (r == HISTORY_DUPLICATE)
-		metric_count_topic("pizza_duplicates_dropped_total", "Redelivered events dropped as already handled", m->topic);
-	if (r == HISTORY_DUPLICATE)
-		log_debug("duplicate dropped", "order_id=%s event_id=%s", ev.order_id, ev.event_id);
-	else
-		log_debug("stored", "order_id=%s type=%s", ev.order_id, event_type_name(ev.type));
 }
+
+/* What order-history consumes: every topic that carries part of an order's timeline. */
+static const struct consume_row rows[] = {
+	{ TOPIC_PLACED, 1, 0, EVENT_ORDER_PLACED, on_event },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_event },
+	{ TOPIC_CALLBACKS, 1, 0, EVENT_CALLBACK_DELIVERY, on_event },
+};
 
 /* Copies the id between prefix and suffix in path into id; 0 on success. */
 static int
@@ -98,7 +78,7 @@ on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 	int is_user = !is_order && path_id(req->path, "/v1/users/", "/orders", id) == 0;
 
 	(void)arg;
-	if (strcmp(req->method, "GET") == 0 && svc_ops_handle(req, resp, mq, history_db(history)))
+	if (strcmp(req->method, "GET") == 0 && svc_ops_handle(req, resp, mq, hstore_db(store)))
 		return;
 	if (!is_order && !is_user) {
 		http_error(resp, 404, "not_found", "no such resource: %s %s", req->method, req->path);
@@ -111,11 +91,17 @@ on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 		return;
 	}
 	if (is_order) {
-		json_t *o = history_order(history, id);
-		if (o == NULL)
-			http_error(resp, 404, "not_found", "no order %s", id);
-		else
+		json_t *o;
+		switch (hstore_order(store, id, &o)) {
+		case HSTORE_OK:
 			http_json(resp, 200, o);
+			break;
+		case HSTORE_NOT_FOUND:
+			http_error(resp, 404, "not_found", "no order %s", id);
+			break;
+		default:
+			http_error(resp, 503, "unavailable", "the history could not be read; try again");
+		}
 		return;
 	}
 	{
@@ -132,7 +118,7 @@ on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 			return;
 		}
 		/* one more than asked tells whether there is a next page */
-		if ((orders = history_user_orders(history, id, (int)limit + 1, before)) == NULL) {
+		if (hstore_user_orders(store, id, (int)limit + 1, before, &orders) != HSTORE_OK) {
 			http_error(resp, 503, "unavailable", "the history could not be read; try again");
 			return;
 		}
@@ -161,30 +147,33 @@ main(int argc, char **argv)
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	struct httpd *http = NULL;
+	struct consumer *consumer;
 	char err[256];
 
 	svc_parse(SVC, "Fanout consumer: keeps every user's orders and their timelines.", opts, &cfg.so, argc, argv);
 	svc_signals();
-	if ((history = history_open(cfg.db_path)) == NULL)
-		fatal("cannot open the history database", "path=%s", cfg.db_path);
-	mq = svc_mq_new(&cfg.so, on_message, NULL);
+	if ((store = hstore_open(cfg.db_path)) == NULL)
+		fatal("cannot open the history database", "path=%s", LOGQ(cfg.db_path));
+	if ((consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
+		fatal("out of memory", NULL);
+	mq = svc_mq_new(&cfg.so, consume_message, consumer);
 	svc_metrics(mq);
-	mq_subscribe(mq, TOPIC_PLACED, 1, 0);
-	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
-	mq_subscribe(mq, TOPIC_CALLBACKS, 1, 0);
+	if (consume_attach(consumer, mq) != 0)
+		fatal("cannot declare the subscriptions", NULL);
 	svc_mq_connect(mq, &cfg.so);
 	if (cfg.http_port > 0 &&
 	    (http = httpd_start(cfg.http_bind, (int)cfg.http_port, 1024, on_http, NULL, err, sizeof(err))) == NULL)
-		fatal("cannot start the HTTP read API", "err=\"%s\"", err);
-	log_info("ready", "db=%s http=%s:%d", cfg.db_path, cfg.http_bind, http != NULL ? httpd_port(http) : 0);
+		fatal("cannot start the HTTP read API", "err=%s", LOGQ(err));
+	log_info("ready", "db=%s http=%s:%d", LOGQ(cfg.db_path), LOGQ(cfg.http_bind), http != NULL ? httpd_port(http) : 0);
 
 	while (!svc_quit)
 		sleep_ms(200);
 	httpd_stop(http);
 
-	log_info("shutting down", "orders=%lld", (long long)history_count_orders(history));
+	log_info("shutting down", "orders=%lld", (long long)hstore_count_orders(store));
 	mq_disconnect(mq, 2000);
 	mq_free(mq);
-	history_close(history);
+	consume_free(consumer);
+	hstore_close(store);
 	return 0;
 }

@@ -19,14 +19,14 @@
 	"  delivery_id TEXT NOT NULL, outcome TEXT NOT NULL, attempts INTEGER NOT NULL,"       \
 	"  detail TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id TEXT NOT NULL);"
 
-struct history {
+struct history_store {
 	struct db *db;
 };
 
-struct history *
-history_open(const char *path)
+struct history_store *
+hstore_open(const char *path)
 {
-	struct history *h;
+	struct history_store *h;
 
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
@@ -38,7 +38,7 @@ history_open(const char *path)
 }
 
 void
-history_close(struct history *h)
+hstore_close(struct history_store *h)
 {
 	if (h == NULL)
 		return;
@@ -56,12 +56,12 @@ items_json(const struct event *ev)
 	return arr;
 }
 
-enum history_apply
-history_apply(struct history *h, const struct event *ev)
+enum hstore_result
+hstore_apply(struct history_store *h, const struct event *ev)
 {
 	sqlite3_stmt *st = NULL;
 	char *items = NULL;
-	int rc = HISTORY_ERROR;
+	enum hstore_result rc = HSTORE_FAIL;
 
 	db_lock(h->db);
 	if (ev->type == EVENT_ORDER_PLACED) {
@@ -106,11 +106,17 @@ history_apply(struct history *h, const struct event *ev)
 		sqlite3_bind_text(st, 8, ev->event_id, -1, SQLITE_STATIC);
 	} else
 		goto out;
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		log_error("cannot store event", "order_id=%s err=\"%s\"", ev->order_id, db_errmsg(h->db));
-		goto out;
+	switch (db_step_done(h->db, st, "store event")) {
+	case 1:
+		rc = HSTORE_OK;
+		break;
+	case 0:
+		rc = HSTORE_DUP;
+		break;
+	default:
+		log_error("cannot store event", "order_id=%s type=%s", ev->order_id, event_type_name(ev->type));
 	}
-	rc = db_changes(h->db) == 1 ? HISTORY_APPLIED : HISTORY_DUPLICATE;
+	st = NULL;
 out:
 	db_done(h->db, st);
 	db_unlock(h->db);
@@ -126,22 +132,26 @@ time_json(int64_t ms)
 	return json_string(time_rfc3339(ms, at, sizeof(at)));
 }
 
-/* Builds the order object; db locked by the caller. */
-static json_t *
-order_locked(struct history *h, const char *order_id)
+/* 0 when a step loop ended normally (SQLITE_DONE), -1 on an error. */
+static int
+step_end(int rc)
+{
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The order's row and statuses into o (user_id, items, placed_at, timeline so far).  Db locked. */
+static enum hstore_result
+order_rows(struct history_store *h, const char *order_id, json_t *o, json_t *timeline)
 {
 	sqlite3_stmt *st;
-	json_t *o = NULL, *timeline = NULL, *last = NULL;
-	const char *user = NULL;
+	json_t *last = NULL;
+	int rc;
 
 	if ((st = db_prepare(h->db, "SELECT user_id, items, placed_ms FROM orders WHERE order_id = ?")) == NULL)
-		return NULL;
+		return HSTORE_FAIL;
 	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
-	o = json_object();
-	json_object_set_new(o, "order_id", json_string(order_id));
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		user = (const char *)sqlite3_column_text(st, 0);
-		json_object_set_new(o, "user_id", json_string(user));
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_object_set_new(o, "user_id", json_string((const char *)sqlite3_column_text(st, 0)));
 		json_object_set_new(o, "items", json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL));
 		json_object_set_new(o, "placed_at", time_json(sqlite3_column_int64(st, 2)));
 	} else {
@@ -149,13 +159,14 @@ order_locked(struct history *h, const char *order_id)
 		json_object_set_new(o, "placed_at", json_null());
 	}
 	db_done(h->db, st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return HSTORE_FAIL;
 
-	timeline = json_array();
 	st = db_prepare(h->db, "SELECT status, seq, at_ms, worker, user_id FROM statuses WHERE order_id = ? ORDER BY seq");
 	if (st == NULL)
-		goto fail;
+		return HSTORE_FAIL;
 	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		last = json_pack("{s:s, s:i, s:o, s:s}", "status", (const char *)sqlite3_column_text(st, 0), "seq",
 		    sqlite3_column_int(st, 1), "at", time_json(sqlite3_column_int64(st, 2)), "worker",
 		    (const char *)sqlite3_column_text(st, 3));
@@ -164,16 +175,26 @@ order_locked(struct history *h, const char *order_id)
 			json_object_set_new(o, "user_id", json_string((const char *)sqlite3_column_text(st, 4)));
 	}
 	db_done(h->db, st);
+	if (step_end(rc) != 0)
+		return HSTORE_FAIL;
 	if (json_object_get(o, "user_id") == NULL)
-		goto fail; /* neither placed nor any status: unknown */
+		return HSTORE_NOT_FOUND; /* neither placed nor any status */
 	json_object_set_new(o, "status", last != NULL ? json_incref(json_object_get(last, "status")) : json_string("placed"));
+	return HSTORE_OK;
+}
 
-	/* the callback's outcome, when the order came with a callback_url */
+/* The callback's outcome, when the order came with a callback_url, into o and timeline.  Db locked. */
+static enum hstore_result
+order_callback(struct history_store *h, const char *order_id, json_t *o, json_t *timeline)
+{
+	sqlite3_stmt *st;
+	int rc;
+
 	st = db_prepare(h->db, "SELECT outcome, attempts, detail, at_ms, delivery_id FROM callbacks WHERE order_id = ?");
 	if (st == NULL)
-		goto fail;
+		return HSTORE_FAIL;
 	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *outcome = (const char *)sqlite3_column_text(st, 0);
 		char what[32];
 
@@ -187,70 +208,112 @@ order_locked(struct history *h, const char *order_id)
 			(const char *)sqlite3_column_text(st, 2)));
 	}
 	db_done(h->db, st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? HSTORE_OK : HSTORE_FAIL;
+}
+
+/* Builds the order object into *out.  Db locked by the caller. */
+static enum hstore_result
+order_locked(struct history_store *h, const char *order_id, json_t **out)
+{
+	json_t *o = json_object(), *timeline = json_array();
+	enum hstore_result rc = HSTORE_FAIL;
+
+	*out = NULL;
+	if (o == NULL || timeline == NULL)
+		goto fail;
+	json_object_set_new(o, "order_id", json_string(order_id));
+	if ((rc = order_rows(h, order_id, o, timeline)) != HSTORE_OK || (rc = order_callback(h, order_id, o, timeline)) != HSTORE_OK)
+		goto fail;
 	json_object_set_new(o, "timeline", timeline);
-	return o;
+	*out = o;
+	return HSTORE_OK;
 fail:
 	json_decref(timeline);
 	json_decref(o);
-	return NULL;
+	return rc;
 }
 
-json_t *
-history_order(struct history *h, const char *order_id)
+enum hstore_result
+hstore_order(struct history_store *h, const char *order_id, json_t **out)
 {
-	json_t *o;
+	enum hstore_result rc;
 
 	db_lock(h->db);
-	o = order_locked(h, order_id);
+	rc = order_locked(h, order_id, out);
 	db_unlock(h->db);
-	return o;
+	if (rc == HSTORE_FAIL)
+		log_error("cannot read an order", "order_id=%s err=%s", order_id, LOGQ(db_errmsg(h->db)));
+	return rc;
 }
 
-json_t *
-history_user_orders(struct history *h, const char *user_id, int limit, const char *before_order_id)
+/* Up to limit order ids of user_id (older than before when not NULL), newest first, into ids.  Db locked. */
+static int
+user_order_ids(struct history_store *h, const char *user_id, int limit, const char *before, char **ids)
 {
 	sqlite3_stmt *st;
-	json_t *arr;
-	char **ids = NULL;
-	int n = 0;
+	int n = 0, rc = SQLITE_DONE;
 
-	if (limit < 1)
-		return json_array();
-	db_lock(h->db);
 	/* order ids are time-sortable, so id order is placement order */
-	st = db_prepare(h->db, before_order_id != NULL
+	st = db_prepare(h->db, before != NULL
 		? "SELECT order_id FROM orders WHERE user_id = ? AND order_id < ? ORDER BY order_id DESC LIMIT ?"
 		: "SELECT order_id FROM orders WHERE user_id = ? ORDER BY order_id DESC LIMIT ?");
-	if (st == NULL || (ids = calloc((size_t)limit, sizeof(*ids))) == NULL) {
-		db_done(h->db, st);
-		db_unlock(h->db);
-		return NULL;
-	}
+	if (st == NULL)
+		return -1;
 	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
-	if (before_order_id != NULL) {
-		sqlite3_bind_text(st, 2, before_order_id, -1, SQLITE_STATIC);
+	if (before != NULL) {
+		sqlite3_bind_text(st, 2, before, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 3, limit);
 	} else
 		sqlite3_bind_int(st, 2, limit);
-	while (n < limit && sqlite3_step(st) == SQLITE_ROW)
-		ids[n++] = strdup((const char *)sqlite3_column_text(st, 0));
+	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		if ((ids[n] = strdup((const char *)sqlite3_column_text(st, 0))) != NULL)
+			n++;
+	if (n < limit && rc != SQLITE_DONE)
+		n = -1;
 	db_done(h->db, st);
-	arr = json_array();
-	for (int i = 0; i < n; i++) {
-		if (ids[i] != NULL) {
-			json_t *o = order_locked(h, ids[i]);
-			if (o != NULL)
-				json_array_append_new(arr, o);
-		}
-		free(ids[i]);
+	return n;
+}
+
+enum hstore_result
+hstore_user_orders(struct history_store *h, const char *user_id, int limit, const char *before_order_id, json_t **out)
+{
+	enum hstore_result rc = HSTORE_FAIL;
+	json_t *arr = json_array();
+	char **ids = calloc(limit > 0 ? (size_t)limit : 1, sizeof(*ids));
+	int n = 0;
+
+	*out = NULL;
+	if (arr == NULL || ids == NULL)
+		goto out;
+	db_lock(h->db);
+	if (limit > 0 && (n = user_order_ids(h, user_id, limit, before_order_id, ids)) < 0) {
+		db_unlock(h->db);
+		n = 0;
+		goto out;
 	}
-	free(ids);
+	rc = HSTORE_OK;
+	for (int i = 0; i < n && rc == HSTORE_OK; i++) {
+		json_t *o;
+		/* an order listed a moment ago is there: NOT_FOUND cannot happen, FAIL can */
+		if ((rc = order_locked(h, ids[i], &o)) == HSTORE_OK)
+			json_array_append_new(arr, o);
+	}
 	db_unlock(h->db);
-	return arr;
+out:
+	for (int i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	if (rc != HSTORE_OK) {
+		json_decref(arr);
+		log_error("cannot read a user's orders", "user_id=%s", user_id);
+		return HSTORE_FAIL;
+	}
+	*out = arr;
+	return HSTORE_OK;
 }
 
 static int64_t
-count(struct history *h, const char *sql)
+count(struct history_store *h, const char *sql)
 {
 	sqlite3_stmt *st;
 	int64_t n = -1;
@@ -264,19 +327,19 @@ count(struct history *h, const char *sql)
 }
 
 int64_t
-history_count_orders(struct history *h)
+hstore_count_orders(struct history_store *h)
 {
 	return count(h, "SELECT count(*) FROM orders");
 }
 
 int64_t
-history_count_statuses(struct history *h)
+hstore_count_statuses(struct history_store *h)
 {
 	return count(h, "SELECT count(*) FROM statuses");
 }
 
 struct db *
-history_db(struct history *h)
+hstore_db(struct history_store *h)
 {
 	return h->db;
 }

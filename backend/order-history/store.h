@@ -1,8 +1,10 @@
 /*
  * store.h - order-history's store: every user's orders and every status
- * with its time, in one SQLite file.
+ * with its time.  The one place order-history keeps or reads anything
+ * (SQLite today: store.c; a second backend is a second file behind this
+ * header).
  *
- * history_apply() is idempotent: an OrderPlaced is kept once per order,
+ * hstore_apply() is idempotent: an OrderPlaced is kept once per order,
  * an OrderStatus once per (order, seq), whatever the redeliveries, so the
  * history holds each event exactly once.  Statuses may arrive before their
  * OrderPlaced (different topics): both are kept and joined when read.
@@ -17,47 +19,53 @@
 
 #include "event.h"
 
-struct history;
+struct history_store;
 
-/* Opens (creating) the store at path. NULL on error (logged). */
-struct history *history_open(const char *path);
-void history_close(struct history *h);
-
-enum history_apply {
-	HISTORY_APPLIED = 1,
-	HISTORY_DUPLICATE = 0, /* already had it: nothing changed */
-	HISTORY_ERROR = -1,    /* database error: nothing changed, logged */
+enum hstore_result {
+	HSTORE_OK = 0,
+	HSTORE_DUP,       /* hstore_apply(): had it already, nothing changed */
+	HSTORE_NOT_FOUND, /* hstore_order(): no such order */
+	HSTORE_FAIL,      /* the database failed: nothing changed, logged */
 };
 
+/* Opens (creating) the store at path. NULL on error (logged). */
+struct history_store *hstore_open(const char *path);
+/* Closes the store.  NULL is ignored. */
+void hstore_close(struct history_store *h);
+
 /*
- * Records an OrderPlaced, OrderStatus or CallbackDelivery event (other
- * types: HISTORY_ERROR).  A callback's outcome appears in the order's
- * timeline as {"status":"callback_delivered"|"callback_failed","at","attempts","detail","delivery_id"}
+ * Records an OrderPlaced, OrderStatus or CallbackDelivery event: HSTORE_OK,
+ * HSTORE_DUP, or HSTORE_FAIL (also for another event type).  A callback's
+ * outcome appears in the order's timeline as
+ * {"status":"callback_delivered"|"callback_failed","at","attempts","detail","delivery_id"}
  * after the stages, and as the order's "callback" object.
  */
-enum history_apply history_apply(struct history *h, const struct event *ev);
+enum hstore_result hstore_apply(struct history_store *h, const struct event *ev);
 
 /*
- * One order as a new JSON object:
+ * One order, into *out as a new JSON object:
  *   {"order_id","user_id","items":[...],"placed_at","status","timeline":[{"status","seq","at","worker"}]}
  * ("items"/"placed_at" are null until the OrderPlaced is seen; "status" is the
- * latest stage).  NULL if the order is unknown (or on error).
+ * latest stage).  Returns HSTORE_OK, HSTORE_NOT_FOUND, or HSTORE_FAIL
+ * (logged); *out is NULL unless HSTORE_OK.
  */
-json_t *history_order(struct history *h, const char *order_id);
+enum hstore_result hstore_order(struct history_store *h, const char *order_id, json_t **out);
 
 /*
- * A user's orders, newest first, as a new JSON array of history_order()
- * objects: at most limit, and only orders older than before_order_id when it
- * is not NULL.  NULL on error.
+ * A user's orders, newest first, into *out as a new JSON array of
+ * hstore_order() objects: at most limit, and only orders older than
+ * before_order_id when it is not NULL.  Returns HSTORE_OK or HSTORE_FAIL
+ * (logged; *out is then NULL).
  */
-json_t *history_user_orders(struct history *h, const char *user_id, int limit, const char *before_order_id);
+enum hstore_result hstore_user_orders(struct history_store *h, const char *user_id, int limit,
+    const char *before_order_id, json_t **out);
 
 struct db;
-/* The store's database, for health checks. */
-struct db *history_db(struct history *h);
+/* The store's database, for the /healthz write probe only. */
+struct db *hstore_db(struct history_store *h);
 
-/* Counts for tests and metrics: orders and status rows stored. */
-int64_t history_count_orders(struct history *h);
-int64_t history_count_statuses(struct history *h);
+/* Counts for tests and logs: orders and status rows stored, or -1 on error. */
+int64_t hstore_count_orders(struct history_store *h);
+int64_t hstore_count_statuses(struct history_store *h);
 
 #endif

@@ -15,15 +15,42 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "order-history/store.h"
 #include "util.h"
 
 #define T0 INT64_C(1769860800000) /* 2026-01-31T12:00:00.000Z */
 
+/* hstore_order() as an object or NULL when not found; a failure fails the test. */
+static json_t *
+order_of(struct history_store *h, const char *id)
+{
+	json_t *o;
+	enum hstore_result rc = hstore_order(h, id, &o);
+
+	if (rc == HSTORE_NOT_FOUND)
+		return NULL;
+	assert_int_equal(rc, HSTORE_OK);
+	assert_non_null(o);
+	return o;
+}
+
+/* hstore_user_orders(), which must succeed. */
+static json_t *
+orders_of(struct history_store *h, const char *user, int limit, const char *before)
+{
+	json_t *arr;
+
+	assert_int_equal(hstore_user_orders(h, user, limit, before, &arr), HSTORE_OK);
+	assert_non_null(arr);
+	return arr;
+}
+
 struct fixture {
 	char dir[64];
 	char path[128];
-	struct history *h;
+	struct history_store *h;
 };
 
 static int
@@ -39,7 +66,7 @@ setup(void **state)
 		return -1;
 	}
 	snprintf(f->path, sizeof(f->path), "%s/history.db", f->dir);
-	if ((f->h = history_open(f->path)) == NULL) {
+	if ((f->h = hstore_open(f->path)) == NULL) {
 		rmdir(f->dir);
 		free(f);
 		return -1;
@@ -54,7 +81,7 @@ teardown(void **state)
 	struct fixture *f = *state;
 	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
 
-	history_close(f->h);
+	hstore_close(f->h);
 	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
 		char p[160];
 
@@ -89,23 +116,23 @@ status(struct event *ev, const char *order, const char *user, enum order_status 
 	str_copy(ev->worker, sizeof(ev->worker), worker);
 }
 
-static enum history_apply
-apply_placed(struct history *h, const char *order, const char *user, int64_t at)
+static enum hstore_result
+apply_placed(struct history_store *h, const char *order, const char *user, int64_t at)
 {
 	struct event ev;
 
 	placed(&ev, order, user, at);
-	return history_apply(h, &ev);
+	return hstore_apply(h, &ev);
 }
 
-static enum history_apply
-apply_status(struct history *h, const char *order, const char *user, enum order_status s, int64_t at,
+static enum hstore_result
+apply_status(struct history_store *h, const char *order, const char *user, enum order_status s, int64_t at,
     const char *worker)
 {
 	struct event ev;
 
 	status(&ev, order, user, s, at, worker);
-	return history_apply(h, &ev);
+	return hstore_apply(h, &ev);
 }
 
 static const char *
@@ -119,10 +146,10 @@ str_member(const json_t *o, const char *key)
 }
 
 static void
-assert_counts(struct history *h, int64_t orders, int64_t statuses)
+assert_counts(struct history_store *h, int64_t orders, int64_t statuses)
 {
-	assert_true(history_count_orders(h) == orders);
-	assert_true(history_count_statuses(h) == statuses);
+	assert_true(hstore_count_orders(h) == orders);
+	assert_true(hstore_count_statuses(h) == statuses);
 }
 
 /* ---- tests ---------------------------------------------------------------- */
@@ -134,8 +161,8 @@ test_empty(void **state)
 	json_t *arr;
 
 	assert_counts(f->h, 0, 0);
-	assert_null(history_order(f->h, "nope"));
-	arr = history_user_orders(f->h, "alice", 10, NULL);
+	assert_null(order_of(f->h, "nope"));
+	arr = orders_of(f->h, "alice", 10, NULL);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), 0);
 	json_decref(arr);
@@ -148,26 +175,26 @@ test_apply_and_duplicates(void **state)
 	struct event ev;
 	json_t *o;
 
-	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_APPLIED);
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HSTORE_OK);
 	assert_counts(f->h, 1, 0);
 	/* the same OrderPlaced redelivered, or republished with a new event_id */
 	placed(&ev, "ord-1", "alice", T0 + 5);
-	assert_int_equal(history_apply(f->h, &ev), HISTORY_DUPLICATE);
-	assert_int_equal(history_apply(f->h, &ev), HISTORY_DUPLICATE);
+	assert_int_equal(hstore_apply(f->h, &ev), HSTORE_DUP);
+	assert_int_equal(hstore_apply(f->h, &ev), HSTORE_DUP);
 	assert_counts(f->h, 1, 0);
 
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 10, "exec-1"), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 10, "exec-1"), HSTORE_OK);
 	assert_counts(f->h, 1, 1);
 	/* redelivered with a new event_id (as a restarted executor would republish) */
 	status(&ev, "ord-1", "alice", STATUS_ACCEPTED, T0 + 10, "exec-1");
-	assert_int_equal(history_apply(f->h, &ev), HISTORY_DUPLICATE);
-	assert_int_equal(history_apply(f->h, &ev), HISTORY_DUPLICATE);
+	assert_int_equal(hstore_apply(f->h, &ev), HSTORE_DUP);
+	assert_int_equal(hstore_apply(f->h, &ev), HSTORE_DUP);
 	/* another event_id, another worker and time for the same (order, seq): still a duplicate */
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 99, "exec-2"), HISTORY_DUPLICATE);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 99, "exec-2"), HSTORE_DUP);
 	assert_counts(f->h, 1, 1);
 
 	/* the first one is what is kept */
-	o = history_order(f->h, "ord-1");
+	o = order_of(f->h, "ord-1");
 	assert_non_null(o);
 	assert_string_equal(str_member(o, "placed_at"), "2026-01-31T12:00:00.000Z");
 	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 1);
@@ -177,7 +204,7 @@ test_apply_and_duplicates(void **state)
 	json_decref(o);
 
 	/* a different seq of the same order is new */
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 20, "exec-1"), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 20, "exec-1"), HSTORE_OK);
 	assert_counts(f->h, 1, 2);
 }
 
@@ -189,9 +216,9 @@ test_other_types_refused(void **state)
 
 	assert_int_equal(event_init(&ev, EVENT_PICKUP_ALERT, "ord-1", "alice"), 0);
 	str_copy(ev.message, sizeof(ev.message), "ready");
-	assert_int_equal(history_apply(f->h, &ev), HISTORY_ERROR);
+	assert_int_equal(hstore_apply(f->h, &ev), HSTORE_FAIL);
 	assert_counts(f->h, 0, 0);
-	assert_null(history_order(f->h, "ord-1"));
+	assert_null(order_of(f->h, "ord-1"));
 }
 
 static void
@@ -201,9 +228,9 @@ test_order_json(void **state)
 	json_t *o, *items, *tl;
 	static const char *const want_status[] = { "accepted", "prep", "bake", "oven" };
 
-	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_APPLIED);
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HSTORE_OK);
 	/* placed, no status yet */
-	o = history_order(f->h, "ord-1");
+	o = order_of(f->h, "ord-1");
 	assert_non_null(o);
 	assert_string_equal(str_member(o, "status"), "placed");
 	assert_true(json_is_array(json_object_get(o, "timeline")));
@@ -211,12 +238,12 @@ test_order_json(void **state)
 	json_decref(o);
 
 	/* statuses arriving out of order */
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_BAKE, T0 + 3000, "exec-2"), HISTORY_APPLIED);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_OVEN, T0 + 4000, "exec-2"), HISTORY_APPLIED);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1000, "exec-1"), HISTORY_APPLIED);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2000, "exec-1"), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_BAKE, T0 + 3000, "exec-2"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_OVEN, T0 + 4000, "exec-2"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1000, "exec-1"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2000, "exec-1"), HSTORE_OK);
 
-	o = history_order(f->h, "ord-1");
+	o = order_of(f->h, "ord-1");
 	assert_non_null(o);
 	assert_string_equal(str_member(o, "order_id"), "ord-1");
 	assert_string_equal(str_member(o, "user_id"), "alice");
@@ -248,13 +275,13 @@ test_order_json(void **state)
 	}
 	json_decref(o);
 
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_READY, T0 + 5000, "exec-2"), HISTORY_APPLIED);
-	o = history_order(f->h, "ord-1");
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_READY, T0 + 5000, "exec-2"), HSTORE_OK);
+	o = order_of(f->h, "ord-1");
 	assert_string_equal(str_member(o, "status"), "ready");
 	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 5);
 	json_decref(o);
 
-	assert_null(history_order(f->h, "ord-2"));
+	assert_null(order_of(f->h, "ord-2"));
 }
 
 static void
@@ -263,9 +290,9 @@ test_status_before_placed(void **state)
 	struct fixture *f = *state;
 	json_t *o;
 
-	assert_int_equal(apply_status(f->h, "ord-9", "bob", STATUS_ACCEPTED, T0 + 100, "exec-1"), HISTORY_APPLIED);
+	assert_int_equal(apply_status(f->h, "ord-9", "bob", STATUS_ACCEPTED, T0 + 100, "exec-1"), HSTORE_OK);
 	assert_counts(f->h, 0, 1);
-	o = history_order(f->h, "ord-9");
+	o = order_of(f->h, "ord-9");
 	assert_non_null(o);
 	assert_string_equal(str_member(o, "order_id"), "ord-9");
 	assert_string_equal(str_member(o, "user_id"), "bob");
@@ -276,9 +303,9 @@ test_status_before_placed(void **state)
 	json_decref(o);
 
 	/* the late OrderPlaced joins it */
-	assert_int_equal(apply_placed(f->h, "ord-9", "bob", T0), HISTORY_APPLIED);
+	assert_int_equal(apply_placed(f->h, "ord-9", "bob", T0), HSTORE_OK);
 	assert_counts(f->h, 1, 1);
-	o = history_order(f->h, "ord-9");
+	o = order_of(f->h, "ord-9");
 	assert_non_null(o);
 	assert_string_equal(str_member(o, "user_id"), "bob");
 	assert_int_equal(json_array_size(json_object_get(o, "items")), 2);
@@ -327,26 +354,26 @@ test_user_orders(void **state)
 	/* stored in scrambled order */
 	static const int order[] = { 2, 0, 4, 1, 3 };
 	for (int k = 0; k < 5; k++)
-		assert_int_equal(apply_placed(f->h, ids[order[k]], "alice", T0 + order[k]), HISTORY_APPLIED);
+		assert_int_equal(apply_placed(f->h, ids[order[k]], "alice", T0 + order[k]), HSTORE_OK);
 	for (int i = 0; i < 2; i++)
-		assert_int_equal(apply_placed(f->h, other[i], "bob", T0), HISTORY_APPLIED);
-	assert_int_equal(apply_status(f->h, ids[4], "alice", STATUS_PREP, T0 + 50, "exec-1"), HISTORY_APPLIED);
+		assert_int_equal(apply_placed(f->h, other[i], "bob", T0), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, ids[4], "alice", STATUS_PREP, T0 + 50, "exec-1"), HSTORE_OK);
 
 	/* newest first, only alice's */
-	arr = history_user_orders(f->h, "alice", 10, NULL);
+	arr = orders_of(f->h, "alice", 10, NULL);
 	assert_string_equal(str_member(json_array_get(arr, 0), "status"), "prep");
 	expect_ids(arr, ids, all, 5);
 
 	/* limit and paging with before */
-	expect_ids(history_user_orders(f->h, "alice", 2, NULL), ids, page1, 2);
-	expect_ids(history_user_orders(f->h, "alice", 2, ids[3]), ids, page2, 2);
-	expect_ids(history_user_orders(f->h, "alice", 2, ids[1]), ids, page3, 1);
-	expect_ids(history_user_orders(f->h, "alice", 2, ids[0]), ids, NULL, 0);
-	expect_ids(history_user_orders(f->h, "alice", 5, NULL), ids, all, 5);
-	expect_ids(history_user_orders(f->h, "alice", 0, NULL), ids, NULL, 0);
+	expect_ids(orders_of(f->h, "alice", 2, NULL), ids, page1, 2);
+	expect_ids(orders_of(f->h, "alice", 2, ids[3]), ids, page2, 2);
+	expect_ids(orders_of(f->h, "alice", 2, ids[1]), ids, page3, 1);
+	expect_ids(orders_of(f->h, "alice", 2, ids[0]), ids, NULL, 0);
+	expect_ids(orders_of(f->h, "alice", 5, NULL), ids, all, 5);
+	expect_ids(orders_of(f->h, "alice", 0, NULL), ids, NULL, 0);
 
 	/* bob sees his two, newest first */
-	arr = history_user_orders(f->h, "bob", 10, NULL);
+	arr = orders_of(f->h, "bob", 10, NULL);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), 2);
 	assert_string_equal(str_member(json_array_get(arr, 0), "order_id"), other[1]);
@@ -354,14 +381,14 @@ test_user_orders(void **state)
 	assert_string_equal(str_member(json_array_get(arr, 0), "user_id"), "bob");
 	json_decref(arr);
 
-	arr = history_user_orders(f->h, "carol", 10, NULL);
+	arr = orders_of(f->h, "carol", 10, NULL);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), 0);
 	json_decref(arr);
 }
 
-static enum history_apply
-apply_callback(struct history *h, const char *order, enum delivery_outcome outcome, int attempts, const char *detail,
+static enum hstore_result
+apply_callback(struct history_store *h, const char *order, enum delivery_outcome outcome, int attempts, const char *detail,
     int64_t at)
 {
 	struct event ev;
@@ -372,7 +399,7 @@ apply_callback(struct history *h, const char *order, enum delivery_outcome outco
 	ev.outcome = outcome;
 	ev.attempts = attempts;
 	str_copy(ev.message, sizeof(ev.message), detail);
-	return history_apply(h, &ev);
+	return hstore_apply(h, &ev);
 }
 
 static void
@@ -381,19 +408,19 @@ test_callback_outcome(void **state)
 	struct fixture *f = *state;
 	json_t *o, *tl, *cb, *last;
 
-	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_APPLIED);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1000, "exec-1"), HISTORY_APPLIED);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_READY, T0 + 5000, "exec-1"), HISTORY_APPLIED);
-	o = history_order(f->h, "ord-1");
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1000, "exec-1"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_READY, T0 + 5000, "exec-1"), HSTORE_OK);
+	o = order_of(f->h, "ord-1");
 	assert_null(json_object_get(o, "callback")); /* none yet */
 	json_decref(o);
 
-	assert_int_equal(apply_callback(f->h, "ord-1", DELIVERY_FAILED, 8, "HTTP 503", T0 + 9000), HISTORY_APPLIED);
+	assert_int_equal(apply_callback(f->h, "ord-1", DELIVERY_FAILED, 8, "HTTP 503", T0 + 9000), HSTORE_OK);
 	/* once per order, whatever comes later */
-	assert_int_equal(apply_callback(f->h, "ord-1", DELIVERY_DELIVERED, 1, "", T0 + 9500), HISTORY_DUPLICATE);
+	assert_int_equal(apply_callback(f->h, "ord-1", DELIVERY_DELIVERED, 1, "", T0 + 9500), HSTORE_DUP);
 	assert_counts(f->h, 1, 2);
 
-	o = history_order(f->h, "ord-1");
+	o = order_of(f->h, "ord-1");
 	assert_non_null(o);
 	/* the stage is still the order's status; the callback comes after the stages */
 	assert_string_equal(str_member(o, "status"), "ready");
@@ -420,26 +447,47 @@ test_survives_reopen(void **state)
 	struct fixture *f = *state;
 	json_t *before, *after;
 
-	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_APPLIED);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1, "exec-1"), HISTORY_APPLIED);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2, "exec-1"), HISTORY_APPLIED);
-	before = history_order(f->h, "ord-1");
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1, "exec-1"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2, "exec-1"), HSTORE_OK);
+	before = order_of(f->h, "ord-1");
 	assert_non_null(before);
 
-	history_close(f->h);
-	f->h = history_open(f->path);
+	hstore_close(f->h);
+	f->h = hstore_open(f->path);
 	assert_non_null(f->h);
 
 	assert_counts(f->h, 1, 2);
-	after = history_order(f->h, "ord-1");
+	after = order_of(f->h, "ord-1");
 	assert_non_null(after);
 	assert_true(json_equal(before, after));
 	/* and it still deduplicates across the restart */
-	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HISTORY_DUPLICATE);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2, "exec-9"), HISTORY_DUPLICATE);
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HSTORE_DUP);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2, "exec-9"), HSTORE_DUP);
 	assert_counts(f->h, 1, 2);
 	json_decref(before);
 	json_decref(after);
+}
+
+/* A broken store answers "failed", never "not found" (order-history turns one into 503, the other into 404). */
+static void
+test_failure_is_not_not_found(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *other;
+	json_t *o = NULL;
+
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HSTORE_OK);
+	/* another connection breaks the file under the store: a real database error, not a stub */
+	assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "DROP TABLE statuses", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	assert_int_equal(hstore_order(f->h, "ord-1", &o), HSTORE_FAIL);
+	assert_null(o);
+	assert_int_equal(hstore_order(f->h, "nope", &o), HSTORE_FAIL);
+	assert_int_equal(hstore_user_orders(f->h, "alice", 10, NULL, &o), HSTORE_FAIL);
+	assert_null(o);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 10, "exec-1"), HSTORE_FAIL);
 }
 
 int
@@ -454,6 +502,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_user_orders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_outcome, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_is_not_not_found, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
