@@ -230,6 +230,34 @@ put_series(struct sbuf *b, const char *name, const char *suffix, const char *lab
 	put(b, "\n");
 }
 
+/* The series of one metric (a histogram's buckets, sum and count). */
+static void
+put_metric(struct sbuf *b, struct metric *m)
+{
+	if (m->kind == KIND_HISTOGRAM) {
+		uint64_t cum = 0;
+		char le[48];
+		for (int i = 0; i <= m->nbounds; i++) {
+			cum += atomic_load(&m->counts[i]);
+			if (i < m->nbounds)
+				snprintf(le, sizeof(le), "le=\"%g\"", m->bounds[i]);
+			else
+				snprintf(le, sizeof(le), "le=\"+Inf\"");
+			put_series(b, m->name, "_bucket", m->labels, le, (double)cum);
+		}
+		put_series(b, m->name, "_sum", m->labels, NULL, (double)atomic_load(&m->sum) / 1e6);
+		put_series(b, m->name, "_count", m->labels, NULL, (double)cum);
+	} else {
+		double v = m->fn != NULL ? m->fn(m->arg) : (double)atomic_load(&m->value) / 1e6;
+		put_series(b, m->name, "", m->labels, NULL, v);
+	}
+}
+
+/*
+ * The text format wants each family (every series of one name) as one
+ * group after its HELP and TYPE: a family is printed whole where its first
+ * series was registered, whatever order the rest were registered in.
+ */
 char *
 metrics_render(void)
 {
@@ -240,30 +268,16 @@ metrics_render(void)
 	for (struct metric *m = registry; m != NULL; m = m->next) {
 		int first = 1;
 
-		/* HELP and TYPE once per name: only before its first series */
-		for (struct metric *e = registry; e != m; e = e->next)
+		for (struct metric *e = registry; e != m && first; e = e->next)
 			if (strcmp(e->name, m->name) == 0)
 				first = 0;
-		if (first)
-			put(&b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
-			    m->kind == KIND_COUNTER ? "counter" : m->kind == KIND_GAUGE ? "gauge" : "histogram");
-		if (m->kind == KIND_HISTOGRAM) {
-			uint64_t cum = 0;
-			char le[48];
-			for (int i = 0; i <= m->nbounds; i++) {
-				cum += atomic_load(&m->counts[i]);
-				if (i < m->nbounds)
-					snprintf(le, sizeof(le), "le=\"%g\"", m->bounds[i]);
-				else
-					snprintf(le, sizeof(le), "le=\"+Inf\"");
-				put_series(&b, m->name, "_bucket", m->labels, le, (double)cum);
-			}
-			put_series(&b, m->name, "_sum", m->labels, NULL, (double)atomic_load(&m->sum) / 1e6);
-			put_series(&b, m->name, "_count", m->labels, NULL, (double)cum);
-		} else {
-			double v = m->fn != NULL ? m->fn(m->arg) : (double)atomic_load(&m->value) / 1e6;
-			put_series(&b, m->name, "", m->labels, NULL, v);
-		}
+		if (!first)
+			continue; /* printed with its family */
+		put(&b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+		    m->kind == KIND_COUNTER ? "counter" : m->kind == KIND_GAUGE ? "gauge" : "histogram");
+		for (struct metric *e = m; e != NULL; e = e->next)
+			if (strcmp(e->name, m->name) == 0)
+				put_metric(&b, e);
 	}
 	pthread_mutex_unlock(&registry_lock);
 	if (b.oom) {
