@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,13 +90,47 @@ find_short(const struct opt *opts, char c)
 	return NULL;
 }
 
-static char *config_text; /* the last config file read; option strings point into it */
+/*
+ * Every config file text read, kept for the life of the process: OPT_STR
+ * destinations point into them, and a caller may parse more than once
+ * (or go on after a failed parse), so none is ever freed under them.
+ */
+struct config_text {
+	struct config_text *next;
+	char text[];
+};
+static struct config_text *config_texts;
+static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Reads path into a text kept by config_texts.  NULL if it cannot be read. */
+static char *
+keep_file(const char *path)
+{
+	char *text = file_read_small(path, 1 << 20);
+	struct config_text *t;
+	size_t n;
+
+	if (text == NULL)
+		return NULL;
+	n = strlen(text);
+	if ((t = malloc(sizeof(*t) + n + 1)) == NULL) {
+		free(text);
+		return NULL;
+	}
+	memcpy(t->text, text, n + 1);
+	free(text);
+	pthread_mutex_lock(&config_lock);
+	t->next = config_texts;
+	config_texts = t;
+	pthread_mutex_unlock(&config_lock);
+	return t->text;
+}
 
 /* Applies the config file at path. */
 static int
 apply_file(const struct opt *opts, const char *path, char *err, size_t errlen)
 {
-	char *text = file_read_small(path, 1 << 20), *line, *save = NULL;
+	char *text = keep_file(path), *line, *save = NULL;
 	int lineno = 0;
 
 	if (text == NULL) {
@@ -139,13 +174,9 @@ apply_file(const struct opt *opts, const char *path, char *err, size_t errlen)
 		} else if (set_value(o, v, src, err, errlen) != 0)
 			goto fail;
 	}
-	/* text stays allocated (reachable here): OPT_STR destinations point into it */
-	free(config_text);
-	config_text = text;
 	return 0;
 fail:
-	free(text); /* the parse fails as a whole: nothing uses what was set */
-	return -1;
+	return -1; /* text stays: options set from earlier lines point into it */
 }
 
 enum config_result

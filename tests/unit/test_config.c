@@ -414,6 +414,35 @@ test_config_file_errors(void **state)
 	assert_err_contains("cannot read config file /nonexistent/pizza.conf");
 }
 
+/*
+ * Strings set from a config file stay valid after a later parse and after a
+ * failed one (the file's text used to be freed under them; the sanitizer
+ * run of this test reads freed memory on that code).
+ */
+static void
+test_config_strings_outlive_parses(void **state)
+{
+	char a[] = "/tmp/pizza-test-config-XXXXXX", b[] = "/tmp/pizza-test-config-XXXXXX";
+	int fa = mkstemp(a), fb = mkstemp(b);
+	const char *first;
+
+	(void)state;
+	assert_true(fa >= 0 && fb >= 0);
+	close(fa);
+	close(fb);
+	write_file(a, "name = alpha\n");
+	write_file(b, "name = beta\ncolour = blue\n");
+	assert_int_equal(PARSE("--config", a), CONFIG_OK);
+	first = o_name;
+	assert_string_equal(first, "alpha");
+	/* fails at line 2, after line 1 set name */
+	assert_int_equal(PARSE("--config", b), CONFIG_ERROR);
+	assert_string_equal(o_name, "beta");
+	assert_string_equal(first, "alpha");
+	unlink(a);
+	unlink(b);
+}
+
 int
 main(void)
 {
@@ -421,6 +450,7 @@ main(void)
 		cmocka_unit_test_setup(test_defaults, setup_env),
 		cmocka_unit_test_setup(test_config_file_precedence, setup_env),
 		cmocka_unit_test_setup(test_config_file_errors, setup_env),
+		cmocka_unit_test_setup(test_config_strings_outlive_parses, setup_env),
 		cmocka_unit_test_setup(test_env_overrides_default, setup_env),
 		cmocka_unit_test_setup(test_env_flag_values, setup_env),
 		cmocka_unit_test_setup(test_flag_overrides_env, setup_env),
