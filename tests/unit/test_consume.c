@@ -1,0 +1,292 @@
+/*
+ * test_consume.c - the consumer skeleton (consume.h): dispatch by the
+ * table, the checks every event passes before a handler sees it, and what
+ * each handler result does (acknowledge, count, dead-letter, redeliver).
+ *
+ * The MQTT side is replaced by the definitions below (the linker takes them
+ * before libpizza.a's mq.o and deadletter.o): they record what the
+ * skeleton asked for.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consume.h"
+#include "deadletter.h"
+#include "metrics.h"
+#include "topic.h"
+
+/* ---- the MQTT side, recorded ---------------------------------------------- */
+
+static struct {
+	char filters[8][TOPIC_MAX];
+	int qos[8], flags[8], nsubs;
+	int deadletters, redelivers;
+	char last_reason[320], last_dl_topic[TOPIC_MAX];
+} rec;
+
+int
+mq_subscribe(struct mq *mq, const char *filter, int qos, int flags)
+{
+	(void)mq;
+	if (rec.nsubs >= 8)
+		return -1;
+	snprintf(rec.filters[rec.nsubs], TOPIC_MAX, "%s", filter);
+	rec.qos[rec.nsubs] = qos;
+	rec.flags[rec.nsubs++] = flags;
+	return 0;
+}
+
+int
+mq_unsubscribe(struct mq *mq, const char *filter)
+{
+	(void)mq;
+	(void)filter;
+	return 0;
+}
+
+void
+mq_redeliver(struct mq *mq)
+{
+	(void)mq;
+	rec.redelivers++;
+}
+
+int
+deadletter_send(struct mq *mq, const char *svc, const char *topic, const void *payload, size_t len, const char *reason)
+{
+	(void)mq;
+	(void)payload;
+	(void)len;
+	assert_string_equal(svc, "test-svc");
+	rec.deadletters++;
+	snprintf(rec.last_reason, sizeof(rec.last_reason), "%s", reason);
+	snprintf(rec.last_dl_topic, sizeof(rec.last_dl_topic), "%s", topic);
+	return 0;
+}
+
+/* ---- handlers that record what they saw ------------------------------------ */
+
+static struct {
+	int calls;
+	enum consume_result answer;
+	char user[NAME_MAX_LEN + 1], order[NAME_MAX_LEN + 1];
+	int had_event;
+	enum event_type type;
+} seen;
+
+static enum consume_result
+handler(void *arg, struct consume_msg *c)
+{
+	assert_ptr_equal(arg, &seen);
+	seen.calls++;
+	snprintf(seen.user, sizeof(seen.user), "%s", c->user);
+	snprintf(seen.order, sizeof(seen.order), "%s", c->order);
+	seen.had_event = c->ev != NULL;
+	seen.type = c->ev != NULL ? c->ev->type : 0;
+	if (seen.answer == CONSUME_INVALID)
+		snprintf(c->reason, sizeof(c->reason), "the handler says no");
+	return seen.answer;
+}
+
+static const struct consume_row rows[] = {
+	{ TOPIC_EXECUTORS, 1, 0, EVENT_ORDER_PLACED, handler },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, handler },
+	{ TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, handler },
+};
+
+static struct consumer *consumer;
+
+static int
+setup(void **state)
+{
+	(void)state;
+	memset(&rec, 0, sizeof(rec));
+	memset(&seen, 0, sizeof(seen));
+	seen.answer = CONSUME_DONE;
+	return 0;
+}
+
+/* Delivers payload on topic through the skeleton. */
+static void
+deliver(const char *topic, const char *payload)
+{
+	struct mq_message m;
+
+	memset(&m, 0, sizeof(m));
+	m.topic = topic;
+	m.payload = payload;
+	m.len = strlen(payload);
+	m.qos = 1;
+	consume_message(consumer, &m);
+}
+
+/* A valid event of type t for alice's ord-1, as JSON (static buffer). */
+static const char *
+event_json(enum event_type t)
+{
+	static char buf[4096];
+	struct event ev;
+	char *json;
+
+	assert_int_equal(event_init(&ev, t, "ord-1", "alice"), 0);
+	if (t == EVENT_ORDER_PLACED) {
+		ev.n_items = 1;
+		snprintf(ev.items[0].sku, sizeof(ev.items[0].sku), "margherita");
+		ev.items[0].qty = 1;
+	} else {
+		ev.status = STATUS_PREP;
+		ev.seq = STATUS_PREP;
+		snprintf(ev.worker, sizeof(ev.worker), "exec-1");
+	}
+	assert_non_null(json = event_encode(&ev));
+	snprintf(buf, sizeof(buf), "%s", json);
+	free(json);
+	return buf;
+}
+
+/* The value of name{topic="filter"} in the exposition, or -1. */
+static long
+metric_value(const char *name, const char *filter)
+{
+	char key[256], *text = metrics_render(), *p;
+	long v = -1;
+
+	assert_non_null(text);
+	snprintf(key, sizeof(key), "%s{topic=\"%s\"} ", name, filter);
+	if ((p = strstr(text, key)) != NULL)
+		v = strtol(p + strlen(key), NULL, 10);
+	free(text);
+	return v;
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void
+test_subscribes_from_the_table(void **state)
+{
+	(void)state;
+	assert_int_equal(consume_attach(consumer, NULL), 0);
+	assert_int_equal(rec.nsubs, 3);
+	assert_string_equal(rec.filters[0], TOPIC_EXECUTORS);
+	assert_string_equal(rec.filters[1], TOPIC_ALL_STATUS);
+	assert_int_equal(rec.flags[1], MQ_RETAIN_NEW_ONLY);
+	assert_string_equal(rec.filters[2], TOPIC_ALL_NEW);
+	assert_int_equal(rec.qos[2], 1);
+}
+
+static void
+test_valid_events_reach_their_handler(void **state)
+{
+	long before = metric_value("pizza_events_consumed_total", TOPIC_PLACED);
+
+	(void)state;
+	/* the shared subscription's row takes the plain topic */
+	deliver(TOPIC_PLACED, event_json(EVENT_ORDER_PLACED));
+	assert_int_equal(seen.calls, 1);
+	assert_true(seen.had_event);
+	assert_int_equal(seen.type, EVENT_ORDER_PLACED);
+	deliver("pizza/users/alice/orders/ord-1/status", event_json(EVENT_ORDER_STATUS));
+	assert_int_equal(seen.calls, 2);
+	assert_string_equal(seen.user, "alice");
+	assert_string_equal(seen.order, "ord-1");
+	assert_int_equal(rec.deadletters, 0);
+	assert_int_equal(rec.redelivers, 0);
+	assert_int_equal(metric_value("pizza_events_consumed_total", TOPIC_PLACED), before + 1);
+}
+
+static void
+test_raw_rows_get_the_topic_user(void **state)
+{
+	(void)state;
+	deliver("pizza/users/bob/orders/new", "{\"items\":[]}");
+	assert_int_equal(seen.calls, 1);
+	assert_false(seen.had_event);
+	assert_string_equal(seen.user, "bob");
+	assert_int_equal(rec.deadletters, 0);
+}
+
+/* What fails the skeleton's checks is dead-lettered with the reason; the handler never sees it. */
+static void
+test_invalid_input_is_dead_lettered(void **state)
+{
+	static const struct {
+		const char *topic, *payload, *reason;
+	} cases[] = {
+		{ TOPIC_PLACED, "{not json", "JSON" },
+		{ TOPIC_PLACED, NULL /* a status */, "expected OrderPlaced" },
+		{ "pizza/users/bob/orders/ord-1/status", NULL /* alice's */, "event ids do not match its topic" },
+		{ "pizza/users/alice/orders/ord-2/status", NULL, "event ids do not match its topic" },
+		{ "pizza/users/al ice/orders/ord-1/status", NULL, "user or order id is not valid" },
+		{ "pizza/somewhere/else", "{}", "no handler for this topic" },
+	};
+	long dl = metric_value("pizza_deadletters_total", TOPIC_ALL_STATUS);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *payload = cases[i].payload != NULL ? cases[i].payload : event_json(EVENT_ORDER_STATUS);
+
+		rec.deadletters = 0;
+		deliver(cases[i].topic, payload);
+		assert_int_equal(rec.deadletters, 1);
+		assert_string_equal(rec.last_dl_topic, cases[i].topic);
+		if (strstr(rec.last_reason, cases[i].reason) == NULL)
+			fail_msg("case %zu: reason \"%s\" lacks \"%s\"", i, rec.last_reason, cases[i].reason);
+	}
+	assert_int_equal(seen.calls, 0);
+	assert_int_equal(rec.redelivers, 0);
+	assert_int_equal(metric_value("pizza_deadletters_total", TOPIC_ALL_STATUS), dl + 3);
+}
+
+static void
+test_handler_results(void **state)
+{
+	const char *topic = "pizza/users/alice/orders/ord-1/status";
+	long dup = metric_value("pizza_duplicates_dropped_total", TOPIC_ALL_STATUS);
+	long again = metric_value("pizza_events_redelivered_total", TOPIC_ALL_STATUS);
+
+	(void)state;
+	seen.answer = CONSUME_DUPLICATE;
+	deliver(topic, event_json(EVENT_ORDER_STATUS));
+	assert_int_equal(metric_value("pizza_duplicates_dropped_total", TOPIC_ALL_STATUS), dup + 1);
+	assert_int_equal(rec.deadletters + rec.redelivers, 0);
+
+	seen.answer = CONSUME_INVALID;
+	deliver(topic, event_json(EVENT_ORDER_STATUS));
+	assert_int_equal(rec.deadletters, 1);
+	assert_string_equal(rec.last_reason, "the handler says no");
+
+	/* a valid event the handler could not store: never acknowledged, never dead-lettered */
+	seen.answer = CONSUME_RETRY;
+	deliver(topic, event_json(EVENT_ORDER_STATUS));
+	assert_int_equal(rec.redelivers, 1);
+	assert_int_equal(rec.deadletters, 1);
+	assert_int_equal(metric_value("pizza_events_redelivered_total", TOPIC_ALL_STATUS), again + 1);
+	assert_int_equal(seen.calls, 3);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_subscribes_from_the_table, setup),
+		cmocka_unit_test_setup(test_valid_events_reach_their_handler, setup),
+		cmocka_unit_test_setup(test_raw_rows_get_the_topic_user, setup),
+		cmocka_unit_test_setup(test_invalid_input_is_dead_lettered, setup),
+		cmocka_unit_test_setup(test_handler_results, setup),
+	};
+	int rc;
+
+	consumer = consume_new("test-svc", rows, sizeof(rows) / sizeof(rows[0]), &seen);
+	assert_non_null(consumer);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	consume_free(consumer);
+	return rc;
+}
