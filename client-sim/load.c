@@ -625,48 +625,144 @@ cpu_s(const struct rusage *ru)
 	    (double)ru->ru_stime.tv_usec / 1e6;
 }
 
-static int
-report(const struct opts *o, uint32_t nphones, int nsh, const struct shard *sh, double connect_s, int64_t t0,
-    int interrupted)
-{
-	int64_t *acc_alert = malloc((agg.nreqs + 1) * sizeof(int64_t));
-	int64_t *placed_acc = malloc((agg.nreqs + 1) * sizeof(int64_t));
-	size_t n = 0;
-	uint64_t lost = 0, missing = 0, stray = 0;
+/* What the report says, counted once from agg and from the processes' usage. */
+struct summary {
+	uint32_t nphones;
+	int nsh;
+	double connect_s;
+	int interrupted;
+	int64_t *acc_alert;  /* accepted -> pickup alert of each completed order, us (sorted by latency_of) */
+	int64_t *placed_acc; /* placed -> accepted of the same orders, us */
+	size_t n;            /* completed orders */
+	uint64_t lost, missing, stray;
 	struct latency la, lp;
-	struct rusage self;
-	double cpu = 0, secs, rate;
-	long rss_kib = 0;
-	char path[1024], svg[1024], title[200];
-	json_t *j;
-	int rc;
+	double secs, rate; /* first placed to last completed, and orders completed a second over it */
+	double cpu;        /* seconds, this process and every shard */
+	long rss_kib;      /* peak resident memory, summed likewise */
+};
 
+/* Joins every request to its order: the latencies of those completed, and what was lost, incomplete or stray. */
+static void
+summarize_orders(struct summary *s)
+{
+	s->acc_alert = malloc((agg.nreqs + 1) * sizeof(int64_t));
+	s->placed_acc = malloc((agg.nreqs + 1) * sizeof(int64_t));
 	for (uint32_t i = 0; i < agg.nreqs; i++) {
 		const struct req *r = &agg.reqs[i];
 		if (r->state == REQ_DONE) {
 			const struct ord *od = &agg.ords[r->ord];
-			acc_alert[n] = od->alert_us - od->accepted_us;
-			placed_acc[n] = od->accepted_us - r->placed_us;
-			n++;
+			s->acc_alert[s->n] = od->alert_us - od->accepted_us;
+			s->placed_acc[s->n] = od->accepted_us - r->placed_us;
+			s->n++;
 			if ((od->statuses & 0x3e) != 0x3e) /* seq 1..5 */
-				missing++;
+				s->missing++;
 		} else if (r->state != REQ_FAILED)
-			lost++;
+			s->lost++;
 	}
 	for (size_t i = 0; i < agg.nords; i++)
-		stray += agg.ords[i].req == UINT32_MAX;
-	latency_of(acc_alert, n, &la);
-	latency_of(placed_acc, n, &lp);
-	secs = agg.done > 0 ? (double)(agg.last_done_us - agg.first_placed_us) / 1e6 : 0;
-	rate = secs > 0 ? (double)agg.done / secs : 0;
+		s->stray += agg.ords[i].req == UINT32_MAX;
+	latency_of(s->acc_alert, s->n, &s->la);
+	latency_of(s->placed_acc, s->n, &s->lp);
+	s->secs = agg.done > 0 ? (double)(agg.last_done_us - agg.first_placed_us) / 1e6 : 0;
+	s->rate = s->secs > 0 ? (double)agg.done / s->secs : 0;
+}
+
+/* Adds up the CPU time and peak memory of this process and of every shard (reaped, so sh[i].ru is filled in). */
+static void
+summarize_usage(struct summary *s, const struct shard *sh)
+{
+	struct rusage self;
 
 	getrusage(RUSAGE_SELF, &self);
-	cpu = cpu_s(&self);
-	rss_kib = self.ru_maxrss;
-	for (int i = 0; i < nsh; i++) {
-		cpu += cpu_s(&sh[i].ru);
-		rss_kib += sh[i].ru.ru_maxrss;
+	s->cpu = cpu_s(&self);
+	s->rss_kib = self.ru_maxrss;
+	for (int i = 0; i < s->nsh; i++) {
+		s->cpu += cpu_s(&sh[i].ru);
+		s->rss_kib += sh[i].ru.ru_maxrss;
 	}
+}
+
+/* The result as one JSON object: a new reference the caller decrefs. */
+static json_t *
+report_json(const struct opts *o, const struct summary *s, int64_t t0, const char *svg)
+{
+	uint32_t nphones = s->nphones;
+	json_t *j;
+
+	j = json_pack("{s:s, s:s, s:{s:i, s:i, s:i, s:i, s:s, s:i, s:s, s:b}}", "tool", "phone-sim load", "chart", svg,
+	    "config", "phones", (json_int_t)nphones, "orders", (json_int_t)o->orders, "rate", (json_int_t)o->rate,
+	    "duration_s", (json_int_t)o->duration, "transport", o->http ? "http" : "mqtt", "procs", (json_int_t)s->nsh,
+	    "item", o->sku, "interrupted", s->interrupted);
+	json_object_set_new(j, "connect",
+	    json_pack("{s:f, s:i, s:i}", "seconds", s->connect_s, "connected", (json_int_t)agg.connected, "failed",
+		(json_int_t)agg.connect_failed));
+	json_object_set_new(j, "orders",
+	    json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "placed", (json_int_t)agg.nreqs, "accepted",
+		(json_int_t)agg.accepted, "completed", (json_int_t)agg.done, "refused",
+		(json_int_t)(agg.refused + agg.send_failed), "lost", (json_int_t)s->lost, "duplicates",
+		(json_int_t)agg.duplicates, "statuses_missing", (json_int_t)s->missing, "stray", (json_int_t)s->stray));
+	json_object_set_new(j, "throughput",
+	    json_pack("{s:f, s:f, s:f}", "orders_per_s", s->rate, "seconds", s->secs, "wall_s",
+		(double)(load_now_us() - t0) / 1e6));
+	json_object_set_new(j, "latency_ms",
+	    json_pack("{s:o, s:o}", "accepted_to_alert", latency_json(&s->la), "placed_to_accepted",
+		latency_json(&s->lp)));
+	json_object_set_new(j, "client",
+	    json_pack("{s:f, s:f, s:i, s:f}", "cpu_s", s->cpu, "cpu_ms_per_phone",
+		nphones > 0 ? s->cpu * 1000 / nphones : 0, "rss_kib", (json_int_t)s->rss_kib, "rss_kib_per_phone",
+		nphones > 0 ? (double)s->rss_kib / nphones : 0));
+	return j;
+}
+
+/* The result as a table on stdout, under title, naming the files it was written to. */
+static void
+report_table(const struct summary *s, const char *title, const char *path, const char *svg)
+{
+	uint32_t nphones = s->nphones;
+	const struct latency *la = &s->la, *lp = &s->lp;
+
+	printf("%s\n", title);
+	printf("  connect     %u phones in %d process%s in %.2f s (%u failed)\n", agg.connected, s->nsh,
+	    s->nsh == 1 ? "" : "es", s->connect_s, agg.connect_failed);
+	printf("  orders      %u placed, %llu accepted, %llu alerted, %llu refused, %llu lost, %llu duplicates%s\n",
+	    agg.nreqs, (unsigned long long)agg.accepted, (unsigned long long)agg.done,
+	    (unsigned long long)(agg.refused + agg.send_failed), (unsigned long long)s->lost,
+	    (unsigned long long)agg.duplicates, s->interrupted ? " (interrupted)" : "");
+	if (s->missing > 0 || s->stray > 0)
+		printf("  warning     %llu orders alerted with a status missing; %llu events for orders not placed here\n",
+		    (unsigned long long)s->missing, (unsigned long long)s->stray);
+	printf("  throughput  %.1f orders/s completed over %.2f s\n", s->rate, s->secs);
+	printf("  latency     accepted -> pickup alert  p50 %.1f ms  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", la->p50,
+	    la->p90, la->p99, la->p999, la->max);
+	printf("              placed -> accepted        p50 %.1f ms  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", lp->p50,
+	    lp->p90, lp->p99, lp->p999, lp->max);
+	printf("  client      cpu %.1f s (%.2f ms per phone), memory %.1f MiB (%.1f KiB per phone)\n", s->cpu,
+	    nphones > 0 ? s->cpu * 1000 / nphones : 0, (double)s->rss_kib / 1024,
+	    nphones > 0 ? (double)s->rss_kib / nphones : 0);
+	printf("  results     %s, %s\n", path, svg);
+}
+
+/*
+ * Writes OUT.json and the latency chart OUT.svg, and prints the table (or
+ * the JSON with --json).  Returns the exit status: 0 when every placed
+ * order reached its pickup alert and nothing interrupted the run, else 1.
+ */
+static int
+report(const struct opts *o, uint32_t nphones, int nsh, const struct shard *sh, double connect_s, int64_t t0,
+    int interrupted)
+{
+	struct summary s;
+	char path[1024], svg[1024], title[200];
+	json_t *j;
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	s.nphones = nphones;
+	s.nsh = nsh;
+	s.connect_s = connect_s;
+	s.interrupted = interrupted;
+	summarize_orders(&s);
+	summarize_usage(&s, sh);
 
 	snprintf(path, sizeof(path), "%s.json", o->out);
 	snprintf(svg, sizeof(svg), "%s.svg", o->out);
@@ -674,64 +770,40 @@ report(const struct opts *o, uint32_t nphones, int nsh, const struct shard *sh, 
 	    o->http ? "HTTP" : "MQTT", o->rate > 0 ? "" : " (closed loop)");
 	if (o->rate > 0)
 		snprintf(title + strlen(title), sizeof(title) - strlen(title), " at %ld/s", o->rate);
-	if (latency_svg(svg, title, acc_alert, n, &la) != 0)
+	if (latency_svg(svg, title, s.acc_alert, s.n, &s.la) != 0)
 		fprintf(stderr, "%s: cannot write %s: %s\n", PROG, svg, strerror(errno));
 
-	j = json_pack("{s:s, s:s, s:{s:i, s:i, s:i, s:i, s:s, s:i, s:s, s:b}}", "tool", "phone-sim load", "chart", svg,
-	    "config", "phones", (json_int_t)nphones, "orders", (json_int_t)o->orders, "rate", (json_int_t)o->rate,
-	    "duration_s", (json_int_t)o->duration, "transport", o->http ? "http" : "mqtt", "procs", (json_int_t)nsh, "item",
-	    o->sku, "interrupted", interrupted);
-	json_object_set_new(j, "connect",
-	    json_pack("{s:f, s:i, s:i}", "seconds", connect_s, "connected", (json_int_t)agg.connected, "failed",
-		(json_int_t)agg.connect_failed));
-	json_object_set_new(j, "orders",
-	    json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "placed", (json_int_t)agg.nreqs, "accepted",
-		(json_int_t)agg.accepted, "completed", (json_int_t)agg.done, "refused",
-		(json_int_t)(agg.refused + agg.send_failed), "lost", (json_int_t)lost, "duplicates",
-		(json_int_t)agg.duplicates, "statuses_missing", (json_int_t)missing, "stray", (json_int_t)stray));
-	json_object_set_new(j, "throughput",
-	    json_pack("{s:f, s:f, s:f}", "orders_per_s", rate, "seconds", secs, "wall_s",
-		(double)(load_now_us() - t0) / 1e6));
-	json_object_set_new(j, "latency_ms",
-	    json_pack("{s:o, s:o}", "accepted_to_alert", latency_json(&la), "placed_to_accepted", latency_json(&lp)));
-	json_object_set_new(j, "client",
-	    json_pack("{s:f, s:f, s:i, s:f}", "cpu_s", cpu, "cpu_ms_per_phone", nphones > 0 ? cpu * 1000 / nphones : 0,
-		"rss_kib", (json_int_t)rss_kib, "rss_kib_per_phone", nphones > 0 ? (double)rss_kib / nphones : 0));
+	j = report_json(o, &s, t0, svg);
 	if (json_dump_file(j, path, JSON_INDENT(2)) != 0)
 		fprintf(stderr, "%s: cannot write %s\n", PROG, path);
 	if (o->json) {
 		json_dumpf(j, stdout, JSON_COMPACT);
 		printf("\n");
-	} else {
-		printf("%s\n", title);
-		printf("  connect     %u phones in %d process%s in %.2f s (%u failed)\n", agg.connected, nsh,
-		    nsh == 1 ? "" : "es", connect_s, agg.connect_failed);
-		printf("  orders      %u placed, %llu accepted, %llu alerted, %llu refused, %llu lost, %llu duplicates%s\n",
-		    agg.nreqs, (unsigned long long)agg.accepted, (unsigned long long)agg.done,
-		    (unsigned long long)(agg.refused + agg.send_failed), (unsigned long long)lost,
-		    (unsigned long long)agg.duplicates, interrupted ? " (interrupted)" : "");
-		if (missing > 0 || stray > 0)
-			printf("  warning     %llu orders alerted with a status missing; %llu events for orders not placed here\n",
-			    (unsigned long long)missing, (unsigned long long)stray);
-		printf("  throughput  %.1f orders/s completed over %.2f s\n", rate, secs);
-		printf("  latency     accepted -> pickup alert  p50 %.1f ms  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", la.p50,
-		    la.p90, la.p99, la.p999, la.max);
-		printf("              placed -> accepted        p50 %.1f ms  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", lp.p50,
-		    lp.p90, lp.p99, lp.p999, lp.max);
-		printf("  client      cpu %.1f s (%.2f ms per phone), memory %.1f MiB (%.1f KiB per phone)\n", cpu,
-		    nphones > 0 ? cpu * 1000 / nphones : 0, (double)rss_kib / 1024, nphones > 0 ? (double)rss_kib / nphones : 0);
-		printf("  results     %s, %s\n", path, svg);
-	}
-	rc = (lost == 0 && agg.refused + agg.send_failed == 0 && !interrupted) ? 0 : 1;
+	} else
+		report_table(&s, title, path, svg);
+	rc = (s.lost == 0 && agg.refused + agg.send_failed == 0 && !interrupted) ? 0 : 1;
 	json_decref(j);
-	free(acc_alert);
-	free(placed_acc);
+	free(s.acc_alert);
+	free(s.placed_acc);
 	return rc;
 }
 
+/* One run's working state, shared by the steps of run(). */
+struct run {
+	const struct opts *o;
+	uint32_t nphones, total; /* phones, and orders to place */
+	struct shard *sh;
+	int nsh;
+	int ended;          /* shards whose record pipe has closed */
+	uint32_t *spare;    /* closed loop: swapped with agg.next_for_phone */
+	pthread_t *threads; /* the HTTP placers, or NULL */
+	int64_t t0;         /* when placing began */
+	int64_t last_place; /* when an order was last placed */
+};
+
 /* Hands order req to its phone: the phone's shard (MQTT) or the HTTP queue. agg.lock not held. */
 static void
-place(const struct opts *o, struct shard *sh, int nsh, uint32_t phone)
+place(struct run *run, uint32_t phone)
 {
 	uint32_t req;
 
@@ -744,7 +816,7 @@ place(const struct opts *o, struct shard *sh, int nsh, uint32_t phone)
 	if (agg.first_placed_us == 0)
 		agg.first_placed_us = agg.reqs[req].placed_us;
 	pthread_mutex_unlock(&agg.lock);
-	if (o->http) {
+	if (run->o->http) {
 		pthread_mutex_lock(&hp.lock);
 		hp.q[hp.tail++ % hp.cap].phone = phone;
 		hp.q[(hp.tail - 1) % hp.cap].req = req;
@@ -752,9 +824,11 @@ place(const struct opts *o, struct shard *sh, int nsh, uint32_t phone)
 		pthread_mutex_unlock(&hp.lock);
 		return;
 	}
-	for (int i = 0; i < nsh; i++) {
-		if (phone >= sh[i].first && phone - sh[i].first < sh[i].count) {
-			shard_send(&sh[i], phone, req);
+	for (int i = 0; i < run->nsh; i++) {
+		struct shard *s = &run->sh[i];
+
+		if (phone >= s->first && phone - s->first < s->count) {
+			shard_send(s, phone, req);
 			return;
 		}
 	}
@@ -779,31 +853,254 @@ shard_size(const struct opts *o, uint32_t nphones)
 	return n < SHARD_MIN ? SHARD_MIN : n > SHARD_MAX ? SHARD_MAX : n;
 }
 
+/* Sizes the run: how many shards, and room for every order in agg.  Aborts when memory runs out. */
+static void
+run_init(struct run *run, const struct opts *o, uint32_t nphones)
+{
+	uint32_t per = shard_size(o, nphones);
+
+	memset(run, 0, sizeof(*run));
+	run->o = o;
+	run->nphones = nphones;
+	run->total = (uint32_t)o->orders;
+	run->nsh = o->procs > 0 ? (int)o->procs : (int)((nphones + per - 1) / per);
+	if (run->nsh < 1)
+		run->nsh = 1;
+	if ((uint32_t)run->nsh > nphones)
+		run->nsh = (int)nphones;
+	run->sh = calloc((size_t)run->nsh, sizeof(*run->sh));
+	agg.reqs = calloc(run->total + 1, sizeof(*agg.reqs));
+	agg.next_for_phone = calloc(run->total + 1, sizeof(*agg.next_for_phone));
+	run->spare = calloc(run->total + 1, sizeof(*run->spare));
+	if (run->sh == NULL || agg.reqs == NULL || agg.next_for_phone == NULL || run->spare == NULL)
+		abort();
+}
+
+/*
+ * Reads records until every phone is connected and subscribed or failed,
+ * the connect timeout (+5 s) passes, every shard ended or Ctrl-C; then says
+ * how it went.  Returns 0 when every phone connected, else -1.
+ */
+static int
+run_connect(struct run *run, int64_t t_start, double *connect_s)
+{
+	const struct opts *o = run->o;
+	uint32_t nphones = run->nphones;
+	int64_t deadline = t_start + (o->connect_timeout + 5) * 1000000;
+
+	while (!quit && agg.connected + agg.connect_failed < nphones && load_now_us() < deadline &&
+	    run->ended < run->nsh)
+		run->ended += pump(run->sh, run->nsh, 100);
+	*connect_s = (double)(agg.connected_last_us - t_start) / 1e6;
+	if (agg.connected < nphones)
+		fprintf(stderr, "%s: %u of %u phones could not connect%s\n", PROG, nphones - agg.connected, nphones,
+		    agg.connect_failed > 0 ? " (see above)" : " in time");
+	else if (!o->json)
+		printf("%s: %u phones connected and subscribed in %.2f s; placing %u orders over %s%s\n", PROG, nphones,
+		    *connect_s, run->total, o->http ? "HTTP" : "MQTT", o->rate > 0 ? "" : " (each phone one at a time)");
+	fflush(stdout);
+	return agg.connected < nphones ? -1 : 0;
+}
+
+/*
+ * Starts --http-conns placer threads and waits until every phone has
+ * claimed its login: the clock starts when every phone has its token.
+ * Returns 0, or -1 when some phones could not log in (said on stderr).
+ */
+static int
+http_start(struct run *run, const struct load_account *accounts)
+{
+	const struct opts *o = run->o;
+
+	hp.base = o->http_url;
+	hp.sku = o->sku;
+	hp.accounts = accounts;
+	hp.nphones = run->nphones;
+	hp.cap = run->total + 1;
+	hp.q = calloc(hp.cap, sizeof(*hp.q));
+	hp.tokens = calloc(run->nphones, sizeof(*hp.tokens));
+	run->threads = calloc((size_t)o->http_conns, sizeof(*run->threads));
+	for (long i = 0; i < o->http_conns; i++)
+		pthread_create(&run->threads[i], NULL, http_placer, NULL);
+	for (;;) {
+		pthread_mutex_lock(&hp.lock);
+		int left = hp.login_next < hp.nphones;
+		pthread_mutex_unlock(&hp.lock);
+		if (!left)
+			break;
+		usleep(10000);
+	}
+	if (hp.login_failed > 0) {
+		fprintf(stderr, "%s: %u phones could not log in to %s\n", PROG, hp.login_failed, hp.base);
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether orders remain to be placed at now: some are left and --duration has not passed. */
+static int
+run_placing(const struct run *run, int64_t now)
+{
+	return agg.nreqs < run->total && (run->o->duration == 0 || now - run->t0 < run->o->duration * 1000000);
+}
+
+/* Open loop (--rate): places every order whose time has come, and lowers *wait_us to when the next one is due. */
+static void
+place_due(struct run *run, int64_t now, int64_t *wait_us)
+{
+	for (;;) {
+		int64_t due = run->t0 + (int64_t)((double)agg.nreqs * 1e6 / (double)run->o->rate);
+		if (agg.nreqs >= run->total)
+			break;
+		if (due > now) {
+			if (due - now < *wait_us)
+				*wait_us = due - now;
+			break;
+		}
+		place(run, agg.nreqs % run->nphones);
+		run->last_place = now;
+	}
+}
+
+/* Closed loop: places the next order of every phone whose last one finished. */
+static void
+place_ready(struct run *run, int64_t now)
+{
+	uint32_t *ready;
+	size_t k;
+
+	/* take the list of phones whose order finished, leaving an empty one */
+	pthread_mutex_lock(&agg.lock);
+	k = agg.nnext;
+	ready = agg.next_for_phone;
+	agg.next_for_phone = run->spare;
+	agg.nnext = 0;
+	pthread_mutex_unlock(&agg.lock);
+	run->spare = ready;
+	for (size_t i = 0; i < k && agg.nreqs < run->total; i++) {
+		place(run, ready[i]);
+		run->last_place = now;
+	}
+}
+
+/*
+ * Places the orders and reads the records until every placed order is
+ * resolved, --timeout passes after the last one placed, every shard has
+ * ended, or Ctrl-C.  Shows progress as it goes.
+ */
+static void
+run_orders(struct run *run)
+{
+	const struct opts *o = run->o;
+
+	if (o->rate <= 0 && !quit) {
+		for (uint32_t i = 0; i < run->nphones && agg.nreqs < run->total; i++)
+			place(run, i);
+		run->last_place = load_now_us();
+	}
+	while (!quit) {
+		int64_t now = load_now_us(), wait_us = 50000;
+		int placing = run_placing(run, now);
+		uint64_t resolved;
+
+		if (placing && o->rate > 0)
+			place_due(run, now, &wait_us);
+		else if (placing)
+			place_ready(run, now);
+		for (int i = 0; i < run->nsh; i++)
+			shard_flush(&run->sh[i]);
+		run->ended += pump(run->sh, run->nsh, (int)(wait_us / 1000) > 0 ? (int)(wait_us / 1000) : 1);
+		progress(o, run->total, run->t0, 0);
+
+		pthread_mutex_lock(&agg.lock);
+		resolved = agg.done + agg.refused + agg.send_failed;
+		pthread_mutex_unlock(&agg.lock);
+		placing = run_placing(run, load_now_us());
+		if (!placing && resolved == agg.nreqs)
+			break;
+		if (!placing && load_now_us() - run->last_place > o->timeout * 1000000)
+			break; /* what is still open now is lost */
+		if (run->ended == run->nsh) {
+			fprintf(stderr, "%s: every phone process ended early\n", PROG);
+			break;
+		}
+	}
+}
+
+/* Stops the HTTP placers, dropping the orders not sent yet, and joins them. */
+static void
+http_stop(struct run *run)
+{
+	if (run->threads == NULL)
+		return;
+	pthread_mutex_lock(&hp.lock);
+	hp.stop = 1;
+	hp.head = hp.tail; /* drop what was not sent yet */
+	pthread_cond_broadcast(&hp.cond);
+	pthread_mutex_unlock(&hp.lock);
+	for (long i = 0; i < run->o->http_conns; i++)
+		pthread_join(run->threads[i], NULL);
+}
+
+/* Tells every shard to stop (SIGTERM if its pipe will not take it) and reaps it, filling in sh[i].ru. */
+static void
+shards_stop(struct run *run)
+{
+	for (int i = 0; i < run->nsh; i++) {
+		struct shard *s = &run->sh[i];
+		struct load_cmd stop = { LOAD_CMD_STOP, 0 };
+		int status;
+
+		shard_flush(s);
+		fcntl(s->cmd_fd, F_SETFL, 0);
+		if (write(s->cmd_fd, &stop, sizeof(stop)) != (ssize_t)sizeof(stop))
+			kill(s->pid, SIGTERM);
+		close(s->cmd_fd);
+		/* keep draining records so a shard blocked on a full pipe can finish */
+		while (wait4(s->pid, &status, WNOHANG, &s->ru) == 0)
+			pump(run->sh, run->nsh, 10);
+	}
+}
+
+/* Frees what run_init, http_start and the shards' buffers hold, and agg's tables. */
+static void
+run_free(struct run *run)
+{
+	for (int i = 0; i < run->nsh; i++) {
+		if (run->sh[i].rec_fd >= 0)
+			close(run->sh[i].rec_fd);
+		free(run->sh[i].backlog);
+	}
+	if (hp.tokens != NULL) {
+		for (uint32_t i = 0; i < run->nphones; i++)
+			free(hp.tokens[i]);
+	}
+	free(hp.tokens);
+	free(hp.q);
+	free(run->threads);
+	free(run->sh);
+	free(agg.reqs);
+	free(agg.ords);
+	free(agg.slots);
+	free(agg.next_for_phone);
+	free(run->spare);
+}
+
+/*
+ * The whole run: connect the phones in shard processes, log them in (over
+ * HTTP), place the orders, stop the shards and report.  Returns the exit
+ * status: 0 when every order completed, else 1.
+ */
 static int
 run(const struct opts *o, struct load_account *accounts, uint32_t nphones)
 {
-	uint32_t per = shard_size(o, nphones);
-	int nsh = o->procs > 0 ? (int)o->procs : (int)((nphones + per - 1) / per);
-	uint32_t total = (uint32_t)o->orders;
-	struct shard *sh;
+	struct run r;
 	struct load_shard_cfg base;
-	uint32_t *spare; /* closed loop: swapped with agg.next_for_phone */
-	pthread_t *threads = NULL;
-	int64_t t_start, t0, last_place = 0, deadline;
+	int64_t t_start;
 	double connect_s;
-	int interrupted = 0, no_report = 0, rc = 1, ended = 0;
+	int interrupted = 0, no_report = 0, rc = 1;
 
-	if (nsh < 1)
-		nsh = 1;
-	if ((uint32_t)nsh > nphones)
-		nsh = (int)nphones;
-	sh = calloc((size_t)nsh, sizeof(*sh));
-	agg.reqs = calloc(total + 1, sizeof(*agg.reqs));
-	agg.next_for_phone = calloc(total + 1, sizeof(*agg.next_for_phone));
-	spare = calloc(total + 1, sizeof(*spare));
-	if (sh == NULL || agg.reqs == NULL || agg.next_for_phone == NULL || spare == NULL)
-		abort();
-
+	run_init(&r, o, nphones);
 	memset(&base, 0, sizeof(base));
 	base.url = o->url;
 	base.cafile = o->cafile;
@@ -813,167 +1110,75 @@ run(const struct opts *o, struct load_account *accounts, uint32_t nphones)
 	base.verbose = o->verbose;
 
 	if (!o->json)
-		printf("%s: connecting %u phones in %d process%s to %s ...\n", PROG, nphones, nsh, nsh == 1 ? "" : "es",
-		    o->url);
+		printf("%s: connecting %u phones in %d process%s to %s ...\n", PROG, nphones, r.nsh,
+		    r.nsh == 1 ? "" : "es", o->url);
 	fflush(stdout);
 	t_start = load_now_us();
-	if (start_shards(sh, nsh, &base, nphones) != 0)
+	if (start_shards(r.sh, r.nsh, &base, nphones) != 0)
 		return 1;
-	deadline = t_start + (o->connect_timeout + 5) * 1000000;
-	while (!quit && agg.connected + agg.connect_failed < nphones && load_now_us() < deadline && ended < nsh)
-		ended += pump(sh, nsh, 100);
-	connect_s = (double)(agg.connected_last_us - t_start) / 1e6;
-	if (agg.connected < nphones) {
-		fprintf(stderr, "%s: %u of %u phones could not connect%s\n", PROG, nphones - agg.connected, nphones,
-		    agg.connect_failed > 0 ? " (see above)" : " in time");
-		quit = 1;
+	if (run_connect(&r, t_start, &connect_s) != 0 || (o->http && !quit && http_start(&r, accounts) != 0)) {
+		quit = 1; /* nothing worth measuring: stop, without a report */
 		interrupted = no_report = 1;
-	} else if (!o->json)
-		printf("%s: %u phones connected and subscribed in %.2f s; placing %u orders over %s%s\n", PROG, nphones,
-		    connect_s, total, o->http ? "HTTP" : "MQTT", o->rate > 0 ? "" : " (each phone one at a time)");
-	fflush(stdout);
-
-	if (o->http && !quit) {
-		hp.base = o->http_url;
-		hp.sku = o->sku;
-		hp.accounts = accounts;
-		hp.nphones = nphones;
-		hp.cap = total + 1;
-		hp.q = calloc(hp.cap, sizeof(*hp.q));
-		hp.tokens = calloc(nphones, sizeof(*hp.tokens));
-		threads = calloc((size_t)o->http_conns, sizeof(*threads));
-		for (long i = 0; i < o->http_conns; i++)
-			pthread_create(&threads[i], NULL, http_placer, NULL);
-		/* logins first: the clock starts when every phone has its token */
-		for (;;) {
-			pthread_mutex_lock(&hp.lock);
-			int left = hp.login_next < hp.nphones;
-			pthread_mutex_unlock(&hp.lock);
-			if (!left)
-				break;
-			usleep(10000);
-		}
-		if (hp.login_failed > 0) {
-			fprintf(stderr, "%s: %u phones could not log in to %s\n", PROG, hp.login_failed, hp.base);
-			quit = 1;
-			interrupted = no_report = 1;
-		}
 	}
 
-	t0 = load_now_us();
-	if (o->rate <= 0 && !quit) {
-		for (uint32_t i = 0; i < nphones && agg.nreqs < total; i++)
-			place(o, sh, nsh, i);
-		last_place = load_now_us();
-	}
-	while (!quit) {
-		int64_t now = load_now_us(), wait_us = 50000;
-		int placing = agg.nreqs < total && (o->duration == 0 || now - t0 < o->duration * 1000000);
-
-		if (placing && o->rate > 0) {
-			for (;;) {
-				int64_t due = t0 + (int64_t)((double)agg.nreqs * 1e6 / (double)o->rate);
-				if (agg.nreqs >= total)
-					break;
-				if (due > now) {
-					if (due - now < wait_us)
-						wait_us = due - now;
-					break;
-				}
-				place(o, sh, nsh, agg.nreqs % nphones);
-				last_place = now;
-			}
-		} else if (placing) {
-			uint32_t *ready;
-			size_t k;
-
-			/* take the list of phones whose order finished, leaving an empty one */
-			pthread_mutex_lock(&agg.lock);
-			k = agg.nnext;
-			ready = agg.next_for_phone;
-			agg.next_for_phone = spare;
-			agg.nnext = 0;
-			pthread_mutex_unlock(&agg.lock);
-			spare = ready;
-			for (size_t i = 0; i < k && agg.nreqs < total; i++) {
-				place(o, sh, nsh, ready[i]);
-				last_place = now;
-			}
-		}
-		for (int i = 0; i < nsh; i++)
-			shard_flush(&sh[i]);
-		ended += pump(sh, nsh, (int)(wait_us / 1000) > 0 ? (int)(wait_us / 1000) : 1);
-		progress(o, total, t0, 0);
-
-		pthread_mutex_lock(&agg.lock);
-		uint64_t resolved = agg.done + agg.refused + agg.send_failed;
-		pthread_mutex_unlock(&agg.lock);
-		placing = agg.nreqs < total && (o->duration == 0 || load_now_us() - t0 < o->duration * 1000000);
-		if (!placing && resolved == agg.nreqs)
-			break;
-		if (!placing && load_now_us() - last_place > o->timeout * 1000000)
-			break; /* what is still open now is lost */
-		if (ended == nsh) {
-			fprintf(stderr, "%s: every phone process ended early\n", PROG);
-			break;
-		}
-	}
+	r.t0 = load_now_us();
+	run_orders(&r);
 	if (quit)
 		interrupted = 1;
 	if (!no_report)
-		progress(o, total, t0, 1);
+		progress(o, r.total, r.t0, 1);
 
-	if (threads != NULL) {
-		pthread_mutex_lock(&hp.lock);
-		hp.stop = 1;
-		hp.head = hp.tail; /* drop what was not sent yet */
-		pthread_cond_broadcast(&hp.cond);
-		pthread_mutex_unlock(&hp.lock);
-		for (long i = 0; i < o->http_conns; i++)
-			pthread_join(threads[i], NULL);
-	}
-	for (int i = 0; i < nsh; i++) {
-		struct load_cmd stop = { LOAD_CMD_STOP, 0 };
-		int status;
-
-		shard_flush(&sh[i]);
-		fcntl(sh[i].cmd_fd, F_SETFL, 0);
-		if (write(sh[i].cmd_fd, &stop, sizeof(stop)) != (ssize_t)sizeof(stop))
-			kill(sh[i].pid, SIGTERM);
-		close(sh[i].cmd_fd);
-		/* keep draining records so a shard blocked on a full pipe can finish */
-		while (wait4(sh[i].pid, &status, WNOHANG, &sh[i].ru) == 0)
-			pump(sh, nsh, 10);
-	}
-
+	http_stop(&r);
+	shards_stop(&r);
 	if (!no_report)
-		rc = report(o, nphones, nsh, sh, connect_s, t0, interrupted);
-	for (int i = 0; i < nsh; i++) {
-		if (sh[i].rec_fd >= 0)
-			close(sh[i].rec_fd);
-		free(sh[i].backlog);
-	}
-	if (hp.tokens != NULL) {
-		for (uint32_t i = 0; i < nphones; i++)
-			free(hp.tokens[i]);
-	}
-	free(hp.tokens);
-	free(hp.q);
-	free(threads);
-	free(sh);
-	free(agg.reqs);
-	free(agg.ords);
-	free(agg.slots);
-	free(agg.next_for_phone);
-	free(spare);
+		rc = report(o, nphones, r.nsh, r.sh, connect_s, r.t0, interrupted);
+	run_free(&r);
 	return rc;
+}
+
+/* Checks what config_parse cannot: returns 0, or 2 with a one-line error printed. */
+static int
+opts_check(const struct opts *o)
+{
+	if (o->accounts == NULL) {
+		fprintf(stderr, "%s: --accounts FILE (user:password lines) is required\n", PROG);
+		return 2;
+	}
+	if (menu_find(o->sku) == NULL) {
+		fprintf(stderr, "%s: '%s' is not on the menu (see 'phone-sim menu')\n", PROG, o->sku);
+		return 2;
+	}
+	if (o->duration > 0 && o->rate == 0 && o->orders == 0) {
+		fprintf(stderr, "%s: --duration needs --rate or --orders\n", PROG);
+		return 2;
+	}
+	return 0;
+}
+
+/* The broker and HTTP API URLs when not given: 127.0.0.1 on $PIZZA_MQTT_PORT (1883) and $PIZZA_HTTP_PORT (8080). */
+static void
+opts_default_urls(struct opts *o)
+{
+	static char url[256], hurl[256];
+	const char *env;
+
+	if (o->url == NULL) {
+		env = getenv("PIZZA_MQTT_PORT");
+		snprintf(url, sizeof(url), "tcp://127.0.0.1:%s", env != NULL && env[0] != '\0' ? env : "1883");
+		o->url = url;
+	}
+	if (o->http_url == NULL) {
+		env = getenv("PIZZA_HTTP_PORT");
+		snprintf(hurl, sizeof(hurl), "http://127.0.0.1:%s", env != NULL && env[0] != '\0' ? env : "8080");
+		o->http_url = hurl;
+	}
 }
 
 int
 cmd_load(int argc, char **argv)
 {
 	struct opts o;
-	char err[256], url[256];
+	char err[256];
 	const struct opt opts[] = {
 		{ "accounts", 'a', OPT_STR, "PIZZA_LOAD_ACCOUNTS", NULL,
 		    "file of user:password lines, one broker account per phone (make bench generates one)", &o.accounts, 0,
@@ -1030,18 +1235,8 @@ cmd_load(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", PROG, err);
 		return 2;
 	}
-	if (o.accounts == NULL) {
-		fprintf(stderr, "%s: --accounts FILE (user:password lines) is required\n", PROG);
-		return 2;
-	}
-	if (menu_find(o.sku) == NULL) {
-		fprintf(stderr, "%s: '%s' is not on the menu (see 'phone-sim menu')\n", PROG, o.sku);
-		return 2;
-	}
-	if (o.duration > 0 && o.rate == 0 && o.orders == 0) {
-		fprintf(stderr, "%s: --duration needs --rate or --orders\n", PROG);
-		return 2;
-	}
+	if ((rc = opts_check(&o)) != 0)
+		return rc;
 	if ((accounts = read_accounts(o.accounts, &naccounts)) == NULL)
 		return 2;
 	if (o.phones == 0)
@@ -1053,17 +1248,7 @@ cmd_load(int argc, char **argv)
 	}
 	if (o.orders == 0)
 		o.orders = o.rate > 0 && o.duration > 0 ? o.rate * o.duration : o.phones;
-	if (o.url == NULL) {
-		const char *env = getenv("PIZZA_MQTT_PORT");
-		snprintf(url, sizeof(url), "tcp://127.0.0.1:%s", env != NULL && env[0] != '\0' ? env : "1883");
-		o.url = url;
-	}
-	if (o.http_url == NULL) {
-		const char *env = getenv("PIZZA_HTTP_PORT");
-		static char hurl[256];
-		snprintf(hurl, sizeof(hurl), "http://127.0.0.1:%s", env != NULL && env[0] != '\0' ? env : "8080");
-		o.http_url = hurl;
-	}
+	opts_default_urls(&o);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
