@@ -324,6 +324,196 @@ http_order(const struct common *c, const char *base, const char *sku, long qty, 
 	return rc;
 }
 
+/*
+ * Prints m if it is an event (of order_id, or of any order when NULL) not
+ * printed before: each status and the alert once.  Returns 1 when what it
+ * printed was a pickup alert, else 0.
+ */
+static int
+print_new_event(const struct common *c, struct idset *seen, const struct inbox_msg *m, const char *order_id,
+    int64_t t0)
+{
+	struct event ev;
+	char key[NAME_MAX_LEN + 8];
+
+	if (decode(m, &ev) != 0 || (order_id != NULL && strcmp(ev.order_id, order_id) != 0))
+		return 0;
+	seen_key(&ev, key, sizeof(key));
+	if (idset_add(seen, key) != 1)
+		return 0;
+	print_event(c, &ev, m, t0);
+	return ev.type == EVENT_PICKUP_ALERT;
+}
+
+/* Disconnects and frees a phone's client, its inbox and its "seen already" set. */
+static void
+phone_close(struct mq *mq, struct inbox *ib, struct idset *seen)
+{
+	mq_disconnect(mq, 1000);
+	mq_free(mq);
+	inbox_free(ib);
+	idset_free(seen);
+}
+
+/*
+ * Publishes the order request to the user's orders/new topic, to be
+ * answered on reply_topic with correlation, and prints the "ordering" line.
+ * Returns 0, or -1 with a one-line error printed.
+ */
+static int
+mqtt_order(const struct common *c, struct mq *mq, const char *reply_topic, const char *correlation, const char *sku,
+    long qty)
+{
+	char new_topic[TOPIC_MAX], when[16], *body;
+	json_t *req = json_pack("{s:[{s:s, s:i}]}", "items", "sku", sku, "qty", (int)qty);
+	struct mq_publish p;
+	int rc;
+
+	body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	topic_new(new_topic, sizeof(new_topic), c->user);
+	memset(&p, 0, sizeof(p));
+	p.topic = new_topic;
+	p.payload = body;
+	p.len = strlen(body);
+	p.qos = 1;
+	p.response_topic = reply_topic;
+	p.correlation = correlation;
+	p.correlation_len = strlen(correlation);
+	rc = mq_publish(mq, &p); /* paho copies the payload */
+	free(body);
+	if (rc != 0) {
+		fprintf(stderr, "%s order: could not send the order\n", PROG);
+		return -1;
+	}
+	if (!c->json)
+		printf("%s  %-8s  ordering %ld x %s ...\n", clock_str(now_ms(), when, sizeof(when)), c->user, qty, sku);
+	fflush(stdout);
+	return 0;
+}
+
+/* One order followed from its placing to its pickup alert. */
+struct follow {
+	const struct common *c;
+	const char *reply_topic, *correlation; /* where and how order-service answers (MQTT) */
+	char order_id[NAME_MAX_LEN + 1];       /* "" until the answer names it */
+	int64_t t0;                            /* when it was placed, for the "+1.234s" column */
+	const char *waiting_for;               /* for the timeout message */
+	struct inbox_msg *early, **early_tail; /* events that came before the order id, oldest first */
+	struct idset *seen;
+	int got_alert;
+};
+
+/* Notes that the order is placed (f->order_id is set): the "+1.234s" clock starts. */
+static void
+follow_placed(struct follow *f)
+{
+	f->t0 = now_ms();
+	f->waiting_for = "the order's statuses and pickup alert";
+}
+
+/*
+ * Before the order id is known, m is either order-service's answer to our
+ * request (the order id, or why it was refused), or an event that overtook
+ * it, kept to be replayed.  Takes m.  Returns 0, or -1 when the order was
+ * refused (said on stderr).
+ */
+static int
+follow_answer(struct follow *f, struct inbox_msg *m)
+{
+	char when[16];
+	json_t *r;
+	const char *id;
+	int rc = 0;
+
+	if (strcmp(m->topic, f->reply_topic) != 0 || m->correlation == NULL ||
+	    strcmp(m->correlation, f->correlation) != 0) {
+		*f->early_tail = m; /* keep it until we know which order is ours */
+		f->early_tail = &m->next;
+		return 0;
+	}
+	r = json_loads(m->payload, 0, NULL);
+	id = json_string_value(json_object_get(r, "order_id"));
+	if (id != NULL && name_valid(id)) {
+		str_copy(f->order_id, sizeof(f->order_id), id);
+		follow_placed(f);
+		if (f->c->json)
+			printf("%s\n", m->payload);
+		else
+			printf("%s  %-8s  order %s  placed    (order-service answered: accepted)\n",
+			    clock_str(f->t0, when, sizeof(when)), f->c->user, f->order_id);
+		fflush(stdout);
+	} else {
+		const char *detail = json_string_value(json_object_get(r, "detail"));
+		fprintf(stderr, "%s order: the order was refused: %s\n", PROG, detail != NULL ? detail : m->payload);
+		rc = -1;
+	}
+	json_decref(r);
+	inbox_msg_free(m);
+	return rc;
+}
+
+/* The next message: first those kept from before the order id was known, then the inbox's. NULL at the deadline. */
+static struct inbox_msg *
+follow_next(struct follow *f, struct inbox *ib, int64_t deadline)
+{
+	struct inbox_msg *m;
+
+	if (f->order_id[0] == '\0' || f->early == NULL)
+		return inbox_wait(ib, deadline);
+	m = f->early;
+	f->early = m->next;
+	if (f->early == NULL)
+		f->early_tail = &f->early;
+	m->next = NULL;
+	return m;
+}
+
+/*
+ * Follows the order until its pickup alert, printing each status and the
+ * alert once.  Returns 0 at the alert; 1 when the order was refused, time
+ * ran out or Ctrl-C (said on stderr).
+ */
+static int
+follow_order(struct follow *f, struct inbox *ib)
+{
+	int64_t deadline = mono_ms() + f->c->timeout_s * 1000;
+
+	while (!quit && !f->got_alert && mono_ms() < deadline) {
+		struct inbox_msg *m = follow_next(f, ib, deadline);
+
+		if (m == NULL)
+			continue;
+		if (f->order_id[0] == '\0') {
+			if (follow_answer(f, m) != 0)
+				return 1;
+			continue;
+		}
+		if (print_new_event(f->c, f->seen, m, f->order_id, f->t0))
+			f->got_alert = 1;
+		inbox_msg_free(m);
+	}
+	if (f->got_alert)
+		return 0;
+	if (quit)
+		fprintf(stderr, "%s order: interrupted while waiting for %s\n", PROG, f->waiting_for);
+	else
+		fprintf(stderr, "%s order: timed out after %lds waiting for %s\n", PROG, f->c->timeout_s, f->waiting_for);
+	return 1;
+}
+
+/* Frees the events kept from before the order id was known. */
+static void
+follow_free(struct follow *f)
+{
+	while (f->early != NULL) {
+		struct inbox_msg *n = f->early->next;
+		inbox_msg_free(f->early);
+		f->early = n;
+	}
+	f->early_tail = &f->early;
+}
+
 static int
 cmd_order(int argc, char **argv)
 {
@@ -345,17 +535,12 @@ cmd_order(int argc, char **argv)
 		    &callback_url, 0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
-	char client_id[96], rand_hex[17], reply_topic[TOPIC_MAX], new_topic[TOPIC_MAX], order_id[NAME_MAX_LEN + 1] = "";
-	char key[NAME_MAX_LEN + 8], *body;
+	char client_id[96], rand_hex[17], reply_topic[TOPIC_MAX];
 	unsigned char rnd[8];
 	struct inbox *ib;
 	struct mq *mq;
-	struct mq_publish p;
-	struct idset *seen;
-	struct inbox_msg *early = NULL, **early_tail = &early;
-	int64_t deadline, t0 = 0;
-	int rc = 1, got_alert = 0;
-	const char *waiting_for = "the order service's answer";
+	struct follow f;
+	int rc = 1;
 
 	memset(&c, 0, sizeof(c));
 	parse("order", "Places an order (over MQTT, or HTTP with --http) and follows it over MQTT to the pickup alert.",
@@ -373,120 +558,31 @@ cmd_order(int argc, char **argv)
 		snprintf(rand_hex + 2 * i, 3, "%02x", rnd[i]);
 	snprintf(client_id, sizeof(client_id), "phone-%s-%.8s", c.user, rand_hex);
 	topic_reply(reply_topic, sizeof(reply_topic), c.user, client_id + strlen("phone-"));
-	topic_new(new_topic, sizeof(new_topic), c.user);
 
+	memset(&f, 0, sizeof(f));
+	f.c = &c;
+	f.reply_topic = reply_topic;
+	f.correlation = rand_hex;
+	f.waiting_for = "the order service's answer";
+	f.early_tail = &f.early;
+	f.seen = idset_new(64);
 	ib = inbox_new();
-	seen = idset_new(64);
 	mq = phone_connect("order", &c, ib, client_id, 0);
 
-	body = NULL;
 	if (use_http) {
-		if (http_order(&c, http_url, sku, qty, callback_url, order_id, sizeof(order_id)) != 0)
+		if (http_order(&c, http_url, sku, qty, callback_url, f.order_id, sizeof(f.order_id)) != 0)
 			goto out;
-		t0 = now_ms();
-		waiting_for = "the order's statuses and pickup alert";
-		goto follow;
-	}
-	if (callback_url != NULL) {
+		follow_placed(&f);
+	} else if (callback_url != NULL) {
 		fprintf(stderr, "%s order: --callback-url needs --http\n", PROG);
 		rc = 2;
 		goto out;
-	}
-	{
-		json_t *req = json_pack("{s:[{s:s, s:i}]}", "items", "sku", sku, "qty", (int)qty);
-		body = json_dumps(req, JSON_COMPACT);
-		json_decref(req);
-	}
-	memset(&p, 0, sizeof(p));
-	p.topic = new_topic;
-	p.payload = body;
-	p.len = strlen(body);
-	p.qos = 1;
-	p.response_topic = reply_topic;
-	p.correlation = rand_hex;
-	p.correlation_len = strlen(rand_hex);
-	if (mq_publish(mq, &p) != 0) {
-		fprintf(stderr, "%s order: could not send the order\n", PROG);
+	} else if (mqtt_order(&c, mq, reply_topic, rand_hex, sku, qty) != 0)
 		goto out;
-	}
-	if (!c.json)
-		printf("%s  %-8s  ordering %ld x %s ...\n", clock_str(now_ms(), key, sizeof(key)), c.user, qty, sku);
-	fflush(stdout);
-follow:
-	deadline = mono_ms() + c.timeout_s * 1000;
-	while (!quit && !got_alert && mono_ms() < deadline) {
-		struct inbox_msg *m;
-		struct event ev;
-
-		/* replay what arrived before we knew our order id */
-		if (order_id[0] != '\0' && early != NULL) {
-			m = early;
-			early = m->next;
-			if (early == NULL)
-				early_tail = &early;
-			m->next = NULL;
-		} else if ((m = inbox_wait(ib, deadline)) == NULL)
-			continue;
-
-		if (order_id[0] == '\0') {
-			if (strcmp(m->topic, reply_topic) == 0 && m->correlation != NULL &&
-			    strcmp(m->correlation, rand_hex) == 0) {
-				json_t *r = json_loads(m->payload, 0, NULL);
-				const char *id = json_string_value(json_object_get(r, "order_id"));
-
-				if (id != NULL && name_valid(id)) {
-					str_copy(order_id, sizeof(order_id), id);
-					t0 = now_ms();
-					waiting_for = "the order's statuses and pickup alert";
-					if (c.json)
-						printf("%s\n", m->payload);
-					else
-						printf("%s  %-8s  order %s  placed    (order-service answered: accepted)\n",
-						    clock_str(t0, key, sizeof(key)), c.user, order_id);
-					fflush(stdout);
-				} else {
-					const char *detail = json_string_value(json_object_get(r, "detail"));
-					fprintf(stderr, "%s order: the order was refused: %s\n", PROG,
-					    detail != NULL ? detail : m->payload);
-					json_decref(r);
-					inbox_msg_free(m);
-					goto out;
-				}
-				json_decref(r);
-				inbox_msg_free(m);
-			} else {
-				*early_tail = m; /* keep it until we know which order is ours */
-				early_tail = &m->next;
-			}
-			continue;
-		}
-		if (decode(m, &ev) == 0 && strcmp(ev.order_id, order_id) == 0) {
-			seen_key(&ev, key, sizeof(key));
-			if (idset_add(seen, key) == 1) { /* each status and the alert once */
-				print_event(&c, &ev, m, t0);
-				if (ev.type == EVENT_PICKUP_ALERT)
-					got_alert = 1;
-			}
-		}
-		inbox_msg_free(m);
-	}
-	if (got_alert)
-		rc = 0;
-	else if (quit)
-		fprintf(stderr, "%s order: interrupted while waiting for %s\n", PROG, waiting_for);
-	else
-		fprintf(stderr, "%s order: timed out after %lds waiting for %s\n", PROG, c.timeout_s, waiting_for);
+	rc = follow_order(&f, ib);
 out:
-	while (early != NULL) {
-		struct inbox_msg *n = early->next;
-		inbox_msg_free(early);
-		early = n;
-	}
-	free(body);
-	mq_disconnect(mq, 1000);
-	mq_free(mq);
-	inbox_free(ib);
-	idset_free(seen);
+	follow_free(&f);
+	phone_close(mq, ib, f.seen);
 	return rc;
 }
 
@@ -528,25 +624,13 @@ cmd_watch(int argc, char **argv)
 	deadline = for_s > 0 ? mono_ms() + for_s * 1000 : INT64_MAX;
 	while (!quit && mono_ms() < deadline && (count == 0 || alerts < count)) {
 		struct inbox_msg *m = inbox_wait(ib, deadline);
-		struct event ev;
-		char key[NAME_MAX_LEN + 8];
 
 		if (m == NULL)
 			continue;
-		if (decode(m, &ev) == 0) {
-			seen_key(&ev, key, sizeof(key));
-			if (idset_add(seen, key) == 1) {
-				print_event(&c, &ev, m, 0);
-				if (ev.type == EVENT_PICKUP_ALERT)
-					alerts++;
-			}
-		}
+		alerts += print_new_event(&c, seen, m, NULL, 0);
 		inbox_msg_free(m);
 	}
-	mq_disconnect(mq, 1000);
-	mq_free(mq);
-	inbox_free(ib);
-	idset_free(seen);
+	phone_close(mq, ib, seen);
 	return 0;
 }
 
