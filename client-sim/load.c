@@ -31,6 +31,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "cli.h"
 #include "config.h"
 #include "curlbuf.h"
 #include "load.h"
@@ -1178,7 +1179,6 @@ int
 cmd_load(int argc, char **argv)
 {
 	struct opts o;
-	char err[256];
 	const struct opt opts[] = {
 		{ "accounts", 'a', OPT_STR, "PIZZA_LOAD_ACCOUNTS", NULL,
 		    "file of user:password lines, one broker account per phone (make bench generates one)", &o.accounts, 0,
@@ -1223,18 +1223,11 @@ cmd_load(int argc, char **argv)
 	int rc;
 
 	memset(&o, 0, sizeof(o));
-	switch (config_parse("phone-sim load [options]",
-	    "Simulates many phones: each connects as its own user, orders, and records when each status and its pickup "
-	    "alert arrive. Prints throughput, latency percentiles, orders lost and duplicates, and what the phones cost.",
-	    opts, argc, argv, NULL, err, sizeof(err))) {
-	case CONFIG_OK:
-		break;
-	case CONFIG_EXIT:
-		return 0;
-	case CONFIG_ERROR:
-		fprintf(stderr, "%s: %s\n", PROG, err);
-		return 2;
-	}
+	if ((rc = cli_parse("load", PROG " [options]",
+		 "Simulates many phones: each connects as its own user, orders, and records when each status and its pickup "
+		 "alert arrive. Prints throughput, latency percentiles, orders lost and duplicates, and what the phones cost.",
+		 opts, argc, argv)) >= 0)
+		return rc;
 	if ((rc = opts_check(&o)) != 0)
 		return rc;
 	if ((accounts = read_accounts(o.accounts, &naccounts)) == NULL)

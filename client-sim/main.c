@@ -18,6 +18,7 @@
 
 #include <curl/curl.h>
 
+#include "cli.h"
 #include "config.h"
 #include "http_client.h"
 #include "event.h"
@@ -62,39 +63,17 @@ struct common {
 		    &(c)->verbose, 0, 0                                                             \
 	}
 
-static void
-usage(FILE *f)
-{
-	fprintf(f, "usage: %s COMMAND [options]\n\n"
-		   "A simulated phone for the pizza backend.\n\n"
-		   "commands:\n"
-		   "  order   place an order and follow it to the pickup alert\n"
-		   "  watch   print this user's statuses and alerts as they arrive\n"
-		   "  history print this user's orders and their timelines (HTTP API)\n"
-		   "  token   log in to the HTTP API and print a bearer token\n"
-		   "  menu    print what can be ordered\n"
-		   "  load    many phones ordering at once: throughput, latency, losses\n\n"
-		   "'%s COMMAND --help' describes each command's options.\n",
-	    PROG, PROG);
-}
-
 /* Parses a command's options; exits on --help (0) or bad arguments (2). */
 static void
 parse(const char *cmd, const char *summary, const struct opt *opts, struct common *c, int argc, char **argv,
     int need_password)
 {
-	char usage_line[64], err[256];
+	char usage_line[64];
+	int rc;
 
 	snprintf(usage_line, sizeof(usage_line), "%s %s [options]", PROG, cmd);
-	switch (config_parse(usage_line, summary, opts, argc, argv, NULL, err, sizeof(err))) {
-	case CONFIG_OK:
-		break;
-	case CONFIG_EXIT:
-		exit(0);
-	case CONFIG_ERROR:
-		fprintf(stderr, "%s %s: %s\n", PROG, cmd, err);
-		exit(2);
-	}
+	if ((rc = cli_parse(cmd, usage_line, summary, opts, argc, argv)) >= 0)
+		exit(rc);
 	if (c->user == NULL) {
 		fprintf(stderr, "%s %s: --user is required (see --help)\n", PROG, cmd);
 		exit(2);
@@ -745,23 +724,39 @@ static int
 cmd_menu(int argc, char **argv)
 {
 	const struct opt opts[] = { { NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 } };
-	char err[256];
 	size_t n;
 	const struct menu_item *m;
+	int rc;
 
-	switch (config_parse("phone-sim menu", "Prints the menu.", opts, argc, argv, NULL, err, sizeof(err))) {
-	case CONFIG_OK:
-		break;
-	case CONFIG_EXIT:
-		return 0;
-	case CONFIG_ERROR:
-		fprintf(stderr, "%s menu: %s\n", PROG, err);
-		return 2;
-	}
+	if ((rc = cli_parse("menu", PROG " menu", "Prints the menu.", opts, argc, argv)) >= 0)
+		return rc;
 	m = menu_all(&n);
 	for (size_t i = 0; i < n; i++)
 		printf("%-18s %-18s %3d.%02d\n", m[i].sku, m[i].name, m[i].price_cents / 100, m[i].price_cents % 100);
 	return 0;
+}
+
+/* phone-sim's commands: what "phone-sim NAME" runs, and its line in the usage text. */
+static const struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{ "order", cmd_order, "place an order and follow it to the pickup alert" },
+	{ "watch", cmd_watch, "print this user's statuses and alerts as they arrive" },
+	{ "history", cmd_history, "print this user's orders and their timelines (HTTP API)" },
+	{ "token", cmd_token, "log in to the HTTP API and print a bearer token" },
+	{ "menu", cmd_menu, "print what can be ordered" },
+	{ "load", cmd_load, "many phones ordering at once: throughput, latency, losses" },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: %s COMMAND [options]\n\nA simulated phone for the pizza backend.\n\ncommands:\n", PROG);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'%s COMMAND --help' describes each command's options.\n", PROG);
 }
 
 int
@@ -788,18 +783,10 @@ main(int argc, char **argv)
 		printf("%s %s\n", PROG, PIZZA_VERSION);
 		return 0;
 	}
-	if (strcmp(argv[1], "order") == 0)
-		return cmd_order(argc - 1, argv + 1);
-	if (strcmp(argv[1], "watch") == 0)
-		return cmd_watch(argc - 1, argv + 1);
-	if (strcmp(argv[1], "menu") == 0)
-		return cmd_menu(argc - 1, argv + 1);
-	if (strcmp(argv[1], "history") == 0)
-		return cmd_history(argc - 1, argv + 1);
-	if (strcmp(argv[1], "load") == 0)
-		return cmd_load(argc - 1, argv + 1);
-	if (strcmp(argv[1], "token") == 0)
-		return cmd_token(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	}
 	fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", PROG, argv[1], PROG);
 	return 2;
 }
