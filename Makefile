@@ -127,10 +127,12 @@ UNIT_EXTRA_test_stages := $(BUILD)/backend/order-executor/stages.o
 UNIT_EXTRA_test_delivery := $(BUILD)/backend/notifier/delivery.o
 UNIT_EXTRA_test_intake := $(BUILD)/backend/order-service/intake.o
 UNIT_EXTRA_test_load_report := $(BUILD)/client-sim/load_report.o
+# Per-test link flags: the outbox test replaces the MQTT side (tests/unit/test_outbox.c).
+UNIT_LDFLAGS_test_outbox := -Wl,--wrap=mq_publish,--wrap=mq_window_free
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $$(UNIT_EXTRA_test_%)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -Ibackend -o $@ $< $(UNIT_EXTRA_test_$*) $(LIB) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(LDFLAGS) $(UNIT_LDFLAGS_test_$*) -Ibackend -o $@ $< $(UNIT_EXTRA_test_$*) $(LIB) $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/test_integ_%: tests/integration/test_integ_%.c $(HARNESS_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
