@@ -24,6 +24,9 @@
  */
 #define MQ_STALE_MS 5000
 
+/* Broker connections of one process that mq_redeliver() tells apart. */
+#define MQ_MAX_SOCKETS 16
+
 struct mq_sub {
 	char *filter;
 	int qos;
@@ -60,6 +63,9 @@ struct mq {
 	char tls_error[160]; /* the last TLS error OpenSSL reported */
 	int sock;            /* the broker connection's socket, -1 when not known (mq_redeliver) */
 	int sock_port;       /* its local port, checked before the socket is shut down */
+	/* broker connections the process had before this client (inherited, or another client's) */
+	int foreign_fd[MQ_MAX_SOCKETS], foreign_port[MQ_MAX_SOCKETS], nforeign, nforeign_lost;
+	int nours; /* set_nodelay(): connections not foreign */
 
 	/* the publish window (guarded by lock) */
 	int inflight;          /* QoS 1 publishes in paho's hands */
@@ -166,6 +172,66 @@ subscribe_all(struct mq *mq)
 	}
 }
 
+/* The broker's port, from the URL. */
+static long
+broker_port(const struct mq *mq)
+{
+	const char *colon = strrchr(mq->url, ':');
+	long port = mq->tls ? 8883 : 1883;
+
+	if (colon != NULL && parse_long(colon + 1, 1, 65535, &port) != 0)
+		port = mq->tls ? 8883 : 1883;
+	return port;
+}
+
+/* Calls fn(mq, fd, local port) for every TCP socket of this process whose peer is the broker's port. */
+static void
+each_broker_socket(struct mq *mq, void (*fn)(struct mq *, int, int))
+{
+	long port = broker_port(mq);
+	DIR *d;
+	struct dirent *e;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		long fd;
+		int peer_port = -1;
+
+		if (parse_long(e->d_name, 0, 1 << 30, &fd) != 0 || getpeername((int)fd, (struct sockaddr *)&ss, &len) != 0)
+			continue;
+		if (ss.ss_family == AF_INET)
+			peer_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			peer_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		if (peer_port == port)
+			fn(mq, (int)fd, local_port((int)fd));
+	}
+	closedir(d);
+}
+
+/* Notes a broker connection the process had before this client made one (inherited, another client's). */
+static void
+note_foreign(struct mq *mq, int fd, int port)
+{
+	if (mq->nforeign < MQ_MAX_SOCKETS) {
+		mq->foreign_fd[mq->nforeign] = fd;
+		mq->foreign_port[mq->nforeign++] = port;
+	} else
+		mq->nforeign_lost = 1;
+}
+
+static int
+foreign(const struct mq *mq, int fd, int port)
+{
+	for (int i = 0; i < mq->nforeign; i++)
+		if (mq->foreign_fd[i] == fd && mq->foreign_port[i] == port)
+			return 1;
+	return mq->nforeign_lost; /* too many to tell apart: none is known to be ours */
+}
+
 /*
  * paho 1.3.12 never sets TCP_NODELAY, and has no hook to reach its socket.
  * Without it a client that publishes in answer to a message (an executor's
@@ -177,41 +243,25 @@ subscribe_all(struct mq *mq)
  * idempotent; only paho's sockets talk to the broker).
  */
 static void
+nodelay(struct mq *mq, int fd, int port)
+{
+	int on = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	/* ours: the one connection that was not there before this client existed (for mq_redeliver()) */
+	if (!foreign(mq, fd, port)) {
+		mq->sock = mq->nours++ == 0 ? fd : -1;
+		mq->sock_port = mq->sock >= 0 ? port : -1;
+	}
+}
+
+static void
 set_nodelay(struct mq *mq)
 {
-	const char *colon = strrchr(mq->url, ':');
-	long port = mq->tls ? 8883 : 1883;
-	DIR *d;
-	struct dirent *e;
-	int found = 0, sock = -1;
-
-	if (colon != NULL && parse_long(colon + 1, 1, 65535, &port) != 0)
-		port = mq->tls ? 8883 : 1883;
-	if ((d = opendir("/proc/self/fd")) == NULL)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		long fd;
-		int on = 1, peer_port = -1;
-
-		if (parse_long(e->d_name, 0, 1 << 30, &fd) != 0 || getpeername((int)fd, (struct sockaddr *)&ss, &len) != 0)
-			continue;
-		if (ss.ss_family == AF_INET)
-			peer_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		else if (ss.ss_family == AF_INET6)
-			peer_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		if (peer_port == port) {
-			setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-			found++;
-			sock = (int)fd;
-		}
-	}
-	closedir(d);
-	/* the socket mq_redeliver() shuts down: known only when it is the process's one broker connection */
 	pthread_mutex_lock(&mq->lock);
-	mq->sock = found == 1 ? sock : -1;
-	mq->sock_port = found == 1 ? local_port(sock) : -1;
+	mq->nours = 0;
+	mq->sock = mq->sock_port = -1;
+	each_broker_socket(mq, nodelay);
 	pthread_mutex_unlock(&mq->lock);
 }
 
@@ -403,6 +453,8 @@ mq_new(const struct mq_config *cfg, mq_handler handler, void *arg)
 	} else
 		mq->url = strdup(cfg->url);
 	mq->tls = mq->url != NULL && (strncmp(mq->url, "ssl://", 6) == 0 || strncmp(mq->url, "wss://", 6) == 0);
+	if (mq->url != NULL)
+		each_broker_socket(mq, note_foreign);
 	mq->cafile = dup_or_null(cfg->cafile);
 	mq->certfile = dup_or_null(cfg->certfile);
 	mq->keyfile = dup_or_null(cfg->keyfile);

@@ -92,6 +92,7 @@ spawn(char *const argv[], const char *log)
 			close(fd);
 		}
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+		close_range(3, ~0U, 0);            /* not the test's own broker connections */
 		execv(argv[0], argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -749,6 +750,7 @@ h_run(struct stack *s, const char *password, char **out, char *const argv[])
 			setenv("PIZZA_PASSWORD", password, 1);
 		else
 			unsetenv("PIZZA_PASSWORD");
+		close_range(3, ~0U, 0);
 		execv(path, argv);
 		_exit(127);
 	}
@@ -795,6 +797,7 @@ h_spawn(struct stack *s, const char *password, char *const argv[], const char *o
 		setenv("PIZZA_MQTT_URL", url, 1);
 		if (password != NULL)
 			setenv("PIZZA_PASSWORD", password, 1);
+		close_range(3, ~0U, 0);
 		execv(path, argv);
 		_exit(127);
 	}
