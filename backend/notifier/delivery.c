@@ -35,8 +35,7 @@ struct attempt {
 };
 
 struct deliverer {
-	struct db *db;
-	struct outbox *outbox;
+	struct notifier_store *store;
 	struct delivery_policy p;
 	char *secret;
 	const struct allowlist *allow;
@@ -64,41 +63,17 @@ delivery_backoff_ms(const struct delivery_policy *p, int failures, double jitter
 	return d / 2 + (int64_t)((double)(d - d / 2) * jitter01);
 }
 
-int
-delivery_add(struct db *db, const struct event *status, const char *url)
+char *
+delivery_body(const struct event *status)
 {
-	char at[32], id[ID_LEN + 1], *body;
-	sqlite3_stmt *st;
+	char at[32], *body;
 	json_t *o;
-	int rc = -1;
 
 	o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "OrderReady", "order_id", status->order_id, "user_id",
 	    status->user_id, "status", "ready", "at", time_rfc3339(status->at_ms, at, sizeof(at)));
 	body = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(o);
-	if (body == NULL)
-		return -1;
-	id_new(id);
-	st = db_prepare(db, "INSERT OR IGNORE INTO deliveries(delivery_id, order_id, user_id, url, body, next_ms, created_ms) "
-			    "VALUES (?, ?, ?, ?, ?, ?, ?)");
-	if (st != NULL) {
-		int64_t now = now_ms();
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, status->order_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, status->user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, url, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, body, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 6, now);
-		sqlite3_bind_int64(st, 7, now);
-		if (sqlite3_step(st) == SQLITE_DONE)
-			rc = 0;
-		else
-			log_error("cannot store callback delivery", "order_id=%s err=\"%s\"", status->order_id,
-			    db_errmsg(db));
-		db_done(db, st);
-	}
-	free(body);
-	return rc;
+	return body;
 }
 
 static double
@@ -215,31 +190,44 @@ fail:
 	return -1;
 }
 
-/* Starts attempts for due deliveries, up to the in-flight limit. */
+/* nstore_due() callback: starts an attempt for one due delivery unless it is in flight; stops when full. */
+static int
+start_one(void *arg, const struct nstore_delivery *row)
+{
+	struct deliverer *d = arg;
+
+	if (d->ninflight >= DELIVERY_MAX_INFLIGHT)
+		return 1;
+	if (row->delivery_id != NULL && row->order_id != NULL && row->user_id != NULL && row->url != NULL &&
+	    row->body != NULL && !is_inflight(d, row->delivery_id))
+		start_attempt(d, row->delivery_id, row->order_id, row->user_id, row->url, row->body, row->attempts);
+	return d->ninflight >= DELIVERY_MAX_INFLIGHT;
+}
+
+/* Starts attempts for due deliveries, up to the in-flight limit (a store failure is logged; the next scan retries). */
 static void
 start_due(struct deliverer *d)
 {
-	sqlite3_stmt *st;
+	if (d->ninflight < DELIVERY_MAX_INFLIGHT)
+		nstore_due(d->store, now_ms(), DELIVERY_MAX_INFLIGHT * 2, start_one, d);
+}
 
-	if (d->ninflight >= DELIVERY_MAX_INFLIGHT)
-		return;
-	db_lock(d->db);
-	st = db_prepare(d->db, "SELECT delivery_id, order_id, user_id, url, body, attempts FROM deliveries "
-			       "WHERE state = 'pending' AND next_ms <= ? ORDER BY next_ms LIMIT ?");
-	if (st != NULL) {
-		sqlite3_bind_int64(st, 1, now_ms());
-		sqlite3_bind_int(st, 2, DELIVERY_MAX_INFLIGHT * 2);
-		while (d->ninflight < DELIVERY_MAX_INFLIGHT && sqlite3_step(st) == SQLITE_ROW) {
-			const char *id = (const char *)sqlite3_column_text(st, 0);
-			if (is_inflight(d, id))
-				continue;
-			start_attempt(d, id, (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
-			    (const char *)sqlite3_column_text(st, 3), (const char *)sqlite3_column_text(st, 4),
-			    sqlite3_column_int(st, 5));
-		}
-		db_done(d->db, st);
-	}
-	db_unlock(d->db);
+/*
+ * The CallbackDelivery event announcing a's final outcome, encoded into a
+ * new string the caller frees.  NULL on failure.
+ */
+static char *
+outcome_event(const struct attempt *a, int ok, const char *detail)
+{
+	struct event ev;
+
+	if (event_init(&ev, EVENT_CALLBACK_DELIVERY, a->order_id, a->user_id) != 0)
+		return NULL;
+	str_copy(ev.delivery_id, sizeof(ev.delivery_id), a->delivery_id);
+	ev.outcome = ok ? DELIVERY_DELIVERED : DELIVERY_FAILED;
+	ev.attempts = a->attempts;
+	str_copy(ev.message, sizeof(ev.message), detail);
+	return event_encode(&ev);
 }
 
 /* Records one finished attempt: delivered, retry later, or failed for good. */
@@ -247,10 +235,11 @@ static void
 finish(struct deliverer *d, struct attempt *a, CURLcode cr)
 {
 	long status = 0;
-	char detail[EVENT_MESSAGE_MAX + 1];
+	char detail[EVENT_MESSAGE_MAX + 1], *json = NULL;
 	int ok, final;
-	sqlite3_stmt *st = NULL;
 	int64_t now = now_ms(), next = 0;
+	struct nstore_msg announce = { TOPIC_CALLBACKS, NULL, 0, 1, 0 };
+	struct nstore_attempt rec;
 
 	if (cr == CURLE_OK)
 		curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -268,49 +257,17 @@ finish(struct deliverer *d, struct attempt *a, CURLcode cr)
 	if (!final)
 		next = now + delivery_backoff_ms(&d->p, a->attempts, jitter());
 
-	db_lock(d->db);
-	if (db_begin(d->db) != 0)
-		goto out;
-	st = db_prepare(d->db, "UPDATE deliveries SET attempts = ?, state = ?, last_error = ?, next_ms = ?, done_ms = ? "
-			       "WHERE delivery_id = ?");
-	if (st == NULL)
-		goto rollback;
-	sqlite3_bind_int(st, 1, a->attempts);
-	sqlite3_bind_text(st, 2, ok ? "delivered" : final ? "failed" : "pending", -1, SQLITE_STATIC);
-	if (!ok)
-		sqlite3_bind_text(st, 3, detail, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, final ? now : next);
-	if (final)
-		sqlite3_bind_int64(st, 5, now);
-	sqlite3_bind_text(st, 6, a->delivery_id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto rollback;
-	if (final) {
-		struct event ev;
-		char *json;
-		int rc;
-
-		if (event_init(&ev, EVENT_CALLBACK_DELIVERY, a->order_id, a->user_id) != 0)
-			goto rollback;
-		str_copy(ev.delivery_id, sizeof(ev.delivery_id), a->delivery_id);
-		ev.outcome = ok ? DELIVERY_DELIVERED : DELIVERY_FAILED;
-		ev.attempts = a->attempts;
-		str_copy(ev.message, sizeof(ev.message), detail);
-		if ((json = event_encode(&ev)) == NULL)
-			goto rollback;
-		rc = outbox_add(d->db, TOPIC_CALLBACKS, json, strlen(json), 1, 0, 0);
-		free(json);
-		if (rc != 0)
-			goto rollback;
+	rec = (struct nstore_attempt){ .delivery_id = a->delivery_id, .attempts = a->attempts,
+		.state = ok ? NSTORE_DELIVERED : final ? NSTORE_FAILED : NSTORE_PENDING,
+		.last_error = ok ? NULL : detail, .at_ms = now, .next_ms = next };
+	/* a final outcome is announced in the same transaction; if it cannot be, the row stays as it was and is tried again */
+	if (!final || (json = outcome_event(a, ok, detail)) != NULL) {
+		announce.payload = json;
+		announce.len = json != NULL ? strlen(json) : 0;
+		rec.announce = final ? &announce : NULL;
+		nstore_record_attempt(d->store, &rec);
 	}
-	if (db_commit(d->db) != 0)
-		goto rollback;
-	goto out;
-rollback:
-	db_rollback(d->db);
-out:
-	db_done(d->db, st);
-	db_unlock(d->db);
+	free(json);
 	metric_inc(ok ? d->m_delivered : final ? d->m_failed : d->m_retried);
 	if (ok)
 		log_info("callback delivered", "order_id=%s delivery_id=%s attempts=%d", a->order_id, a->delivery_id,
@@ -322,7 +279,7 @@ out:
 		log_info("callback attempt failed; will retry", "order_id=%s delivery_id=%s attempt=%d retry_in_ms=%lld",
 		    a->order_id, a->delivery_id, a->attempts, (long long)(next - now));
 	if (final)
-		outbox_flush(d->outbox);
+		nstore_flush(d->store);
 }
 
 static void *
@@ -366,15 +323,14 @@ run(void *arg)
 }
 
 struct deliverer *
-deliverer_start(struct db *db, struct outbox *outbox, const struct delivery_policy *p, const char *secret,
+deliverer_start(struct notifier_store *s, const struct delivery_policy *p, const char *secret,
     const struct allowlist *allow)
 {
 	struct deliverer *d = calloc(1, sizeof(*d));
 
 	if (d == NULL)
 		return NULL;
-	d->db = db;
-	d->outbox = outbox;
+	d->store = s;
 	d->p = *p;
 	d->allow = allow;
 	d->m_delivered = metric_counter("pizza_callback_deliveries_total", "Callback attempts by outcome",

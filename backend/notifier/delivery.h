@@ -1,8 +1,9 @@
 /*
  * delivery.h - signed HTTP callbacks for orders that came with a callback_url.
  *
- * When such an order reaches ready, the notifier stores a delivery in the
- * same transaction as the pickup alert (delivery_add).  A worker thread of
+ * When such an order reaches ready, the notifier stores a delivery of
+ * delivery_body() in the same transaction as the pickup alert
+ * (nstore_queue_alert(), store.h).  A worker thread of
  * its own (the deliverer) POSTs due deliveries with libcurl's multi
  * interface, many at once, so a slow or dead receiver delays nobody else:
  *
@@ -18,24 +19,15 @@
  * refused connection) is retried after delivery_backoff_ms(), up to
  * max_attempts; then the delivery is failed.  Either outcome is published as
  * a CallbackDelivery event (through the outbox) for the order's timeline.
- * Pending deliveries live in SQLite, so a restart forgets none.
+ * Pending deliveries live in the store, so a restart forgets none.
  */
 #ifndef PIZZA_DELIVERY_H
 #define PIZZA_DELIVERY_H
 
 #include <stdint.h>
 
-#include "db.h"
 #include "event.h"
-#include "outbox.h"
-
-#define DELIVERY_SCHEMA                                                                                  \
-	"CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, order_id TEXT NOT NULL UNIQUE," \
-	"  user_id TEXT NOT NULL, url TEXT NOT NULL, body TEXT NOT NULL,"                                 \
-	"  attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL,"                                \
-	"  state TEXT NOT NULL DEFAULT 'pending', last_error TEXT,"                                       \
-	"  created_ms INTEGER NOT NULL, done_ms INTEGER);"                                                \
-	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_ms);"
+#include "store.h"
 
 struct delivery_policy {
 	int max_attempts;   /* attempts in all, first included */
@@ -53,23 +45,26 @@ struct delivery_policy {
 int64_t delivery_backoff_ms(const struct delivery_policy *p, int failures, double jitter01);
 
 /*
- * Stores a delivery to url for the order that status (a ready OrderStatus)
- * finished.  Call with db locked inside the caller's transaction.  Returns
- * 0, or -1 on a database error (logged).
+ * The POST body announcing that status (a ready OrderStatus) finished its
+ * order, as a new string the caller frees:
+ *   {"type":"OrderReady","order_id":…,"user_id":…,"status":"ready","at":…}
+ * NULL when out of memory.
  */
-int delivery_add(struct db *db, const struct event *status, const char *url);
+char *delivery_body(const struct event *status);
 
 struct deliverer;
 
 struct allowlist;
 
 /*
- * Starts the worker thread.  secret signs every delivery; allow lists the
- * private destinations callbacks may still reach (see netcheck.h; checked on
- * every address connected to).  NULL on failure.
+ * Starts the worker thread, which takes due deliveries from store s and
+ * records every outcome there.  s and allow are borrowed and must outlive
+ * the deliverer; secret (signing every delivery) is copied.  allow lists
+ * the private destinations callbacks may still reach (see netcheck.h;
+ * checked on every address connected to).  NULL on failure.
  */
-struct deliverer *deliverer_start(struct db *db, struct outbox *outbox, const struct delivery_policy *p,
-    const char *secret, const struct allowlist *allow);
+struct deliverer *deliverer_start(struct notifier_store *s, const struct delivery_policy *p, const char *secret,
+    const struct allowlist *allow);
 /* Stops the worker, abandoning attempts in flight (they stay pending and are retried on the next start). */
 void deliverer_stop(struct deliverer *d);
 

@@ -5,41 +5,30 @@
  * message expiry).
  *
  * One alert per order, across redeliveries and restarts: the decision is
- * recorded in SQLite (alerts, keyed by order id) in the same transaction
- * as the alert itself goes into the outbox, before the status message is
- * acknowledged.
+ * recorded in the store (store.h: the alerts row, keyed by order id) in
+ * the same transaction as the alert itself goes into the outbox, before
+ * the status message is acknowledged.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 
-#include "db.h"
 #include "deadletter.h"
 #include "delivery.h"
 #include "event.h"
 #include "httpd.h"
 #include "log.h"
-#include "menu.h"
 #include "metrics.h"
-#include "netcheck.h"
 #include "mq.h"
-#include "outbox.h"
+#include "netcheck.h"
+#include "store.h"
 #include "svc.h"
 #include "topic.h"
 #include "util.h"
 
 #define SVC "notifier"
-
-#define NOTIFIER_SCHEMA                                                                     \
-	OUTBOX_SCHEMA                                                                       \
-	"CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL," \
-	"  items TEXT NOT NULL, callback_url TEXT, placed_ms INTEGER NOT NULL);"            \
-	"CREATE TABLE IF NOT EXISTS alerts (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL," \
-	"  event_id TEXT NOT NULL, ready_ms INTEGER NOT NULL);"                          \
-	DELIVERY_SCHEMA
 
 static struct {
 	struct svc_opts so;
@@ -56,124 +45,67 @@ static struct {
 static struct metric *m_alerts, *m_duplicates;
 
 static struct mq *mq;
-static struct db *db;
-static struct outbox *outbox;
-
-/* Runs one INSERT OR IGNORE already bound in st. Returns rows inserted (0 or 1), or -1. */
-static int
-insert_step(sqlite3_stmt *st, const char *order_id)
-{
-	int rc = sqlite3_step(st) == SQLITE_DONE ? db_changes(db) : -1;
-
-	if (rc < 0)
-		log_error("database error", "order_id=%s err=\"%s\"", order_id, db_errmsg(db));
-	db_done(db, st);
-	return rc;
-}
+static struct notifier_store *store;
 
 static int
 on_placed(const struct event *ev)
 {
-	char items[EVENT_MAX_ITEMS * (EVENT_SKU_MAX + 8) + 1] = "";
-	size_t o = 0;
-	sqlite3_stmt *st;
-	int rc = -1;
+	enum nstore_result r = nstore_put_order(store, ev);
 
-	/* "2 x margherita, 1 x funghi", for the alert's text */
-	for (size_t i = 0; i < ev->n_items && o < sizeof(items); i++)
-		o += (size_t)snprintf(items + o, sizeof(items) - o, "%s%d x %s", i ? ", " : "", ev->items[i].qty,
-		    ev->items[i].sku);
-	db_lock(db);
-	st = db_prepare(db, "INSERT OR IGNORE INTO orders(order_id, user_id, items, callback_url, placed_ms) "
-			    "VALUES (?, ?, ?, ?, ?)");
-	if (st != NULL) {
-		sqlite3_bind_text(st, 1, ev->order_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, ev->user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, items, -1, SQLITE_STATIC);
-		if (ev->callback_url[0] != '\0')
-			sqlite3_bind_text(st, 4, ev->callback_url, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, ev->at_ms);
-		rc = insert_step(st, ev->order_id);
-	}
-	db_unlock(db);
-	if (rc >= 0)
+	if (r != NSTORE_FAIL)
 		log_debug("order seen", "order_id=%s user_id=%s", ev->order_id, ev->user_id);
-	return rc < 0 ? -1 : 0;
+	return r == NSTORE_FAIL ? -1 : 0;
 }
 
 /*
- * What OrderPlaced told us about the order: the alert's human text (naming
- * the pizza) and the callback URL, if any ("" when none or not seen).
+ * The alert for status (a ready OrderStatus) into alert, naming the items
+ * OrderPlaced listed ("" when it has not been seen), and its topic.
+ * Returns 0, or -1 if it cannot be built (it never could).
  */
-static void
-order_facts(const struct event *st, char *text, size_t n, char *url, size_t urln)
+static int
+alert_build(const struct event *status, const char *items, struct event *alert, char *topic, size_t n)
 {
-	sqlite3_stmt *q = db_prepare(db, "SELECT items, callback_url FROM orders WHERE order_id = ?");
-	const char *items = NULL, *cb = NULL;
-
-	if (q != NULL) {
-		sqlite3_bind_text(q, 1, st->order_id, -1, SQLITE_STATIC);
-		if (sqlite3_step(q) == SQLITE_ROW) {
-			items = (const char *)sqlite3_column_text(q, 0);
-			cb = (const char *)sqlite3_column_text(q, 1);
-		}
-	}
-	if (items != NULL && items[0] != '\0')
-		snprintf(text, n, "Your order is ready for pickup: %s.", items);
-	else
-		snprintf(text, n, "Your order is ready for pickup.");
-	snprintf(url, urln, "%s", cb != NULL ? cb : "");
-	db_done(db, q);
+	if (event_init(alert, EVENT_PICKUP_ALERT, status->order_id, status->user_id) != 0 ||
+	    topic_alerts(topic, n, status->user_id) != 0)
+		return -1;
+	if (items[0] == '\0')
+		snprintf(alert->message, sizeof(alert->message), "Your order is ready for pickup.");
+	else if (snprintf(alert->message, sizeof(alert->message), "Your order is ready for pickup: %s.", items) >=
+	    (int)sizeof(alert->message))
+		log_debug("alert text cut to fit", "order_id=%s", status->order_id); /* a long order; the alert still goes */
+	return 0;
 }
 
 static int
 on_ready(const struct event *st)
 {
+	struct nstore_order order;
+	struct nstore_alert a;
 	struct event alert;
-	char topic[TOPIC_MAX], *json = NULL, url[EVENT_URL_MAX + 1];
-	int rc = -1, inserted = -1;
-	sqlite3_stmt *ins;
+	char topic[TOPIC_MAX], *json = NULL, *body = NULL;
+	enum nstore_result sr = NSTORE_FAIL;
 
-	if (event_init(&alert, EVENT_PICKUP_ALERT, st->order_id, st->user_id) != 0 ||
-	    topic_alerts(topic, sizeof(topic), st->user_id) != 0)
-		return -1;
-	db_lock(db);
-	order_facts(st, alert.message, sizeof(alert.message), url, sizeof(url));
-	if ((json = event_encode(&alert)) == NULL || db_begin(db) != 0)
+	/* NSTORE_NOT_FOUND: a ready before its OrderPlaced (another topic) gets a plain alert */
+	if (nstore_order(store, st->order_id, &order) == NSTORE_FAIL ||
+	    alert_build(st, order.items, &alert, topic, sizeof(topic)) != 0 || (json = event_encode(&alert)) == NULL ||
+	    (order.callback_url[0] != '\0' && (body = delivery_body(st)) == NULL))
 		goto out;
-	/* the alerts row is the "sent once" record; only a new row queues an alert */
-	ins = db_prepare(db, "INSERT OR IGNORE INTO alerts(order_id, user_id, event_id, ready_ms) VALUES (?, ?, ?, ?)");
-	if (ins != NULL) {
-		sqlite3_bind_text(ins, 1, alert.order_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 2, alert.user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 3, alert.event_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins, 4, st->at_ms);
-		inserted = insert_step(ins, st->order_id);
-	}
-	if (inserted < 0 ||
-	    (inserted == 1 && outbox_add(db, topic, json, strlen(json), 1, 0, (unsigned)cfg.alert_expiry_s) != 0) ||
-	    (inserted == 1 && url[0] != '\0' && delivery_add(db, st, url) != 0)) {
-		db_rollback(db);
-		goto out;
-	}
-	if (db_commit(db) != 0) {
-		db_rollback(db);
-		goto out;
-	}
-	rc = 0;
-	if (inserted == 1) {
+	a = (struct nstore_alert){ .order_id = st->order_id, .user_id = st->user_id, .event_id = alert.event_id,
+		.ready_ms = st->at_ms, .msg = { topic, json, strlen(json), 1, (unsigned)cfg.alert_expiry_s },
+		.callback_url = order.callback_url, .callback_body = body };
+	if ((sr = nstore_queue_alert(store, &a)) == NSTORE_OK) {
 		metric_inc(m_alerts);
 		log_info("pickup alert queued", "order_id=%s user_id=%s", st->order_id, st->user_id);
-	} else {
+	} else if (sr == NSTORE_DUP) {
 		metric_inc(m_duplicates);
 		log_debug("pickup alert already sent", "order_id=%s", st->order_id);
 	}
 out:
-	db_unlock(db);
 	free(json);
-	if (rc == 0)
-		outbox_flush(outbox);
-	return rc;
+	free(body);
+	if (sr == NSTORE_OK || sr == NSTORE_DUP)
+		nstore_flush(store);
+	return sr == NSTORE_OK || sr == NSTORE_DUP ? 0 : -1;
 }
 
 static void
@@ -214,7 +146,7 @@ on_message(void *arg, const struct mq_message *m)
 static double
 backlog(void *arg)
 {
-	return (double)outbox_backlog(arg);
+	return (double)nstore_backlog(arg);
 }
 
 int
@@ -273,41 +205,39 @@ main(int argc, char **argv)
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if ((db = db_open(cfg.db_path, NOTIFIER_SCHEMA)) == NULL)
-		fatal("cannot open the notifier database", "path=%s", cfg.db_path);
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
-	if ((outbox = outbox_new(db, mq, cfg.outbox_retry_ms)) == NULL)
-		fatal("out of memory", NULL);
+	/* the store publishes through mq; nothing arrives before svc_mq_connect() */
+	if ((store = nstore_open(cfg.db_path, mq, cfg.outbox_retry_ms)) == NULL)
+		fatal("cannot open the notifier database", "path=%s", cfg.db_path);
 	svc_metrics(mq);
 	m_alerts = metric_counter("pizza_alerts_sent_total", "Pickup alerts queued (one per order)", NULL);
 	m_duplicates = metric_counter("pizza_duplicates_dropped_total", "Redelivered events dropped as already handled",
 	    "topic=\"" TOPIC_ALL_STATUS "\"");
-	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog, outbox);
+	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog, store);
 	mq_subscribe(mq, TOPIC_PLACED, 1, 0);
 	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	svc_mq_connect(mq, &cfg.so);
-	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, db);
+	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, nstore_db(store));
 	policy.max_attempts = (int)cfg.cb_attempts;
 	policy.base_ms = cfg.cb_base_ms;
 	policy.cap_ms = cfg.cb_cap_ms;
 	policy.timeout_ms = cfg.cb_timeout_ms;
-	if ((deliverer = deliverer_start(db, outbox, &policy, secret, allow)) == NULL)
+	if ((deliverer = deliverer_start(store, &policy, secret, allow)) == NULL)
 		fatal("cannot start the callback deliverer", NULL);
 	log_info("ready", "db=%s", cfg.db_path);
 
 	while (!svc_quit) {
-		outbox_flush(outbox);
+		nstore_flush(store);
 		sleep_ms(200);
 	}
 
 	httpd_stop(ops);
 	deliverer_stop(deliverer);
-	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(outbox));
-	outbox_flush(outbox);
+	log_info("shutting down", "outbox_backlog=%lld", (long long)nstore_backlog(store));
+	nstore_flush(store);
 	mq_disconnect(mq, 2000);
 	mq_free(mq);
-	outbox_free(outbox);
-	db_close(db);
+	nstore_close(store);
 	free(secret);
 	allowlist_free(allow);
 	curl_global_cleanup();

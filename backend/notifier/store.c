@@ -1,0 +1,287 @@
+/*
+ * store.c - the notifier's store on SQLite (db.h) and the transactional
+ * outbox (outbox.h).  The table names and columns are also what operators
+ * and the integration tests query (docs/debugging.md).
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "outbox.h"
+#include "util.h"
+
+#define NSTORE_SCHEMA                                                                                      \
+	OUTBOX_SCHEMA                                                                                      \
+	"CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"            \
+	"  items TEXT NOT NULL, callback_url TEXT, placed_ms INTEGER NOT NULL);"                            \
+	"CREATE TABLE IF NOT EXISTS alerts (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"            \
+	"  event_id TEXT NOT NULL, ready_ms INTEGER NOT NULL);"                                             \
+	"CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, order_id TEXT NOT NULL UNIQUE," \
+	"  user_id TEXT NOT NULL, url TEXT NOT NULL, body TEXT NOT NULL,"                                   \
+	"  attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL,"                                  \
+	"  state TEXT NOT NULL DEFAULT 'pending', last_error TEXT,"                                         \
+	"  created_ms INTEGER NOT NULL, done_ms INTEGER);"                                                  \
+	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_ms);"
+
+struct notifier_store {
+	struct db *db;
+	struct outbox *outbox; /* NULL without an mq */
+};
+
+struct notifier_store *
+nstore_open(const char *path, struct mq *mq, int64_t retry_ms)
+{
+	struct notifier_store *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	if ((s->db = db_open(path, NSTORE_SCHEMA)) == NULL)
+		goto fail;
+	if (mq != NULL && (s->outbox = outbox_new(s->db, mq, retry_ms)) == NULL) {
+		log_error("out of memory", NULL);
+		goto fail;
+	}
+	return s;
+fail:
+	nstore_close(s);
+	return NULL;
+}
+
+void
+nstore_close(struct notifier_store *s)
+{
+	if (s == NULL)
+		return;
+	outbox_free(s->outbox);
+	db_close(s->db);
+	free(s);
+}
+
+/* "2 x margherita, 1 x funghi": the items as the alert names them. */
+static void
+items_text(const struct event *ev, char *buf, size_t n)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ev->n_items && o < n; i++)
+		o += (size_t)snprintf(buf + o, n - o, "%s%d x %s", i ? ", " : "", ev->items[i].qty, ev->items[i].sku);
+}
+
+enum nstore_result
+nstore_put_order(struct notifier_store *s, const struct event *placed)
+{
+	char items[NSTORE_ITEMS_MAX + 1];
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	items_text(placed, items, sizeof(items));
+	db_lock(s->db);
+	st = db_prepare(s->db, "INSERT OR IGNORE INTO orders(order_id, user_id, items, callback_url, placed_ms) "
+			       "VALUES (?, ?, ?, ?, ?)");
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, placed->order_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, placed->user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, items, -1, SQLITE_STATIC);
+		if (placed->callback_url[0] != '\0')
+			sqlite3_bind_text(st, 4, placed->callback_url, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, placed->at_ms);
+		rc = db_step_done(s->db, st, "insert order");
+	}
+	db_unlock(s->db);
+	return rc < 0 ? NSTORE_FAIL : rc == 0 ? NSTORE_DUP : NSTORE_OK;
+}
+
+enum nstore_result
+nstore_order(struct notifier_store *s, const char *order_id, struct nstore_order *out)
+{
+	enum nstore_result r = NSTORE_FAIL;
+	sqlite3_stmt *q;
+	int rc;
+
+	out->items[0] = out->callback_url[0] = '\0';
+	db_lock(s->db);
+	if ((q = db_prepare(s->db, "SELECT items, callback_url FROM orders WHERE order_id = ?")) == NULL)
+		goto out;
+	sqlite3_bind_text(q, 1, order_id, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *items = (const char *)sqlite3_column_text(q, 0);
+		const char *cb = (const char *)sqlite3_column_text(q, 1);
+
+		str_copy(out->items, sizeof(out->items), items != NULL ? items : "");
+		str_copy(out->callback_url, sizeof(out->callback_url), cb != NULL ? cb : "");
+		r = NSTORE_OK;
+	} else if (rc == SQLITE_DONE)
+		r = NSTORE_NOT_FOUND;
+	else
+		log_error("database error", "path=%s op=%s order_id=%s err=%s", LOGQ(db_path(s->db)), LOGQ("read order"),
+		    order_id, LOGQ(db_errmsg(s->db)));
+	db_done(s->db, q);
+out:
+	db_unlock(s->db);
+	return r;
+}
+
+/* Queues m in the outbox: call with the lock held, inside a transaction.  0 or -1. */
+static int
+queue_msg(struct db *db, const struct nstore_msg *m)
+{
+	return outbox_add(db, m->topic, m->payload, m->len, m->qos, 0, m->expiry_s);
+}
+
+/* Stores a pending delivery for a's callback: call with the lock held, inside a transaction.  0 or -1. */
+static int
+add_delivery(struct db *db, const struct nstore_alert *a)
+{
+	char id[ID_LEN + 1];
+	int64_t now = now_ms();
+	sqlite3_stmt *st;
+
+	id_new(id);
+	st = db_prepare(db, "INSERT OR IGNORE INTO deliveries(delivery_id, order_id, user_id, url, body, next_ms, created_ms) "
+			    "VALUES (?, ?, ?, ?, ?, ?, ?)");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, a->user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, a->callback_url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, a->callback_body != NULL ? a->callback_body : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, now);
+	sqlite3_bind_int64(st, 7, now);
+	return db_step_done(db, st, "insert callback delivery") < 0 ? -1 : 0;
+}
+
+enum nstore_result
+nstore_queue_alert(struct notifier_store *s, const struct nstore_alert *a)
+{
+	enum nstore_result r = NSTORE_FAIL;
+	sqlite3_stmt *ins;
+	int inserted = -1;
+
+	db_lock(s->db);
+	if (db_begin(s->db) != 0)
+		goto out;
+	/* the alerts row is the "sent once" record; only a new row queues an alert */
+	ins = db_prepare(s->db, "INSERT OR IGNORE INTO alerts(order_id, user_id, event_id, ready_ms) VALUES (?, ?, ?, ?)");
+	if (ins != NULL) {
+		sqlite3_bind_text(ins, 1, a->order_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 2, a->user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 3, a->event_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 4, a->ready_ms);
+		inserted = db_step_done(s->db, ins, "insert alert");
+	}
+	if (inserted < 0 || (inserted == 1 && queue_msg(s->db, &a->msg) != 0) ||
+	    (inserted == 1 && a->callback_url != NULL && a->callback_url[0] != '\0' && add_delivery(s->db, a) != 0) ||
+	    db_commit(s->db) != 0) {
+		db_rollback(s->db);
+		goto out;
+	}
+	r = inserted == 1 ? NSTORE_OK : NSTORE_DUP;
+out:
+	db_unlock(s->db);
+	return r;
+}
+
+enum nstore_result
+nstore_due(struct notifier_store *s, int64_t now, int limit, nstore_due_fn fn, void *arg)
+{
+	enum nstore_result r = NSTORE_FAIL;
+	sqlite3_stmt *st;
+	int rc;
+
+	db_lock(s->db);
+	st = db_prepare(s->db, "SELECT delivery_id, order_id, user_id, url, body, attempts FROM deliveries "
+			       "WHERE state = 'pending' AND next_ms <= ? ORDER BY next_ms LIMIT ?");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int(st, 2, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct nstore_delivery d = {
+			.delivery_id = (const char *)sqlite3_column_text(st, 0),
+			.order_id = (const char *)sqlite3_column_text(st, 1),
+			.user_id = (const char *)sqlite3_column_text(st, 2),
+			.url = (const char *)sqlite3_column_text(st, 3),
+			.body = (const char *)sqlite3_column_text(st, 4),
+			.attempts = sqlite3_column_int(st, 5),
+		};
+
+		if (fn(arg, &d) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	if (rc == SQLITE_DONE)
+		r = NSTORE_OK;
+	else
+		log_error("database error", "path=%s op=%s err=%s", LOGQ(db_path(s->db)), LOGQ("read due deliveries"),
+		    LOGQ(db_errmsg(s->db)));
+	db_done(s->db, st);
+out:
+	db_unlock(s->db);
+	return r;
+}
+
+static const char *
+state_name(enum nstore_delivery_state state)
+{
+	return state == NSTORE_DELIVERED ? "delivered" : state == NSTORE_FAILED ? "failed" : "pending";
+}
+
+enum nstore_result
+nstore_record_attempt(struct notifier_store *s, const struct nstore_attempt *a)
+{
+	enum nstore_result r = NSTORE_FAIL;
+	int final = a->state != NSTORE_PENDING, changed = -1;
+	sqlite3_stmt *st;
+
+	db_lock(s->db);
+	if (db_begin(s->db) != 0)
+		goto out;
+	st = db_prepare(s->db, "UPDATE deliveries SET attempts = ?, state = ?, last_error = ?, next_ms = ?, done_ms = ? "
+			       "WHERE delivery_id = ?");
+	if (st != NULL) {
+		sqlite3_bind_int(st, 1, a->attempts);
+		sqlite3_bind_text(st, 2, state_name(a->state), -1, SQLITE_STATIC);
+		if (a->last_error != NULL)
+			sqlite3_bind_text(st, 3, a->last_error, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, final ? a->at_ms : a->next_ms);
+		if (final)
+			sqlite3_bind_int64(st, 5, a->at_ms);
+		sqlite3_bind_text(st, 6, a->delivery_id, -1, SQLITE_STATIC);
+		changed = db_step_done(s->db, st, "update callback delivery");
+	}
+	if (changed == 0)
+		r = NSTORE_NOT_FOUND;
+	if (changed != 1 || (a->announce != NULL && queue_msg(s->db, a->announce) != 0) || db_commit(s->db) != 0) {
+		db_rollback(s->db);
+		goto out;
+	}
+	r = NSTORE_OK;
+out:
+	db_unlock(s->db);
+	return r;
+}
+
+int
+nstore_flush(struct notifier_store *s)
+{
+	return s->outbox != NULL ? outbox_flush(s->outbox) : 0;
+}
+
+int64_t
+nstore_backlog(struct notifier_store *s)
+{
+	return s->outbox != NULL ? outbox_backlog(s->outbox) : 0;
+}
+
+struct db *
+nstore_db(struct notifier_store *s)
+{
+	return s->db;
+}
