@@ -83,13 +83,13 @@ svc_mq_new(const struct svc_opts *so, mq_handler handler, void *arg)
 		long port = 1883;
 		if ((env = getenv("PIZZA_MQTT_PORT")) != NULL && env[0] != '\0' &&
 		    parse_long(env, 1, 65535, &port) != 0)
-			fatal("PIZZA_MQTT_PORT is not a port number", "value=%s", env);
+			fatal("PIZZA_MQTT_PORT is not a port number", "value=%s", LOGQ(env));
 		snprintf(url, sizeof(url), "tcp://127.0.0.1:%ld", port);
 	}
 	if (so->password_file != NULL) {
 		if ((password = file_read_small(so->password_file, 1024)) == NULL)
-			fatal("cannot read the MQTT password file", "path=%s err=\"%s\"", so->password_file,
-			    strerror(errno));
+			fatal("cannot read the MQTT password file", "path=%s err=%s", LOGQ(so->password_file),
+			    LOGQ(strerror(errno)));
 	} else if ((env = getenv("PIZZA_MQTT_PASSWORD")) != NULL) {
 		password = strdup(env);
 	}
@@ -105,7 +105,7 @@ svc_mq_new(const struct svc_opts *so, mq_handler handler, void *arg)
 	mq = mq_new(&cfg, handler, arg);
 	free(password);
 	if (mq == NULL)
-		fatal("cannot create the MQTT client", "url=%s", url);
+		fatal("cannot create the MQTT client", "url=%s", LOGQ(url));
 	return mq;
 }
 
@@ -192,6 +192,6 @@ svc_ops_start(const char *bind, long port, struct mq *mq, struct db *db)
 	o.mq = mq;
 	o.db = db;
 	if ((h = httpd_start(bind, (int)port, 1024, ops_only, &o, err, sizeof(err))) == NULL)
-		fatal("cannot start the metrics port", "err=\"%s\"", err);
+		fatal("cannot start the metrics port", "err=%s", LOGQ(err));
 	return h;
 }
