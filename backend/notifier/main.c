@@ -7,7 +7,8 @@
  * One alert per order, across redeliveries and restarts: the decision is
  * recorded in the store (store.h: the alerts row, keyed by order id) in
  * the same transaction as the alert itself goes into the outbox, before
- * the status message is acknowledged.
+ * the status message is acknowledged.  What is consumed and who handles
+ * it: rows[] below.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@
 
 #include <curl/curl.h>
 
-#include "deadletter.h"
+#include "consume.h"
 #include "delivery.h"
 #include "event.h"
 #include "httpd.h"
@@ -42,19 +43,24 @@ static struct {
 	const char *metrics_bind;
 } cfg;
 
-static struct metric *m_alerts, *m_duplicates;
+static struct metric *m_alerts;
 
-static struct mq *mq;
 static struct notifier_store *store;
 
-static int
-on_placed(const struct event *ev)
+/* Keeps what an OrderPlaced tells the alert: the items to name and the callback URL. */
+static enum consume_result
+on_placed(void *arg, struct consume_msg *c)
 {
-	enum nstore_result r = nstore_put_order(store, ev);
-
-	if (r != NSTORE_FAIL)
-		log_debug("order seen", "order_id=%s user_id=%s", ev->order_id, ev->user_id);
-	return r == NSTORE_FAIL ? -1 : 0;
+	(void)arg;
+	switch (nstore_put_order(store, c->ev)) {
+	case NSTORE_OK:
+		log_debug("order seen", "order_id=%s user_id=%s", c->ev->order_id, c->ev->user_id);
+		return CONSUME_DONE;
+	case NSTORE_DUP:
+		return CONSUME_DUPLICATE;
+	default:
+		return CONSUME_RETRY; /* never acknowledged unstored */
+	}
 }
 
 /*
@@ -76,71 +82,79 @@ alert_build(const struct event *status, const char *items, struct event *alert, 
 	return 0;
 }
 
-static int
-on_ready(const struct event *st)
+/*
+ * On ready: one PickupAlert per order (and its callback, if the order came
+ * with a URL), recorded and queued in one store transaction.  Other
+ * statuses need nothing.
+ */
+static enum consume_result
+on_status(void *arg, struct consume_msg *c)
 {
+	const struct event *st = c->ev;
 	struct nstore_order order;
 	struct nstore_alert a;
 	struct event alert;
 	char topic[TOPIC_MAX], *json = NULL, *body = NULL;
-	enum nstore_result sr = NSTORE_FAIL;
+	enum consume_result r = CONSUME_INVALID;
+	enum nstore_result sr;
 
+	(void)arg;
+	if (st->status != STATUS_READY)
+		return CONSUME_DONE;
 	/* NSTORE_NOT_FOUND: a ready before its OrderPlaced (another topic) gets a plain alert */
-	if (nstore_order(store, st->order_id, &order) == NSTORE_FAIL ||
-	    alert_build(st, order.items, &alert, topic, sizeof(topic)) != 0 || (json = event_encode(&alert)) == NULL ||
-	    (order.callback_url[0] != '\0' && (body = delivery_body(st)) == NULL))
+	if (nstore_order(store, st->order_id, &order) == NSTORE_FAIL)
+		return CONSUME_RETRY;
+	if (alert_build(st, order.items, &alert, topic, sizeof(topic)) != 0 || (json = event_encode(&alert)) == NULL ||
+	    (order.callback_url[0] != '\0' && (body = delivery_body(st)) == NULL)) {
+		snprintf(c->reason, sizeof(c->reason), "cannot build the pickup alert");
 		goto out;
+	}
 	a = (struct nstore_alert){ .order_id = st->order_id, .user_id = st->user_id, .event_id = alert.event_id,
 		.ready_ms = st->at_ms, .msg = { topic, json, strlen(json), 1, (unsigned)cfg.alert_expiry_s },
 		.callback_url = order.callback_url, .callback_body = body };
 	if ((sr = nstore_queue_alert(store, &a)) == NSTORE_OK) {
 		metric_inc(m_alerts);
 		log_info("pickup alert queued", "order_id=%s user_id=%s", st->order_id, st->user_id);
+		r = CONSUME_DONE;
 	} else if (sr == NSTORE_DUP) {
-		metric_inc(m_duplicates);
 		log_debug("pickup alert already sent", "order_id=%s", st->order_id);
-	}
+		r = CONSUME_DUPLICATE;
+	} else
+		r = CONSUME_RETRY;
 out:
 	free(json);
 	free(body);
-	if (sr == NSTORE_OK || sr == NSTORE_DUP)
+	if (r == CONSUME_DONE || r == CONSUME_DUPLICATE)
 		nstore_flush(store);
-	return sr == NSTORE_OK || sr == NSTORE_DUP ? 0 : -1;
+	return r;
 }
 
-static void
-on_message(void *arg, const struct mq_message *m)
+/* What the notifier consumes, and who handles it. */
+static const struct consume_row rows[] = {
+	{ TOPIC_PLACED, 1, 0, EVENT_ORDER_PLACED, on_placed },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_status },
+};
+
+/*
+ * The secret that signs callbacks, from --callback-secret-file or
+ * PIZZA_CALLBACK_SECRET, as a new string.  Exits when there is none (or
+ * it is too short to be one).
+ */
+static char *
+callback_secret(void)
 {
-	struct event ev;
-	char err[256];
-	int rc = 0;
+	char *secret = NULL;
+	const char *env;
 
-	(void)arg;
-	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
-		return;
-	}
-	if (ev.type == EVENT_ORDER_PLACED && strcmp(m->topic, TOPIC_PLACED) == 0)
-		for (int attempt = 0; (rc = on_placed(&ev)) != 0 && attempt < 3; attempt++)
-			sleep_ms(20 << attempt); /* a store failure may pass */
-	else if (ev.type == EVENT_ORDER_STATUS && topic_parse(m->topic, NULL, NULL) == TOPIC_KIND_STATUS) {
-		char user[NAME_MAX_LEN + 1], order[NAME_MAX_LEN + 1];
-
-		topic_parse(m->topic, user, order);
-		if (strcmp(user, ev.user_id) != 0 || strcmp(order, ev.order_id) != 0) {
-			deadletter_send(mq, SVC, m->topic, m->payload, m->len, "event ids do not match its topic");
-			return;
-		}
-		if (ev.status == STATUS_READY)
-			for (int attempt = 0; (rc = on_ready(&ev)) != 0 && attempt < 3; attempt++)
-				sleep_ms(20 << attempt);
-	} else {
-		snprintf(err, sizeof(err), "unexpected %s on %s", event_type_name(ev.type), m->topic);
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
-		return;
-	}
-	if (rc != 0)
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "could not be stored (database error)");
+	if (cfg.callback_secret_file != NULL) {
+		if ((secret = file_read_small(cfg.callback_secret_file, 4096)) == NULL)
+			fatal("cannot read the callback secret file", "path=%s", cfg.callback_secret_file);
+	} else if ((env = getenv("PIZZA_CALLBACK_SECRET")) != NULL && env[0] != '\0')
+		secret = strdup(env);
+	if (secret == NULL || strlen(secret) < 16)
+		fatal("callbacks need a signing secret of at least 16 characters: set PIZZA_CALLBACK_SECRET or "
+		      "--callback-secret-file", NULL);
+	return secret;
 }
 
 static double
@@ -186,36 +200,30 @@ main(int argc, char **argv)
 	struct httpd *ops;
 	char err[256];
 	struct deliverer *deliverer;
-	char *secret = NULL;
-	const char *env;
+	struct consumer *consumer;
+	struct mq *mq;
+	char *secret;
 
 	svc_parse(SVC, "Fanout consumer: sends each user one pickup alert when an order is ready.", opts,
 	    &cfg.so, argc, argv);
 	svc_signals();
-	if (cfg.callback_secret_file != NULL) {
-		if ((secret = file_read_small(cfg.callback_secret_file, 4096)) == NULL)
-			fatal("cannot read the callback secret file", "path=%s", cfg.callback_secret_file);
-	} else if ((env = getenv("PIZZA_CALLBACK_SECRET")) != NULL && env[0] != '\0')
-		secret = strdup(env);
-	if (secret == NULL || strlen(secret) < 16)
-		fatal("callbacks need a signing secret of at least 16 characters: set PIZZA_CALLBACK_SECRET or "
-		      "--callback-secret-file", NULL);
+	secret = callback_secret();
 	if ((allow = allowlist_parse(cfg.callback_allow, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s: --callback-allow: %s\n", SVC, err);
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	mq = svc_mq_new(&cfg.so, on_message, NULL);
+	if ((consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
+		fatal("out of memory", NULL);
+	mq = svc_mq_new(&cfg.so, consume_message, consumer);
+	if (consume_attach(consumer, mq) != 0)
+		fatal("cannot declare the subscriptions", NULL);
 	/* the store publishes through mq; nothing arrives before svc_mq_connect() */
 	if ((store = nstore_open(cfg.db_path, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("cannot open the notifier database", "path=%s", cfg.db_path);
 	svc_metrics(mq);
 	m_alerts = metric_counter("pizza_alerts_sent_total", "Pickup alerts queued (one per order)", NULL);
-	m_duplicates = metric_counter("pizza_duplicates_dropped_total", "Redelivered events dropped as already handled",
-	    "topic=\"" TOPIC_ALL_STATUS "\"");
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog, store);
-	mq_subscribe(mq, TOPIC_PLACED, 1, 0);
-	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	svc_mq_connect(mq, &cfg.so);
 	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, nstore_db(store));
 	policy.max_attempts = (int)cfg.cb_attempts;
@@ -237,6 +245,7 @@ main(int argc, char **argv)
 	nstore_flush(store);
 	mq_disconnect(mq, 2000);
 	mq_free(mq);
+	consume_free(consumer);
 	nstore_close(store);
 	free(secret);
 	allowlist_free(allow);
