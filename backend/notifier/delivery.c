@@ -273,8 +273,8 @@ finish(struct deliverer *d, struct attempt *a, CURLcode cr)
 		log_info("callback delivered", "order_id=%s delivery_id=%s attempts=%d", a->order_id, a->delivery_id,
 		    a->attempts);
 	else if (final)
-		log_warn("callback failed for good", "order_id=%s delivery_id=%s attempts=%d detail=\"%s\"", a->order_id,
-		    a->delivery_id, a->attempts, detail);
+		log_warn("callback failed for good", "order_id=%s delivery_id=%s attempts=%d detail=%s", a->order_id,
+		    a->delivery_id, a->attempts, LOGQ(detail));
 	else
 		log_info("callback attempt failed; will retry", "order_id=%s delivery_id=%s attempt=%d retry_in_ms=%lld",
 		    a->order_id, a->delivery_id, a->attempts, (long long)(next - now));

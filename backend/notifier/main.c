@@ -148,7 +148,7 @@ callback_secret(void)
 
 	if (cfg.callback_secret_file != NULL) {
 		if ((secret = file_read_small(cfg.callback_secret_file, 4096)) == NULL)
-			fatal("cannot read the callback secret file", "path=%s", cfg.callback_secret_file);
+			fatal("cannot read the callback secret file", "path=%s", LOGQ(cfg.callback_secret_file));
 	} else if ((env = getenv("PIZZA_CALLBACK_SECRET")) != NULL && env[0] != '\0')
 		secret = strdup(env);
 	if (secret == NULL || strlen(secret) < 16)
@@ -220,7 +220,7 @@ main(int argc, char **argv)
 		fatal("cannot declare the subscriptions", NULL);
 	/* the store publishes through mq; nothing arrives before svc_mq_connect() */
 	if ((store = nstore_open(cfg.db_path, mq, cfg.outbox_retry_ms)) == NULL)
-		fatal("cannot open the notifier database", "path=%s", cfg.db_path);
+		fatal("cannot open the notifier database", "path=%s", LOGQ(cfg.db_path));
 	svc_metrics(mq);
 	m_alerts = metric_counter("pizza_alerts_sent_total", "Pickup alerts queued (one per order)", NULL);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog, store);
@@ -232,7 +232,7 @@ main(int argc, char **argv)
 	policy.timeout_ms = cfg.cb_timeout_ms;
 	if ((deliverer = deliverer_start(store, &policy, secret, allow)) == NULL)
 		fatal("cannot start the callback deliverer", NULL);
-	log_info("ready", "db=%s", cfg.db_path);
+	log_info("ready", "db=%s", LOGQ(cfg.db_path));
 
 	while (!svc_quit) {
 		nstore_flush(store);
