@@ -179,16 +179,11 @@ fail:
 	return -1; /* text stays: options set from earlier lines point into it */
 }
 
-enum config_result
-config_parse(const char *usage, const char *summary, const struct opt *opts, int argc, char **argv,
-    int *npos, char *err, size_t errlen)
+/* Every option to its default (OPT_STR to NULL, flags and counts to 0 without one).  Returns 0 or -1. */
+static int
+apply_defaults(const struct opt *opts, char *err, size_t errlen)
 {
-	const struct opt *o;
-	const char *file = getenv("PIZZA_CONFIG");
-	int i;
-
-	/* defaults, then the config file, then the environment */
-	for (o = opts; o->name != NULL; o++) {
+	for (const struct opt *o = opts; o->name != NULL; o++) {
 		char src[96];
 
 		if (o->kind == OPT_STR)
@@ -198,34 +193,115 @@ config_parse(const char *usage, const char *summary, const struct opt *opts, int
 		if (o->def != NULL) {
 			snprintf(src, sizeof(src), "default of --%s", o->name);
 			if (set_value(o, o->def, src, err, errlen) != 0)
-				return CONFIG_ERROR;
+				return -1;
 		}
 	}
+	return 0;
+}
 
-	/* the config file: --config FILE (before the first positional argument) or $PIZZA_CONFIG */
-	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+/* The config file: --config FILE (before the first positional argument), else $PIZZA_CONFIG. */
+static const char *
+config_file(int argc, char **argv)
+{
+	const char *file = getenv("PIZZA_CONFIG");
+
+	for (int i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
 			file = argv[i + 1];
 		else if (strncmp(argv[i], "--config=", 9) == 0)
 			file = argv[i] + 9;
 	}
-	if (file != NULL && file[0] != '\0' && apply_file(opts, file, err, errlen) != 0)
-		return CONFIG_ERROR;
+	return file;
+}
 
-	for (o = opts; o->name != NULL; o++) {
+/* Every option whose environment variable is set and not empty.  Returns 0 or -1. */
+static int
+apply_env(const struct opt *opts, char *err, size_t errlen)
+{
+	for (const struct opt *o = opts; o->name != NULL; o++) {
 		const char *env;
-		char src[96];
 
-		if (o->env != NULL && (env = getenv(o->env)) != NULL && env[0] != '\0') {
-			snprintf(src, sizeof(src), "%s", o->env);
-			if (set_value(o, env, src, err, errlen) != 0)
-				return CONFIG_ERROR;
-		}
+		if (o->env != NULL && (env = getenv(o->env)) != NULL && env[0] != '\0' &&
+		    set_value(o, env, o->env, err, errlen) != 0)
+			return -1;
 	}
+	return 0;
+}
 
+/*
+ * The option argv[i] names (-x, --name, --name=value): its entry, and in
+ * *val the value given with '=' (else NULL).  NULL with err set when unknown.
+ */
+static const struct opt *
+flag_option(const struct opt *opts, const char *a, const char **val, char *err, size_t errlen)
+{
+	const struct opt *o = NULL;
+
+	*val = NULL;
+	if (a[1] == '-') {
+		const char *eq = strchr(a + 2, '=');
+		size_t len = eq != NULL ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+
+		if ((o = find_long(opts, a + 2, len)) == NULL) {
+			snprintf(err, errlen, "unknown option '%.*s' (see --help)", (int)(len + 2), a);
+			return NULL;
+		}
+		if (eq != NULL)
+			*val = eq + 1;
+	} else if (a[2] != '\0' || (o = find_short(opts, a[1])) == NULL)
+		snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+	return o;
+}
+
+/*
+ * Applies the flag at argv[*i] (and its value, taking argv[*i + 1] when it
+ * needs one).  Returns 0, or -1 with err set.
+ */
+static int
+apply_flag(const struct opt *opts, int argc, char **argv, int *i, char *err, size_t errlen)
+{
+	const char *val;
+	const struct opt *o = flag_option(opts, argv[*i], &val, err, errlen);
+	char src[96];
+
+	if (o == NULL)
+		return -1;
+	snprintf(src, sizeof(src), "--%s", o->name);
+	if (o->kind == OPT_FLAG || o->kind == OPT_COUNT) {
+		if (val != NULL) {
+			snprintf(err, errlen, "%s takes no value", src);
+			return -1;
+		}
+		if (o->kind == OPT_FLAG)
+			*(int *)o->dest = 1;
+		else
+			(*(int *)o->dest)++;
+		return 0;
+	}
+	if (val == NULL) {
+		if (*i + 1 >= argc) {
+			snprintf(err, errlen, "%s needs a value", src);
+			return -1;
+		}
+		val = argv[++*i];
+	}
+	return set_value(o, val, src, err, errlen);
+}
+
+enum config_result
+config_parse(const char *usage, const char *summary, const struct opt *opts, int argc, char **argv,
+    int *npos, char *err, size_t errlen)
+{
+	const char *file = config_file(argc, argv);
+	int i;
+
+	/* defaults, then the config file, then the environment, then the flags */
+	if (apply_defaults(opts, err, errlen) != 0 ||
+	    (file != NULL && file[0] != '\0' && apply_file(opts, file, err, errlen) != 0) ||
+	    apply_env(opts, err, errlen) != 0)
+		return CONFIG_ERROR;
 	for (i = 1; i < argc; i++) {
-		const char *a = argv[i], *val = NULL;
-		char src[96];
+		const char *a = argv[i];
 
 		if (strcmp(a, "--") == 0) {
 			i++;
@@ -237,57 +313,13 @@ config_parse(const char *usage, const char *summary, const struct opt *opts, int
 			config_help(usage, summary, opts);
 			return CONFIG_EXIT;
 		}
-		if (strcmp(a, "--config") == 0) {
-			i++; /* read above */
-			continue;
-		}
-		if (strncmp(a, "--config=", 9) == 0)
-			continue;
 		if (strcmp(a, "--version") == 0) {
 			printf("%s %s\n", argv[0], PIZZA_VERSION);
 			return CONFIG_EXIT;
 		}
-		if (a[1] == '-') {
-			const char *eq = strchr(a + 2, '=');
-			size_t len = eq != NULL ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-
-			o = find_long(opts, a + 2, len);
-			if (o == NULL) {
-				snprintf(err, errlen, "unknown option '%.*s' (see --help)", (int)(len + 2), a);
-				return CONFIG_ERROR;
-			}
-			if (eq != NULL)
-				val = eq + 1;
-		} else {
-			if (a[2] != '\0') {
-				snprintf(err, errlen, "unknown option '%s' (see --help)", a);
-				return CONFIG_ERROR;
-			}
-			if ((o = find_short(opts, a[1])) == NULL) {
-				snprintf(err, errlen, "unknown option '%s' (see --help)", a);
-				return CONFIG_ERROR;
-			}
-		}
-		snprintf(src, sizeof(src), "--%s", o->name);
-		if (o->kind == OPT_FLAG || o->kind == OPT_COUNT) {
-			if (val != NULL) {
-				snprintf(err, errlen, "%s takes no value", src);
-				return CONFIG_ERROR;
-			}
-			if (o->kind == OPT_FLAG)
-				*(int *)o->dest = 1;
-			else
-				(*(int *)o->dest)++;
-			continue;
-		}
-		if (val == NULL) {
-			if (i + 1 >= argc) {
-				snprintf(err, errlen, "%s needs a value", src);
-				return CONFIG_ERROR;
-			}
-			val = argv[++i];
-		}
-		if (set_value(o, val, src, err, errlen) != 0)
+		if (strcmp(a, "--config") == 0)
+			i++; /* read above */
+		else if (strncmp(a, "--config=", 9) != 0 && apply_flag(opts, argc, argv, &i, err, errlen) != 0)
 			return CONFIG_ERROR;
 	}
 	if (npos != NULL)
