@@ -1,0 +1,372 @@
+/*
+ * store.c - order-service's store on SQLite (store.h).  The only file of
+ * order-service with SQL in it.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "event.h"
+#include "log.h"
+#include "outbox.h"
+#include "topic.h"
+
+#define OSTORE_SCHEMA                                                                            \
+	OUTBOX_SCHEMA                                                                            \
+	"CREATE TABLE IF NOT EXISTS orders ("                                                    \
+	"  order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, items TEXT NOT NULL,"               \
+	"  callback_url TEXT, via TEXT NOT NULL, created_ms INTEGER NOT NULL,"                   \
+	"  event TEXT NOT NULL DEFAULT '', stage INTEGER NOT NULL DEFAULT 0,"                    \
+	"  progress_ms INTEGER NOT NULL DEFAULT 0, republished INTEGER NOT NULL DEFAULT 0);"      \
+	"CREATE INDEX IF NOT EXISTS orders_user ON orders(user_id, order_id);"                   \
+	"CREATE TABLE IF NOT EXISTS idempotency ("                                               \
+	"  user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"                \
+	"  order_id TEXT NOT NULL, created_ms INTEGER NOT NULL,"                                 \
+	"  PRIMARY KEY (user_id, key));"
+
+struct order_store {
+	struct db *db;
+};
+
+struct order_store *
+ostore_open(const char *path)
+{
+	struct order_store *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		log_error("out of memory", NULL);
+		return NULL;
+	}
+	if ((s->db = db_open(path, OSTORE_SCHEMA)) == NULL)
+		goto fail;
+	/* stores made before supervision */
+	if (db_add_column(s->db, "orders", "event", "event TEXT NOT NULL DEFAULT ''") != 0 ||
+	    db_add_column(s->db, "orders", "stage", "stage INTEGER NOT NULL DEFAULT 0") != 0 ||
+	    db_add_column(s->db, "orders", "progress_ms", "progress_ms INTEGER NOT NULL DEFAULT 0") != 0 ||
+	    db_add_column(s->db, "orders", "republished", "republished INTEGER NOT NULL DEFAULT 0") != 0 ||
+	    db_exec(s->db, "CREATE INDEX IF NOT EXISTS orders_open ON orders(stage, progress_ms)") != 0)
+		goto fail;
+	return s;
+fail:
+	ostore_close(s);
+	return NULL;
+}
+
+void
+ostore_close(struct order_store *s)
+{
+	if (s == NULL)
+		return;
+	db_close(s->db);
+	free(s);
+}
+
+struct outbox *
+ostore_outbox_new(struct order_store *s, struct mq *mq, int64_t retry_ms)
+{
+	return outbox_new(s->db, mq, retry_ms);
+}
+
+struct db *
+ostore_db(struct order_store *s)
+{
+	return s->db;
+}
+
+/* Runs one kept statement without results (SAVEPOINT and friends).  Returns 0 or -1.  Db locked. */
+static int
+step_sql(struct db *db, const char *sql)
+{
+	sqlite3_stmt *st = db_prepare(db, sql);
+	int rc = st != NULL && sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+
+	db_done(db, st);
+	return rc;
+}
+
+/*
+ * Looks up o's idempotency key.  Returns OSTORE_OK (found: its request hash
+ * copied into hash, its order into o->replayed_order_id), OSTORE_NOT_FOUND
+ * or OSTORE_FAIL.  Db locked.
+ */
+static enum ostore_result
+idem_lookup(struct db *db, struct ostore_order *o, char hash[65])
+{
+	sqlite3_stmt *st = db_prepare(db, "SELECT request_hash, order_id FROM idempotency WHERE user_id = ? AND key = ?");
+	enum ostore_result rc = OSTORE_FAIL;
+
+	if (st == NULL)
+		return OSTORE_FAIL;
+	sqlite3_bind_text(st, 1, o->user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, o->idem_key, -1, SQLITE_STATIC);
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		snprintf(hash, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(o->replayed_order_id, sizeof(o->replayed_order_id), "%s", (const char *)sqlite3_column_text(st, 1));
+		rc = OSTORE_OK;
+		break;
+	case SQLITE_DONE:
+		rc = OSTORE_NOT_FOUND;
+		break;
+	}
+	db_done(db, st);
+	return rc;
+}
+
+/* Returns 0 or -1 (logged).  Db locked. */
+static int
+idem_insert(struct db *db, const struct ostore_order *o, int64_t now)
+{
+	sqlite3_stmt *st = db_prepare(db, "INSERT INTO idempotency(user_id, key, request_hash, order_id, created_ms) "
+					  "VALUES (?, ?, ?, ?, ?)");
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, o->user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, o->idem_key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, o->request_hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, o->order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now);
+	return db_step_done(db, st, "insert idempotency key") < 0 ? -1 : 0;
+}
+
+/* Returns 0 or -1 (logged).  Db locked. */
+static int
+order_insert(struct db *db, const struct ostore_order *o, int64_t now)
+{
+	sqlite3_stmt *st = db_prepare(db, "INSERT INTO orders(order_id, user_id, items, callback_url, via, created_ms, "
+					  "event, progress_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, o->order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, o->user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, o->items, -1, SQLITE_STATIC);
+	if (o->callback_url != NULL && o->callback_url[0] != '\0')
+		sqlite3_bind_text(st, 4, o->callback_url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, o->via, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, o->created_ms);
+	sqlite3_bind_text(st, 7, o->event, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, now);
+	if ((rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1) != 0)
+		log_error("cannot record order", "order_id=%s err=%s", o->order_id, LOGQ(db_errmsg(db)));
+	db_done(db, st);
+	return rc;
+}
+
+/*
+ * Records one order, its event and its idempotency key inside the batch's
+ * transaction, under a savepoint so that a failure takes back only this
+ * order.  Returns its result (OSTORE_OK, _REPLAYED, _CONFLICT, _FAIL).  Db
+ * locked.
+ */
+static enum ostore_result
+record_one(struct db *db, struct ostore_order *o, int64_t now)
+{
+	enum ostore_result rc = OSTORE_FAIL;
+
+	if (step_sql(db, "SAVEPOINT intake_order") != 0)
+		return OSTORE_FAIL;
+	if (o->idem_key != NULL) {
+		char old_hash[65];
+
+		switch (idem_lookup(db, o, old_hash)) {
+		case OSTORE_OK:
+			rc = strcmp(old_hash, o->request_hash) == 0 ? OSTORE_REPLAYED : OSTORE_CONFLICT;
+			goto rollback;
+		case OSTORE_NOT_FOUND:
+			break;
+		default:
+			goto rollback;
+		}
+		if (idem_insert(db, o, now) != 0)
+			goto rollback;
+	}
+	if (order_insert(db, o, now) != 0 || outbox_add(db, TOPIC_PLACED, o->event, strlen(o->event), 1, 0, 0) != 0)
+		goto rollback;
+	return step_sql(db, "RELEASE intake_order") == 0 ? OSTORE_OK : OSTORE_FAIL;
+rollback:
+	step_sql(db, "ROLLBACK TO intake_order");
+	step_sql(db, "RELEASE intake_order");
+	return rc;
+}
+
+enum ostore_result
+ostore_record(struct order_store *s, struct ostore_order *orders, int64_t now)
+{
+	struct ostore_order *o;
+
+	db_lock(s->db);
+	if (db_begin(s->db) != 0) {
+		for (o = orders; o != NULL; o = o->next)
+			o->result = OSTORE_FAIL;
+		db_unlock(s->db);
+		return OSTORE_FAIL;
+	}
+	for (o = orders; o != NULL; o = o->next)
+		o->result = record_one(s->db, o, now);
+	if (db_commit(s->db) != 0) {
+		db_rollback(s->db);
+		for (o = orders; o != NULL; o = o->next)
+			if (o->result == OSTORE_OK)
+				o->result = OSTORE_FAIL;
+		db_unlock(s->db);
+		return OSTORE_FAIL;
+	}
+	db_unlock(s->db);
+	return OSTORE_OK;
+}
+
+enum ostore_result
+ostore_expire_keys(struct order_store *s, int64_t before_ms, int *n)
+{
+	sqlite3_stmt *st;
+	int changed = -1;
+
+	db_lock(s->db);
+	if ((st = db_prepare(s->db, "DELETE FROM idempotency WHERE created_ms < ?")) != NULL) {
+		sqlite3_bind_int64(st, 1, before_ms);
+		changed = db_step_done(s->db, st, "expire idempotency keys");
+	}
+	db_unlock(s->db);
+	if (n != NULL)
+		*n = changed < 0 ? 0 : changed;
+	return changed < 0 ? OSTORE_FAIL : OSTORE_OK;
+}
+
+/* 1 if order_id is recorded, 0 if not, -1 on error.  Db locked. */
+static int
+order_exists(struct db *db, const char *order_id)
+{
+	sqlite3_stmt *st = db_prepare(db, "SELECT 1 FROM orders WHERE order_id = ?");
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		rc = 1;
+		break;
+	case SQLITE_DONE:
+		rc = 0;
+		break;
+	default:
+		rc = -1;
+	}
+	db_done(db, st);
+	return rc;
+}
+
+enum ostore_result
+ostore_progress(struct order_store *s, const char *order_id, int stage, int64_t now, int64_t *created_ms)
+{
+	sqlite3_stmt *st;
+	enum ostore_result rc = OSTORE_FAIL;
+	int step;
+
+	db_lock(s->db);
+	st = db_prepare(s->db, "UPDATE orders SET stage = ?, progress_ms = ? WHERE order_id = ? AND stage < ? "
+			       "RETURNING created_ms");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_int(st, 1, stage);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, stage);
+	if ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (created_ms != NULL)
+			*created_ms = sqlite3_column_int64(st, 0);
+		/* the change is made; it is committed when the statement finishes */
+		if (sqlite3_step(st) == SQLITE_DONE)
+			rc = OSTORE_OK;
+	} else if (step == SQLITE_DONE) {
+		/* nothing moved: that far already, or unknown */
+		switch (order_exists(s->db, order_id)) {
+		case 1:
+			rc = OSTORE_DUP;
+			break;
+		case 0:
+			rc = OSTORE_NOT_FOUND;
+			break;
+		}
+	}
+	if (rc == OSTORE_FAIL)
+		log_error("cannot record progress", "order_id=%s err=%s", order_id, LOGQ(db_errmsg(s->db)));
+out:
+	db_done(s->db, st);
+	db_unlock(s->db);
+	return rc;
+}
+
+/*
+ * Republishes the stalled orders ostore_republish_stalled() selects, inside
+ * its transaction, filling out.  Returns how many, or -1.  Db locked.
+ */
+static int
+republish(struct db *db, int64_t placed_before, int64_t moved_before, int64_t now, struct ostore_stalled *out,
+    size_t max)
+{
+	sqlite3_stmt *sel, *upd;
+	int n = 0;
+
+	sel = db_prepare(db, "SELECT order_id, event, stage, republished FROM orders WHERE event != '' AND "
+			     "((stage = 0 AND progress_ms < ?) OR (stage > 0 AND stage < ? AND progress_ms < ?)) LIMIT ?");
+	upd = db_prepare(db, "UPDATE orders SET progress_ms = ?, republished = republished + 1 WHERE order_id = ?");
+	if (sel == NULL || upd == NULL)
+		goto fail;
+	sqlite3_bind_int64(sel, 1, placed_before);
+	sqlite3_bind_int(sel, 2, STATUS_READY);
+	sqlite3_bind_int64(sel, 3, moved_before);
+	sqlite3_bind_int64(sel, 4, (sqlite3_int64)max);
+	while ((size_t)n < max && sqlite3_step(sel) == SQLITE_ROW) {
+		const char *event = (const char *)sqlite3_column_text(sel, 1);
+		struct ostore_stalled *o = &out[n];
+
+		snprintf(o->order_id, sizeof(o->order_id), "%s", (const char *)sqlite3_column_text(sel, 0));
+		o->stage = sqlite3_column_int(sel, 2);
+		o->republished = sqlite3_column_int(sel, 3) + 1;
+		if (outbox_add(db, TOPIC_PLACED, event, strlen(event), 1, 0, 0) != 0)
+			goto fail;
+		sqlite3_bind_int64(upd, 1, now);
+		sqlite3_bind_text(upd, 2, o->order_id, -1, SQLITE_STATIC);
+		if (sqlite3_step(upd) != SQLITE_DONE)
+			goto fail;
+		sqlite3_reset(upd);
+		n++;
+	}
+	db_done(db, sel);
+	db_done(db, upd);
+	return n;
+fail:
+	log_error("cannot republish stalled orders", "err=%s", LOGQ(db_errmsg(db)));
+	db_done(db, sel);
+	db_done(db, upd);
+	return -1;
+}
+
+enum ostore_result
+ostore_republish_stalled(struct order_store *s, int64_t placed_before, int64_t moved_before, int64_t now,
+    struct ostore_stalled *out, size_t max, size_t *n)
+{
+	int found;
+
+	*n = 0;
+	db_lock(s->db);
+	if (db_begin(s->db) != 0) {
+		db_unlock(s->db);
+		return OSTORE_FAIL;
+	}
+	if ((found = republish(s->db, placed_before, moved_before, now, out, max)) < 0 || db_commit(s->db) != 0) {
+		db_rollback(s->db);
+		db_unlock(s->db);
+		return OSTORE_FAIL;
+	}
+	db_unlock(s->db);
+	*n = (size_t)found;
+	return OSTORE_OK;
+}

@@ -1,0 +1,126 @@
+/*
+ * store.h - order-service's store: every order it accepted, the
+ * idempotency keys of HTTP clients, each order's progress for supervision,
+ * and the outbox of OrderPlaced events, in one file.  All of order-service's
+ * SQL is in store.c; another database is another file implementing this
+ * header.
+ *
+ * An order and its OrderPlaced are recorded in one transaction (the
+ * transactional outbox), so an order that was answered "accepted" is
+ * published even if the process dies right after the answer.
+ *
+ * Times are wall-clock milliseconds (now_ms()) passed in by the caller.
+ * Safe to call from several threads: each function takes the store's lock
+ * itself.  Failures are logged by the store.
+ */
+#ifndef PIZZA_ORDER_STORE_H
+#define PIZZA_ORDER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+struct order_store;
+struct outbox;
+struct mq;
+struct db;
+
+enum ostore_result {
+	OSTORE_OK = 0,    /* done: recorded, or moved forward */
+	OSTORE_REPLAYED,  /* the idempotency key came with this request before: nothing new, the first order given back */
+	OSTORE_CONFLICT,  /* the idempotency key came with another request before: nothing recorded */
+	OSTORE_DUP,       /* the order was that far already: nothing changed */
+	OSTORE_NOT_FOUND, /* no such order: nothing changed */
+	OSTORE_FAIL,      /* database error (logged): nothing changed */
+};
+
+/*
+ * Opens the store at path, creating it and adding what stores made by an
+ * older version lack.  Returns a new store for ostore_close(), or NULL
+ * (logged).
+ */
+struct order_store *ostore_open(const char *path);
+
+/* Closes the store (free every outbox over it first).  NULL is ignored. */
+void ostore_close(struct order_store *s);
+
+/*
+ * A new outbox over the store's file, publishing on mq (which it borrows):
+ * what ostore_record() and ostore_republish_stalled() add goes out through
+ * it.  The caller frees it with outbox_free() before ostore_close().  NULL
+ * out of memory.
+ */
+struct outbox *ostore_outbox_new(struct order_store *s, struct mq *mq, int64_t retry_ms);
+
+/* The store's database, borrowed, for health checks (svc_ops_handle()) only. */
+struct db *ostore_db(struct order_store *s);
+
+/* One order to record: the inputs are borrowed for the call. */
+struct ostore_order {
+	const char *order_id;
+	const char *user_id;
+	const char *items;        /* the items as JSON text, [{"sku":..,"qty":..}] */
+	const char *callback_url; /* NULL or "": none */
+	const char *via;          /* the front door, "mqtt" or "http" */
+	int64_t created_ms;       /* when it was placed (the OrderPlaced's at) */
+	const char *event;        /* the OrderPlaced as published, kept to publish it again */
+	const char *idem_key;     /* the client's idempotency key, or NULL */
+	const char *request_hash; /* the request's fingerprint, with idem_key */
+	struct ostore_order *next; /* the batch's next order, or NULL */
+	/* set by ostore_record() */
+	enum ostore_result result;                   /* OSTORE_OK, _REPLAYED, _CONFLICT or _FAIL */
+	char replayed_order_id[NAME_MAX_LEN + 1];    /* OSTORE_REPLAYED: the order the key placed first */
+};
+
+/*
+ * Records a batch (orders, linked by next, in that order) in one
+ * transaction, each order under a savepoint of its own so that a failure
+ * takes back only that order (group commit).  For each: when it has an
+ * idempotency key already recorded, result is OSTORE_REPLAYED (same
+ * request_hash) or OSTORE_CONFLICT (another) and nothing is written; else
+ * the order, its key and its OrderPlaced (in the outbox, for TOPIC_PLACED)
+ * are written and result is OSTORE_OK.  A key repeated within the batch
+ * replays its first use.  now is the order's first progress time.  Returns
+ * OSTORE_OK when the transaction committed, or OSTORE_FAIL when it did not
+ * (then every order that was OSTORE_OK is OSTORE_FAIL: nothing of the
+ * batch is recorded).
+ */
+enum ostore_result ostore_record(struct order_store *s, struct ostore_order *orders, int64_t now);
+
+/*
+ * Forgets idempotency keys recorded before before_ms; *n (may be NULL)
+ * says how many.  Returns OSTORE_OK or OSTORE_FAIL (nothing forgotten).
+ */
+enum ostore_result ostore_expire_keys(struct order_store *s, int64_t before_ms, int *n);
+
+/*
+ * Records that order_id reached stage (an enum order_status: 1 accepted
+ * ... 5 ready) at now, if it was not that far yet.  Returns OSTORE_OK (moved
+ * forward; *created_ms, when not NULL, is when the order was placed),
+ * OSTORE_DUP (already that far or further), OSTORE_NOT_FOUND (no such
+ * order) or OSTORE_FAIL.
+ */
+enum ostore_result ostore_progress(struct order_store *s, const char *order_id, int stage, int64_t now,
+    int64_t *created_ms);
+
+/* An order ostore_republish_stalled() published again. */
+struct ostore_stalled {
+	char order_id[NAME_MAX_LEN + 1];
+	int stage;       /* the stage it had reached: 0 (none accepted it), or an enum order_status */
+	int republished; /* times it has been published again, this one included */
+};
+
+/*
+ * Publishes again (through the outbox, the original OrderPlaced verbatim,
+ * in one transaction) at most max orders that are not ready and stalled:
+ * not accepted, with their last progress (placement, or last republish)
+ * before placed_before; or accepted, with their last stage before
+ * moved_before.  Each one's progress time becomes now, so its clock
+ * restarts.  Returns OSTORE_OK with the orders in out[0 .. *n - 1] once
+ * committed, or OSTORE_FAIL with *n = 0 (nothing republished).
+ */
+enum ostore_result ostore_republish_stalled(struct order_store *s, int64_t placed_before, int64_t moved_before,
+    int64_t now, struct ostore_stalled *out, size_t max, size_t *n);
+
+#endif
