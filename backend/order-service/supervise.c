@@ -1,0 +1,94 @@
+#include "supervise.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "outbox.h"
+#include "util.h"
+
+struct supervisor {
+	struct order_store *store;
+	struct outbox *outbox;
+	int64_t accept_ms, stage_ms;
+	int64_t last_run; /* mono_ms() of the last pass, for supervise_tick() */
+	struct ostore_stalled stalled[SUPERVISE_BATCH];
+};
+
+static struct metric *m_completed, *m_ready_seconds, *m_republished;
+
+static void
+register_metrics(void)
+{
+	m_completed = metric_counter("pizza_orders_completed_total", "Orders that reached ready", NULL);
+	m_ready_seconds = metric_histogram("pizza_order_ready_seconds", "Time from an order's acceptance to ready", NULL,
+	    metric_seconds_buckets, metric_seconds_nbuckets);
+	m_republished = metric_counter("pizza_orders_republished_total",
+	    "OrderPlaced events published again by supervision because an order stalled", NULL);
+}
+
+struct supervisor *
+supervise_new(struct order_store *store, struct outbox *outbox, int64_t accept_ms, int64_t stage_ms)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct supervisor *sv = calloc(1, sizeof(*sv));
+
+	if (sv == NULL)
+		return NULL;
+	pthread_once(&once, register_metrics);
+	sv->store = store;
+	sv->outbox = outbox;
+	sv->accept_ms = accept_ms;
+	sv->stage_ms = stage_ms;
+	return sv;
+}
+
+void
+supervise_free(struct supervisor *sv)
+{
+	free(sv);
+}
+
+enum ostore_result
+supervise_progress(struct supervisor *sv, const struct event *status)
+{
+	int64_t now = now_ms(), created_ms = 0;
+	enum ostore_result rc = ostore_progress(sv->store, status->order_id, status->seq, now, &created_ms);
+
+	if (rc == OSTORE_OK && status->seq == STATUS_READY) {
+		metric_inc(m_completed);
+		metric_observe(m_ready_seconds, (double)(now - created_ms) / 1000.0);
+	}
+	return rc;
+}
+
+int
+supervise_run(struct supervisor *sv, int64_t now)
+{
+	size_t n;
+
+	if (ostore_republish_stalled(sv->store, now - sv->accept_ms, now - sv->stage_ms, now, sv->stalled,
+		SUPERVISE_BATCH, &n) != OSTORE_OK)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct ostore_stalled *o = &sv->stalled[i];
+
+		metric_inc(m_republished);
+		log_warn("order stalled; publishing it again", "order_id=%s stage=%s republished=%d", o->order_id,
+		    o->stage > 0 ? event_status_name((enum order_status)o->stage) : "placed", o->republished);
+	}
+	if (n > 0)
+		/* the main loop publishes them at once */
+		outbox_kick(sv->outbox);
+	return (int)n;
+}
+
+void
+supervise_tick(struct supervisor *sv, int64_t connected_for_ms)
+{
+	if (mono_ms() - sv->last_run < SUPERVISE_EVERY_MS || connected_for_ms < SUPERVISE_SETTLE_MS)
+		return;
+	supervise_run(sv, now_ms());
+	sv->last_run = mono_ms();
+}
