@@ -278,7 +278,7 @@ api_handle(void *arg, const struct http_req *req, struct http_resp *resp)
 	const char *allow = NULL;
 	char id[NAME_MAX_LEN + 1], user[NAME_MAX_LEN + 1];
 
-	if (get && svc_ops_handle(req, resp, api->mq, api->intake->db))
+	if (get && svc_ops_handle(req, resp, api->mq, api->db))
 		return;
 	if (strcmp(req->path, "/v1/orders") == 0) {
 		if (strcmp(req->method, "POST") != 0)

@@ -1,5 +1,6 @@
 #include "intake.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,8 +11,24 @@
 #include "log.h"
 #include "metrics.h"
 #include "netcheck.h"
-#include "topic.h"
+#include "outbox.h"
+#include "store.h"
 #include "util.h"
+
+struct intake_pending;
+
+struct intake {
+	struct order_store *store;
+	struct outbox *outbox;
+	const struct allowlist *callback_allow; /* exceptions to the callback address policy; may be NULL */
+	/* group commit (committer()): orders waiting for the next transaction */
+	pthread_mutex_t group_lock;
+	pthread_cond_t group_work, group_done;
+	struct intake_pending *queue;
+	pthread_t group_thread;
+	int started, stopping;
+	int committing; /* the committer, or a waiting intake_place() caller, is recording a batch */
+};
 
 static void
 invalid(struct intake_result *res, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -28,11 +45,10 @@ invalid(struct intake_result *res, const char *code, const char *fmt, ...)
 	va_end(ap);
 }
 
-static struct metric *m_accepted[2], *m_refused[2], *m_replayed, *m_completed, *m_ready_seconds, *m_republished,
-    *m_batch;
+static struct metric *m_accepted[2], *m_refused[2], *m_replayed, *m_batch;
 static const double batch_buckets[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256 };
 
-/* Registers the intake's metrics (once, from intake_open). */
+/* Registers the intake's metrics (once, from intake_new). */
 static void
 intake_metrics(void)
 {
@@ -45,14 +61,9 @@ intake_metrics(void)
 	}
 	m_replayed = metric_counter("pizza_orders_replayed_total",
 	    "Requests answered with an earlier order because their Idempotency-Key was seen", NULL);
-	m_completed = metric_counter("pizza_orders_completed_total", "Orders that reached ready", NULL);
-	m_ready_seconds = metric_histogram("pizza_order_ready_seconds", "Time from an order's acceptance to ready", NULL,
-	    metric_seconds_buckets, metric_seconds_nbuckets);
 	m_batch = metric_histogram("pizza_intake_batch_orders",
 	    "Orders recorded per transaction by the committer (group commit: the orders that arrived during the one before)",
 	    NULL, batch_buckets, (int)(sizeof(batch_buckets) / sizeof(batch_buckets[0])));
-	m_republished = metric_counter("pizza_orders_republished_total",
-	    "OrderPlaced events published again by supervision because an order stalled", NULL);
 }
 
 static int
@@ -136,67 +147,6 @@ intake_validate(const char *user_id, const json_t *request, struct event *ev, st
 	return 0;
 }
 
-/* Looks up (user, key). Returns 1 found (hash/order copied), 0 not found, -1 error. Db locked. */
-static int
-idem_lookup(struct intake *in, const char *user, const char *key, char hash[65], char *order_id, size_t n)
-{
-	sqlite3_stmt *st = db_prepare(in->db, "SELECT request_hash, order_id FROM idempotency WHERE user_id = ? AND key = ?");
-	int rc = -1;
-
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-	switch (sqlite3_step(st)) {
-	case SQLITE_ROW:
-		snprintf(hash, 65, "%s", (const char *)sqlite3_column_text(st, 0));
-		snprintf(order_id, n, "%s", (const char *)sqlite3_column_text(st, 1));
-		rc = 1;
-		break;
-	case SQLITE_DONE:
-		rc = 0;
-		break;
-	}
-	db_done(in->db, st);
-	return rc;
-}
-
-static int
-idem_insert(struct intake *in, const struct event *ev, const char *key, const char *hash)
-{
-	sqlite3_stmt *st = db_prepare(in->db, "INSERT INTO idempotency(user_id, key, request_hash, order_id, created_ms) "
-					      "VALUES (?, ?, ?, ?, ?)");
-	int rc;
-
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, ev->user_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, ev->order_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, now_ms());
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	db_done(in->db, st);
-	return rc;
-}
-
-int
-intake_expire_keys(struct intake *in, int64_t max_age_ms)
-{
-	sqlite3_stmt *st;
-	int n = -1;
-
-	db_lock(in->db);
-	if ((st = db_prepare(in->db, "DELETE FROM idempotency WHERE created_ms < ?")) != NULL) {
-		sqlite3_bind_int64(st, 1, now_ms() - max_age_ms);
-		if (sqlite3_step(st) == SQLITE_DONE)
-			n = db_changes(in->db);
-		db_done(in->db, st);
-	}
-	db_unlock(in->db);
-	return n;
-}
-
 /* The order's items as the orders table keeps them: [{"sku":..,"qty":..}] (malloc'd), or NULL. */
 static char *
 items_json(const struct event *ev)
@@ -213,92 +163,22 @@ items_json(const struct event *ev)
 	return items;
 }
 
-/* One order waiting for the committer: owns everything record_one() reads. */
+/* One order waiting for the committer: owns everything the store reads. */
 struct intake_pending {
 	struct event ev;
 	char *json, *items, *key;
 	const char *via; /* a string literal */
 	char hash[65];
-	int rc;
+	struct ostore_order rec; /* what the store records, pointing into the above; its result */
 	struct intake_result res;
 	intake_done done;
 	void *arg;
 	struct intake_pending *next;
 };
 
-/* Runs one cached statement without results (SAVEPOINT and friends).  Returns 0 or -1. */
-static int
-step_sql(struct db *db, const char *sql)
-{
-	sqlite3_stmt *st = db_prepare(db, sql);
-	int rc = st != NULL && sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-
-	db_done(db, st);
-	return rc;
-}
-
-/*
- * Records one order, its event and its idempotency key inside the batch's
- * transaction, under a savepoint so that a failure takes back only this
- * order.  Returns 0 (recorded), 1 (key seen with the same request: the
- * earlier order id copied into res), 2 (key seen with another request), -1
- * (database error).  Db locked.
- */
-static int
-record_one(struct intake *in, struct intake_pending *p)
-{
-	const struct event *ev = &p->ev;
-	sqlite3_stmt *st = NULL;
-	int rc = -1;
-
-	if (step_sql(in->db, "SAVEPOINT intake_order") != 0)
-		return -1;
-	if (p->key != NULL) {
-		char old_hash[65], old_order[NAME_MAX_LEN + 1];
-		int found = idem_lookup(in, ev->user_id, p->key, old_hash, old_order, sizeof(old_order));
-
-		if (found < 0)
-			goto rollback;
-		if (found == 1) {
-			rc = strcmp(old_hash, p->hash) == 0 ? 1 : 2;
-			if (rc == 1)
-				str_copy(p->res.order_id, sizeof(p->res.order_id), old_order);
-			goto rollback;
-		}
-		if (idem_insert(in, ev, p->key, p->hash) != 0)
-			goto rollback;
-	}
-	st = db_prepare(in->db, "INSERT INTO orders(order_id, user_id, items, callback_url, via, created_ms, event, "
-				"progress_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-	if (st == NULL)
-		goto rollback;
-	sqlite3_bind_text(st, 1, ev->order_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, ev->user_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, p->items, -1, SQLITE_STATIC);
-	if (ev->callback_url[0] != '\0')
-		sqlite3_bind_text(st, 4, ev->callback_url, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, p->via, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, ev->at_ms);
-	sqlite3_bind_text(st, 7, p->json, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 8, now_ms());
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		log_error("cannot record order", "order_id=%s err=\"%s\"", ev->order_id, db_errmsg(in->db));
-		goto rollback;
-	}
-	if (outbox_add(in->db, TOPIC_PLACED, p->json, strlen(p->json), 1, 0, 0) != 0)
-		goto rollback;
-	db_done(in->db, st);
-	return step_sql(in->db, "RELEASE intake_order") == 0 ? 0 : -1;
-rollback:
-	db_done(in->db, st);
-	step_sql(in->db, "ROLLBACK TO intake_order");
-	step_sql(in->db, "RELEASE intake_order");
-	return rc;
-}
-
 /*
  * Records a batch (newest first, as queued) in one transaction and sets
- * each one's rc.  Returns the batch relinked oldest first.
+ * each one's rec.result.  Returns the batch relinked oldest first.
  */
 static struct intake_pending *
 commit_batch(struct intake *in, struct intake_pending *batch)
@@ -309,25 +189,12 @@ commit_batch(struct intake *in, struct intake_pending *batch)
 	while (batch != NULL) {
 		q = batch->next;
 		batch->next = order;
+		batch->rec.next = order != NULL ? &order->rec : NULL;
 		order = batch;
 		batch = q;
 	}
-	db_lock(in->db);
-	if (db_begin(in->db) != 0) {
-		for (q = order; q != NULL; q = q->next)
-			q->rc = -1;
-		db_unlock(in->db);
-		return order;
-	}
-	for (q = order; q != NULL; q = q->next)
-		q->rc = record_one(in, q);
-	if (db_commit(in->db) != 0) {
-		db_rollback(in->db);
-		for (q = order; q != NULL; q = q->next)
-			if (q->rc == 0)
-				q->rc = -1;
-	}
-	db_unlock(in->db);
+	if (order != NULL)
+		ostore_record(in->store, &order->rec, now_ms());
 	return order;
 }
 
@@ -343,30 +210,31 @@ count(const struct intake_result *res, const char *via)
 		metric_inc(m_refused[via_index(via)]);
 }
 
-/* Turns a recorded order's rc into its result, logs and counts it. */
+/* Turns a recorded order's store result into its answer, logs and counts it. */
 static void
 settle(struct intake_pending *p)
 {
 	struct intake_result *res = &p->res;
 
-	switch (p->rc) {
-	case 0:
+	switch (p->rec.result) {
+	case OSTORE_OK:
 		res->status = INTAKE_OK;
 		str_copy(res->order_id, sizeof(res->order_id), p->ev.order_id);
 		log_info("order accepted", "order_id=%s user_id=%s via=%s items=%zu", p->ev.order_id, p->ev.user_id,
 		    p->via, p->ev.n_items);
 		break;
-	case 1:
+	case OSTORE_REPLAYED:
 		res->status = INTAKE_OK;
 		res->replayed = 1;
+		str_copy(res->order_id, sizeof(res->order_id), p->rec.replayed_order_id);
 		log_info("idempotent replay", "order_id=%s user_id=%s via=%s", res->order_id, p->ev.user_id, p->via);
 		break;
-	case 2:
+	case OSTORE_CONFLICT:
 		res->status = INTAKE_CONFLICT;
 		res->error = "idempotency_conflict";
 		snprintf(res->detail, sizeof(res->detail), "this Idempotency-Key was already used with a different request");
 		break;
-	default:
+	default: /* OSTORE_FAIL */
 		res->status = INTAKE_INTERNAL;
 		res->error = "internal";
 		snprintf(res->detail, sizeof(res->detail), "the order could not be recorded; please retry");
@@ -449,14 +317,31 @@ committer(void *arg)
 	return NULL;
 }
 
-int
-intake_start(struct intake *in)
+struct intake *
+intake_new(struct order_store *store, struct outbox *outbox, const struct allowlist *callback_allow)
 {
-	pthread_mutex_lock(&in->group_lock);
-	in->stopping = 0;
-	in->started = pthread_create(&in->group_thread, NULL, committer, in) == 0;
-	pthread_mutex_unlock(&in->group_lock);
-	return in->started ? 0 : -1;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct intake *in = calloc(1, sizeof(*in));
+
+	if (in == NULL) {
+		log_error("out of memory", NULL);
+		return NULL;
+	}
+	pthread_once(&once, intake_metrics);
+	in->store = store;
+	in->outbox = outbox;
+	in->callback_allow = callback_allow;
+	pthread_mutex_init(&in->group_lock, NULL);
+	pthread_cond_init(&in->group_work, NULL);
+	pthread_cond_init(&in->group_done, NULL);
+	in->started = 1;
+	if (pthread_create(&in->group_thread, NULL, committer, in) != 0) {
+		log_errno("cannot start the order committer thread", NULL);
+		in->started = 0;
+		intake_free(in);
+		return NULL;
+	}
+	return in;
 }
 
 void
@@ -474,6 +359,18 @@ intake_stop(struct intake *in)
 	pthread_mutex_lock(&in->group_lock);
 	in->started = 0;
 	pthread_mutex_unlock(&in->group_lock);
+}
+
+void
+intake_free(struct intake *in)
+{
+	if (in == NULL)
+		return;
+	intake_stop(in);
+	pthread_mutex_destroy(&in->group_lock);
+	pthread_cond_destroy(&in->group_work);
+	pthread_cond_destroy(&in->group_done);
+	free(in);
 }
 
 /*
@@ -514,6 +411,15 @@ prepare(struct intake *in, const char *user_id, const json_t *request, const cha
 		pending_free(p);
 		goto internal;
 	}
+	p->rec.order_id = p->ev.order_id;
+	p->rec.user_id = p->ev.user_id;
+	p->rec.items = p->items;
+	p->rec.callback_url = p->ev.callback_url;
+	p->rec.via = via;
+	p->rec.created_ms = p->ev.at_ms;
+	p->rec.event = p->json;
+	p->rec.idem_key = p->key;
+	p->rec.request_hash = p->key != NULL ? p->hash : NULL;
 	return p;
 internal:
 	res->status = INTAKE_INTERNAL;
@@ -534,7 +440,7 @@ enqueue(struct intake *in, struct intake_pending *p, int wake)
 	if (!in->started || in->stopping) {
 		/* shutting down: nothing recorded, and the client may retry */
 		pthread_mutex_unlock(&in->group_lock);
-		p->rc = -1;
+		p->rec.result = OSTORE_FAIL;
 		settle(p);
 		p->done(p->arg, &p->res);
 		pending_free(p);
@@ -641,118 +547,10 @@ intake_place_raw(struct intake *in, const char *user_id, const void *buf, size_t
 	json_decref(req);
 }
 
-struct db *
-intake_open(const char *path)
-{
-	struct db *db = db_open(path, INTAKE_SCHEMA);
-
-	if (db == NULL)
-		return NULL;
-	intake_metrics();
-	/* stores made before supervision */
-	if (db_add_column(db, "orders", "event", "event TEXT NOT NULL DEFAULT ''") != 0 ||
-	    db_add_column(db, "orders", "stage", "stage INTEGER NOT NULL DEFAULT 0") != 0 ||
-	    db_add_column(db, "orders", "progress_ms", "progress_ms INTEGER NOT NULL DEFAULT 0") != 0 ||
-	    db_add_column(db, "orders", "republished", "republished INTEGER NOT NULL DEFAULT 0") != 0 ||
-	    db_exec(db, "CREATE INDEX IF NOT EXISTS orders_open ON orders(stage, progress_ms)") != 0) {
-		db_close(db);
-		return NULL;
-	}
-	return db;
-}
-
 int
-intake_progress(struct intake *in, const struct event *status)
+intake_expire_keys(struct intake *in, int64_t max_age_ms)
 {
-	sqlite3_stmt *st;
-	int rc = -1;
+	int n;
 
-	db_lock(in->db);
-	st = db_prepare(in->db, "UPDATE orders SET stage = ?, progress_ms = ? WHERE order_id = ? AND stage < ?");
-	if (st == NULL)
-		goto out;
-	sqlite3_bind_int(st, 1, status->seq);
-	sqlite3_bind_int64(st, 2, now_ms());
-	sqlite3_bind_text(st, 3, status->order_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, status->seq);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto out;
-	db_done(in->db, st);
-	if (db_changes(in->db) == 1) {
-		rc = 1;
-		st = NULL;
-		if (status->seq == STATUS_READY) {
-			sqlite3_stmt *q = db_prepare(in->db, "SELECT created_ms FROM orders WHERE order_id = ?");
-			metric_inc(m_completed);
-			if (q != NULL) {
-				sqlite3_bind_text(q, 1, status->order_id, -1, SQLITE_STATIC);
-				if (sqlite3_step(q) == SQLITE_ROW)
-					metric_observe(m_ready_seconds, (double)(now_ms() - sqlite3_column_int64(q, 0)) / 1000.0);
-				db_done(in->db, q);
-			}
-		}
-		goto out;
-	}
-	st = db_prepare(in->db, "SELECT 1 FROM orders WHERE order_id = ?");
-	if (st == NULL)
-		goto out;
-	sqlite3_bind_text(st, 1, status->order_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st) == SQLITE_ROW ? 0 : 2;
-out:
-	db_done(in->db, st);
-	db_unlock(in->db);
-	return rc;
-}
-
-int
-intake_supervise(struct intake *in, int64_t accept_ms, int64_t stage_ms)
-{
-	sqlite3_stmt *sel = NULL, *upd = NULL;
-	int64_t now = now_ms();
-	int n = 0;
-
-	db_lock(in->db);
-	if (db_begin(in->db) != 0)
-		goto fail;
-	sel = db_prepare(in->db, "SELECT order_id, event, stage, republished FROM orders WHERE event != '' AND "
-				 "((stage = 0 AND progress_ms < ?) OR (stage > 0 AND stage < ? AND progress_ms < ?)) LIMIT 500");
-	upd = db_prepare(in->db, "UPDATE orders SET progress_ms = ?, republished = republished + 1 WHERE order_id = ?");
-	if (sel == NULL || upd == NULL)
-		goto rollback;
-	sqlite3_bind_int64(sel, 1, now - accept_ms);
-	sqlite3_bind_int(sel, 2, STATUS_READY);
-	sqlite3_bind_int64(sel, 3, now - stage_ms);
-	while (sqlite3_step(sel) == SQLITE_ROW) {
-		const char *id = (const char *)sqlite3_column_text(sel, 0);
-		const char *event = (const char *)sqlite3_column_text(sel, 1);
-
-		if (outbox_add(in->db, TOPIC_PLACED, event, strlen(event), 1, 0, 0) != 0)
-			goto rollback;
-		sqlite3_bind_int64(upd, 1, now);
-		sqlite3_bind_text(upd, 2, id, -1, SQLITE_TRANSIENT);
-		if (sqlite3_step(upd) != SQLITE_DONE)
-			goto rollback;
-		sqlite3_reset(upd);
-		metric_inc(m_republished);
-		log_warn("order stalled; publishing it again", "order_id=%s stage=%s republished=%d", id,
-		    sqlite3_column_int(sel, 2) > 0 ? event_status_name((enum order_status)sqlite3_column_int(sel, 2)) : "placed",
-		    sqlite3_column_int(sel, 3) + 1);
-		n++;
-	}
-	db_done(in->db, sel);
-	db_done(in->db, upd);
-	sel = upd = NULL;
-	if (db_commit(in->db) != 0)
-		goto rollback;
-	db_unlock(in->db);
-	if (n > 0)
-		outbox_flush(in->outbox);
-	return n;
-rollback:
-	db_rollback(in->db);
-fail:
-	db_done(in->db, sel);
-	db_done(in->db, upd);
-	db_unlock(in->db);
-	return -1;
+	return ostore_expire_keys(in->store, now_ms() - max_age_ms, &n) == OSTORE_OK ? n : -1;
 }

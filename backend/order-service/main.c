@@ -2,8 +2,9 @@
  * order-service - the front door.  Takes PlaceOrder requests from phones
  * over MQTT 5 request/response (pizza/users/<user>/orders/new with a
  * Response Topic and Correlation Data), records each accepted order and its
- * OrderPlaced event in SQLite (intake.c), answers, and publishes the event
- * from the outbox.
+ * OrderPlaced event (intake.c, store.c), answers, and publishes the event
+ * from the outbox.  It follows every order's statuses and publishes a
+ * stalled order again (supervise.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,6 @@
 #include <jansson.h>
 
 #include "api.h"
-#include "db.h"
 #include "deadletter.h"
 #include "intake.h"
 #include "log.h"
@@ -21,6 +21,8 @@
 #include "mq.h"
 #include "netcheck.h"
 #include "outbox.h"
+#include "store.h"
+#include "supervise.h"
 #include "svc.h"
 #include "topic.h"
 #include "util.h"
@@ -46,7 +48,8 @@ static struct {
 } cfg;
 
 static struct mq *mq;
-static struct intake intake = INTAKE_INIT;
+static struct intake *intake;
+static struct supervisor *supervisor;
 
 /* A reply may only go back to the requester's own reply topics. */
 static int
@@ -95,7 +98,6 @@ on_status(const struct mq_message *m, const char *user, const char *order)
 {
 	struct event ev;
 	char err[256];
-	int rc;
 
 	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
 		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
@@ -105,12 +107,9 @@ on_status(const struct mq_message *m, const char *user, const char *order)
 		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "not an OrderStatus matching its topic");
 		return;
 	}
-	rc = intake_progress(&intake, &ev);
-	if (rc == 2 && !m->retained)
+	if (supervise_progress(supervisor, &ev) == OSTORE_NOT_FOUND && !m->retained)
 		/* order-service records every order before it is published, so this one never was */
 		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "status for an unknown order");
-	else if (rc < 0)
-		log_error("cannot record progress", "order_id=%s", ev.order_id);
 }
 
 static void
@@ -139,7 +138,7 @@ on_message(void *arg, const struct mq_message *m)
 		deadletter_send(mq, SVC, m->topic, m->payload, m->len, why);
 		return;
 	}
-	intake_place_raw(&intake, user, m->payload, m->len, "mqtt", NULL, &res);
+	intake_place_raw(intake, user, m->payload, m->len, "mqtt", NULL, &res);
 	if (res.status != INTAKE_OK && m->response_topic == NULL)
 		deadletter_send(mq, SVC, m->topic, m->payload, m->len, res.detail);
 	if (m->response_topic != NULL)
@@ -202,9 +201,11 @@ main(int argc, char **argv)
 	char *token_secret = NULL;
 	const char *env;
 	struct allowlist *allow;
+	struct order_store *store;
+	struct outbox *outbox;
 	struct httpd *http = NULL;
 	char err[256];
-	int64_t last_expire = 0, last_supervise = 0;
+	int64_t last_expire = 0;
 
 	svc_parse(SVC, "Front door: accepts orders over MQTT request/response and HTTP, and publishes OrderPlaced.",
 	    opts, &cfg.so, argc, argv);
@@ -213,7 +214,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: --callback-allow: %s\n", SVC, err);
 		return 2;
 	}
-	intake.callback_allow = allow;
 	if (cfg.token_secret_file != NULL) {
 		if ((token_secret = file_read_small(cfg.token_secret_file, 4096)) == NULL)
 			fatal("cannot read the token secret file", "path=%s", cfg.token_secret_file);
@@ -222,23 +222,25 @@ main(int argc, char **argv)
 	if (cfg.http_port > 0 && (token_secret == NULL || strlen(token_secret) < 16))
 		fatal("the HTTP API needs a token secret of at least 16 characters: set PIZZA_TOKEN_SECRET or "
 		      "--token-secret-file (or --http-port 0)", NULL);
-	if ((intake.db = intake_open(cfg.db_path)) == NULL)
+	if ((store = ostore_open(cfg.db_path)) == NULL)
 		fatal("cannot open the order database", "path=%s", cfg.db_path);
 	mq = svc_mq_new(&cfg.so, on_message, NULL);
-	if ((intake.outbox = outbox_new(intake.db, mq, cfg.outbox_retry_ms)) == NULL)
+	if ((outbox = ostore_outbox_new(store, mq, cfg.outbox_retry_ms)) == NULL ||
+	    (supervisor = supervise_new(store, outbox, cfg.accept_deadline_ms, cfg.stage_deadline_ms)) == NULL)
 		fatal("out of memory", NULL);
-	if (intake_start(&intake) != 0)
-		fatal("cannot start the order committer thread", NULL);
+	if ((intake = intake_new(store, outbox, allow)) == NULL)
+		fatal("cannot start the intake", NULL);
 	svc_metrics(mq);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog,
-	    intake.outbox);
+	    outbox);
 	mq_subscribe(mq, TOPIC_ALL_NEW, 1, 0);
 	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	svc_mq_connect(mq, &cfg.so);
 	if (cfg.http_port > 0) {
-		api.intake = &intake;
+		api.intake = intake;
 		api.mq = mq;
+		api.db = ostore_db(store);
 		api.history_url = cfg.history_url;
 		api.token_secret = token_secret;
 		api.password_file = cfg.password_file;
@@ -257,31 +259,26 @@ main(int argc, char **argv)
 		 * commit (outbox_kick), and every 200 ms for anything a crash or an
 		 * outage left in the outbox.
 		 */
-		outbox_flush(intake.outbox);
-		/*
-		 * Supervise only on a settled connection: right after a reconnect the
-		 * statuses queued for us while we were away are still arriving.
-		 */
-		if (mono_ms() - last_supervise >= 500 && mq_connected_for(mq) >= 2000) {
-			intake_supervise(&intake, cfg.accept_deadline_ms, cfg.stage_deadline_ms);
-			last_supervise = mono_ms();
-		}
+		outbox_flush(outbox);
+		supervise_tick(supervisor, mq_connected_for(mq));
 		if (mono_ms() - last_expire > 60000) {
-			intake_expire_keys(&intake, cfg.idempotency_ttl_h * 3600 * 1000);
+			intake_expire_keys(intake, cfg.idempotency_ttl_h * 3600 * 1000);
 			last_expire = mono_ms();
 		}
-		outbox_wait(intake.outbox, 200);
+		outbox_wait(outbox, 200);
 	}
 	httpd_stop(http);
 	/* after the HTTP server (whose requests may still be queued), before the broker goes */
-	intake_stop(&intake);
+	intake_stop(intake);
 
-	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(intake.outbox));
-	outbox_flush(intake.outbox);
+	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(outbox));
+	outbox_flush(outbox);
 	mq_disconnect(mq, 2000);
 	mq_free(mq);
-	outbox_free(intake.outbox);
-	db_close(intake.db);
+	intake_free(intake);
+	supervise_free(supervisor);
+	outbox_free(outbox);
+	ostore_close(store);
 	allowlist_free(allow);
 	free(token_secret);
 	curl_global_cleanup();
