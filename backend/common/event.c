@@ -261,110 +261,125 @@ out:
 	return out;
 }
 
-int
-event_decode(const void *buf, size_t len, struct event *ev, char *err, size_t errlen)
+/* OrderPlaced's own fields.  Returns 0, or -1 with err set. */
+static int
+decode_placed(const json_t *o, struct event *ev, char *err, size_t errlen)
 {
-	json_t *o = NULL;
-	json_error_t jerr;
-	char type[32], at[32], status[16];
-	const json_t *seq;
-	int rc = -1;
+	if (event_items_from_json(json_object_get(o, "items"), ev->items, &ev->n_items, err, errlen) != 0 ||
+	    get_string(o, "callback_url", ev->callback_url, sizeof(ev->callback_url), 1, err, errlen) != 0)
+		return -1;
+	if (json_object_get(o, "callback_url") != NULL && strncmp(ev->callback_url, "http://", 7) != 0 &&
+	    strncmp(ev->callback_url, "https://", 8) != 0)
+		return fail(err, errlen, "field 'callback_url' must be an http:// or https:// URL");
+	return 0;
+}
 
-	memset(ev, 0, sizeof(*ev));
-	if (len > EVENT_MAX_BYTES)
-		return fail(err, errlen, "payload of %zu bytes is over the %d byte limit", len,
-		    EVENT_MAX_BYTES);
-	o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (o == NULL)
-		return fail(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-		    jerr.column);
-	if (!json_is_object(o)) {
-		fail(err, errlen, "event must be a JSON object");
-		goto out;
-	}
+/* OrderStatus's own fields: a known status, seq its stage's number, the worker.  Returns 0, or -1. */
+static int
+decode_status(const json_t *o, struct event *ev, char *err, size_t errlen)
+{
+	char status[16];
+	const json_t *seq;
+
+	if (get_string(o, "status", status, sizeof(status), 0, err, errlen) != 0)
+		return -1;
+	if ((ev->status = event_status_from_name(status)) == 0)
+		return fail(err, errlen, "unknown status '%s'", status);
+	seq = json_object_get(o, "seq");
+	if (!json_is_integer(seq))
+		return fail(err, errlen, "field 'seq' must be a whole number");
+	if (json_integer_value(seq) != (json_int_t)ev->status)
+		return fail(err, errlen, "field 'seq' is %lld but status '%s' is stage %d",
+		    (long long)json_integer_value(seq), status, (int)ev->status);
+	ev->seq = (int)ev->status;
+	return get_name(o, "worker", ev->worker, err, errlen);
+}
+
+/* PickupAlert's message, not empty.  Returns 0, or -1. */
+static int
+decode_alert(const json_t *o, struct event *ev, char *err, size_t errlen)
+{
+	if (get_string(o, "message", ev->message, sizeof(ev->message), 0, err, errlen) != 0)
+		return -1;
+	if (ev->message[0] == '\0')
+		return fail(err, errlen, "field 'message' must not be empty");
+	return 0;
+}
+
+/* CallbackDelivery's own fields.  Returns 0, or -1. */
+static int
+decode_callback(const json_t *o, struct event *ev, char *err, size_t errlen)
+{
+	char outcome[16];
+	const json_t *att = json_object_get(o, "attempts");
+
+	if (get_name(o, "delivery_id", ev->delivery_id, err, errlen) != 0 ||
+	    get_string(o, "outcome", outcome, sizeof(outcome), 0, err, errlen) != 0 ||
+	    get_string(o, "detail", ev->message, sizeof(ev->message), 1, err, errlen) != 0)
+		return -1;
+	if (strcmp(outcome, "delivered") == 0)
+		ev->outcome = DELIVERY_DELIVERED;
+	else if (strcmp(outcome, "failed") == 0)
+		ev->outcome = DELIVERY_FAILED;
+	else
+		return fail(err, errlen, "unknown outcome '%s'", outcome);
+	if (!json_is_integer(att) || json_integer_value(att) < 1 || json_integer_value(att) > EVENT_MAX_ATTEMPTS)
+		return fail(err, errlen, "field 'attempts' must be a whole number from 1 to %d", EVENT_MAX_ATTEMPTS);
+	ev->attempts = (int)json_integer_value(att);
+	return 0;
+}
+
+/* The fields every event has: type, ids and time.  Returns 0, or -1. */
+static int
+decode_common(const json_t *o, struct event *ev, char *err, size_t errlen)
+{
+	char type[32], at[32];
+
+	if (!json_is_object(o))
+		return fail(err, errlen, "event must be a JSON object");
 	if (get_string(o, "type", type, sizeof(type), 0, err, errlen) != 0)
-		goto out;
-	if ((ev->type = type_from_name(type)) == 0) {
-		fail(err, errlen, "unknown event type '%s'", type);
-		goto out;
-	}
+		return -1;
+	if ((ev->type = type_from_name(type)) == 0)
+		return fail(err, errlen, "unknown event type '%s'", type);
 	if (get_name(o, "event_id", ev->event_id, err, errlen) != 0 ||
 	    get_name(o, "order_id", ev->order_id, err, errlen) != 0 ||
 	    get_name(o, "user_id", ev->user_id, err, errlen) != 0 ||
 	    get_string(o, "at", at, sizeof(at), 0, err, errlen) != 0)
-		goto out;
-	if (time_parse_rfc3339(at, &ev->at_ms) != 0) {
-		fail(err, errlen, "field 'at' must be RFC 3339 UTC with milliseconds, like "
-				  "2026-01-31T12:00:00.000Z");
-		goto out;
-	}
-	switch (ev->type) {
-	case EVENT_ORDER_PLACED:
-		if (event_items_from_json(json_object_get(o, "items"), ev->items, &ev->n_items, err, errlen) != 0 ||
-		    get_string(o, "callback_url", ev->callback_url, sizeof(ev->callback_url), 1, err,
-			errlen) != 0)
-			goto out;
-		if (json_object_get(o, "callback_url") != NULL && strncmp(ev->callback_url, "http://", 7) != 0 &&
-		    strncmp(ev->callback_url, "https://", 8) != 0) {
-			fail(err, errlen, "field 'callback_url' must be an http:// or https:// URL");
-			goto out;
-		}
-		break;
-	case EVENT_ORDER_STATUS:
-		if (get_string(o, "status", status, sizeof(status), 0, err, errlen) != 0)
-			goto out;
-		if ((ev->status = event_status_from_name(status)) == 0) {
-			fail(err, errlen, "unknown status '%s'", status);
-			goto out;
-		}
-		seq = json_object_get(o, "seq");
-		if (!json_is_integer(seq)) {
-			fail(err, errlen, "field 'seq' must be a whole number");
-			goto out;
-		}
-		if (json_integer_value(seq) != (json_int_t)ev->status) {
-			fail(err, errlen, "field 'seq' is %lld but status '%s' is stage %d",
-			    (long long)json_integer_value(seq), status, (int)ev->status);
-			goto out;
-		}
-		ev->seq = (int)ev->status;
-		if (get_name(o, "worker", ev->worker, err, errlen) != 0)
-			goto out;
-		break;
-	case EVENT_PICKUP_ALERT:
-		if (get_string(o, "message", ev->message, sizeof(ev->message), 0, err, errlen) != 0)
-			goto out;
-		if (ev->message[0] == '\0') {
-			fail(err, errlen, "field 'message' must not be empty");
-			goto out;
-		}
-		break;
-	case EVENT_CALLBACK_DELIVERY: {
-		char outcome[16];
-		const json_t *att = json_object_get(o, "attempts");
+		return -1;
+	if (time_parse_rfc3339(at, &ev->at_ms) != 0)
+		return fail(err, errlen, "field 'at' must be RFC 3339 UTC with milliseconds, like "
+					 "2026-01-31T12:00:00.000Z");
+	return 0;
+}
 
-		if (get_name(o, "delivery_id", ev->delivery_id, err, errlen) != 0 ||
-		    get_string(o, "outcome", outcome, sizeof(outcome), 0, err, errlen) != 0 ||
-		    get_string(o, "detail", ev->message, sizeof(ev->message), 1, err, errlen) != 0)
-			goto out;
-		if (strcmp(outcome, "delivered") == 0)
-			ev->outcome = DELIVERY_DELIVERED;
-		else if (strcmp(outcome, "failed") == 0)
-			ev->outcome = DELIVERY_FAILED;
-		else {
-			fail(err, errlen, "unknown outcome '%s'", outcome);
-			goto out;
+int
+event_decode(const void *buf, size_t len, struct event *ev, char *err, size_t errlen)
+{
+	json_t *o;
+	json_error_t jerr;
+	int rc = -1;
+
+	memset(ev, 0, sizeof(*ev));
+	if (len > EVENT_MAX_BYTES)
+		return fail(err, errlen, "payload of %zu bytes is over the %d byte limit", len, EVENT_MAX_BYTES);
+	if ((o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL)
+		return fail(err, errlen, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+	if (decode_common(o, ev, err, errlen) == 0) {
+		switch (ev->type) {
+		case EVENT_ORDER_PLACED:
+			rc = decode_placed(o, ev, err, errlen);
+			break;
+		case EVENT_ORDER_STATUS:
+			rc = decode_status(o, ev, err, errlen);
+			break;
+		case EVENT_PICKUP_ALERT:
+			rc = decode_alert(o, ev, err, errlen);
+			break;
+		case EVENT_CALLBACK_DELIVERY:
+			rc = decode_callback(o, ev, err, errlen);
+			break;
 		}
-		if (!json_is_integer(att) || json_integer_value(att) < 1 || json_integer_value(att) > EVENT_MAX_ATTEMPTS) {
-			fail(err, errlen, "field 'attempts' must be a whole number from 1 to %d", EVENT_MAX_ATTEMPTS);
-			goto out;
-		}
-		ev->attempts = (int)json_integer_value(att);
-		break;
 	}
-	}
-	rc = 0;
-out:
 	json_decref(o);
 	return rc;
 }
