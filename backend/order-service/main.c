@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "api.h"
-#include "deadletter.h"
+#include "consume.h"
 #include "intake.h"
 #include "log.h"
 #include "metrics.h"
@@ -47,6 +47,7 @@ static struct {
 	const char *web_root, *mqtt_ws_url;
 } cfg;
 
+/* What the message handlers use, set up by main() before the broker connection. */
 static struct mq *mq;
 static struct intake *intake;
 static struct supervisor *supervisor;
@@ -92,58 +93,69 @@ reply(const struct mq_message *m, const struct intake_result *res)
 	free(body);
 }
 
-/* A status from an executor: the supervision's view of the order's progress. */
-static void
-on_status(const struct mq_message *m, const char *user, const char *order)
+/*
+ * A PlaceOrder request from a phone: placed (waiting for its commit, so the
+ * broker has its PUBACK only once the order is recorded), then answered on
+ * its response topic.  A request that cannot be answered and is refused is
+ * dead-lettered with the reason.  A request the store could not record is
+ * answered "internal" and the client retries.
+ */
+static enum consume_result
+on_request(void *arg, struct consume_msg *c)
 {
-	struct event ev;
-	char err[256];
-
-	if (event_decode(m->payload, m->len, &ev, err, sizeof(err)) != 0) {
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, err);
-		return;
-	}
-	if (ev.type != EVENT_ORDER_STATUS || strcmp(ev.user_id, user) != 0 || strcmp(ev.order_id, order) != 0) {
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "not an OrderStatus matching its topic");
-		return;
-	}
-	if (supervise_progress(supervisor, &ev) == OSTORE_NOT_FOUND && !m->retained)
-		/* order-service records every order before it is published, so this one never was */
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "status for an unknown order");
-}
-
-static void
-on_message(void *arg, const struct mq_message *m)
-{
-	char user[NAME_MAX_LEN + 1], order[NAME_MAX_LEN + 1], why[320];
+	const struct mq_message *m = c->m;
 	struct intake_result res;
-	enum topic_kind kind = topic_parse(m->topic, user, order);
 
 	(void)arg;
-	if (kind == TOPIC_KIND_STATUS) {
-		on_status(m, user, order);
-		return;
-	}
-	if (kind != TOPIC_KIND_NEW) {
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "not an order intake topic");
-		return;
-	}
 	if (m->retained) {
 		/* a stale request left retained on the broker: never place it again */
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, "retained order requests are not accepted");
-		return;
+		snprintf(c->reason, sizeof(c->reason), "retained order requests are not accepted");
+		return CONSUME_INVALID;
 	}
-	if (m->response_topic != NULL && !reply_topic_ok(user, m->response_topic)) {
-		snprintf(why, sizeof(why), "response topic must be under pizza/users/%s/replies/", user);
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, why);
-		return;
+	if (m->response_topic != NULL && !reply_topic_ok(c->user, m->response_topic)) {
+		snprintf(c->reason, sizeof(c->reason), "response topic must be under pizza/users/%s/replies/", c->user);
+		return CONSUME_INVALID;
 	}
-	intake_place_raw(intake, user, m->payload, m->len, "mqtt", NULL, &res);
-	if (res.status != INTAKE_OK && m->response_topic == NULL)
-		deadletter_send(mq, SVC, m->topic, m->payload, m->len, res.detail);
-	if (m->response_topic != NULL)
+	intake_place_raw(intake, c->user, m->payload, m->len, "mqtt", NULL, &res);
+	if (m->response_topic != NULL) {
 		reply(m, &res);
+		return CONSUME_DONE;
+	}
+	if (res.status != INTAKE_OK) {
+		snprintf(c->reason, sizeof(c->reason), "%s", res.detail);
+		return CONSUME_INVALID;
+	}
+	return CONSUME_DONE;
 }
+
+/* A status from an executor: the supervision's view of the order's progress. */
+static enum consume_result
+on_status(void *arg, struct consume_msg *c)
+{
+	(void)arg;
+	switch (supervise_progress(supervisor, c->ev)) {
+	case OSTORE_OK:
+		return CONSUME_DONE;
+	case OSTORE_DUP:
+		return CONSUME_DUPLICATE;
+	case OSTORE_NOT_FOUND:
+		/* a retained status of an order this store never had (another store, or expired): nothing to follow */
+		if (c->m->retained)
+			return CONSUME_DONE;
+		/* order-service records every order before it is published, so this one never was */
+		snprintf(c->reason, sizeof(c->reason), "status for an unknown order");
+		return CONSUME_INVALID;
+	default:
+		/* not recorded: left unacknowledged, the broker delivers it again */
+		return CONSUME_RETRY;
+	}
+}
+
+/* Who handles what: every subscription of order-service. */
+static const struct consume_row rows[] = {
+	{ TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, on_request },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_status },
+};
 
 static double
 backlog(void *arg)
@@ -204,6 +216,7 @@ main(int argc, char **argv)
 	struct order_store *store;
 	struct outbox *outbox;
 	struct httpd *http = NULL;
+	struct consumer *consumer;
 	char err[256];
 	int64_t last_expire = 0;
 
@@ -224,7 +237,11 @@ main(int argc, char **argv)
 		      "--token-secret-file (or --http-port 0)", NULL);
 	if ((store = ostore_open(cfg.db_path)) == NULL)
 		fatal("cannot open the order database", "path=%s", cfg.db_path);
-	mq = svc_mq_new(&cfg.so, on_message, NULL);
+	if ((consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
+		fatal("out of memory", NULL);
+	mq = svc_mq_new(&cfg.so, consume_message, consumer);
+	if (consume_attach(consumer, mq) != 0)
+		fatal("cannot declare the subscriptions", NULL);
 	if ((outbox = ostore_outbox_new(store, mq, cfg.outbox_retry_ms)) == NULL ||
 	    (supervisor = supervise_new(store, outbox, cfg.accept_deadline_ms, cfg.stage_deadline_ms)) == NULL)
 		fatal("out of memory", NULL);
@@ -233,8 +250,6 @@ main(int argc, char **argv)
 	svc_metrics(mq);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog,
 	    outbox);
-	mq_subscribe(mq, TOPIC_ALL_NEW, 1, 0);
-	mq_subscribe(mq, TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	svc_mq_connect(mq, &cfg.so);
 	if (cfg.http_port > 0) {
@@ -277,6 +292,7 @@ main(int argc, char **argv)
 	mq_free(mq);
 	intake_free(intake);
 	supervise_free(supervisor);
+	consume_free(consumer);
 	outbox_free(outbox);
 	ostore_close(store);
 	allowlist_free(allow);
