@@ -69,7 +69,7 @@ forward(struct api *api, const struct http_req *req, struct http_resp *resp, con
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
 	if (cr != CURLE_OK || status == 0) {
-		log_warn("order history unreachable", "url=%s err=\"%s\"", api->history_url, curl_easy_strerror(cr));
+		log_warn("order history unreachable", "url=%s err=%s", LOGQ(api->history_url), LOGQ(curl_easy_strerror(cr)));
 		free(b.p);
 		http_error(resp, 503, "unavailable", "the order history is not answering; try again shortly");
 		resp->retry_after = 2;

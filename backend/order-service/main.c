@@ -1,10 +1,10 @@
 /*
  * order-service - the front door.  Takes PlaceOrder requests from phones
  * over MQTT 5 request/response (pizza/users/<user>/orders/new with a
- * Response Topic and Correlation Data), records each accepted order and its
- * OrderPlaced event (intake.c, store.c), answers, and publishes the event
- * from the outbox.  It follows every order's statuses and publishes a
- * stalled order again (supervise.c).
+ * Response Topic and Correlation Data) and over HTTP (api.c), records each
+ * accepted order and its OrderPlaced event (intake.c, store.c), answers,
+ * and publishes the event from the outbox.  It follows every order's
+ * statuses and publishes a stalled order again (supervise.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +30,7 @@
 
 #define SVC "order-service"
 #define REPLY_EXPIRY_S 60
+#define EXPIRE_EVERY_MS 60000
 
 static struct {
 	struct svc_opts so;
@@ -47,7 +48,8 @@ static struct {
 	const char *web_root, *mqtt_ws_url;
 } cfg;
 
-/* What the message handlers use, set up by main() before the broker connection. */
+
+/* What the message handlers use, set up by start() before the broker connection. */
 static struct mq *mq;
 static struct intake *intake;
 static struct supervisor *supervisor;
@@ -163,8 +165,20 @@ backlog(void *arg)
 	return (double)outbox_backlog(arg);
 }
 
-int
-main(int argc, char **argv)
+/* Everything main() starts, in the order it starts them; stop() undoes them in reverse. */
+struct service {
+	struct allowlist *allow;
+	char *token_secret;
+	struct order_store *store;
+	struct consumer *consumer;
+	struct outbox *outbox;
+	struct api api;
+	struct httpd *http;
+};
+
+/* Parses the command line, the environment and the config file into cfg; exits on an error. */
+static void
+parse_args(int argc, char **argv)
 {
 	const struct opt opts[] = {
 		SVC_OPTS(&cfg.so, "order-service", "order-service"),
@@ -209,64 +223,93 @@ main(int argc, char **argv)
 		    0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
-	struct api api;
-	char *token_secret = NULL;
-	const char *env;
-	struct allowlist *allow;
-	struct order_store *store;
-	struct outbox *outbox;
-	struct httpd *http = NULL;
-	struct consumer *consumer;
-	char err[256];
-	int64_t last_expire = 0;
-
 	svc_parse(SVC, "Front door: accepts orders over MQTT request/response and HTTP, and publishes OrderPlaced.",
 	    opts, &cfg.so, argc, argv);
-	svc_signals();
-	if ((allow = allowlist_parse(cfg.callback_allow, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "%s: --callback-allow: %s\n", SVC, err);
-		return 2;
-	}
+}
+
+/*
+ * The secret that signs bearer tokens, from --token-secret-file or
+ * PIZZA_TOKEN_SECRET: a new string, or NULL when none is set.  Exits when
+ * the HTTP API is on without a usable one.
+ */
+static char *
+token_secret_read(void)
+{
+	char *secret = NULL;
+	const char *env;
+
 	if (cfg.token_secret_file != NULL) {
-		if ((token_secret = file_read_small(cfg.token_secret_file, 4096)) == NULL)
-			fatal("cannot read the token secret file", "path=%s", cfg.token_secret_file);
+		if ((secret = file_read_small(cfg.token_secret_file, 4096)) == NULL)
+			fatal("cannot read the token secret file", "path=%s", LOGQ(cfg.token_secret_file));
 	} else if ((env = getenv("PIZZA_TOKEN_SECRET")) != NULL && env[0] != '\0')
-		token_secret = strdup(env);
-	if (cfg.http_port > 0 && (token_secret == NULL || strlen(token_secret) < 16))
+		secret = strdup(env);
+	if (cfg.http_port > 0 && (secret == NULL || strlen(secret) < 16))
 		fatal("the HTTP API needs a token secret of at least 16 characters: set PIZZA_TOKEN_SECRET or "
 		      "--token-secret-file (or --http-port 0)", NULL);
-	if ((store = ostore_open(cfg.db_path)) == NULL)
-		fatal("cannot open the order database", "path=%s", cfg.db_path);
-	if ((consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
+	return secret;
+}
+
+/* Starts the HTTP API when --http-port is not 0; exits when it cannot listen. */
+static void
+http_start(struct service *s)
+{
+	char err[256];
+
+	if (cfg.http_port == 0)
+		return;
+	s->api.intake = intake;
+	s->api.mq = mq;
+	s->api.db = ostore_db(s->store);
+	s->api.history_url = cfg.history_url;
+	s->api.token_secret = s->token_secret;
+	s->api.password_file = cfg.password_file;
+	s->api.token_ttl_s = cfg.token_ttl_s;
+	web_init(cfg.web_root, cfg.mqtt_ws_url);
+	s->http = httpd_start(cfg.http_bind, (int)cfg.http_port, API_MAX_BODY, api_handle, &s->api, err, sizeof(err));
+	if (s->http == NULL)
+		fatal("cannot start the HTTP API", "err=%s", LOGQ(err));
+	httpd_rate_limit(s->http, (double)cfg.rate_limit, (double)cfg.rate_burst);
+}
+
+/*
+ * Opens the store, creates the connection with its consumer, the intake
+ * and the supervisor, connects and starts the HTTP API.  Exits on failure.
+ */
+static void
+start(struct service *s)
+{
+	char err[256];
+
+	if ((s->allow = allowlist_parse(cfg.callback_allow, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s: --callback-allow: %s\n", SVC, err);
+		exit(2);
+	}
+	s->token_secret = token_secret_read();
+	if ((s->store = ostore_open(cfg.db_path)) == NULL)
+		fatal("cannot open the order database", "path=%s", LOGQ(cfg.db_path));
+	if ((s->consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
 		fatal("out of memory", NULL);
-	mq = svc_mq_new(&cfg.so, consume_message, consumer);
-	if (consume_attach(consumer, mq) != 0)
+	mq = svc_mq_new(&cfg.so, consume_message, s->consumer);
+	if (consume_attach(s->consumer, mq) != 0)
 		fatal("cannot declare the subscriptions", NULL);
-	if ((outbox = ostore_outbox_new(store, mq, cfg.outbox_retry_ms)) == NULL ||
-	    (supervisor = supervise_new(store, outbox, cfg.accept_deadline_ms, cfg.stage_deadline_ms)) == NULL)
+	if ((s->outbox = ostore_outbox_new(s->store, mq, cfg.outbox_retry_ms)) == NULL ||
+	    (supervisor = supervise_new(s->store, s->outbox, cfg.accept_deadline_ms, cfg.stage_deadline_ms)) == NULL)
 		fatal("out of memory", NULL);
-	if ((intake = intake_new(store, outbox, allow)) == NULL)
+	if ((intake = intake_new(s->store, s->outbox, s->allow)) == NULL)
 		fatal("cannot start the intake", NULL);
 	svc_metrics(mq);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog,
-	    outbox);
+	    s->outbox);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	svc_mq_connect(mq, &cfg.so);
-	if (cfg.http_port > 0) {
-		api.intake = intake;
-		api.mq = mq;
-		api.db = ostore_db(store);
-		api.history_url = cfg.history_url;
-		api.token_secret = token_secret;
-		api.password_file = cfg.password_file;
-		api.token_ttl_s = cfg.token_ttl_s;
-		web_init(cfg.web_root, cfg.mqtt_ws_url);
-		if ((http = httpd_start(cfg.http_bind, (int)cfg.http_port, API_MAX_BODY, api_handle, &api, err, sizeof(err))) ==
-		    NULL)
-			fatal("cannot start the HTTP API", "err=\"%s\"", err);
-		httpd_rate_limit(http, (double)cfg.rate_limit, (double)cfg.rate_burst);
-	}
-	log_info("ready", "db=%s http=%s:%d", cfg.db_path, cfg.http_bind, http != NULL ? httpd_port(http) : 0);
+	http_start(s);
+}
+
+/* The main loop, until SIGINT or SIGTERM. */
+static void
+run(struct service *s)
+{
+	int64_t last_expire = 0;
 
 	while (!svc_quit) {
 		/*
@@ -274,29 +317,49 @@ main(int argc, char **argv)
 		 * commit (outbox_kick), and every 200 ms for anything a crash or an
 		 * outage left in the outbox.
 		 */
-		outbox_flush(outbox);
+		outbox_flush(s->outbox);
 		supervise_tick(supervisor, mq_connected_for(mq));
-		if (mono_ms() - last_expire > 60000) {
+		if (mono_ms() - last_expire > EXPIRE_EVERY_MS) {
 			intake_expire_keys(intake, cfg.idempotency_ttl_h * 3600 * 1000);
 			last_expire = mono_ms();
 		}
-		outbox_wait(outbox, 200);
+		outbox_wait(s->outbox, 200);
 	}
-	httpd_stop(http);
+}
+
+static void
+stop(struct service *s)
+{
+	httpd_stop(s->http);
 	/* after the HTTP server (whose requests may still be queued), before the broker goes */
 	intake_stop(intake);
-
-	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(outbox));
-	outbox_flush(outbox);
+	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(s->outbox));
+	outbox_flush(s->outbox);
 	mq_disconnect(mq, 2000);
 	mq_free(mq);
 	intake_free(intake);
 	supervise_free(supervisor);
-	consume_free(consumer);
-	outbox_free(outbox);
-	ostore_close(store);
-	allowlist_free(allow);
-	free(token_secret);
+	consume_free(s->consumer);
+	outbox_free(s->outbox);
+	ostore_close(s->store);
+	allowlist_free(s->allow);
+	free(s->token_secret);
 	curl_global_cleanup();
+}
+
+int
+main(int argc, char **argv)
+{
+	struct service s;
+	char http_addr[300];
+
+	memset(&s, 0, sizeof(s));
+	parse_args(argc, argv);
+	svc_signals();
+	start(&s);
+	snprintf(http_addr, sizeof(http_addr), "%s:%d", cfg.http_bind, s.http != NULL ? httpd_port(s.http) : 0);
+	log_info("ready", "db=%s http=%s", LOGQ(cfg.db_path), LOGQ(http_addr));
+	run(&s);
+	stop(&s);
 	return 0;
 }

@@ -65,7 +65,7 @@ get_file(const struct web_file *f, struct http_resp *resp)
 	if ((body = file_read_small(path, WEB_MAX_FILE)) == NULL) {
 		int e = errno;
 
-		log_warn("cannot read a storefront file", "path=%s err=\"%s\"", path, strerror(e));
+		log_warn("cannot read a storefront file", "path=%s err=%s", LOGQ(path), LOGQ(strerror(e)));
 		if (e == ENOENT)
 			http_error(resp, 404, "not_found", "%s is missing from the web root%s", f->file,
 			    strcmp(f->path, "/mqtt.min.js") == 0 ? " (run make web-deps)" : "");
