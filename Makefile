@@ -124,7 +124,8 @@ $(BUILD)/bin/phone-sim: $(patsubst %.c,$(BUILD)/%.o,$(wildcard client-sim/*.c)) 
 .SECONDEXPANSION:
 UNIT_EXTRA_test_history_store := $(BUILD)/backend/order-history/store.o
 UNIT_EXTRA_test_stages := $(BUILD)/backend/order-executor/stages.o
-UNIT_EXTRA_test_delivery := $(BUILD)/backend/notifier/delivery.o
+UNIT_EXTRA_test_delivery := $(BUILD)/backend/notifier/delivery.o $(BUILD)/backend/notifier/store.o
+UNIT_EXTRA_test_notifier_store := $(BUILD)/backend/notifier/store.o
 UNIT_EXTRA_test_intake := $(BUILD)/backend/order-service/intake.o
 UNIT_EXTRA_test_load_report := $(BUILD)/client-sim/load_report.o
 # Per-test link flags: the outbox test replaces the MQTT side (tests/unit/test_outbox.c).

@@ -193,6 +193,39 @@ send_resp(struct MHD_Connection *conn, struct http_resp *r)
 	return ret;
 }
 
+/* Appends n bytes of body to u, or marks it too large past the limit.  Returns 0, or -1 out of memory. */
+static int
+upload_append(const struct httpd *h, struct http_upload *u, const char *data, size_t n)
+{
+	if (!u->too_large && u->len + n > h->max_body)
+		u->too_large = 1;
+	if (u->too_large)
+		return 0;
+	if (u->len + n + 1 > u->cap) {
+		size_t cap = u->cap ? u->cap : 1024;
+		char *nb;
+		while (cap < u->len + n + 1)
+			cap *= 2;
+		if ((nb = realloc(u->buf, cap)) == NULL)
+			return -1;
+		u->buf = nb;
+		u->cap = cap;
+	}
+	memcpy(u->buf + u->len, data, n);
+	u->len += n;
+	u->buf[u->len] = '\0';
+	return 0;
+}
+
+/* Moves the answer http_finish() left in u into resp.  defer_lock held. */
+static void
+take_finished(struct http_upload *u, struct http_resp *resp)
+{
+	*resp = u->resp;
+	memset(&u->resp, 0, sizeof(u->resp));
+	u->deferred = u->finished = 0;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method, const char *version,
     const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -216,24 +249,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
-		size_t n = *upload_data_size;
-		if (!u->too_large && u->len + n > h->max_body)
-			u->too_large = 1;
-		if (!u->too_large) {
-			if (u->len + n + 1 > u->cap) {
-				size_t cap = u->cap ? u->cap : 1024;
-				char *nb;
-				while (cap < u->len + n + 1)
-					cap *= 2;
-				if ((nb = realloc(u->buf, cap)) == NULL)
-					return MHD_NO;
-				u->buf = nb;
-				u->cap = cap;
-			}
-			memcpy(u->buf + u->len, upload_data, n);
-			u->len += n;
-			u->buf[u->len] = '\0';
-		}
+		if (upload_append(h, u, upload_data, *upload_data_size) != 0)
+			return MHD_NO;
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
@@ -245,11 +262,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		if (!u->finished)
 			/* u stays deferred: on_done leaves it to http_finish() */
 			http_error(&resp, 503, "unavailable", "the server is shutting down; please retry");
-		else {
-			resp = u->resp;
-			memset(&u->resp, 0, sizeof(u->resp));
-			u->deferred = u->finished = 0;
-		}
+		else
+			take_finished(u, &resp);
 		pthread_mutex_unlock(&h->defer_lock);
 		ret = send_resp(conn, &resp);
 		free(resp.body);
@@ -282,9 +296,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		if (u->deferred) {
 			/* finished already, before MHD held the connection */
 			free(resp.body);
-			resp = u->resp;
-			memset(&u->resp, 0, sizeof(u->resp));
-			u->deferred = u->finished = 0;
+			take_finished(u, &resp);
 		}
 		pthread_mutex_unlock(&h->defer_lock);
 		if (resp.status == 0)
