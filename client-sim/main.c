@@ -123,8 +123,11 @@ phone_connect(const char *cmd, const struct common *c, struct inbox *ib, const c
 		fprintf(stderr, "%s %s: cannot create an MQTT client for %s\n", PROG, cmd, url);
 		exit(1);
 	}
-	topic_user_all(filter, sizeof(filter), c->user);
-	mq_subscribe(mq, filter, 1, MQ_NO_LOCAL);
+	if (topic_user_all(filter, sizeof(filter), c->user) != 0 || mq_subscribe(mq, filter, 1, MQ_NO_LOCAL) != 0) {
+		fprintf(stderr, "%s %s: cannot subscribe to the user's topics\n", PROG, cmd);
+		mq_free(mq);
+		exit(1);
+	}
 	if (mq_connect(mq, 5000, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s %s: %s\n", PROG, cmd, err);
 		mq_free(mq);

@@ -566,9 +566,7 @@ client(struct stack *s, const char *user, const char *client_id, mq_handler h, v
 	cfg.clean_start = 1;
 	if ((mq = mq_new(&cfg, h, arg)) == NULL)
 		return NULL;
-	if (filter != NULL)
-		mq_subscribe(mq, filter, 1, 0);
-	if (mq_connect(mq, 5000, err, sizeof(err)) != 0) {
+	if ((filter != NULL && mq_subscribe(mq, filter, 1, 0) != 0) || mq_connect(mq, 5000, err, sizeof(err)) != 0) {
 		fprintf(stderr, "harness: %s cannot connect: %s\n", user, err);
 		mq_free(mq);
 		return NULL;
