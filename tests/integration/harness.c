@@ -554,7 +554,7 @@ static struct mq *
 client(struct stack *s, const char *user, const char *client_id, mq_handler h, void *arg, const char *filter)
 {
 	struct mq_config cfg;
-	char url[64], err[512];
+	char url[64], err[512] = "cannot declare the subscription";
 	struct mq *mq;
 
 	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", s->port);
