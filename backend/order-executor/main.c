@@ -56,7 +56,7 @@ on_placed(void *arg, struct consume_msg *c)
 
 	(void)arg;
 	pthread_mutex_lock(&lock);
-	r = stages_take(stages, ev->order_id, ev->user_id, mono_ms());
+	r = stages_take(stages, ev->order_id, ev->user_id, ev->event_id, mono_ms());
 	pthread_cond_signal(&wake);
 	pthread_mutex_unlock(&lock);
 	switch (r) {

@@ -10,7 +10,7 @@ struct stages {
 	struct job *heap; /* binary min-heap on due_ms */
 	size_t n, max;
 	size_t out; /* popped, not yet back through stages_done()/stages_retry() */
-	struct idset *seen; /* orders taken here, in progress or finished */
+	struct idset *seen; /* event ids of the OrderPlaced taken here (or dropped as in progress) */
 };
 
 struct stages *
@@ -81,20 +81,34 @@ pop(struct stages *st, struct job *out)
 	}
 }
 
+/* 1 if order_id waits in the heap (in progress here). */
+static int
+in_progress(const struct stages *st, const char *order_id)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (strcmp(st->heap[i].order_id, order_id) == 0)
+			return 1;
+	return 0;
+}
+
 enum stages_take
-stages_take(struct stages *st, const char *order_id, const char *user_id, int64_t now_ms)
+stages_take(struct stages *st, const char *order_id, const char *user_id, const char *event_id, int64_t now_ms)
 {
 	struct job j;
 
-	if (idset_has(st->seen, order_id))
+	if (idset_has(st->seen, event_id))
+		return STAGES_DUPLICATE; /* the same message again: a broker redelivery */
+	if (in_progress(st, order_id)) {
+		idset_add(st->seen, event_id);
 		return STAGES_DUPLICATE;
+	}
 	if (st->n + st->out >= st->max)
 		return STAGES_FULL;
 	memset(&j, 0, sizeof(j));
 	if (str_copy(j.order_id, sizeof(j.order_id), order_id) != 0 ||
 	    str_copy(j.user_id, sizeof(j.user_id), user_id) != 0)
 		return STAGES_FULL;
-	idset_add(st->seen, order_id);
+	idset_add(st->seen, event_id);
 	j.next = STATUS_ACCEPTED;
 	j.due_ms = now_ms;
 	push(st, &j);
@@ -119,7 +133,7 @@ stages_done(struct stages *st, const struct job *job, int64_t now_ms)
 	if (st->out > 0)
 		st->out--;
 	if (j.next >= STATUS_READY)
-		return; /* finished; stays in seen so a redelivery is dropped */
+		return; /* finished; its event id stays in seen so a redelivery is dropped */
 	j.due_ms = now_ms + st->plan.ms[j.next];
 	j.entered_ms = now_ms;
 	j.next++;

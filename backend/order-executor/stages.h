@@ -30,18 +30,23 @@ struct job {
 
 struct stages;
 
-/* A queue for at most max_active orders in progress, remembering remember finished ones. */
+/* A queue for at most max_active orders in progress, remembering the event ids of the last remember taken. */
 struct stages *stages_new(const struct stage_plan *plan, size_t max_active, size_t remember);
 void stages_free(struct stages *st);
 
 enum stages_take { STAGES_TAKEN = 0, STAGES_DUPLICATE = 1, STAGES_FULL = -1 };
 
 /*
- * Takes a new order: its first status (accepted) is due at now_ms.  An
- * order already in progress or recently finished here is a DUPLICATE and
- * changes nothing.
+ * Takes the order of the OrderPlaced event_id: its first status (accepted)
+ * is due at now_ms.  An event taken before (the broker delivering the same
+ * message again) or an order in progress here is a DUPLICATE and changes
+ * nothing.  An order finished here earlier is taken again when it comes in
+ * a new event: order-service's supervision publishes a stalled order again
+ * with a fresh event id, and it must complete even if every executor has
+ * already walked it once (its statuses may have been lost).
  */
-enum stages_take stages_take(struct stages *st, const char *order_id, const char *user_id, int64_t now_ms);
+enum stages_take stages_take(struct stages *st, const char *order_id, const char *user_id, const char *event_id,
+    int64_t now_ms);
 
 /*
  * If a job is due at now_ms, copies it to *out and returns 1; the caller

@@ -64,7 +64,7 @@ test_one_order_walks_the_plan(void **state)
 
 	(void)state;
 	assert_non_null(st);
-	assert_int_equal(stages_take(st, "ord-1", "alice", 1000), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 1000), STAGES_TAKEN);
 	assert_int_equal(stages_active(st), 1);
 	/* accepted is due at once, at the take time */
 	assert_true(stages_next_due(st) == 1000);
@@ -109,7 +109,7 @@ test_durations_count_from_publish(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 0), STAGES_TAKEN);
 	/* popped late, published later still: the stage runs from the publish time */
 	expect_pop(st, 50, "ord-1", STATUS_ACCEPTED, 0, &j);
 	stages_done(st, &j, 70);
@@ -127,7 +127,7 @@ test_zero_durations(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", 42), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 42), STAGES_TAKEN);
 	for (int s = STATUS_ACCEPTED; s <= STATUS_READY; s++) {
 		assert_true(stages_next_due(st) == 42);
 		expect_pop(st, 42, "ord-1", (enum order_status)s, 42, &j);
@@ -139,6 +139,34 @@ test_zero_durations(void **state)
 	stages_free(st);
 }
 
+/*
+ * Supervision publishes a stalled order again with a fresh event id: while
+ * the order is in progress here it is a duplicate; once it finished here it
+ * is walked again (its statuses may have been lost), and that new event
+ * redelivered is a duplicate.
+ */
+static void
+test_republish_takes_a_finished_order(void **state)
+{
+	struct stages *st = stages_new(&zero_plan, 4, 16);
+	struct job j;
+
+	(void)state;
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-1", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-2", 0), STAGES_DUPLICATE); /* in progress */
+	for (int s = STATUS_ACCEPTED; s <= STATUS_READY; s++) {
+		expect_pop(st, 10, "ord-1", (enum order_status)s, s == STATUS_ACCEPTED ? 0 : 10, &j);
+		stages_done(st, &j, 10);
+	}
+	assert_int_equal(stages_active(st), 0);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-1", 20), STAGES_DUPLICATE); /* redelivered */
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-3", 20), STAGES_TAKEN);     /* republished */
+	expect_pop(st, 20, "ord-1", STATUS_ACCEPTED, 20, &j);
+	stages_done(st, &j, 20);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-3", 21), STAGES_DUPLICATE);
+	stages_free(st);
+}
+
 static void
 test_duplicate_take(void **state)
 {
@@ -146,21 +174,21 @@ test_duplicate_take(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 0), STAGES_TAKEN);
 	/* queued */
-	assert_int_equal(stages_take(st, "ord-1", "alice", 1), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 1), STAGES_DUPLICATE);
 	assert_int_equal(stages_active(st), 1);
 	assert_true(stages_next_due(st) == 0);
 
 	/* popped, being published */
 	expect_pop(st, 5, "ord-1", STATUS_ACCEPTED, 0, &j);
-	assert_int_equal(stages_take(st, "ord-1", "alice", 5), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 5), STAGES_DUPLICATE);
 	stages_done(st, &j, 5);
 
 	/* midway */
 	expect_pop(st, 5, "ord-1", STATUS_PREP, 5, &j);
 	stages_done(st, &j, 5);
-	assert_int_equal(stages_take(st, "ord-1", "alice", 6), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 6), STAGES_DUPLICATE);
 
 	/* finished */
 	for (int s = STATUS_BAKE; s <= STATUS_READY; s++) {
@@ -168,7 +196,7 @@ test_duplicate_take(void **state)
 		stages_done(st, &j, 5);
 	}
 	assert_int_equal(stages_active(st), 0);
-	assert_int_equal(stages_take(st, "ord-1", "alice", 20), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 20), STAGES_DUPLICATE);
 	/* the duplicate changed nothing */
 	assert_int_equal(stages_active(st), 0);
 	assert_true(stages_next_due(st) == INT64_MAX);
@@ -183,9 +211,9 @@ test_capacity_full(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", 0), STAGES_TAKEN);
-	assert_int_equal(stages_take(st, "ord-2", "bob", 0), STAGES_TAKEN);
-	assert_int_equal(stages_take(st, "ord-3", "carol", 0), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-3", "carol", "ord-3", 0), STAGES_FULL);
 	assert_int_equal(stages_active(st), 2);
 	/* a refused order was not remembered: it can be taken once there is room */
 	for (int s = STATUS_ACCEPTED; s <= STATUS_READY; s++) {
@@ -198,9 +226,9 @@ test_capacity_full(void **state)
 		}
 	}
 	assert_int_equal(stages_active(st), 1);
-	assert_int_equal(stages_take(st, "ord-3", "carol", 1), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-3", "carol", "ord-3", 1), STAGES_TAKEN);
 	assert_int_equal(stages_active(st), 2);
-	assert_int_equal(stages_take(st, "ord-4", "dave", 1), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-4", "dave", "ord-4", 1), STAGES_FULL);
 	stages_free(st);
 }
 
@@ -216,26 +244,26 @@ test_capacity_counts_job_being_published(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 0), STAGES_TAKEN);
 	expect_pop(st, 0, "ord-1", STATUS_ACCEPTED, 0, &j);
 	assert_int_equal(stages_active(st), 1);
-	assert_int_equal(stages_take(st, "ord-2", "bob", 0), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 0), STAGES_FULL);
 	stages_done(st, &j, 0);
 	assert_int_equal(stages_active(st), 1);
 
 	/* same through a retry */
 	expect_pop(st, 0, "ord-1", STATUS_PREP, 0, &j);
-	assert_int_equal(stages_take(st, "ord-2", "bob", 0), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 0), STAGES_FULL);
 	stages_retry(st, &j, 10);
 	assert_int_equal(stages_active(st), 1);
-	assert_int_equal(stages_take(st, "ord-2", "bob", 0), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 0), STAGES_FULL);
 
 	for (int s = STATUS_PREP; s <= STATUS_READY; s++) {
 		expect_pop(st, 10, "ord-1", (enum order_status)s, 10, &j);
 		stages_done(st, &j, 10);
 	}
 	assert_int_equal(stages_active(st), 0);
-	assert_int_equal(stages_take(st, "ord-2", "bob", 11), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 11), STAGES_TAKEN);
 	stages_free(st);
 }
 
@@ -271,8 +299,8 @@ test_interleaving(void **state)
 	int c_taken = 0;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "A", "u1", 0), STAGES_TAKEN);
-	assert_int_equal(stages_take(st, "B", "u2", 50), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "A", "u1", "A", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "B", "u2", "B", 50), STAGES_TAKEN);
 	/* the main loop: jump the clock to the next due time, publish everything due */
 	while ((now = stages_next_due(st)) != INT64_MAX) {
 		while (stages_pop_due(st, now, &j)) {
@@ -286,7 +314,7 @@ test_interleaving(void **state)
 		}
 		/* C arrives at 210, while A and B are between stages */
 		if (!c_taken && now >= 150) {
-			assert_int_equal(stages_take(st, "C", "u3", 210), STAGES_TAKEN);
+			assert_int_equal(stages_take(st, "C", "u3", "C", 210), STAGES_TAKEN);
 			assert_int_equal(stages_active(st), 3);
 			assert_true(stages_next_due(st) == 210);
 			c_taken = 1;
@@ -318,7 +346,7 @@ test_heap_order(void **state)
 		int64_t t = (int64_t)((i * 7919) % N) * 3;
 
 		snprintf(id, sizeof(id), "o%d", i);
-		assert_int_equal(stages_take(st, id, "u", t), STAGES_TAKEN);
+		assert_int_equal(stages_take(st, id, "u", id, t), STAGES_TAKEN);
 	}
 	assert_int_equal(stages_active(st), N);
 	assert_true(stages_next_due(st) == 0);
@@ -364,7 +392,7 @@ test_retry(void **state)
 	struct job j, again;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", 100), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 100), STAGES_TAKEN);
 	expect_pop(st, 100, "ord-1", STATUS_ACCEPTED, 100, &j);
 	assert_true(stages_next_due(st) == INT64_MAX);
 	/* not published: put back for later, same status */
@@ -375,7 +403,7 @@ test_retry(void **state)
 	expect_pop(st, 5000, "ord-1", STATUS_ACCEPTED, 5000, &again);
 	assert_string_equal(again.user_id, "alice");
 	/* retried to an earlier time than another order: it comes first */
-	assert_int_equal(stages_take(st, "ord-2", "bob", 6000), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 6000), STAGES_TAKEN);
 	stages_retry(st, &again, 5500);
 	assert_true(stages_next_due(st) == 5500);
 	expect_pop(st, 7000, "ord-1", STATUS_ACCEPTED, 5500, &again);
@@ -401,6 +429,7 @@ main(void)
 		cmocka_unit_test(test_interleaving),
 		cmocka_unit_test(test_heap_order),
 		cmocka_unit_test(test_retry),
+		cmocka_unit_test(test_republish_takes_a_finished_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
