@@ -29,7 +29,7 @@ FUZZ_SRC_fuzz_event          := backend/common/event.c backend/common/menu.c bac
 FUZZ_LIBS_fuzz_event         := -ljansson
 FUZZ_SRC_fuzz_token          := backend/common/token.c backend/common/sign.c backend/common/util.c
 FUZZ_LIBS_fuzz_token         := -lcrypto -lpthread
-FUZZ_SRC_fuzz_order_request  := backend/order-service/intake.c $(wildcard backend/common/*.c)
+FUZZ_SRC_fuzz_order_request  := backend/order-service/intake.c backend/order-service/store.c $(wildcard backend/common/*.c)
 FUZZ_LIBS_fuzz_order_request := -lpaho-mqtt3as -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto -lpthread
 FUZZ_HDRS := $(wildcard backend/common/*.h backend/order-service/*.h)
 
