@@ -903,9 +903,12 @@ mq_free(struct mq *mq)
 		MQTTAsync_destroy(&mq->client);
 	for (int i = 0; i < mq->nsubs; i++)
 		free(mq->subs[i].filter);
+	/* what never left the queue is given up: its caller hears so (an outbox frees its record) */
 	while (mq->qhead != NULL) {
 		struct mq_pending *q = mq->qhead;
 		mq->qhead = q->next;
+		if (q->p.done != NULL)
+			q->p.done(q->p.done_arg, 0);
 		free(q->buf);
 		free(q);
 	}

@@ -155,7 +155,11 @@ unsigned mq_reconnects(struct mq *mq);
 
 /* Waits up to timeout_ms for in-flight publishes, then disconnects cleanly. */
 void mq_disconnect(struct mq *mq, int timeout_ms);
-/* Frees the client (disconnect first). NULL is ignored. */
+/*
+ * Frees the client (disconnect first).  Publishes still in mq's queue are
+ * given up: their done(arg, 0) runs first, so call it before freeing what
+ * those callbacks use.  NULL is ignored.
+ */
 void mq_free(struct mq *mq);
 
 #endif

@@ -170,10 +170,16 @@ test_window_and_queue(void **state)
 	assert_int_equal(h_broker_start(&st), 0);
 	wait_for(3100, 3100);
 
-	mq_disconnect(pub, 1000);
+	/* freed with publishes still queued (the broker away): each caller hears they were given up */
 	mq_disconnect(sub, 1000);
-	mq_free(pub);
 	mq_free(sub);
+	h_broker_stop(&st);
+	while (mq_is_connected(pub))
+		sleep_ms(10);
+	publish_range(pub, 3101, 3105);
+	mq_free(pub);
+	assert_int_equal(__atomic_load_n(&refused, __ATOMIC_SEQ_CST), 5);
+	assert_int_equal(__atomic_load_n(&acked, __ATOMIC_SEQ_CST), 3100);
 	assert_int_equal(h_stack_stop(&st), 0);
 }
 
