@@ -304,6 +304,32 @@ out:
 }
 
 /*
+ * Queues the stored OrderPlaced again with a fresh event id: an executor
+ * drops the same message delivered twice (by event id), but must take an
+ * order published again because it stalled, even one it walked before.
+ * Returns 0, or -1.  Db locked, inside the caller's transaction.
+ */
+static int
+republish_event(struct db *db, const char *stored)
+{
+	struct event ev;
+	char err[256], *json;
+	int rc;
+
+	if (event_decode(stored, strlen(stored), &ev, err, sizeof(err)) != 0) {
+		/* cannot happen for a row intake wrote; publish it as it is rather than never */
+		log_error("stored order event unreadable; publishing it unchanged", "err=%s", LOGQ(err));
+		return outbox_add(db, TOPIC_PLACED, stored, strlen(stored), 1, 0, 0);
+	}
+	id_new(ev.event_id);
+	if ((json = event_encode(&ev)) == NULL)
+		return -1;
+	rc = outbox_add(db, TOPIC_PLACED, json, strlen(json), 1, 0, 0);
+	free(json);
+	return rc;
+}
+
+/*
  * Republishes the stalled orders ostore_republish_stalled() selects, inside
  * its transaction, filling out.  Returns how many, or -1.  Db locked.
  */
@@ -330,7 +356,7 @@ republish(struct db *db, int64_t placed_before, int64_t moved_before, int64_t no
 		snprintf(o->order_id, sizeof(o->order_id), "%s", (const char *)sqlite3_column_text(sel, 0));
 		o->stage = sqlite3_column_int(sel, 2);
 		o->republished = sqlite3_column_int(sel, 3) + 1;
-		if (outbox_add(db, TOPIC_PLACED, event, strlen(event), 1, 0, 0) != 0)
+		if (republish_event(db, event) != 0)
 			goto fail;
 		sqlite3_bind_int64(upd, 1, now);
 		sqlite3_bind_text(upd, 2, o->order_id, -1, SQLITE_STATIC);

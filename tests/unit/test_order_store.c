@@ -98,7 +98,7 @@ outbox_rows(const struct fixture *f)
 /* An order to record, with a fresh id (or id when not NULL) and the optional key and request hash. */
 struct order {
 	char id[ID_LEN + 1];
-	char event[128];
+	char event[1024];
 	struct ostore_order o;
 };
 
@@ -110,7 +110,19 @@ order_init(struct order *x, const char *id, const char *key, const char *hash)
 		str_copy(x->id, sizeof(x->id), id);
 	else
 		id_new(x->id);
-	snprintf(x->event, sizeof(x->event), "{\"type\":\"OrderPlaced\",\"order_id\":\"%s\"}", x->id);
+	{
+		/* a real OrderPlaced, as intake stores it */
+		struct event ev;
+		char *json;
+
+		assert_int_equal(event_init(&ev, EVENT_ORDER_PLACED, x->id, "alice"), 0);
+		ev.n_items = 1;
+		str_copy(ev.items[0].sku, sizeof(ev.items[0].sku), "margherita");
+		ev.items[0].qty = 1;
+		assert_non_null(json = event_encode(&ev));
+		assert_int_equal(str_copy(x->event, sizeof(x->event), json), 0);
+		free(json);
+	}
 	x->o.order_id = x->id;
 	x->o.user_id = "alice";
 	x->o.items = "[{\"sku\":\"margherita\",\"qty\":1}]";
@@ -289,6 +301,17 @@ test_republish_stalled(void **state)
 	assert_int_equal(out[0].republished, 1);
 	assert_int_equal(outbox_rows(f), 4);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE CAST(payload AS TEXT) LIKE '%\"OrderPlaced\"%'"), 4);
+	{
+		/* the same order and items again, in an event of its own (executors drop a repeated event id) */
+		char sql[400];
+
+		snprintf(sql, sizeof(sql),
+		    "SELECT count(DISTINCT json_extract(CAST(payload AS TEXT), '$.event_id')) * 10 + "
+		    "count(DISTINCT json_extract(CAST(payload AS TEXT), '$.items')) FROM outbox "
+		    "WHERE json_extract(CAST(payload AS TEXT), '$.order_id') = '%s'",
+		    placed.id);
+		assert_int_equal(sql_int(f, sql), 2 * 10 + 1);
+	}
 	/* its clock restarted at T0 + 500; the accepted one stalls once its stage deadline passes */
 	assert_int_equal(ostore_republish_stalled(f->s, T0 + 500, T0 + 101, T0 + 600, out, 8, &n), OSTORE_OK);
 	assert_int_equal(n, 1);
