@@ -11,6 +11,8 @@
 #                   make bench-quick is the same, smaller (make test runs it once)
 #   make install    PREFIX=/usr/local DESTDIR=  binaries, man pages, units (install/README.md)
 #   make deps       install the Debian packages the build and tests need
+#   make check-deps check them (installing what is missing when root); every
+#                   compilation waits for it, also under -j
 #   make SANITIZE=address,undefined BUILD=build-asan unit integration
 #                   one suite under sanitizers
 
@@ -21,10 +23,30 @@ PIZZA_MQTT_PORT ?= 1883
 PIZZA_STAGE_MS  ?= 400
 EXECUTORS ?= 2
 
+# Libraries: pkg-config's module, the Debian package that provides it.
+# paho-mqtt3as has no .pc file in Debian 12: its header and library are
+# looked for directly, and it is linked with -l.
+PC_MODULES := jansson sqlite3 libmicrohttpd libcurl libcrypto cmocka
+PC_DEB_jansson       := libjansson-dev
+PC_DEB_sqlite3       := libsqlite3-dev
+PC_DEB_libmicrohttpd := libmicrohttpd-dev
+PC_DEB_libcurl       := libcurl4-openssl-dev
+PC_DEB_libcrypto     := libssl-dev
+PC_DEB_cmocka        := libcmocka-dev
+PC_LIB_MODULES := $(filter-out cmocka,$(PC_MODULES))
+PC_LIB_FALLBACK := -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto
+
+# Asked of pkg-config once, when a compilation first needs them (after
+# check-deps may have installed the packages, not when the Makefile is
+# read); if pkg-config cannot answer, the plain -l names.
+PKG_CFLAGS  = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PC_LIB_MODULES) 2>/dev/null))$(PKG_CFLAGS)
+PKG_LIBS    = $(eval PKG_LIBS := $$(or $$(shell pkg-config --libs $(PC_LIB_MODULES) 2>/dev/null),$(PC_LIB_FALLBACK)))$(PKG_LIBS)
+CMOCKA_LIBS = $(eval CMOCKA_LIBS := $$(or $$(shell pkg-config --libs cmocka 2>/dev/null),-lcmocka))$(CMOCKA_LIBS)
+
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Ibackend/common -MMD -MP
-LDLIBS  := -lpaho-mqtt3as -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto -lpthread -lm
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Ibackend/common -MMD -MP $(PKG_CFLAGS)
+LDLIBS   = -lpaho-mqtt3as $(PKG_LIBS) -lpthread -lm
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -59,6 +81,10 @@ HARNESS_OBJ := $(BUILD)/tests/integration/harness.o
 all: check-deps $(BINS)
 
 # ---- dependencies ---------------------------------------------------------
+# Under -j two installs may run at once (check-deps and Node.js, say): apt
+# then waits for the other's lock instead of failing at once.
+APT_WAIT := -o DPkg::Lock::Timeout=600
+
 # $(call install_missing,PACKAGES): installs the Debian packages not installed
 # yet when root, else prints the apt-get line and fails.
 define install_missing
@@ -67,7 +93,7 @@ define install_missing
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing missing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	    apt-get $(APT_WAIT) update -qq && DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -qq $$missing >/dev/null || exit 1; \
 	  else \
 	    echo "missing Debian packages:$$missing"; \
 	    echo "install them with:  sudo apt-get install -y$$missing"; exit 1; \
@@ -82,7 +108,7 @@ define need_node
 	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "$(1): installing Node.js and npm (Debian packages)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null || exit 1; \
+	    apt-get $(APT_WAIT) update -qq && DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -qq nodejs npm >/dev/null || exit 1; \
 	  else \
 	    echo "$(1): $(2), which are not installed."; \
 	    echo "install them with:  sudo apt-get install -y nodejs npm"; \
@@ -91,14 +117,50 @@ define need_node
 	fi
 endef
 
+# A shell command printing one line per library pkg-config (or, for paho,
+# the compiler) cannot find, naming its Debian package; false if one is missing.
+PC_PAIRS := $(foreach m,$(PC_MODULES),$(m):$(PC_DEB_$(m)))
+LIBS_CHECK = { \
+	ok=1; \
+	if ! command -v pkg-config >/dev/null 2>&1; then \
+	  echo "missing tool pkg-config: install the Debian package pkg-config"; ok=; \
+	else \
+	  for p in $(PC_PAIRS); do \
+	    pkg-config --exists $${p%%:*} || { echo "missing library $${p%%:*}: install the Debian package $${p\#*:}"; ok=; }; \
+	  done; \
+	fi; \
+	if ! echo '\#include <MQTTAsync.h>' | $(CC) -E -x c - >/dev/null 2>&1 || \
+	   [ "$$($(CC) -print-file-name=libpaho-mqtt3as.so)" = libpaho-mqtt3as.so ]; then \
+	  echo "missing library paho-mqtt3as: install the Debian package libpaho-mqtt-dev"; ok=; \
+	fi; \
+	[ -n "$$ok" ]; }
+
+# Not root: a line for each missing library, then the apt-get line for every
+# missing package, and fail.  Root: install what is missing, then check the
+# libraries.  Every compilation waits for this (see the build rules).
 check-deps:
-	$(call install_missing,$(DEB_PKGS))
+	@if [ "$$(id -u)" != 0 ]; then $(LIBS_CHECK) || libs_missing=1; fi; \
+	missing=""; \
+	for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing missing Debian packages:$$missing"; \
+	    apt-get $(APT_WAIT) update -qq && DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing Debian packages:$$missing"; \
+	    echo "install them with:  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then $(LIBS_CHECK) || exit 1; elif [ -n "$$libs_missing" ]; then exit 1; fi
 
 deps:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS)
+	apt-get $(APT_WAIT) update -qq && DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -qq $(DEB_PKGS)
 
 # ---- build ----------------------------------------------------------------
-$(BUILD)/%.o: %.c
+# Every rule that runs the compiler waits for check-deps (order-only: it runs
+# once per make, first, and never makes a target out of date), so under -j
+# nothing compiles while packages are still being checked or installed.
+$(BUILD)/%.o: %.c | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -131,15 +193,15 @@ UNIT_EXTRA_test_load_report := $(BUILD)/client-sim/load_report.o
 # Per-test link flags: the outbox test replaces the MQTT side (tests/unit/test_outbox.c).
 UNIT_LDFLAGS_test_outbox := -Wl,--wrap=mq_publish,--wrap=mq_window_free
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $$(UNIT_EXTRA_test_%)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $$(UNIT_EXTRA_test_%) | check-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(UNIT_LDFLAGS_test_$*) -Ibackend -o $@ $< $(UNIT_EXTRA_test_$*) $(LIB) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(LDFLAGS) $(UNIT_LDFLAGS_test_$*) -Ibackend -o $@ $< $(UNIT_EXTRA_test_$*) $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
 
-$(BUILD)/tests/test_integ_%: tests/integration/test_integ_%.c $(HARNESS_OBJ) $(LIB)
+$(BUILD)/tests/test_integ_%: tests/integration/test_integ_%.c $(HARNESS_OBJ) $(LIB) | check-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/integration -o $@ $< $(HARNESS_OBJ) $(LIB) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/integration -o $@ $< $(HARNESS_OBJ) $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
 
-$(HARNESS_OBJ): tests/integration/harness.c
+$(HARNESS_OBJ): tests/integration/harness.c | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -155,12 +217,26 @@ export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1:strict_string_checks=1:su
 export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS := suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0
 
+# One suite after the other (each sub-make still builds with -j).
 test-sanitize:
-	@$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build-asan unit integration
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build-asan unit
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build-asan integration
 
 # The fuzzers replay their corpus and regression inputs, then fuzz each
 # target for FUZZ_SECONDS (10; 60 when CI=true).  See tests/fuzz/README.md.
-test: unit contract-docs integration test-sanitize fuzz-replay fuzz test-install bench-quick
+# The steps run one after another, each in a make of its own, so that
+# under -j the builds inside a step run in parallel but two steps never do:
+# the integration suites, the install test and the bench each start brokers
+# and services of their own.  The first failing step stops the run, unless
+# make was given -k: then every step runs and test fails at the end.
+TEST_STEPS := unit contract-docs integration test-sanitize fuzz-replay fuzz test-install bench-quick
+test:
+	@rc=0; for step in $(TEST_STEPS); do \
+	  echo "== make test: $$step"; \
+	  $(MAKE) --no-print-directory $$step && continue; \
+	  rc=1; echo "== make test: $$step FAILED"; \
+	  case "$(firstword -$(MAKEFLAGS))" in *k*) ;; *) exit 1;; esac; \
+	done; exit $$rc
 
 # ---- running --------------------------------------------------------------
 # PIZZA_PORT_AUTO: when the port was not chosen by the user and 1883 is
@@ -204,4 +280,9 @@ include web/web.mk
 include tests/browser/browser.mk
 include install/pizza.mk
 include tests/bench/bench.mk
+
+# Rules of the included files that compile, or install with apt-get (whose
+# lock does not wait in browser.mk), run after check-deps too under -j.
+$(BUILD)/bench/mqtt-raw $(FUZZ_BINS) bench-deps: | check-deps
+browser-deps: | check-deps contract-deps web-deps
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
