@@ -136,7 +136,7 @@ svc_metrics(struct mq *mq)
 }
 
 int
-svc_ops_handle(const struct http_req *req, struct http_resp *resp, struct mq *mq, struct db *db)
+svc_ops_handle(const struct http_req *req, struct http_resp *resp, struct mq *mq, svc_probe probe, void *store)
 {
 	if (strcmp(req->path, "/metrics") == 0) {
 		char *text = metrics_render();
@@ -150,17 +150,13 @@ svc_ops_handle(const struct http_req *req, struct http_resp *resp, struct mq *mq
 		return 1;
 	}
 	if (strcmp(req->path, "/healthz") == 0) {
-		int connected = mq_is_connected(mq), store = 1;
+		/* writable: a real write commits now (a full disk fails it; a write lock alone does not) */
+		int connected = mq_is_connected(mq), writable = probe == NULL || probe(store) == 0;
 
-		if (db != NULL) {
-			/* writable: a real write commits now (a full disk fails it) */
-			db_lock(db);
-			store = db_probe_write(db) == 0;
-			db_unlock(db);
-		}
-		http_json(resp, connected && store ? 200 : 503,
-		    json_pack("{s:s, s:s, s:s}", "status", connected && store ? "ok" : "unhealthy", "mqtt",
-			connected ? "connected" : "disconnected", "store", db == NULL ? "none" : store ? "writable" : "not writable"));
+		http_json(resp, connected && writable ? 200 : 503,
+		    json_pack("{s:s, s:s, s:s}", "status", connected && writable ? "ok" : "unhealthy", "mqtt",
+			connected ? "connected" : "disconnected", "store",
+			probe == NULL ? "none" : writable ? "writable" : "not writable"));
 		return 1;
 	}
 	return 0;
@@ -168,7 +164,8 @@ svc_ops_handle(const struct http_req *req, struct http_resp *resp, struct mq *mq
 
 struct ops {
 	struct mq *mq;
-	struct db *db;
+	svc_probe probe;
+	void *store;
 };
 
 static void
@@ -176,12 +173,12 @@ ops_only(void *arg, const struct http_req *req, struct http_resp *resp)
 {
 	struct ops *o = arg;
 
-	if (!svc_ops_handle(req, resp, o->mq, o->db))
+	if (!svc_ops_handle(req, resp, o->mq, o->probe, o->store))
 		http_error(resp, 404, "not_found", "this port serves /metrics and /healthz only");
 }
 
 struct httpd *
-svc_ops_start(const char *bind, long port, struct mq *mq, struct db *db)
+svc_ops_start(const char *bind, long port, struct mq *mq, svc_probe probe, void *store)
 {
 	static struct ops o;
 	struct httpd *h;
@@ -190,7 +187,8 @@ svc_ops_start(const char *bind, long port, struct mq *mq, struct db *db)
 	if (port <= 0)
 		return NULL;
 	o.mq = mq;
-	o.db = db;
+	o.probe = probe;
+	o.store = store;
 	if ((h = httpd_start(bind, (int)port, 1024, ops_only, &o, err, sizeof(err))) == NULL)
 		fatal("cannot start the metrics port", "err=%s", LOGQ(err));
 	return h;

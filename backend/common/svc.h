@@ -77,7 +77,6 @@ struct mq *svc_mq_new(const struct svc_opts *so, mq_handler handler, void *arg);
 /* Connects; on failure logs the reason and exits 1. */
 void svc_mq_connect(struct mq *mq, const struct svc_opts *so);
 
-struct db;
 struct httpd;
 struct http_req;
 struct http_resp;
@@ -89,17 +88,24 @@ struct http_resp;
 void svc_metrics(struct mq *mq);
 
 /*
- * Answers GET /metrics (Prometheus text) and GET /healthz (200 only while
- * connected to the broker and, when db is not NULL, the store takes a write
- * lock; else 503).  Returns 1 if req was one of those, 0 otherwise.
+ * A store's health probe: 0 when it can write now (a real write, committed),
+ * -1 when not.  Every store module has one (hstore_probe(), ...).
  */
-int svc_ops_handle(const struct http_req *req, struct http_resp *resp, struct mq *mq, struct db *db);
+typedef int (*svc_probe)(void *store);
+
+/*
+ * Answers GET /metrics (Prometheus text) and GET /healthz (200 only while
+ * connected to the broker and, when probe is not NULL, probe(store) says
+ * the store can write; else 503).  Returns 1 if req was one of those, 0
+ * otherwise.
+ */
+int svc_ops_handle(const struct http_req *req, struct http_resp *resp, struct mq *mq, svc_probe probe, void *store);
 
 /*
  * For services without an HTTP API: a small server on bind:port answering
  * only /metrics and /healthz.  NULL when port is 0; exits with a clear
  * message when it cannot listen.
  */
-struct httpd *svc_ops_start(const char *bind, long port, struct mq *mq, struct db *db);
+struct httpd *svc_ops_start(const char *bind, long port, struct mq *mq, svc_probe probe, void *store);
 
 #endif

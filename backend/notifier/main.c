@@ -225,7 +225,7 @@ main(int argc, char **argv)
 	m_alerts = metric_counter("pizza_alerts_sent_total", "Pickup alerts queued (one per order)", NULL);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog, store);
 	svc_mq_connect(mq, &cfg.so);
-	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, nstore_db(store));
+	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, nstore_probe, store);
 	policy.max_attempts = (int)cfg.cb_attempts;
 	policy.base_ms = cfg.cb_base_ms;
 	policy.cap_ms = cfg.cb_cap_ms;

@@ -280,8 +280,14 @@ nstore_backlog(struct notifier_store *s)
 	return s->outbox != NULL ? outbox_backlog(s->outbox) : 0;
 }
 
-struct db *
-nstore_db(struct notifier_store *s)
+int
+nstore_probe(void *arg)
 {
-	return s->db;
+	struct notifier_store *s = arg;
+	int rc;
+
+	db_lock(s->db);
+	rc = db_probe_write(s->db);
+	db_unlock(s->db);
+	return rc;
 }

@@ -134,8 +134,7 @@ int nstore_flush(struct notifier_store *s);
 /* Messages the broker has not acknowledged yet, as of the last nstore_flush(). */
 int64_t nstore_backlog(struct notifier_store *s);
 
-struct db;
-/* The store's database, for the /healthz write probe (svc_ops_start) only. */
-struct db *nstore_db(struct notifier_store *s);
+/* 0 when the store can write now (one small write, committed), else -1: for /healthz. */
+int nstore_probe(void *s);
 
 #endif

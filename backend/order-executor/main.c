@@ -248,7 +248,7 @@ main(int argc, char **argv)
 	if (consume_attach(consumer, mq) != 0)
 		fatal("cannot declare the subscriptions", NULL);
 	svc_mq_connect(mq, &cfg.so);
-	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, NULL);
+	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, NULL, NULL);
 	log_info("ready", "id=%s stage_ms=%ld,%ld,%ld,%ld", cfg.id, (long)plan.ms[STATUS_ACCEPTED],
 	    (long)plan.ms[STATUS_PREP], (long)plan.ms[STATUS_BAKE], (long)plan.ms[STATUS_OVEN]);
 

@@ -78,7 +78,7 @@ on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 	int is_user = !is_order && path_id(req->path, "/v1/users/", "/orders", id) == 0;
 
 	(void)arg;
-	if (strcmp(req->method, "GET") == 0 && svc_ops_handle(req, resp, mq, hstore_db(store)))
+	if (strcmp(req->method, "GET") == 0 && svc_ops_handle(req, resp, mq, hstore_probe, store))
 		return;
 	if (!is_order && !is_user) {
 		http_error(resp, 404, "not_found", "no such resource: %s %s", req->method, req->path);

@@ -338,8 +338,14 @@ hstore_count_statuses(struct history_store *h)
 	return count(h, "SELECT count(*) FROM statuses");
 }
 
-struct db *
-hstore_db(struct history_store *h)
+int
+hstore_probe(void *arg)
 {
-	return h->db;
+	struct history_store *h = arg;
+	int rc;
+
+	db_lock(h->db);
+	rc = db_probe_write(h->db);
+	db_unlock(h->db);
+	return rc;
 }

@@ -60,9 +60,8 @@ enum hstore_result hstore_order(struct history_store *h, const char *order_id, j
 enum hstore_result hstore_user_orders(struct history_store *h, const char *user_id, int limit,
     const char *before_order_id, json_t **out);
 
-struct db;
-/* The store's database, for the /healthz write probe only. */
-struct db *hstore_db(struct history_store *h);
+/* 0 when the store can write now (one small write, committed), else -1: for /healthz. */
+int hstore_probe(void *h);
 
 /* Counts for tests and logs: orders and status rows stored, or -1 on error. */
 int64_t hstore_count_orders(struct history_store *h);

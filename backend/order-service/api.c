@@ -1,4 +1,5 @@
 #include "api.h"
+#include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,7 +279,7 @@ api_handle(void *arg, const struct http_req *req, struct http_resp *resp)
 	const char *allow = NULL;
 	char id[NAME_MAX_LEN + 1], user[NAME_MAX_LEN + 1];
 
-	if (get && svc_ops_handle(req, resp, api->mq, api->db))
+	if (get && svc_ops_handle(req, resp, api->mq, ostore_probe, api->store))
 		return;
 	if (strcmp(req->path, "/v1/orders") == 0) {
 		if (strcmp(req->method, "POST") != 0)

@@ -23,12 +23,12 @@
 #define API_MAX_BODY (16 * 1024) /* bytes; larger bodies get 413 */
 
 struct mq;
-struct db;
+struct order_store;
 
 struct api {
 	struct intake *intake;
 	struct mq *mq;             /* for /healthz */
-	struct db *db;             /* for /healthz: the order store's (ostore_db()) */
+	struct order_store *store; /* for /healthz (ostore_probe()) */
 	const char *history_url;   /* e.g. http://127.0.0.1:8081 */
 	const char *token_secret;  /* signs and checks bearer tokens */
 	const char *password_file; /* mosquitto's password file, for /v1/login; NULL: no login */

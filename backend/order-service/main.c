@@ -259,7 +259,7 @@ http_start(struct service *s)
 		return;
 	s->api.intake = intake;
 	s->api.mq = mq;
-	s->api.db = ostore_db(s->store);
+	s->api.store = s->store;
 	s->api.history_url = cfg.history_url;
 	s->api.token_secret = s->token_secret;
 	s->api.password_file = cfg.password_file;

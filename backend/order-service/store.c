@@ -70,10 +70,16 @@ ostore_outbox_new(struct order_store *s, struct mq *mq, int64_t retry_ms)
 	return outbox_new(s->db, mq, retry_ms);
 }
 
-struct db *
-ostore_db(struct order_store *s)
+int
+ostore_probe(void *arg)
 {
-	return s->db;
+	struct order_store *s = arg;
+	int rc;
+
+	db_lock(s->db);
+	rc = db_probe_write(s->db);
+	db_unlock(s->db);
+	return rc;
 }
 
 /* Runs one kept statement without results (SAVEPOINT and friends).  Returns 0 or -1.  Db locked. */

@@ -53,8 +53,8 @@ void ostore_close(struct order_store *s);
  */
 struct outbox *ostore_outbox_new(struct order_store *s, struct mq *mq, int64_t retry_ms);
 
-/* The store's database, borrowed, for health checks (svc_ops_handle()) only. */
-struct db *ostore_db(struct order_store *s);
+/* 0 when the store can write now (one small write, committed), else -1: for /healthz. */
+int ostore_probe(void *s);
 
 /* One order to record: the inputs are borrowed for the call. */
 struct ostore_order {

@@ -100,6 +100,23 @@ history_ready(const char *id)
 	return ok;
 }
 
+/* order-history's /healthz: its status, with the body checked against it. */
+static int
+health(void)
+{
+	char url[128], *body = NULL;
+	int status;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", st.history_port);
+	status = h_http_get(url, &body);
+	if (status == 503)
+		assert_non_null(strstr(body, "\"store\":\"not writable\""));
+	else if (status == 200)
+		assert_non_null(strstr(body, "\"store\":\"writable\""));
+	free(body);
+	return status;
+}
+
 static void
 test_full_disk_loses_no_order(void **state)
 {
@@ -121,6 +138,8 @@ test_full_disk_loses_no_order(void **state)
 	h_sleep(2000); /* a few redelivery rounds against the full disk */
 	assert_int_equal(h_count_events(&st, NULL, EVENT_PICKUP_ALERT, 0), 0);
 	assert_int_equal(h_count_topic(&st, "pizza/deadletter"), 0);
+	/* the operator sees it: /healthz makes a real write, which the full disk refuses */
+	assert_int_equal(health(), 503);
 
 	/* space returns: everything that was held back is stored and acted on */
 	assert_int_equal(unlink(filler), 0);
@@ -131,6 +150,7 @@ test_full_disk_loses_no_order(void **state)
 	for (int i = 0; i < ORDERS; i++)
 		done += history_ready(ids[i]);
 	assert_int_equal(done, ORDERS);
+	assert_int_equal(health(), 200);
 	assert_int_equal(h_wait_events(&st, NULL, EVENT_PICKUP_ALERT, 0, ORDERS, 20000), ORDERS);
 	h_sleep(1000); /* no second alert on its way */
 	for (int i = 0; i < ORDERS; i++)
