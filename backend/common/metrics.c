@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "topic.h"
 
 #define METRIC_MAX_BUCKETS 24
 
@@ -76,34 +75,6 @@ metric_counter_fn(const char *name, const char *help, const char *labels, double
 		m->arg = arg;
 	}
 	return m;
-}
-
-/* Finds the counter name{labels}, creating it on first use. */
-static struct metric *
-find_or_add(const char *name, const char *help, const char *labels)
-{
-	struct metric *m;
-
-	pthread_mutex_lock(&registry_lock);
-	for (m = registry; m != NULL; m = m->next)
-		if (strcmp(m->name, name) == 0 && m->labels != NULL && strcmp(m->labels, labels) == 0)
-			break;
-	pthread_mutex_unlock(&registry_lock);
-	return m != NULL ? m : add(KIND_COUNTER, name, help, labels);
-}
-
-void
-metric_count_topic(const char *name, const char *help, const char *topic)
-{
-	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
-	char labels[128];
-	struct metric *m;
-
-	snprintf(labels, sizeof(labels), "topic=\"%s\"", topic_filter_of(topic));
-	pthread_mutex_lock(&once); /* no two threads create the same series */
-	m = find_or_add(name, help, labels);
-	pthread_mutex_unlock(&once);
-	metric_inc(m);
 }
 
 struct metric *

@@ -36,13 +36,6 @@ void metric_observe(struct metric *m, double v);
 extern const double metric_seconds_buckets[];
 extern const int metric_seconds_nbuckets;
 
-/*
- * Counts one message on topic in name{topic="<filter>"}, where <filter> is
- * the topic's place in the topic map (topic_filter_of()), so the label set
- * stays small whatever the users and orders.
- */
-void metric_count_topic(const char *name, const char *help, const char *topic);
-
 /* The exposition text of every metric, in a new string the caller frees (NULL out of memory). */
 char *metrics_render(void);
 

@@ -86,30 +86,6 @@ topic_parse(const char *topic, char *user, char *order)
 }
 
 const char *
-topic_filter_of(const char *topic)
-{
-	if (strcmp(topic, TOPIC_PLACED) == 0)
-		return TOPIC_PLACED;
-	if (strcmp(topic, TOPIC_CALLBACKS) == 0)
-		return TOPIC_CALLBACKS;
-	if (strcmp(topic, TOPIC_DEADLETTER) == 0)
-		return TOPIC_DEADLETTER;
-	switch (topic_parse(topic, NULL, NULL)) {
-	case TOPIC_KIND_NEW:
-		return "pizza/users/+/orders/new";
-	case TOPIC_KIND_STATUS:
-		return TOPIC_ALL_STATUS;
-	case TOPIC_KIND_ALERTS:
-		return "pizza/users/+/alerts";
-	case TOPIC_KIND_OTHER:
-		break;
-	}
-	if (strncmp(topic, "pizza/users/", 12) == 0 && strstr(topic, "/replies/") != NULL)
-		return "pizza/users/+/replies/+";
-	return "other";
-}
-
-const char *
 topic_unshared(const char *filter)
 {
 	const char *slash;

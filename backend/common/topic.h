@@ -53,11 +53,5 @@ int topic_matches(const char *filter, const char *topic);
 /* filter without its "$share/<group>/" prefix (a pointer into filter). */
 const char *topic_unshared(const char *filter);
 
-/*
- * The place of topic in the topic map, as a filter: "pizza/orders/placed",
- * "pizza/users/+/orders/+/status", "pizza/users/+/alerts", ..., or "other".
- * A static string; for metric labels and logs.
- */
-const char *topic_filter_of(const char *topic);
 
 #endif
