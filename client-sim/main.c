@@ -191,7 +191,7 @@ decode(const struct inbox_msg *m, struct event *ev)
 	if (k != TOPIC_KIND_STATUS && k != TOPIC_KIND_ALERTS)
 		return -1;
 	if (event_decode(m->payload, m->len, ev, err, sizeof(err)) != 0) {
-		log_error("ignored a malformed event", "topic=%s reason=\"%s\"", m->topic, err);
+		log_error("ignored a malformed event", "topic=%s reason=%s", LOGQ(m->topic), LOGQ(err));
 		return -1;
 	}
 	return 0;
