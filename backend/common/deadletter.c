@@ -81,7 +81,6 @@ int
 deadletter_send(struct mq *mq, const char *svc, const char *topic, const void *payload, size_t len,
     const char *reason)
 {
-	struct mq_publish p;
 	char *msg;
 	int rc;
 
@@ -91,12 +90,7 @@ deadletter_send(struct mq *mq, const char *svc, const char *topic, const void *p
 		log_error("cannot encode dead letter", NULL);
 		return -1;
 	}
-	memset(&p, 0, sizeof(p));
-	p.topic = TOPIC_DEADLETTER;
-	p.payload = msg;
-	p.len = strlen(msg);
-	p.qos = 1;
-	rc = mq_publish(mq, &p);
+	rc = mq_publish_text(mq, TOPIC_DEADLETTER, msg, 1, 0, 0);
 	free(msg);
 	return rc;
 }

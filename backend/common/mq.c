@@ -799,6 +799,21 @@ mq_publish(struct mq *mq, const struct mq_publish *p)
 }
 
 int
+mq_publish_text(struct mq *mq, const char *topic, const char *text, int qos, int retained, unsigned expiry_s)
+{
+	struct mq_publish p;
+
+	memset(&p, 0, sizeof(p));
+	p.topic = topic;
+	p.payload = text;
+	p.len = strlen(text);
+	p.qos = qos;
+	p.retained = retained;
+	p.expiry_s = expiry_s;
+	return mq_publish(mq, &p);
+}
+
+int
 mq_window_free(struct mq *mq)
 {
 	int n;

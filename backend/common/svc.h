@@ -54,6 +54,15 @@ struct svc_opts {
 		    &(o)->verbose, 0, 0                                                            \
 	}
 
+/* The options of a service's /metrics and /healthz port, for its struct opt table. */
+#define SVC_METRICS_OPTS(port, bind)                                                                \
+	{ "metrics-port", 0, OPT_INT, "PIZZA_METRICS_PORT", "0", "port for GET /metrics and /healthz (0: none)", \
+	    (port), 0, 65535 },                                                                         \
+	{                                                                                                  \
+		"metrics-bind", 0, OPT_STR, "PIZZA_METRICS_BIND", "127.0.0.1", "address the metrics port listens on", \
+		    (bind), 0, 0                                                                          \
+	}
+
 /* Set by SIGINT/SIGTERM. The main loop checks it. */
 extern volatile sig_atomic_t svc_quit;
 

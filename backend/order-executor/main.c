@@ -85,7 +85,6 @@ static int
 publish_status(const struct job *job)
 {
 	struct event ev;
-	struct mq_publish p;
 	char topic[TOPIC_MAX], *json;
 	int rc;
 
@@ -98,15 +97,9 @@ publish_status(const struct job *job)
 		free(json);
 		return -1;
 	}
-	memset(&p, 0, sizeof(p));
-	p.topic = topic;
-	p.payload = json;
-	p.len = strlen(json);
-	p.qos = 1;
-	p.retained = 1;
-	p.expiry_s = (unsigned)cfg.status_expiry_s;
-	/* a status paho gives up on is published again by the order-service's supervision */
-	rc = mq_publish(mq, &p);
+	/* retained: a phone that subscribes late sees the current stage; one paho gives up on is
+	 * published again by the order-service's supervision */
+	rc = mq_publish_text(mq, topic, json, 1, 1, (unsigned)cfg.status_expiry_s);
 	if (rc == 0)
 		log_info("status", "order_id=%s status=%s seq=%d", job->order_id, event_status_name(job->next),
 		    (int)job->next);
@@ -198,10 +191,7 @@ main(int argc, char **argv)
 		    "seconds a retained status stays on the broker", &cfg.status_expiry_s, 1, 604800 },
 		{ "max-active", 0, OPT_INT, "PIZZA_EXECUTOR_MAX_ACTIVE", "100000",
 		    "orders in progress at once", &cfg.max_active, 1, 10000000 },
-		{ "metrics-port", 0, OPT_INT, "PIZZA_METRICS_PORT", "0",
-		    "port for GET /metrics and /healthz (0: none)", &cfg.metrics_port, 0, 65535 },
-		{ "metrics-bind", 0, OPT_STR, "PIZZA_METRICS_BIND", "127.0.0.1", "address the metrics port listens on",
-		    &cfg.metrics_bind, 0, 0 },
+		SVC_METRICS_OPTS(&cfg.metrics_port, &cfg.metrics_bind),
 		{ "drain-ms", 0, OPT_INT, "PIZZA_EXECUTOR_DRAIN_MS", "30000",
 		    "on SIGTERM, finish orders in progress for at most this long", &cfg.drain_ms, 0, 3600000 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },

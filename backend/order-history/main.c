@@ -170,7 +170,7 @@ main(int argc, char **argv)
 		sleep_ms(200);
 	httpd_stop(http);
 
-	log_info("shutting down", "orders=%lld", (long long)hstore_count_orders(store));
+	log_info("shutting down", "orders=%lld", (long long)hstore_count(store, HSTORE_ORDERS));
 	mq_disconnect(mq, 2000);
 	mq_free(mq);
 	consume_free(consumer);

@@ -327,15 +327,9 @@ count(struct history_store *h, const char *sql)
 }
 
 int64_t
-hstore_count_orders(struct history_store *h)
+hstore_count(struct history_store *h, enum hstore_table t)
 {
-	return count(h, "SELECT count(*) FROM orders");
-}
-
-int64_t
-hstore_count_statuses(struct history_store *h)
-{
-	return count(h, "SELECT count(*) FROM statuses");
+	return count(h, t == HSTORE_ORDERS ? "SELECT count(*) FROM orders" : "SELECT count(*) FROM statuses");
 }
 
 int

@@ -63,8 +63,8 @@ enum hstore_result hstore_user_orders(struct history_store *h, const char *user_
 /* 0 when the store can write now (one small write, committed), else -1: for /healthz. */
 int hstore_probe(void *h);
 
-/* Counts for tests and logs: orders and status rows stored, or -1 on error. */
-int64_t hstore_count_orders(struct history_store *h);
-int64_t hstore_count_statuses(struct history_store *h);
+/* Counts for tests and logs: orders or status rows stored, or -1 on error. */
+enum hstore_table { HSTORE_ORDERS, HSTORE_STATUSES };
+int64_t hstore_count(struct history_store *h, enum hstore_table t);
 
 #endif

@@ -148,8 +148,8 @@ str_member(const json_t *o, const char *key)
 static void
 assert_counts(struct history_store *h, int64_t orders, int64_t statuses)
 {
-	assert_true(hstore_count_orders(h) == orders);
-	assert_true(hstore_count_statuses(h) == statuses);
+	assert_true(hstore_count(h, HSTORE_ORDERS) == orders);
+	assert_true(hstore_count(h, HSTORE_STATUSES) == statuses);
 }
 
 /* ---- tests ---------------------------------------------------------------- */
