@@ -188,10 +188,13 @@ UNIT_EXTRA_test_history_store := $(BUILD)/backend/order-history/store.o
 UNIT_EXTRA_test_stages := $(BUILD)/backend/order-executor/stages.o
 UNIT_EXTRA_test_delivery := $(BUILD)/backend/notifier/delivery.o $(BUILD)/backend/notifier/store.o
 UNIT_EXTRA_test_notifier_store := $(BUILD)/backend/notifier/store.o
-UNIT_EXTRA_test_intake := $(BUILD)/backend/order-service/intake.o
+UNIT_EXTRA_test_intake := $(BUILD)/backend/order-service/intake.o $(BUILD)/backend/order-service/store.o
+UNIT_EXTRA_test_order_store := $(BUILD)/backend/order-service/store.o
+UNIT_EXTRA_test_supervise := $(BUILD)/backend/order-service/supervise.o $(BUILD)/backend/order-service/store.o
 UNIT_EXTRA_test_load_report := $(BUILD)/client-sim/load_report.o
 # Per-test link flags: the outbox test replaces the MQTT side (tests/unit/test_outbox.c).
 UNIT_LDFLAGS_test_outbox := -Wl,--wrap=mq_publish,--wrap=mq_window_free
+UNIT_LDFLAGS_test_intake := -Wl,--wrap=mq_publish,--wrap=mq_window_free
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $$(UNIT_EXTRA_test_%) | check-deps
 	@mkdir -p $(dir $@)
