@@ -67,7 +67,8 @@ allowlist_parse(const char *spec, char *err, size_t errlen)
 			char *end;
 			*slash = '\0';
 			bits = strtol(slash + 1, &end, 10);
-			if (*end != '\0' || slash[1] == '\0') {
+			/* digits only: no sign, no blank; the range is checked per family below */
+			if (*end != '\0' || slash[1] < '0' || slash[1] > '9' || bits > 128) {
 				snprintf(err, errlen, "bad prefix length in '%s/%s'", tok, slash + 1);
 				goto fail;
 			}
@@ -210,6 +211,9 @@ netcheck_url(const struct allowlist *a, const char *url, char *err, size_t errle
 		memmove(host, host + 1, n - 1);
 		host[n - 2] = '\0';
 	}
+	/* "localhost." is localhost: a fully qualified name's root dot names the same host */
+	if (host[0] != '\0' && host[strlen(host) - 1] == '.')
+		host[strlen(host) - 1] = '\0';
 	if (inet_pton(AF_INET, host, ip) == 1) {
 		struct sockaddr_in sa = { .sin_family = AF_INET };
 		memcpy(&sa.sin_addr, ip, 4);

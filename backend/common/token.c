@@ -1,6 +1,7 @@
 #include "token.h"
 #include "sign.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,9 +46,10 @@ token_verify(const char *secret, const char *token, int64_t now, char *user)
 		return -1;
 	if (dot_user[1] < '0' || dot_user[1] > '9')
 		return -1;
+	errno = 0;
 	exp = strtoll(dot_user + 1, &end, 10);
-	if (*end != '.' || exp < 0)
-		return -1;
+	if (*end != '.' || exp < 0 || errno == ERANGE)
+		return -1; /* past what int64 holds is malformed, not "never expires" */
 	dot_exp = end;
 	blen = (size_t)(dot_exp - token);
 	if (strlen(dot_exp + 1) != 64 || sign_hmac_sha256_hex(secret, token, blen, NULL, 0, want) != 0 ||

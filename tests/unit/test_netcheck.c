@@ -475,21 +475,19 @@ test_url_reason_truncated(void **state)
 }
 
 /*
- * Known gaps, reported with issue 13 and skipped until backend/common/netcheck.c
- * is fixed (remove the skip() then).  Both are caught later by the notifier's
- * connect-time check of the resolved address, so neither reaches a private
- * address today, but each breaks what netcheck.h promises.
+ * Two gaps found by these tests (issue 13), fixed: the notifier's
+ * connect-time check of the resolved address caught both later, but each
+ * broke what netcheck.h promises.
  */
 
-/* A negative prefix length is silently taken as a single address (/32 or /128). */
+/* A negative or signed prefix length is refused (it was taken as a single address, /32 or /128). */
 static void
-test_known_bug_negative_prefix(void **state)
+test_negative_prefix(void **state)
 {
 	static const char *const bad[] = { "10.0.0.0/-8", "10.0.0.0/-1", "fd00::/-3", "10.0.0.0/+8" };
 	char err[256];
 
 	(void)state;
-	skip(); /* netcheck.c allowlist_parse: bits < 0 from strtol means "no prefix" */
 	for (size_t i = 0; i < N(bad); i++) {
 		struct allowlist *a = allowlist_parse(bad[i], err, sizeof(err));
 
@@ -500,9 +498,9 @@ test_known_bug_negative_prefix(void **state)
 	}
 }
 
-/* A trailing dot (a fully qualified name) takes a localhost name or literal past the URL check. */
+/* A trailing dot (a fully qualified name) names the same host: a localhost name or literal is still refused. */
 static void
-test_known_bug_trailing_dot(void **state)
+test_trailing_dot(void **state)
 {
 	static const struct url_case urls[] = {
 		{ "http://localhost./", LOCAL },
@@ -512,7 +510,6 @@ test_known_bug_trailing_dot(void **state)
 	};
 
 	(void)state;
-	skip(); /* netcheck.c netcheck_url: the name checks compare the host as written */
 	check_urls(NULL, "(none)", urls, N(urls));
 }
 
@@ -531,8 +528,8 @@ main(void)
 		cmocka_unit_test(test_url_default),
 		cmocka_unit_test(test_url_allowlisted),
 		cmocka_unit_test(test_url_reason_truncated),
-		cmocka_unit_test(test_known_bug_negative_prefix),
-		cmocka_unit_test(test_known_bug_trailing_dot),
+		cmocka_unit_test(test_negative_prefix),
+		cmocka_unit_test(test_trailing_dot),
 	};
 
 	return cmocka_run_group_tests_name("netcheck", tests, NULL, NULL);
