@@ -193,8 +193,8 @@ UNIT_EXTRA_test_order_store := $(BUILD)/backend/order-service/store.o
 UNIT_EXTRA_test_supervise := $(BUILD)/backend/order-service/supervise.o $(BUILD)/backend/order-service/store.o
 UNIT_EXTRA_test_load_report := $(BUILD)/client-sim/load_report.o
 # Per-test link flags: the outbox test replaces the MQTT side (tests/unit/test_outbox.c).
-UNIT_LDFLAGS_test_outbox := -Wl,--wrap=mq_publish,--wrap=mq_window_free
-UNIT_LDFLAGS_test_intake := -Wl,--wrap=mq_publish,--wrap=mq_window_free
+UNIT_LDFLAGS_test_outbox := -Wl,--wrap=mq_publish,--wrap=mq_window_free,--wrap=mq_window
+UNIT_LDFLAGS_test_intake := $(UNIT_LDFLAGS_test_outbox)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $$(UNIT_EXTRA_test_%) | check-deps
 	@mkdir -p $(dir $@)

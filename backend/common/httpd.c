@@ -129,9 +129,12 @@ httpd_rate_limit(struct httpd *h, double rate, double burst)
 	pthread_mutex_unlock(&h->lock);
 }
 
-/* Takes one token from the client's bucket. Returns 0, or the seconds to wait when it is empty. */
+/*
+ * Takes one token from the client's bucket.  Returns 0, or the seconds to
+ * wait when it is empty (*rate then holds the limit, for the answer).
+ */
 static int
-rate_take(struct httpd *h, struct MHD_Connection *conn)
+rate_take(struct httpd *h, struct MHD_Connection *conn, double *rate)
 {
 	unsigned char key[16];
 	uint64_t hash = 1469598103934665603ULL;
@@ -139,12 +142,14 @@ rate_take(struct httpd *h, struct MHD_Connection *conn)
 	int64_t now = mono_ms();
 	int wait = 0;
 
-	if (h->rate <= 0 || h->buckets == NULL)
-		return 0;
 	client_key(conn, key);
 	for (int i = 0; i < 16; i++)
 		hash = (hash ^ key[i]) * 1099511628211ULL;
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->lock); /* httpd_rate_limit() may change the limit meanwhile */
+	if ((*rate = h->rate) <= 0 || h->buckets == NULL) {
+		pthread_mutex_unlock(&h->lock);
+		return 0;
+	}
 	b = &h->buckets[hash % HTTPD_BUCKETS];
 	/* a colliding address takes the slot over with a full bucket: generous, never wrongly strict for long */
 	if (!b->used || memcmp(b->addr, key, 16) != 0) {
@@ -235,6 +240,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	struct http_resp resp;
 	struct http_req req;
 	enum MHD_Result ret;
+	double rate;
 
 	(void)version;
 	if (u == NULL) {
@@ -271,8 +277,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	}
 	pthread_mutex_unlock(&h->defer_lock);
 	memset(&resp, 0, sizeof(resp));
-	if ((resp.retry_after = rate_take(h, conn)) > 0) {
-		http_error(&resp, 429, "too_many_requests", "slow down: at most %.0f requests per second", h->rate);
+	if ((resp.retry_after = rate_take(h, conn, &rate)) > 0) {
+		http_error(&resp, 429, "too_many_requests", "slow down: at most %.0f requests per second", rate);
 	} else if (u->too_large) {
 		http_error(&resp, 413, "too_large", "the request body is over the %zu byte limit", h->max_body);
 	} else {

@@ -814,6 +814,12 @@ mq_publish_text(struct mq *mq, const char *topic, const char *text, int qos, int
 }
 
 int
+mq_window(struct mq *mq)
+{
+	return mq->cfg.window; /* set once by mq_new() */
+}
+
+int
 mq_window_free(struct mq *mq)
 {
 	int n;

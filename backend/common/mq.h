@@ -133,6 +133,9 @@ int mq_publish(struct mq *mq, const struct mq_publish *p);
 /* mq_publish() of a NUL-terminated text with no completion callback, response topic or correlation. */
 int mq_publish_text(struct mq *mq, const char *topic, const char *text, int qos, int retained, unsigned expiry_s);
 
+/* The publish window's size (mq_config.window, or MQ_WINDOW). */
+int mq_window(struct mq *mq);
+
 /* Room in the publish window now: window minus publishes in flight and queued (may be <= 0). */
 int mq_window_free(struct mq *mq);
 

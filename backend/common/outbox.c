@@ -152,7 +152,7 @@ on_done(void *arg, int ok)
 		push_id(&ob->acked, &ob->nacked, &ob->capacked, a->id);
 	else
 		push_id(&ob->failed, &ob->nfailed, &ob->capfailed, a->id);
-	if (ob->starved && mq_window_free(ob->mq) >= MQ_WINDOW / 2) {
+	if (ob->starved && mq_window_free(ob->mq) >= mq_window(ob->mq) / 2) {
 		ob->starved = 0;
 		ob->kicked = 1;
 		pthread_cond_signal(&ob->wake);

@@ -61,7 +61,7 @@ void outbox_kick(struct outbox *ob);
  */
 int outbox_wait(struct outbox *ob, int timeout_ms);
 
-/* Rows not yet acknowledged by the broker (the backlog), as of the last flush. */
+/* Rows not yet acknowledged by the broker (the backlog), as of the last count (at most a second old). */
 int64_t outbox_backlog(struct outbox *ob);
 
 #endif

@@ -44,6 +44,15 @@ static struct {
 
 int __wrap_mq_publish(struct mq *mq, const struct mq_publish *p);
 int __wrap_mq_window_free(struct mq *mq);
+int __wrap_mq_window(struct mq *mq);
+
+/* The window's size. */
+int
+__wrap_mq_window(struct mq *mq)
+{
+	(void)mq;
+	return fake.window;
+}
 
 int
 __wrap_mq_publish(struct mq *mq, const struct mq_publish *p)
@@ -498,22 +507,25 @@ test_backlog(void **state)
  * thread in outbox_wait(), whose flush sends the rest.
  */
 static void
-test_window_and_kick(void **state)
+window_and_kick(struct fixture *f, int window)
 {
-	struct fixture *f = *state;
-	int total = MQ_WINDOW + 100;
+	int total = window + 100;
 
+	fake.window = window;
 	add_committed(f->db, 1, total);
-	assert_int_equal(outbox_flush(f->ob), MQ_WINDOW);
-	assert_int_equal(fake.n, MQ_WINDOW);
+	assert_int_equal(outbox_flush(f->ob), window);
+	assert_int_equal(fake.n, window);
 	assert_int_equal(outbox_flush(f->ob), 0); /* the window is full */
 	assert_int_equal(outbox_wait(f->ob, 0), 0);
-	for (int i = 0; i < MQ_WINDOW / 2 - 1; i++)
+	for (int i = 0; i < window / 2 - 1; i++)
 		complete((size_t)i, 1);
 	assert_int_equal(outbox_wait(f->ob, 0), 0); /* not half free yet */
-	complete(MQ_WINDOW / 2 - 1, 1);
+	complete((size_t)(window / 2 - 1), 1);
 	assert_int_equal(outbox_wait(f->ob, 0), 1); /* now it is */
-	assert_int_equal(outbox_flush(f->ob), 100);
+	assert_int_equal(outbox_flush(f->ob), window / 2 < 100 ? window / 2 : 100);
+	complete_all(1);
+	while (outbox_flush(f->ob) > 0)
+		complete_all(1);
 	assert_int_equal(fake.n, total);
 	for (int i = 0; i < total; i++) {
 		char topic[32];
@@ -522,9 +534,21 @@ test_window_and_kick(void **state)
 		if (strcmp(fake.v[i].topic, topic) != 0)
 			fail_msg("publish %d is %s, want %s: out of order or sent twice", i, fake.v[i].topic, topic);
 	}
-	complete_all(1);
 	assert_int_equal(outbox_flush(f->ob), 0);
 	assert_int_equal(rows(f->db), 0);
+}
+
+static void
+test_window_and_kick(void **state)
+{
+	window_and_kick(*state, MQ_WINDOW);
+}
+
+/* A client configured with a smaller window (mq_config.window): half of that one wakes the flush. */
+static void
+test_small_window_and_kick(void **state)
+{
+	window_and_kick(*state, 100);
 }
 
 static void
@@ -571,6 +595,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_restart_resends_unacknowledged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_and_kick, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_small_window_and_kick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kick_and_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_failure_reported, setup, teardown),
 	};
