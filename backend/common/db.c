@@ -136,8 +136,8 @@ db_path(struct db *db)
 	return db->path;
 }
 
-int
-db_probe_write(struct db *db)
+static int
+probe_locked(struct db *db)
 {
 	sqlite3_stmt *st;
 	int rc = -1;
@@ -161,6 +161,17 @@ rollback:
 out:
 	if (rc != 0)
 		log_debug("store not writable", "path=%s err=%s", LOGQ(db->path), LOGQ(sqlite3_errmsg(db->h)));
+	return rc;
+}
+
+int
+db_probe_write(struct db *db)
+{
+	int rc;
+
+	db_lock(db);
+	rc = probe_locked(db);
+	db_unlock(db);
 	return rc;
 }
 

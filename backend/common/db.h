@@ -8,7 +8,7 @@
  * completions) and by the main loop, so every use is bracketed by
  * db_lock()/db_unlock(), which also makes each bracket one transaction
  * when db_begin()/db_commit() are used inside it.  Every function below
- * but db_open() and db_close() expects the lock to be held.
+ * but db_open(), db_close() and db_probe_write() expects the lock to be held.
  */
 #ifndef PIZZA_DB_H
 #define PIZZA_DB_H
@@ -47,7 +47,8 @@ const char *db_path(struct db *db);
 /*
  * Proves the store can write now: updates one row of a small table in a
  * transaction of its own and commits it, as a health check must (a write
- * lock alone succeeds on a full disk).  Returns 0, or -1 (logged at debug).
+ * lock alone succeeds on a full disk).  Takes the db lock itself (call
+ * without it).  Returns 0, or -1 (logged at debug).
  */
 int db_probe_write(struct db *db);
 

@@ -283,11 +283,5 @@ nstore_backlog(struct notifier_store *s)
 int
 nstore_probe(void *arg)
 {
-	struct notifier_store *s = arg;
-	int rc;
-
-	db_lock(s->db);
-	rc = db_probe_write(s->db);
-	db_unlock(s->db);
-	return rc;
+	return db_probe_write(((struct notifier_store *)arg)->db);
 }

@@ -335,11 +335,5 @@ hstore_count(struct history_store *h, enum hstore_table t)
 int
 hstore_probe(void *arg)
 {
-	struct history_store *h = arg;
-	int rc;
-
-	db_lock(h->db);
-	rc = db_probe_write(h->db);
-	db_unlock(h->db);
-	return rc;
+	return db_probe_write(((struct history_store *)arg)->db);
 }

@@ -73,13 +73,7 @@ ostore_outbox_new(struct order_store *s, struct mq *mq, int64_t retry_ms)
 int
 ostore_probe(void *arg)
 {
-	struct order_store *s = arg;
-	int rc;
-
-	db_lock(s->db);
-	rc = db_probe_write(s->db);
-	db_unlock(s->db);
-	return rc;
+	return db_probe_write(((struct order_store *)arg)->db);
 }
 
 /* Runs one kept statement without results (SAVEPOINT and friends).  Returns 0 or -1.  Db locked. */

@@ -100,6 +100,18 @@ put(struct db *db, const char *k, int v)
 	assert_int_equal(db_step_done(db, st, "test insert"), 1);
 }
 
+/* db_probe_write() from a test that holds the lock (the fixture does): it takes the lock itself. */
+static int
+probe(struct db *db)
+{
+	int rc;
+
+	db_unlock(db);
+	rc = db_probe_write(db);
+	db_lock(db);
+	return rc;
+}
+
 /* One integer from sql through the cache, or -1 when there is no row. */
 static int64_t
 query_int(struct db *db, const char *sql)
@@ -497,7 +509,7 @@ test_prepare_more_than_cache(void **state)
 	assert_int_equal(live_statements(st), DB_STMT_CACHE);
 	/* and the statements the helper itself needs still work */
 	put(f->db, "late", 5);
-	assert_int_equal(db_probe_write(f->db), 0);
+	assert_int_equal(probe(f->db), 0);
 }
 
 /* ---- schema upgrades ---------------------------------------------------------------------- */
@@ -532,7 +544,7 @@ test_probe_write(void **state)
 	struct fixture *f = *state;
 	int64_t before = now_ms(), at;
 
-	assert_int_equal(db_probe_write(f->db), 0);
+	assert_int_equal(probe(f->db), 0);
 	at = query_int(f->db, "SELECT at_ms FROM db_health WHERE id = 1");
 	assert_true(at >= before && at <= now_ms());
 	assert_int_equal(query_int(f->db, "SELECT count(*) FROM db_health"), 1);
@@ -549,7 +561,7 @@ test_probe_write(void **state)
 		sqlite3_close(h);
 	}
 	sleep_ms(2);
-	assert_int_equal(db_probe_write(f->db), 0);
+	assert_int_equal(probe(f->db), 0);
 	assert_true(query_int(f->db, "SELECT at_ms FROM db_health WHERE id = 1") > at);
 	assert_int_equal(query_int(f->db, "SELECT count(*) FROM db_health"), 1);
 	/* and the handle is usable afterwards (no transaction left open) */
@@ -595,8 +607,10 @@ test_probe_write_read_only_file(void **state)
 		st = db_prepare(db, "SELECT v FROM kv WHERE k = 'a'");
 		rc = st != NULL && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1 ? 0 : 3;
 		db_done(db, st);
+		db_unlock(db);
 		if (rc == 0)
-			rc = db_probe_write(db) == -1 ? 0 : 4;
+			rc = db_probe_write(db) == -1 ? 0 : 4; /* takes the lock itself */
+		db_lock(db);
 		if (rc == 0 && db_exec(db, "INSERT INTO kv VALUES ('b', 2)") != -1)
 			rc = 5;
 		db_unlock(db);
@@ -628,7 +642,7 @@ test_probe_write_read_only_file(void **state)
 	f->db = db_open(f->path, SCHEMA);
 	assert_non_null(f->db);
 	db_lock(f->db);
-	assert_int_equal(db_probe_write(f->db), 0);
+	assert_int_equal(probe(f->db), 0);
 }
 
 /* ---- the lock ------------------------------------------------------------------------------ */
