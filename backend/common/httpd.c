@@ -15,19 +15,13 @@
 
 #include "event.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "util.h"
 
 #define HTTPD_THREADS 4
 #define HTTPD_TIMEOUT_S 10 /* a client silent this long is dropped (slowloris) */
 #define HTTPD_PER_IP_CONNECTIONS 64
-#define HTTPD_BUCKETS 4096 /* client addresses tracked by the rate limiter */
-
-struct bucket {
-	unsigned char addr[16];
-	int used;
-	double tokens;
-	int64_t at_ms;
-};
+#define HTTPD_LIMITER_KEYS 16384 /* client addresses the rate limiter tracks at once */
 
 struct httpd {
 	struct MHD_Daemon *d;
@@ -35,9 +29,7 @@ struct httpd {
 	void *arg;
 	size_t max_body;
 	int port;
-	pthread_mutex_t lock; /* guards the limiter */
-	double rate, burst;
-	struct bucket *buckets;
+	struct ratelimit *limiter; /* per client address (no limit until httpd_rate_limit()) */
 	/* deferred answers (http_defer): guards the flags in each http_upload */
 	pthread_mutex_t defer_lock;
 	pthread_cond_t defer_idle;
@@ -123,51 +115,25 @@ http_client_addr(const struct http_req *req, char *buf, size_t n)
 void
 httpd_rate_limit(struct httpd *h, double rate, double burst)
 {
-	pthread_mutex_lock(&h->lock);
-	h->rate = rate;
-	h->burst = burst < 1 ? 1 : burst;
-	pthread_mutex_unlock(&h->lock);
+	ratelimit_set(h->limiter, rate, burst);
 }
 
 /*
- * Takes one token from the client's bucket.  Returns 0, or the seconds to
- * wait when it is empty (*rate then holds the limit, for the answer).
+ * Takes one token from the client address's bucket.  Returns 0, or the
+ * seconds to wait when it is empty (*rate then holds the limit, for the
+ * answer).
  */
 static int
 rate_take(struct httpd *h, struct MHD_Connection *conn, double *rate)
 {
 	unsigned char key[16];
-	uint64_t hash = 1469598103934665603ULL;
-	struct bucket *b;
-	int64_t now = mono_ms();
-	int wait = 0;
+	int64_t wait_ms;
 
 	client_key(conn, key);
-	for (int i = 0; i < 16; i++)
-		hash = (hash ^ key[i]) * 1099511628211ULL;
-	pthread_mutex_lock(&h->lock); /* httpd_rate_limit() may change the limit meanwhile */
-	if ((*rate = h->rate) <= 0 || h->buckets == NULL) {
-		pthread_mutex_unlock(&h->lock);
+	if ((wait_ms = ratelimit_take(h->limiter, key, sizeof(key), mono_ms())) == 0)
 		return 0;
-	}
-	b = &h->buckets[hash % HTTPD_BUCKETS];
-	/* a colliding address takes the slot over with a full bucket: generous, never wrongly strict for long */
-	if (!b->used || memcmp(b->addr, key, 16) != 0) {
-		memcpy(b->addr, key, 16);
-		b->used = 1;
-		b->tokens = h->burst;
-		b->at_ms = now;
-	}
-	b->tokens += (double)(now - b->at_ms) * h->rate / 1000.0;
-	if (b->tokens > h->burst)
-		b->tokens = h->burst;
-	b->at_ms = now;
-	if (b->tokens >= 1)
-		b->tokens -= 1;
-	else
-		wait = (int)((1 - b->tokens) / h->rate) + 1;
-	pthread_mutex_unlock(&h->lock);
-	return wait;
+	*rate = ratelimit_rate(h->limiter);
+	return (int)((wait_ms + 999) / 1000);
 }
 
 static enum MHD_Result
@@ -413,13 +379,13 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	h->handler = handler;
 	h->arg = arg;
 	h->max_body = max_body;
-	pthread_mutex_init(&h->lock, NULL);
+	if ((h->limiter = ratelimit_new(0, 1, HTTPD_LIMITER_KEYS)) == NULL) {
+		free(h);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	pthread_mutex_init(&h->defer_lock, NULL);
 	pthread_cond_init(&h->defer_idle, NULL);
-	if ((h->buckets = calloc(HTTPD_BUCKETS, sizeof(*h->buckets))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
 	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, (uint16_t)port, NULL, NULL, on_request,
 	    h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTPD_THREADS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -432,10 +398,9 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	h->port = info != NULL ? info->port : port;
 	return h;
 fail:
-	pthread_mutex_destroy(&h->lock);
 	pthread_mutex_destroy(&h->defer_lock);
 	pthread_cond_destroy(&h->defer_idle);
-	free(h->buckets);
+	ratelimit_free(h->limiter);
 	free(h);
 	return NULL;
 }
@@ -474,9 +439,8 @@ httpd_stop(struct httpd *h)
 		log_warn("http server stopped with answers still to come", "count=%d", waiting);
 		return;
 	}
-	pthread_mutex_destroy(&h->lock);
 	pthread_mutex_destroy(&h->defer_lock);
 	pthread_cond_destroy(&h->defer_idle);
-	free(h->buckets);
+	ratelimit_free(h->limiter);
 	free(h);
 }

@@ -72,6 +72,8 @@ struct httpd *httpd_start(const char *bind_addr, int port, size_t max_body, http
  * Limits each client address to rate requests per second on average with
  * bursts of up to burst (a token bucket); past it the answer is 429 with
  * Retry-After, before the handler runs.  rate <= 0 turns it off (the default).
+ * Addresses are told apart exactly (ratelimit.h): no address can use or
+ * take over another's allowance.
  */
 void httpd_rate_limit(struct httpd *h, double rate, double burst);
 
