@@ -182,6 +182,10 @@ placed_response(const struct intake_result *res, struct http_resp *resp)
 		http_error(resp, 503, res->error, "%s", res->detail);
 		resp->retry_after = 1;
 		return;
+	case INTAKE_LIMITED:
+		http_error(resp, 429, res->error, "%s", res->detail);
+		resp->retry_after = res->retry_after_s;
+		return;
 	}
 }
 

@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "netcheck.h"
 #include "outbox.h"
+#include "ratelimit.h"
 #include "store.h"
 #include "util.h"
 
@@ -28,6 +29,7 @@ struct intake {
 	pthread_t group_thread;
 	int started, stopping;
 	int committing; /* the committer, or a waiting intake_place() caller, is recording a batch */
+	struct ratelimit *per_user; /* orders per user, whichever front door (intake_limit()) */
 };
 
 static void
@@ -45,7 +47,12 @@ invalid(struct intake_result *res, const char *code, const char *fmt, ...)
 	va_end(ap);
 }
 
-static struct metric *m_accepted[2], *m_refused[2], *m_replayed, *m_batch;
+/* Why a request is refused: the error codes of struct intake_result, each a label of its own. */
+static const char *const reasons[] = { "invalid_json", "invalid_field", "too_large", "idempotency_conflict",
+	"too_many_requests", "internal" };
+#define NREASONS (sizeof(reasons) / sizeof(reasons[0]))
+
+static struct metric *m_accepted[2], *m_refused[2][NREASONS], *m_replayed, *m_batch;
 static const double batch_buckets[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256 };
 
 /* Registers the intake's metrics (once, from intake_new). */
@@ -56,8 +63,13 @@ intake_metrics(void)
 
 	for (int i = 0; i < 2; i++) {
 		m_accepted[i] = metric_counter("pizza_orders_accepted_total", "Orders accepted and recorded", vias[i]);
-		m_refused[i] = metric_counter("pizza_orders_refused_total", "Order requests refused (invalid, or not recorded)",
-		    vias[i]);
+		for (size_t r = 0; r < NREASONS; r++) {
+			char labels[96];
+
+			snprintf(labels, sizeof(labels), "%s,reason=\"%s\"", vias[i], reasons[r]);
+			m_refused[i][r] = metric_counter("pizza_orders_refused_total",
+			    "Order requests refused, by front door and reason (the error code the client got)", labels);
+		}
 	}
 	m_replayed = metric_counter("pizza_orders_replayed_total",
 	    "Requests answered with an earlier order because their Idempotency-Key was seen", NULL);
@@ -198,6 +210,18 @@ commit_batch(struct intake *in, struct intake_pending *batch)
 	return order;
 }
 
+/* Counts a refused request by front door and reason. */
+static void
+count_refused(const char *via, const char *error)
+{
+	size_t r = NREASONS - 1; /* internal, for a code not listed */
+
+	for (size_t i = 0; i < NREASONS; i++)
+		if (error != NULL && strcmp(error, reasons[i]) == 0)
+			r = i;
+	metric_inc(m_refused[via_index(via)][r]);
+}
+
 /* Counts a finished request in the intake's metrics. */
 static void
 count(const struct intake_result *res, const char *via)
@@ -207,7 +231,7 @@ count(const struct intake_result *res, const char *via)
 	else if (res->status == INTAKE_OK)
 		metric_inc(m_accepted[via_index(via)]);
 	else
-		metric_inc(m_refused[via_index(via)]);
+		count_refused(via, res->error);
 }
 
 /* Turns a recorded order's store result into its answer, logs and counts it. */
@@ -370,7 +394,37 @@ intake_free(struct intake *in)
 	pthread_mutex_destroy(&in->group_lock);
 	pthread_cond_destroy(&in->group_work);
 	pthread_cond_destroy(&in->group_done);
+	ratelimit_free(in->per_user);
 	free(in);
+}
+
+/*
+ * Takes one order from user_id's allowance (intake_limit()).  Returns 0, or
+ * 1 with res set to INTAKE_LIMITED when the user is over it.
+ */
+static int
+limited(struct intake *in, const char *user_id, const char *via, struct intake_result *res)
+{
+	int64_t wait;
+
+	if (in->per_user == NULL || (wait = ratelimit_take(in->per_user, user_id, strlen(user_id), mono_ms())) == 0)
+		return 0;
+	res->status = INTAKE_LIMITED;
+	res->error = "too_many_requests";
+	res->retry_after_s = (int)((wait + 999) / 1000);
+	snprintf(res->detail, sizeof(res->detail), "at most %.0f orders per second for one user; retry in %d s",
+	    ratelimit_rate(in->per_user), res->retry_after_s);
+	log_debug("order refused: over the user's limit", "user_id=%s via=%s", name_valid(user_id) ? user_id : "-", via);
+	return 1;
+}
+
+void
+intake_limit(struct intake *in, double per_user, double burst)
+{
+	if (in->per_user == NULL)
+		in->per_user = ratelimit_new(per_user, burst, 65536);
+	else
+		ratelimit_set(in->per_user, per_user, burst);
 }
 
 /*
@@ -384,6 +438,8 @@ prepare(struct intake *in, const char *user_id, const json_t *request, const cha
 	struct intake_pending *p;
 
 	memset(res, 0, sizeof(*res));
+	if (limited(in, user_id, via, res))
+		return NULL;
 	if (idem_key != NULL && !intake_key_valid(idem_key)) {
 		invalid(res, "invalid_field", "the idempotency key must be 1-%d printable ASCII characters",
 		    IDEMPOTENCY_KEY_MAX);
@@ -534,13 +590,13 @@ intake_place_raw(struct intake *in, const char *user_id, const void *buf, size_t
 	memset(res, 0, sizeof(*res));
 	if (len > EVENT_MAX_BYTES) {
 		invalid(res, "too_large", "the request is %zu bytes; the limit is %d", len, EVENT_MAX_BYTES);
-		metric_inc(m_refused[via_index(via)]);
+		count_refused(via, res->error);
 		return;
 	}
 	if ((req = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
 		invalid(res, "invalid_json", "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
 		    jerr.column);
-		metric_inc(m_refused[via_index(via)]);
+		count_refused(via, res->error);
 		return;
 	}
 	intake_place(in, user_id, req, via, idem_key, res);

@@ -24,6 +24,7 @@ enum intake_status {
 	INTAKE_INVALID,  /* the request is wrong: error/detail say why, nothing was recorded */
 	INTAKE_INTERNAL, /* our fault (database): nothing was recorded, the client may retry */
 	INTAKE_CONFLICT, /* the idempotency key was used before with another request */
+	INTAKE_LIMITED,  /* the user is over its order limit (intake_limit()): retry_after_s, nothing recorded */
 };
 
 #define IDEMPOTENCY_KEY_MAX 255
@@ -32,7 +33,9 @@ struct intake_result {
 	enum intake_status status;
 	char order_id[NAME_MAX_LEN + 1];
 	int replayed;       /* INTAKE_OK for a repeated idempotency key: nothing new was placed */
-	const char *error;  /* stable code: invalid_json, invalid_field, too_large, idempotency_conflict, internal */
+	const char *error;  /* stable code: invalid_json, invalid_field, too_large, idempotency_conflict,
+	                       too_many_requests, internal */
+	int retry_after_s;  /* INTAKE_LIMITED: when the user may order again */
 	char detail[256];   /* human text naming the field */
 };
 
@@ -60,6 +63,14 @@ void intake_stop(struct intake *in);
 
 /* Stops the intake if it runs and frees it.  NULL is ignored. */
 void intake_free(struct intake *in);
+
+/*
+ * Limits each user to per_user orders a second on average, burst at once,
+ * over both front doors together (per_user <= 0: no limit, the default).
+ * Past it a request is refused with INTAKE_LIMITED before anything else is
+ * looked at.  Call before traffic; later calls change the limit.
+ */
+void intake_limit(struct intake *in, double per_user, double burst);
 
 typedef void (*intake_done)(void *arg, const struct intake_result *res);
 

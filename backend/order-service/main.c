@@ -45,6 +45,7 @@ static struct {
 	const char *token_secret_file, *password_file;
 	long token_ttl_s;
 	long rate_limit, rate_burst;
+	long order_limit, order_burst;
 	const char *web_root, *mqtt_ws_url;
 } cfg;
 
@@ -213,6 +214,11 @@ parse_args(int argc, char **argv)
 		    60, 2592000 },
 		{ "rate-limit", 0, OPT_INT, "PIZZA_HTTP_RATE_LIMIT", "50",
 		    "HTTP requests per second per client address (0: no limit)", &cfg.rate_limit, 0, 1000000 },
+		{ "order-rate-limit", 0, OPT_INT, "PIZZA_ORDER_RATE_LIMIT", "20",
+		    "orders per second one user may place, over MQTT and HTTP together (0: no limit)", &cfg.order_limit, 0,
+		    1000000 },
+		{ "order-rate-burst", 0, OPT_INT, "PIZZA_ORDER_RATE_BURST", "60", "orders one user may place at once",
+		    &cfg.order_burst, 1, 10000000 },
 		{ "rate-burst", 0, OPT_INT, "PIZZA_HTTP_RATE_BURST", "100", "requests a client may send at once",
 		    &cfg.rate_burst, 1, 10000000 },
 		{ "web-root", 0, OPT_STR, "PIZZA_WEB_ROOT", NULL,
@@ -297,6 +303,7 @@ start(struct service *s)
 		fatal("out of memory", NULL);
 	if ((intake = intake_new(s->store, s->outbox, s->allow)) == NULL)
 		fatal("cannot start the intake", NULL);
+	intake_limit(intake, (double)cfg.order_limit, (double)cfg.order_burst);
 	svc_metrics(mq);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog,
 	    s->outbox);
