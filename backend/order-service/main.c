@@ -101,7 +101,8 @@ reply(const struct mq_message *m, const struct intake_result *res)
  * broker has its PUBACK only once the order is recorded), then answered on
  * its response topic.  A request that cannot be answered and is refused is
  * dead-lettered with the reason.  A request the store could not record is
- * answered "internal" and the client retries.
+ * answered "internal" and the client retries; without a response topic it
+ * is left unacknowledged for the broker to deliver again.
  */
 static enum consume_result
 on_request(void *arg, struct consume_msg *c)
@@ -124,6 +125,8 @@ on_request(void *arg, struct consume_msg *c)
 		reply(m, &res);
 		return CONSUME_DONE;
 	}
+	if (res.status == INTAKE_INTERNAL)
+		return CONSUME_RETRY; /* nobody to tell, and a valid request: the broker delivers it again */
 	if (res.status != INTAKE_OK) {
 		snprintf(c->reason, sizeof(c->reason), "%s", res.detail);
 		return CONSUME_INVALID;
