@@ -62,6 +62,7 @@ struct mq {
 	char reason[512];
 	char tls_error[160]; /* the last TLS error OpenSSL reported */
 	int sock;            /* the broker connection's socket, -1 when not known (mq_redeliver) */
+	int dropped;         /* mq_redeliver() shut it down; paho has not noticed yet */
 	int sock_port;       /* its local port, checked before the socket is shut down */
 	/* broker connections the process had before this client (inherited, or another client's) */
 	int foreign_fd[MQ_MAX_SOCKETS], foreign_port[MQ_MAX_SOCKETS], nforeign, nforeign_lost;
@@ -259,6 +260,7 @@ static void
 set_nodelay(struct mq *mq)
 {
 	pthread_mutex_lock(&mq->lock);
+	mq->dropped = 0;
 	mq->nours = 0;
 	mq->sock = mq->sock_port = -1;
 	each_broker_socket(mq, nodelay);
@@ -833,14 +835,20 @@ mq_window_free(struct mq *mq)
 void
 mq_redeliver(struct mq *mq)
 {
-	int sock, port;
+	int sock, port, dropped;
 
 	pthread_mutex_lock(&mq->lock);
 	sock = mq->sock;
 	port = mq->sock_port;
+	dropped = mq->dropped;
 	pthread_mutex_unlock(&mq->lock);
+	if (dropped)
+		return; /* a message read before paho noticed: its PUBACK cannot go out either */
 	/* the port check: the descriptor is still the connection it was at connect time */
 	if (sock >= 0 && port > 0 && local_port(sock) == port && shutdown(sock, SHUT_RDWR) == 0) {
+		pthread_mutex_lock(&mq->lock);
+		mq->dropped = 1;
+		pthread_mutex_unlock(&mq->lock);
 		log_warn("leaving a message unacknowledged; dropping the connection so the broker delivers it again",
 		    "url=%s", LOGQ(mq->url));
 		return;
