@@ -356,6 +356,43 @@ metric_value(const char *page, const char *series)
 	return -1;
 }
 
+/*
+ * The text format's grouping rule: every sample of a family comes after its
+ * TYPE line and before the next family's, and no family appears twice (a
+ * family split in two is read twice by the reference parser, the second
+ * time without its HELP and TYPE).  Fails the test naming the line.
+ */
+static void
+assert_grouped(const char *page)
+{
+	char families[256][96], current[96] = "", name[96];
+	int nfam = 0;
+
+	for (const char *line = page; *line != '\0'; line = strchr(line, '\n') != NULL ? strchr(line, '\n') + 1 : "") {
+		size_t len = strcspn(line, " {\n");
+
+		if (strncmp(line, "# TYPE ", 7) == 0) {
+			snprintf(name, sizeof(name), "%.*s", (int)strcspn(line + 7, " \n"), line + 7);
+			for (int i = 0; i < nfam; i++)
+				if (strcmp(families[i], name) == 0)
+					fail_msg("family %s has a second TYPE line: it is split", name);
+			assert_true(nfam < 256);
+			snprintf(families[nfam++], sizeof(families[0]), "%s", name);
+			snprintf(current, sizeof(current), "%s", name);
+			continue;
+		}
+		if (line[0] == '#' || line[0] == '\n' || line[0] == '\0')
+			continue;
+		/* a sample: its name is the family's, or the family's plus _bucket, _sum or _count */
+		snprintf(name, sizeof(name), "%.*s", (int)len, line);
+		if (current[0] == '\0' || strncmp(name, current, strlen(current)) != 0 ||
+		    (name[strlen(current)] != '\0' && strcmp(name + strlen(current), "_bucket") != 0 &&
+			strcmp(name + strlen(current), "_sum") != 0 && strcmp(name + strlen(current), "_count") != 0))
+			fail_msg("sample '%.*s' is not in its family's group (after # TYPE %s)", (int)strcspn(line, "\n"),
+			    line, current[0] != '\0' ? current : "-");
+	}
+}
+
 static void
 test_metrics_and_health(void **state)
 {
@@ -375,6 +412,7 @@ test_metrics_and_health(void **state)
 
 	/* order-service: the order counted, its latency observed */
 	assert_int_equal(h_http_get(url, &page), 200);
+	assert_grouped(page);
 	assert_true(metric_value(page, "pizza_orders_accepted_total{via=\"mqtt\"}") == before + 1);
 	assert_true(metric_value(page, "pizza_orders_completed_total") >= 1);
 	assert_true(metric_value(page, "pizza_order_ready_seconds_count") >= 1);
@@ -386,14 +424,17 @@ test_metrics_and_health(void **state)
 	/* history, notifier, executor */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", st.history_port);
 	assert_int_equal(h_http_get(url, &page), 200);
+	assert_grouped(page);
 	assert_true(metric_value(page, "pizza_events_consumed_total{topic=\"pizza/orders/placed\"}") >= 1);
 	free(page);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", notifier_metrics);
 	assert_int_equal(h_http_get(url, &page), 200);
+	assert_grouped(page);
 	assert_true(metric_value(page, "pizza_alerts_sent_total") >= 1);
 	free(page);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", exec_metrics);
 	assert_int_equal(h_http_get(url, &page), 200);
+	assert_grouped(page);
 	assert_true(metric_value(page, "pizza_stage_duration_seconds_count{stage=\"oven\"}") >= 0);
 	assert_true(metric_value(page, "pizza_mqtt_reconnects_total") >= 0);
 	free(page);
