@@ -5,20 +5,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
 static const char *log_svc = "pizza";
 static enum log_level log_max = LOG_LEVEL_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static int log_journal; /* stderr is the journal: each line starts with its syslog priority */
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const int level_priorities[] = { 3, 4, 6, 7 }; /* err, warning, info, debug */
+
+/*
+ * 1 when stderr is connected to the journal: systemd sets JOURNAL_STREAM to
+ * its "device:inode" (systemd.exec(5)).  Then "<4>" before a line is its
+ * priority, so `journalctl -p warning` can filter.
+ */
+static int
+stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	return js != NULL && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
+	       (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void
 log_init(const char *svc, enum log_level level)
 {
 	log_svc = svc;
 	log_max = level;
+	log_journal = stderr_is_journal();
 }
 
 void
@@ -67,6 +87,8 @@ log_emit(enum log_level level, const char *msg, const char *errstr, const char *
 	if (kv != NULL)
 		vsnprintf(tail, sizeof(tail), kv, ap);
 	pthread_mutex_lock(&log_lock);
+	if (log_journal)
+		fprintf(stderr, "<%d>", level_priorities[level]);
 	fprintf(stderr, "ts=%s level=%s svc=%s msg=%s%s%s", ts, level_names[level], log_svc, qmsg,
 	    tail[0] != '\0' ? " " : "", tail);
 	if (errstr != NULL)

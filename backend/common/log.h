@@ -17,7 +17,11 @@
 
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
-/* Sets the service name printed as svc= and the highest level printed. */
+/*
+ * Sets the service name printed as svc= and the highest level printed.
+ * When stderr is the systemd journal (JOURNAL_STREAM), each line starts with
+ * its syslog priority ("<4>" for a warning) so journalctl -p can filter.
+ */
 void log_init(const char *svc, enum log_level level);
 /* Raises the level by one step per call (each -v). */
 void log_verbose(void);

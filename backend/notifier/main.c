@@ -219,7 +219,7 @@ main(int argc, char **argv)
 	if ((store = nstore_open(cfg.db_path, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("cannot open the notifier database", "path=%s", LOGQ(cfg.db_path));
 	svc_metrics(mq);
-	m_alerts = metric_counter("pizza_alerts_sent_total", "Pickup alerts queued (one per order)", NULL);
+	m_alerts = metric_counter("pizza_alerts_sent_total", "Pickup alerts sent to the broker: one per order, decided with its record", NULL);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog, store);
 	svc_mq_connect(mq, &cfg.so);
 	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, nstore_probe, store);
