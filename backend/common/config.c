@@ -314,7 +314,9 @@ config_parse(const char *usage, const char *summary, const struct opt *opts, int
 			return CONFIG_EXIT;
 		}
 		if (strcmp(a, "--version") == 0) {
-			printf("%s %s\n", argv[0], PIZZA_VERSION);
+			/* the program's name, not the path it was started by */
+			printf("%s %s\n", strrchr(argv[0], '/') != NULL ? strrchr(argv[0], '/') + 1 : argv[0],
+			    PIZZA_VERSION);
 			return CONFIG_EXIT;
 		}
 		if (strcmp(a, "--config") == 0)
