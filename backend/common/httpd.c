@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,13 +16,39 @@
 
 #include "event.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "util.h"
 
 #define HTTPD_THREADS 4
-#define HTTPD_TIMEOUT_S 10 /* a client silent this long is dropped (slowloris) */
+#define HTTPD_TIMEOUT_S 10 /* a client silent this long is dropped */
+#define HTTPD_REQUEST_BUDGET_MS 10000 /* a whole request (headers and body) must arrive within this */
 #define HTTPD_PER_IP_CONNECTIONS 64
+#define HTTPD_MAX_CONNECTIONS 1000 /* in all (fewer when the descriptor limit is low) */
+#define HTTPD_CONN_SLACK 64 /* libmicrohttpd's own caps sit this far above ours: see conn_started() */
+#define HTTPD_SWEEP_MS 250 /* how often the request budget is checked */
+#define HTTPD_MAX_URL 8192 /* bytes of path and query; 414 past it */
+#define HTTPD_MAX_ARGS 64 /* query arguments; 414 past it */
 #define HTTPD_LIMITER_KEYS 16384 /* client addresses the rate limiter tracks at once */
+
+/* Why a connection was closed early, for the counter and the log. */
+enum shed_reason { SHED_BUDGET, SHED_PER_ADDRESS, SHED_TOTAL, SHED_NREASONS };
+static const char *const shed_names[SHED_NREASONS] = { "request_budget", "per_address", "total" };
+
+/*
+ * One open connection (libmicrohttpd's socket context), from
+ * MHD_CONNECTION_NOTIFY_STARTED to _CLOSED.  Under conn_lock.  "Waiting"
+ * means not busy: receiving a request, or idle between two; since is when
+ * it began to wait, and the request budget runs from there.
+ */
+struct http_conn {
+	struct http_conn *prev, *next;
+	int fd;
+	unsigned char addr[16];
+	int64_t since;
+	int busy; /* a complete request is being answered (the handler, a deferred answer, the response) */
+	int shed; /* shut down by us: libmicrohttpd closes it on its next look */
+};
 
 struct httpd {
 	struct MHD_Daemon *d;
@@ -34,6 +61,18 @@ struct httpd {
 	pthread_mutex_t defer_lock;
 	pthread_cond_t defer_idle;
 	int deferred; /* http_defer() calls not yet matched by http_finish() */
+	/* open connections and their limits (httpd_conn_limits), under conn_lock */
+	pthread_mutex_t conn_lock;
+	pthread_cond_t sweep_wake;
+	pthread_t sweeper;
+	int sweeping, stopping;
+	struct http_conn *conns;
+	int nconns;         /* open and not shed */
+	int per_addr, total; /* our caps (libmicrohttpd refuses only past them + HTTPD_CONN_SLACK) */
+	int per_addr_max, total_max; /* what httpd_start() set: the caps cannot go above */
+	int64_t budget_ms;
+	int shed_unlogged[SHED_NREASONS];
+	int64_t shed_logged_at;
 };
 
 /* Per-request state: the body while it arrives, then a deferred answer. */
@@ -41,6 +80,8 @@ struct http_upload {
 	char *buf;
 	size_t len, cap;
 	int too_large;
+	int started;   /* the handler's first call (the headers) has happened */
+	int uri_refused; /* the URL is over HTTPD_MAX_URL bytes or HTTPD_MAX_ARGS arguments: 414 */
 	struct httpd *h;
 	struct MHD_Connection *conn;
 	/* under h->defer_lock: */
@@ -97,6 +138,219 @@ client_key(struct MHD_Connection *conn, unsigned char key[16])
 		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
 	} else if (sa != NULL && sa->sa_family == AF_INET6)
 		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+}
+
+/* ---- connections: the request budget and the caps ---------------------------------- */
+
+static pthread_once_t shed_metrics_once = PTHREAD_ONCE_INIT;
+static struct metric *shed_metrics[SHED_NREASONS];
+
+static void
+shed_metrics_init(void)
+{
+	for (int i = 0; i < SHED_NREASONS; i++) {
+		char labels[64];
+
+		snprintf(labels, sizeof(labels), "reason=\"%s\"", shed_names[i]);
+		shed_metrics[i] = metric_counter("pizza_http_connections_closed_total",
+		    "HTTP connections closed by the server before their request was complete, by reason", labels);
+	}
+}
+
+/*
+ * Closes c: shutdown() of its socket, which libmicrohttpd sees as the
+ * client going away (it closes the connection and tells conn_closed()).
+ * The descriptor is still libmicrohttpd's and open: it closes it only
+ * after MHD_CONNECTION_NOTIFY_CLOSED, which waits for conn_lock (held).
+ */
+static void
+shed(struct httpd *h, struct http_conn *c, enum shed_reason why)
+{
+	shutdown(c->fd, SHUT_RDWR);
+	c->shed = 1;
+	h->nconns--;
+	h->shed_unlogged[why]++;
+	metric_inc(shed_metrics[why]);
+}
+
+/* The connection that has waited longest, of addr (NULL: of any), other than except; NULL if none waits.  conn_lock held. */
+static struct http_conn *
+longest_waiting(struct httpd *h, const unsigned char *addr, const struct http_conn *except)
+{
+	struct http_conn *best = NULL;
+
+	for (struct http_conn *c = h->conns; c != NULL; c = c->next)
+		if (c != except && !c->busy && !c->shed && (addr == NULL || memcmp(c->addr, addr, 16) == 0) &&
+		    (best == NULL || c->since < best->since))
+			best = c;
+	return best;
+}
+
+/*
+ * A new connection: tracked, and the caps kept.  Past the cap of its
+ * address, or the total, the connection that has waited longest for its
+ * request (of that address, or of any) is closed to make room: a slow or
+ * idle client loses its place, not a new one.  Only when every other
+ * connection is busy being answered is the new one closed instead.
+ * libmicrohttpd's own limits sit HTTPD_CONN_SLACK above ours, so it
+ * accepts the connection that gets here; they only refuse in the moment
+ * before a closed connection is cleaned up.
+ */
+static void
+conn_started(struct httpd *h, struct MHD_Connection *conn, void **socket_context)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct http_conn *c = calloc(1, sizeof(*c)), *v;
+	int same = 0;
+
+	*socket_context = c;
+	if (c == NULL || ci == NULL) {
+		free(c);
+		*socket_context = NULL;
+		return;
+	}
+	c->fd = ci->connect_fd;
+	client_key(conn, c->addr);
+	c->since = mono_ms();
+	pthread_mutex_lock(&h->conn_lock);
+	c->next = h->conns;
+	if (h->conns != NULL)
+		h->conns->prev = c;
+	h->conns = c;
+	h->nconns++;
+	for (struct http_conn *o = h->conns; o != NULL; o = o->next)
+		same += !o->shed && memcmp(o->addr, c->addr, 16) == 0;
+	if (same > h->per_addr)
+		shed(h, (v = longest_waiting(h, c->addr, c)) != NULL ? v : c, SHED_PER_ADDRESS);
+	if (!c->shed && h->nconns > h->total)
+		shed(h, (v = longest_waiting(h, NULL, c)) != NULL ? v : c, SHED_TOTAL);
+	pthread_mutex_unlock(&h->conn_lock);
+}
+
+static void
+conn_closed(struct httpd *h, struct http_conn *c)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&h->conn_lock);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		h->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	if (!c->shed)
+		h->nconns--;
+	pthread_mutex_unlock(&h->conn_lock);
+	free(c);
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context, enum MHD_ConnectionNotificationCode toe)
+{
+	struct httpd *h = cls;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		conn_started(h, conn, socket_context);
+	else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		conn_closed(h, *socket_context);
+		*socket_context = NULL;
+	}
+}
+
+/* Marks conn busy (its request is complete and being answered) or waiting again (its answer is sent). */
+static void
+conn_busy(struct httpd *h, struct MHD_Connection *conn, int busy)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct http_conn *c = ci != NULL ? ci->socket_context : NULL;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&h->conn_lock);
+	if (!busy && c->busy)
+		c->since = mono_ms(); /* the next request's budget starts now */
+	c->busy = busy;
+	pthread_mutex_unlock(&h->conn_lock);
+}
+
+/*
+ * The sweeper: every HTTPD_SWEEP_MS, closes each connection whose request
+ * has not arrived whole within the budget.  libmicrohttpd's timeout only
+ * catches a silent client; this one catches a client that trickles a byte
+ * now and then.  Logs what it and the caps closed, at most every 10 s.
+ */
+static void *
+sweep(void *arg)
+{
+	struct httpd *h = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&h->conn_lock);
+	while (!h->stopping) {
+		int64_t now = mono_ms();
+
+		for (struct http_conn *c = h->conns; c != NULL; c = c->next)
+			if (!c->busy && !c->shed && now - c->since >= h->budget_ms)
+				shed(h, c, SHED_BUDGET);
+		if (now - h->shed_logged_at >= 10000 &&
+		    h->shed_unlogged[SHED_BUDGET] + h->shed_unlogged[SHED_PER_ADDRESS] + h->shed_unlogged[SHED_TOTAL] > 0) {
+			log_warn("closed slow or idle http connections", "port=%d request_budget=%d per_address=%d total=%d open=%d",
+			    h->port, h->shed_unlogged[SHED_BUDGET], h->shed_unlogged[SHED_PER_ADDRESS],
+			    h->shed_unlogged[SHED_TOTAL], h->nconns);
+			memset(h->shed_unlogged, 0, sizeof(h->shed_unlogged));
+			h->shed_logged_at = now;
+		}
+		clock_after_ms(CLOCK_MONOTONIC, HTTPD_SWEEP_MS, &until);
+		pthread_cond_timedwait(&h->sweep_wake, &h->conn_lock, &until);
+	}
+	pthread_mutex_unlock(&h->conn_lock);
+	return NULL;
+}
+
+void
+httpd_conn_limits(struct httpd *h, int per_addr, int total, int budget_ms)
+{
+	pthread_mutex_lock(&h->conn_lock);
+	if (per_addr > 0)
+		h->per_addr = per_addr < h->per_addr_max ? per_addr : h->per_addr_max;
+	if (total > 0)
+		h->total = total < h->total_max ? total : h->total_max;
+	if (budget_ms > 0)
+		h->budget_ms = budget_ms;
+	pthread_mutex_unlock(&h->conn_lock);
+}
+
+/*
+ * Called by libmicrohttpd with the raw URL of each request, before it
+ * parses the query: the request's state starts here, and a URL over the
+ * caps is marked for a 414.  libmicrohttpd 0.9.75 parses the arguments
+ * into the connection's 64 KiB of memory right after this call, and when
+ * they do not fit, the 431 it queues is overwritten by its parser's next
+ * state: the client waits for the idle timeout and gets no answer.  So
+ * past the caps the query is cut here, before it is parsed: uri points
+ * into libmicrohttpd's own writable read buffer (it writes NULs into it
+ * itself while parsing), and a NUL after the '?' leaves no arguments.
+ */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct httpd *h = cls;
+	struct http_upload *u = calloc(1, sizeof(*u));
+	const char *q = strchr(uri, '?');
+	size_t args = 0;
+
+	if (u == NULL)
+		return NULL; /* on_request makes one */
+	u->h = h;
+	u->conn = conn;
+	if (q != NULL && q[1] != '\0')
+		for (const char *p = q; *p != '\0' && args <= HTTPD_MAX_ARGS; p++)
+			args += *p == '&' || p == q;
+	u->uri_refused = args > HTTPD_MAX_ARGS || strlen(uri) > HTTPD_MAX_URL;
+	if (u->uri_refused && q != NULL)
+		((char *)q)[1] = '\0';
+	return u;
 }
 
 const char *
@@ -210,14 +464,20 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 
 	(void)version;
 	if (u == NULL) {
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+		/* on_uri() had no memory */
 		if ((u = calloc(1, sizeof(*u))) == NULL)
 			return MHD_NO;
 		u->h = h;
 		u->conn = conn;
 		*con_cls = u;
-		if (cl != NULL && strtoull(cl, NULL, 10) > h->max_body)
-			u->too_large = 1;
+	}
+	if (!u->started) {
+		/* the headers are in; the body (if any) comes in the next calls */
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+
+		u->started = 1;
+		if (u->uri_refused || (cl != NULL && strtoull(cl, NULL, 10) > h->max_body))
+			u->too_large = 1; /* nothing of the body is kept */
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
@@ -242,9 +502,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		return ret;
 	}
 	pthread_mutex_unlock(&h->defer_lock);
+	/* the request is complete: from here its answer is on us, not on the request budget */
+	conn_busy(h, conn, 1);
 	memset(&resp, 0, sizeof(resp));
 	if ((resp.retry_after = rate_take(h, conn, &rate)) > 0) {
 		http_error(&resp, 429, "too_many_requests", "slow down: at most %.0f requests per second", rate);
+	} else if (u->uri_refused) {
+		http_error(&resp, 414, "uri_too_long", "the URL is over %d bytes or %d query arguments", HTTPD_MAX_URL,
+		    HTTPD_MAX_ARGS);
 	} else if (u->too_large) {
 		http_error(&resp, 413, "too_large", "the request body is over the %zu byte limit", h->max_body);
 	} else {
@@ -327,8 +592,8 @@ on_done(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_Request
 	struct http_upload *u = *con_cls;
 	struct httpd *h = cls;
 
-	(void)conn;
 	(void)toe;
+	conn_busy(h, conn, 0);
 	if (u == NULL)
 		return;
 	*con_cls = NULL;
@@ -346,14 +611,26 @@ on_done(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_Request
 	free(u);
 }
 
+/*
+ * libmicrohttpd's messages.  Those about one client's connection going
+ * away (which every connection the limits close produces, thousands a
+ * second under a slowloris) are debug; the rest are warnings.
+ */
 static void
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	static const char *const per_client[] = { "closed by remote side", "connection closure", "has been disconnected",
+		"connection limit", NULL };
 	char msg[512], q[600];
 
 	(void)cls;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
+	for (int i = 0; per_client[i] != NULL; i++)
+		if (strstr(msg, per_client[i]) != NULL) {
+			log_debug("http server", "detail=%s", log_quote(q, sizeof(q), msg));
+			return;
+		}
 	log_warn("http server", "detail=%s", log_quote(q, sizeof(q), msg));
 }
 
@@ -364,6 +641,7 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	struct sockaddr_in sa;
 	struct httpd *h;
 	const union MHD_DaemonInfo *info;
+	struct rlimit rl;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
@@ -386,20 +664,50 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	}
 	pthread_mutex_init(&h->defer_lock, NULL);
 	pthread_cond_init(&h->defer_idle, NULL);
-	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, (uint16_t)port, NULL, NULL, on_request,
-	    h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTPD_THREADS,
+	pthread_mutex_init(&h->conn_lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&h->sweep_wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	pthread_once(&shed_metrics_once, shed_metrics_init);
+	/* each connection is a descriptor: leave the rest of the process 128 and the slack */
+	h->total_max = HTTPD_MAX_CONNECTIONS;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)(HTTPD_MAX_CONNECTIONS + HTTPD_CONN_SLACK + 128))
+		h->total_max = rl.rlim_cur > HTTPD_CONN_SLACK + 128 + 16 ? (int)rl.rlim_cur - HTTPD_CONN_SLACK - 128 : 16;
+	h->total = h->total_max;
+	h->per_addr = h->per_addr_max = HTTPD_PER_IP_CONNECTIONS;
+	h->budget_ms = HTTPD_REQUEST_BUDGET_MS;
+	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC,
+	    (uint16_t)port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTPD_THREADS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)64 * 1024, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_PER_IP_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_done, h, MHD_OPTION_END);
+	    (size_t)64 * 1024, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(h->total_max + HTTPD_CONN_SLACK),
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(HTTPD_PER_IP_CONNECTIONS + HTTPD_CONN_SLACK / 4),
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_done, h, MHD_OPTION_END);
 	if (h->d == NULL) {
 		snprintf(err, errlen, "cannot listen on %s:%d (port in use?)", bind_addr, port);
 		goto fail;
 	}
 	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
 	h->port = info != NULL ? info->port : port;
+	if (pthread_create(&h->sweeper, NULL, sweep, h) != 0) {
+		snprintf(err, errlen, "cannot start a thread");
+		MHD_stop_daemon(h->d);
+		goto fail;
+	}
+	h->sweeping = 1;
 	return h;
 fail:
 	pthread_mutex_destroy(&h->defer_lock);
 	pthread_cond_destroy(&h->defer_idle);
+	pthread_mutex_destroy(&h->conn_lock);
+	pthread_cond_destroy(&h->sweep_wake);
 	ratelimit_free(h->limiter);
 	free(h);
 	return NULL;
@@ -428,7 +736,13 @@ httpd_stop(struct httpd *h)
 	while (h->deferred > 0 && pthread_cond_timedwait(&h->defer_idle, &h->defer_lock, &until) == 0)
 		;
 	pthread_mutex_unlock(&h->defer_lock);
-	MHD_stop_daemon(h->d);
+	pthread_mutex_lock(&h->conn_lock);
+	h->stopping = 1;
+	pthread_cond_signal(&h->sweep_wake);
+	pthread_mutex_unlock(&h->conn_lock);
+	if (h->sweeping)
+		pthread_join(h->sweeper, NULL);
+	MHD_stop_daemon(h->d); /* closes every connection: conn_closed() frees each */
 	if (listen_fd != MHD_INVALID_SOCKET)
 		close(listen_fd);
 	pthread_mutex_lock(&h->defer_lock);
@@ -441,6 +755,8 @@ httpd_stop(struct httpd *h)
 	}
 	pthread_mutex_destroy(&h->defer_lock);
 	pthread_cond_destroy(&h->defer_idle);
+	pthread_mutex_destroy(&h->conn_lock);
+	pthread_cond_destroy(&h->sweep_wake);
 	ratelimit_free(h->limiter);
 	free(h);
 }

@@ -61,13 +61,33 @@ void http_error(struct http_resp *resp, int status, const char *code, const char
 
 /*
  * Listens on bind_addr:port (port 0 picks one; see httpd_port), with bodies
- * of at most max_body bytes, request line and headers within a 64 KiB
- * connection buffer (431 past it), 64 connections per
- * client address, and a client silent for 10 s disconnected.  Returns NULL
- * with a reason in err.
+ * of at most max_body bytes (413 past it), request line and headers within
+ * a 64 KiB connection buffer (431 past it), a URL of at most 8 KiB and 64
+ * query arguments (414 past either, at once), and the connection limits
+ * of httpd_conn_limits() at their defaults.  Returns NULL with a reason
+ * in err.
  */
 struct httpd *httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handler, void *arg,
     char *err, size_t errlen);
+/*
+ * What keeps slow and idle clients from taking every connection:
+ *   - budget_ms (10,000): a request's headers and body must all arrive
+ *     within it, counted from when the connection became ready for that
+ *     request (opened, or done answering the previous one); past it the
+ *     connection is closed, however steadily the client trickles bytes.
+ *     A client silent for 10 s is closed too.
+ *   - per_addr (64) connections per client address and total (1,000, or
+ *     fewer when the process's descriptor limit is low) in all.  A new
+ *     connection past either closes, to make room, the connection of that
+ *     address (or of any) that has waited longest for its request: slow
+ *     and idle clients lose their place, not new ones.  Only when all are
+ *     busy being answered is the new one closed.
+ * Closed connections are counted in pizza_http_connections_closed_total
+ * {reason="request_budget"|"per_address"|"total"} and logged at most every
+ * 10 s.  Values <= 0 keep the current setting; the caps cannot be raised
+ * above their defaults (tests lower them).
+ */
+void httpd_conn_limits(struct httpd *h, int per_addr, int total, int budget_ms);
 /*
  * Limits each client address to rate requests per second on average with
  * bursts of up to burst (a token bucket); past it the answer is 429 with

@@ -3,8 +3,10 @@
  * on 127.0.0.1 and a port the kernel picks, talked to with libcurl.
  * Routing to the handler, query arguments and headers, the one JSON error
  * shape, response headers, the body limit (413), the per-client rate
- * limit (429), header overflow (431), and answers deferred to another
- * thread (http_defer/http_finish).
+ * limit (429), header overflow (431), the URL caps (414), answers
+ * deferred to another thread (http_defer/http_finish), and the connection
+ * limits: the request budget and the caps per address and in all, which
+ * close slow and idle connections first.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,11 +15,16 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -37,6 +44,8 @@ struct server {
 	int calls; /* handler invocations */
 	pthread_t finisher;
 	int finisher_started;
+	struct http_deferred *held[8]; /* /hold: answered by release_held() */
+	int nheld;
 };
 
 struct later {
@@ -106,6 +115,15 @@ handler(void *arg, const struct http_req *req, struct http_resp *resp)
 		http_json(&r, 201, json_pack("{s:s}", "answered", "at once"));
 		http_finish(d, &r);
 		http_error(resp, 500, "ignored", "a deferred request's own resp is not sent");
+	} else if (strcmp(req->path, "/hold") == 0) {
+		/* deferred until the test releases it: a connection busy being answered */
+		struct http_deferred *d = http_defer(req);
+
+		pthread_mutex_lock(&s->lock);
+		if (d == NULL || s->nheld == 8)
+			abort();
+		s->held[s->nheld++] = d;
+		pthread_mutex_unlock(&s->lock);
 	} else if (strcmp(req->path, "/big") == 0) {
 		resp->status = 200;
 		resp->content_type = "text/plain";
@@ -127,6 +145,33 @@ calls(struct server *s)
 	n = s->calls;
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+static int
+held(struct server *s)
+{
+	int n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->nheld;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+/* Answers every /hold request 200. */
+static void
+release_held(struct server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < s->nheld; i++) {
+		struct http_resp r;
+
+		memset(&r, 0, sizeof(r));
+		http_json(&r, 200, json_pack("{s:b}", "released", 1));
+		http_finish(s->held[i], &r);
+	}
+	s->nheld = 0;
+	pthread_mutex_unlock(&s->lock);
 }
 
 static int
@@ -155,6 +200,7 @@ teardown(void **state)
 
 	if (s->finisher_started)
 		pthread_join(s->finisher, NULL);
+	release_held(s);
 	httpd_stop(s->h);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -220,7 +266,7 @@ request_raw(int port, const char *method, const char *path, const char *body, si
 	struct curl_slist *list = NULL;
 	struct curlbuf buf = { NULL, 0, 4 * 1024 * 1024 };
 	struct upload up = { body, len };
-	char url[512];
+	char url[16384];
 	int64_t t0;
 	CURLcode rc;
 
@@ -729,6 +775,271 @@ test_concurrent_clients(void **state)
 	assert_int_equal(calls(s), 16);
 }
 
+/* ---- the URL caps ----------------------------------------------------------------------- */
+
+/* A path with nargs query arguments "a<i>=1". */
+static char *
+many_args(int nargs)
+{
+	size_t cap = 16 + (size_t)nargs * 12, n;
+	char *url = malloc(cap);
+
+	if (url == NULL)
+		abort();
+	n = (size_t)snprintf(url, cap, "/echo?");
+	for (int i = 0; i < nargs; i++)
+		n += (size_t)snprintf(url + n, cap - n, "%sa%d=1", i > 0 ? "&" : "", i);
+	return url;
+}
+
+/*
+ * 1,200 query arguments overflowed libmicrohttpd's connection memory and
+ * the connection was held 10 s with no answer (issue 14); past 64
+ * arguments or 8 KiB of URL the answer is 414 at once, before the handler.
+ */
+static void
+test_url_caps(void **state)
+{
+	struct server *s = *state;
+	struct reply r;
+	char *url;
+	json_t *o;
+
+	url = many_args(1200);
+	get(s->port, url, &r);
+	expect_error(&r, 414, "uri_too_long");
+	assert_true(r.ms < 1000);
+	reply_free(&r);
+	free(url);
+	/* 65: one too many */
+	url = many_args(65);
+	get(s->port, url, &r);
+	expect_error(&r, 414, "uri_too_long");
+	reply_free(&r);
+	free(url);
+	/* 64: served, every argument readable */
+	url = many_args(64);
+	get(s->port, url, &r);
+	assert_int_equal(r.status, 200);
+	reply_free(&r);
+	free(url);
+	get(s->port, "/echo?a=1&b=2&q=third", &r);
+	o = body_json(&r);
+	assert_string_equal(str(o, "q"), "third");
+	json_decref(o);
+	reply_free(&r);
+	/* a URL over 8 KiB, whatever its arguments */
+	url = malloc(9100);
+	assert_non_null(url);
+	memcpy(url, "/echo?q=", 8);
+	memset(url + 8, 'x', 9000);
+	url[9008] = '\0';
+	get(s->port, url, &r);
+	expect_error(&r, 414, "uri_too_long");
+	reply_free(&r);
+	url[4] = 'o';
+	url[5] = '/'; /* "/echo/xxx...": a long path without a query */
+	get(s->port, url, &r);
+	expect_error(&r, 414, "uri_too_long");
+	reply_free(&r);
+	free(url);
+	/* the handler saw only the two served requests; the server is fine afterwards */
+	assert_int_equal(calls(s), 2);
+	get(s->port, "/echo", &r);
+	assert_int_equal(r.status, 200);
+	reply_free(&r);
+}
+
+/* ---- connection limits ------------------------------------------------------------------ */
+
+/* A TCP connection to port from the loopback address from; fails the test if it cannot. */
+static int
+raw_open(int port, const char *from)
+{
+	struct sockaddr_in a, b;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, from, &a.sin_addr), 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	memset(&b, 0, sizeof(b));
+	b.sin_family = AF_INET;
+	b.sin_port = htons((uint16_t)port);
+	b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&b, sizeof(b)), 0);
+	return fd;
+}
+
+static void
+raw_send(int fd, const char *text)
+{
+	assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
+}
+
+/*
+ * Whether the server closed fd within wait_ms (answers it may have sent
+ * first are read and dropped): 1 closed, 0 still open.
+ */
+static int
+raw_closed(int fd, int wait_ms)
+{
+	int64_t deadline = mono_ms() + wait_ms;
+
+	for (;;) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		int left = (int)(deadline - mono_ms());
+		char b[4096];
+		ssize_t n;
+
+		if (poll(&p, 1, left > 0 ? left : 0) != 1)
+			return 0;
+		if ((n = recv(fd, b, sizeof(b), MSG_DONTWAIT)) <= 0)
+			return 1;
+	}
+}
+
+/* Reads an answer on fd within wait_ms; returns its status (0: none). */
+static int
+raw_status(int fd, int wait_ms)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	char b[4096];
+	ssize_t n;
+	int status = 0;
+
+	if (poll(&p, 1, wait_ms) != 1 || (n = recv(fd, b, sizeof(b) - 1, 0)) <= 0)
+		return 0;
+	b[n] = '\0';
+	sscanf(b, "HTTP/1.1 %d", &status);
+	return status;
+}
+
+/*
+ * A client trickling a header byte every 150 ms is never silent, so the
+ * idle timeout never closes it (the slowloris of issue 14); the request
+ * budget does, whatever the trickle.  The budget runs from when the
+ * connection became ready for the request: a kept-alive connection makes
+ * request after request as long as each arrives within it.
+ */
+static void
+test_request_budget(void **state)
+{
+	struct server *s = *state;
+	int64_t t0;
+	int fd, closed = 0;
+
+	httpd_conn_limits(s->h, 0, 0, 800);
+	fd = raw_open(s->port, "127.0.0.1");
+	t0 = mono_ms();
+	raw_send(fd, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+	while (mono_ms() - t0 < 3000 && !(closed = raw_closed(fd, 150)))
+		if (send(fd, "x", 1, MSG_NOSIGNAL) != 1)
+			break;
+	t0 = mono_ms() - t0;
+	close(fd);
+	if (t0 < 750 || t0 > 1500)
+		fail_msg("the trickling connection was closed after %lld ms, want the 800 ms budget", (long long)t0);
+	assert_int_equal(calls(s), 0);
+
+	/* request after request, each within the budget of the previous answer, over 3 budgets in all */
+	fd = raw_open(s->port, "127.0.0.1");
+	for (int i = 0; i < 4; i++) {
+		if (i > 0)
+			sleep_ms(600);
+		raw_send(fd, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+		assert_int_equal(raw_status(fd, 2000), 200);
+	}
+	/* then idle: closed once the budget since the last answer is over */
+	assert_true(raw_closed(fd, 1500));
+	close(fd);
+	assert_int_equal(calls(s), 4);
+}
+
+/*
+ * An address at its cap: a new connection from it closes the one of that
+ * address that has waited longest (idle or slow), and is served; another
+ * address is untouched.  When all of the address's connections are busy
+ * being answered, the new one is closed instead.
+ */
+static void
+test_address_cap_sheds_longest_waiting(void **state)
+{
+	struct server *s = *state;
+	struct reply r;
+	int idle[4], other, busy[4], extra;
+
+	httpd_conn_limits(s->h, 4, 0, 0);
+	other = raw_open(s->port, "127.0.0.3");
+	for (int i = 0; i < 4; i++) {
+		idle[i] = raw_open(s->port, "127.0.0.2");
+		sleep_ms(20);
+	}
+	raw_send(idle[3], "GET /echo HTTP/1.1\r\nHost: x\r\n"); /* slow: headers not finished */
+	sleep_ms(100);
+	source_addr = "host!127.0.0.2";
+	get(s->port, "/echo", &r);
+	source_addr = NULL;
+	assert_int_equal(r.status, 200);
+	reply_free(&r);
+	/* the oldest went, the others stay, and so does the other address's */
+	assert_true(raw_closed(idle[0], 500));
+	for (int i = 1; i < 4; i++)
+		assert_false(raw_closed(idle[i], 0));
+	assert_false(raw_closed(other, 0));
+	for (int i = 0; i < 4; i++)
+		close(idle[i]);
+	close(other);
+	sleep_ms(100);
+
+	/* four connections of 127.0.0.4 with requests being answered: a fifth is the one closed */
+	for (int i = 0; i < 4; i++) {
+		busy[i] = raw_open(s->port, "127.0.0.4");
+		raw_send(busy[i], "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+	}
+	for (int64_t t0 = mono_ms(); held(s) < 4 && mono_ms() - t0 < 2000;)
+		sleep_ms(10);
+	assert_int_equal(held(s), 4);
+	extra = raw_open(s->port, "127.0.0.4");
+	raw_send(extra, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(raw_closed(extra, 1000));
+	close(extra);
+	release_held(s);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(raw_status(busy[i], 2000), 200);
+		close(busy[i]);
+	}
+}
+
+/* Past the total cap, the connection that has waited longest, of any address, makes room. */
+static void
+test_total_cap_sheds_longest_waiting(void **state)
+{
+	struct server *s = *state;
+	struct reply r;
+	int fd[6];
+	char from[32];
+
+	httpd_conn_limits(s->h, 0, 6, 0);
+	for (int i = 0; i < 6; i++) {
+		snprintf(from, sizeof(from), "127.0.0.%d", 10 + i);
+		fd[i] = raw_open(s->port, from);
+		sleep_ms(20);
+	}
+	sleep_ms(100);
+	source_addr = "host!127.0.0.20";
+	get(s->port, "/echo", &r);
+	source_addr = NULL;
+	assert_int_equal(r.status, 200);
+	reply_free(&r);
+	assert_true(raw_closed(fd[0], 500));
+	for (int i = 1; i < 6; i++)
+		assert_false(raw_closed(fd[i], 0));
+	for (int i = 0; i < 6; i++)
+		close(fd[i]);
+}
+
 int
 main(void)
 {
@@ -745,6 +1056,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rate_limit_refills, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deferred_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_url_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_address_cap_sheds_longest_waiting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_total_cap_sheds_longest_waiting, setup, teardown),
 	};
 	int rc;
 
