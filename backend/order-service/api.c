@@ -6,10 +6,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
-#include "curlbuf.h"
+#include "forward.h"
 #include "log.h"
 #include "menu.h"
 #include "svc.h"
@@ -21,75 +20,153 @@
 static const char *const service_accounts[] = { "order-service", "order-executor", "order-history", "notifier",
 	"admin", NULL };
 
+/* A read on its way to order-history: what its answer needs. */
+struct read_fwd {
+	struct http_deferred *d;
+	char owner[NAME_MAX_LEN + 1]; /* "": the list of the caller, already checked */
+	char order_id[NAME_MAX_LEN + 1];
+};
+
 /*
- * Forwards a GET to order-history and relays its status and body.  When
- * owner is not NULL, a 200 whose "user_id" is not owner becomes a 404: a
- * user cannot even learn that another user's order exists.
+ * The answer to a forwarded read from order-history's (status 0: none
+ * came; body is taken over).  A 200 for an order whose "user_id" is not
+ * owner becomes a 404: a user cannot even learn that another user's order
+ * exists.
  */
 static void
-forward(struct api *api, const struct http_req *req, struct http_resp *resp, const char *owner)
+history_answer(const struct read_fwd *r, long status, char *body, struct http_resp *resp)
 {
-	char url[1024];
-	const char *q;
-	struct curlbuf b = { NULL, 0, 4 * 1024 * 1024 };
-	CURL *c;
-	CURLcode cr;
-	long status = 0;
-	char *limit = NULL, *before = NULL;
-
-	if ((c = curl_easy_init()) == NULL) {
-		http_error(resp, 503, "unavailable", "the order history cannot be reached");
-		return;
-	}
-	/* only the query arguments the history knows, re-encoded */
-	if ((q = http_query(req, "limit")) != NULL)
-		limit = curl_easy_escape(c, q, 0);
-	if ((q = http_query(req, "before")) != NULL)
-		before = curl_easy_escape(c, q, 0);
-	{
-		size_t n = (size_t)snprintf(url, sizeof(url), "%s%s", api->history_url, req->path);
-		char sep = '?';
-
-		if (limit != NULL && n < sizeof(url)) {
-			n += (size_t)snprintf(url + n, sizeof(url) - n, "%climit=%s", sep, limit);
-			sep = '&';
-		}
-		if (before != NULL && n < sizeof(url))
-			snprintf(url + n, sizeof(url) - n, "%cbefore=%s", sep, before);
-	}
-	curl_free(limit);
-	curl_free(before);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curlbuf_sink);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	cr = curl_easy_perform(c);
-	if (cr == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	if (cr != CURLE_OK || status == 0) {
-		log_warn("order history unreachable", "url=%s err=%s", LOGQ(api->history_url), LOGQ(curl_easy_strerror(cr)));
-		free(b.p);
+	if (status == 0) {
+		free(body);
 		http_error(resp, 503, "unavailable", "the order history is not answering; try again shortly");
 		resp->retry_after = 2;
 		return;
 	}
-	if (owner != NULL && status == 200) {
-		json_t *o = json_loads(b.p != NULL ? b.p : "", 0, NULL);
+	if (status == 401) {
+		/* not the client's fault: the two services do not share the same history secret */
+		log_error("order history refused our history secret; check --history-secret-file on both", NULL);
+		free(body);
+		http_error(resp, 503, "unavailable", "the order history cannot be read; try again later");
+		resp->retry_after = 10;
+		return;
+	}
+	if (r->owner[0] != '\0' && status == 200) {
+		json_t *o = json_loads(body != NULL ? body : "", 0, NULL);
 		const char *u = json_string_value(json_object_get(o, "user_id"));
-		int mine = u != NULL && strcmp(u, owner) == 0;
+		int mine = u != NULL && strcmp(u, r->owner) == 0;
 
 		json_decref(o);
 		if (!mine) {
-			free(b.p);
-			http_error(resp, 404, "not_found", "no order %s", req->path + strlen("/v1/orders/"));
+			free(body);
+			http_error(resp, 404, "not_found", "no order %s", r->order_id);
 			return;
 		}
 	}
 	resp->status = (int)status;
-	resp->body = b.p != NULL ? b.p : strdup("");
+	resp->body = body != NULL ? body : strdup("");
+}
+
+/* forward_get()'s callback, on the forwarder's thread: the deferred answer. */
+static void
+forwarded(void *arg, long status, char *body)
+{
+	struct read_fwd *r = arg;
+	struct http_resp resp;
+
+	memset(&resp, 0, sizeof(resp));
+	history_answer(r, status, body, &resp);
+	http_finish(r->d, &resp);
+	free(r);
+}
+
+/* Appends query argument name=value (percent-encoded) to buf of n bytes holding *len; 0, or -1 if it did not fit. */
+static int
+query_append(char *buf, size_t n, size_t *len, const char *name, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int w = snprintf(buf + *len, n - *len, "%c%s=", strchr(buf, '?') != NULL ? '&' : '?', name);
+
+	if (w < 0 || (size_t)w >= n - *len)
+		return -1;
+	*len += (size_t)w;
+	for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+		int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    strchr("-._~", *p) != NULL;
+
+		if (*len + (plain ? 1 : 3) >= n)
+			return -1;
+		if (plain)
+			buf[(*len)++] = (char)*p;
+		else {
+			buf[(*len)++] = '%';
+			buf[(*len)++] = hex[*p >> 4];
+			buf[(*len)++] = hex[*p & 15];
+		}
+	}
+	buf[*len] = '\0';
+	return 0;
+}
+
+/*
+ * Forwards a GET to order-history and relays its status and body, off
+ * this thread (forward.h): the request is deferred and answered when
+ * order-history's answer comes, or at once with 503 and Retry-After when
+ * too many forwards are in flight or order-history is known not to answer.
+ * owner (may be NULL) and order_id as for history_answer().
+ */
+static void
+forward(struct api *api, const struct http_req *req, struct http_resp *resp, const char *owner, const char *order_id)
+{
+	char pq[1024];
+	size_t n;
+	const char *q;
+	struct read_fwd *r;
+	struct http_resp now;
+	int retry = 1;
+	enum forward_result fr;
+
+	/* the path is a checked id path; only the query arguments the history knows, re-encoded */
+	n = (size_t)snprintf(pq, sizeof(pq), "%s", req->path);
+	if (n >= sizeof(pq) || ((q = http_query(req, "limit")) != NULL && query_append(pq, sizeof(pq), &n, "limit", q) != 0) ||
+	    ((q = http_query(req, "before")) != NULL && query_append(pq, sizeof(pq), &n, "before", q) != 0)) {
+		http_error(resp, 400, "invalid_query", "limit must be a whole number from 1 to 100, before an order id");
+		return;
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL || (r->d = http_defer(req)) == NULL) {
+		free(r);
+		http_error(resp, 503, "unavailable", "the order history cannot be reached");
+		resp->retry_after = 1;
+		return;
+	}
+	str_copy(r->owner, sizeof(r->owner), owner != NULL ? owner : "");
+	str_copy(r->order_id, sizeof(r->order_id), order_id != NULL ? order_id : "");
+	if ((fr = forward_get(api->forwarder, pq, forwarded, r, &retry)) == FORWARD_QUEUED)
+		return; /* forwarded() answers */
+	/* deferred already: answered at once through http_finish() */
+	memset(&now, 0, sizeof(now));
+	if (fr == FORWARD_BUSY)
+		http_error(&now, 503, "unavailable", "too many reads of the order history at once; try again shortly");
+	else if (fr == FORWARD_DOWN)
+		http_error(&now, 503, "unavailable", "the order history is not answering; try again shortly");
+	else
+		http_error(&now, 503, "unavailable", "the order history cannot be reached");
+	now.retry_after = retry;
+	http_finish(r->d, &now);
+	free(r);
+}
+
+int
+api_start(struct api *api)
+{
+	api->forwarder = forward_start(api->history_url, api->history_secret, &forward_default_policy);
+	return api->forwarder != NULL ? 0 : -1;
+}
+
+void
+api_stop(struct api *api)
+{
+	forward_stop(api->forwarder);
+	api->forwarder = NULL;
 }
 
 /*
@@ -304,13 +381,13 @@ api_handle(void *arg, const struct http_req *req, struct http_resp *resp)
 		if (!get)
 			allow = "GET, HEAD";
 		else if (authenticate(api, req, resp, user) == 0)
-			forward(api, req, resp, user);
+			forward(api, req, resp, user, id);
 	} else if (id_path(req->path, "/v1/users/", "/orders", id)) {
 		if (!get)
 			allow = "GET, HEAD";
 		else if (authenticate(api, req, resp, user) == 0) {
 			if (strcmp(id, user) == 0)
-				forward(api, req, resp, NULL);
+				forward(api, req, resp, NULL, NULL);
 			else
 				http_error(resp, 404, "not_found", "no such resource: %s", req->path);
 		}

@@ -12,7 +12,8 @@
  * user sees and places only their own orders: another user's order is 404,
  * as if it did not exist.  Orders go through intake_place(), the same path
  * as MQTT orders.  The read endpoints are forwarded to order-history, which
- * owns the history.
+ * owns the history, without holding a web thread (forward.h): a hung
+ * order-history costs reads a fast 503, never orders.
  */
 #ifndef PIZZA_API_H
 #define PIZZA_API_H
@@ -22,6 +23,7 @@
 
 #define API_MAX_BODY (16 * 1024) /* bytes; larger bodies get 413 */
 
+struct forwarder;
 struct mq;
 struct order_store;
 
@@ -30,10 +32,22 @@ struct api {
 	struct mq *mq;             /* for /healthz */
 	struct order_store *store; /* for /healthz (ostore_probe()) */
 	const char *history_url;   /* e.g. http://127.0.0.1:8081 */
+	const char *history_secret; /* order-history's read API wants it (Authorization: Bearer) */
 	const char *token_secret;  /* signs and checks bearer tokens */
 	const char *password_file; /* mosquitto's password file, for /v1/login; NULL: no login */
 	long token_ttl_s;
+	struct forwarder *forwarder; /* api_start() */
 };
+
+/*
+ * Starts what the read endpoints need besides the HTTP server: the
+ * forwarder to order-history (forward.h), from history_url and
+ * history_secret.  Call before httpd_start().  Returns 0, or -1 out of
+ * memory or threads.
+ */
+int api_start(struct api *api);
+/* Stops the forwarder; reads still in flight are answered 503.  Call after httpd_stop(). */
+void api_stop(struct api *api);
 
 /* The http_handler for the API; arg is a struct api. */
 void api_handle(void *arg, const struct http_req *req, struct http_resp *resp);

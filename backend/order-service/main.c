@@ -274,6 +274,8 @@ http_start(struct service *s)
 	s->api.password_file = cfg.password_file;
 	s->api.token_ttl_s = cfg.token_ttl_s;
 	web_init(cfg.web_root, cfg.mqtt_ws_url);
+	if (api_start(&s->api) != 0)
+		fatal("cannot start the forwarder to order-history", NULL);
 	s->http = httpd_start(cfg.http_bind, (int)cfg.http_port, API_MAX_BODY, api_handle, &s->api, err, sizeof(err));
 	if (s->http == NULL)
 		fatal("cannot start the HTTP API", "err=%s", LOGQ(err));
@@ -341,6 +343,7 @@ static void
 stop(struct service *s)
 {
 	httpd_stop(s->http);
+	api_stop(&s->api); /* after the server, which waited for the forwards in flight */
 	/* after the HTTP server (whose requests may still be queued), before the broker goes */
 	intake_stop(intake);
 	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(s->outbox));
