@@ -2,19 +2,24 @@
  * order-history - a fanout consumer.  Plain subscriptions to
  * pizza/orders/placed, every status topic and pizza/orders/callbacks (the
  * rows[] table below); keeps each user's orders and every status with its
- * time in its store (store.c), and answers the read API.  Each event is
- * stored before its message is acknowledged, and stored once.
+ * time in its store (store.c), and answers the read API for order-service
+ * (which sends the history secret).  Each event is stored before its
+ * message is acknowledged, and stored once.
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <stdlib.h>
+
+#include <openssl/crypto.h>
 
 #include "consume.h"
 #include "httpd.h"
 #include "event.h"
 #include "log.h"
 #include "mq.h"
+#include "sign.h"
 #include "store.h"
 #include "svc.h"
 #include "topic.h"
@@ -27,10 +32,12 @@ static struct {
 	const char *db_path;
 	long http_port;
 	const char *http_bind;
+	const char *history_secret_file;
 } cfg;
 
 static struct mq *mq;
 static struct history_store *store;
+static char *history_secret; /* the read API wants it: order-service is its only client */
 
 /* Every event this service consumes goes the same way: stored once, or left for the broker to deliver again. */
 static enum consume_result
@@ -69,7 +76,29 @@ path_id(const char *path, const char *prefix, const char *suffix, char *id)
 	return name_valid(id) ? 0 : -1;
 }
 
-/* GET /v1/orders/<id> and GET /v1/users/<id>/orders?limit=&before= */
+/*
+ * 1 when req carries "Authorization: Bearer <history secret>".  Compared
+ * in constant time, whatever the lengths: HMACs of both under the secret.
+ */
+static int
+authorized(const struct http_req *req)
+{
+	const char *h = http_header(req, "Authorization");
+	char want[65], got[65];
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return 0;
+	if (sign_hmac_sha256_hex(history_secret, history_secret, strlen(history_secret), NULL, 0, want) != 0 ||
+	    sign_hmac_sha256_hex(history_secret, h + 7, strlen(h + 7), NULL, 0, got) != 0)
+		return 0;
+	return CRYPTO_memcmp(want, got, 64) == 0;
+}
+
+/*
+ * GET /v1/orders/<id> and GET /v1/users/<id>/orders?limit=&before=, for
+ * order-service only (the history secret); /metrics and /healthz for
+ * anyone.
+ */
 static void
 on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 {
@@ -80,6 +109,12 @@ on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 	(void)arg;
 	if (strcmp(req->method, "GET") == 0 && svc_ops_handle(req, resp, mq, hstore_probe, store))
 		return;
+	if (!authorized(req)) {
+		http_error(resp, 401, "unauthorized",
+		    "this API is order-service's: send Authorization: Bearer <history secret>");
+		resp->www_authenticate = "Bearer realm=\"order-history\"";
+		return;
+	}
 	if (!is_order && !is_user) {
 		http_error(resp, 404, "not_found", "no such resource: %s %s", req->method, req->path);
 		return;
@@ -144,14 +179,27 @@ main(int argc, char **argv)
 		    &cfg.http_port, 0, 65535 },
 		{ "http-bind", 0, OPT_STR, "PIZZA_HISTORY_HTTP_BIND", "127.0.0.1", "address the read API listens on",
 		    &cfg.http_bind, 0, 0 },
+		{ "history-secret-file", 0, OPT_STR, "PIZZA_HISTORY_SECRET_FILE", NULL,
+		    "file with the secret the read API wants from order-service (or set PIZZA_HISTORY_SECRET)",
+		    &cfg.history_secret_file, 0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
+	const char *env;
 	struct httpd *http = NULL;
 	struct consumer *consumer;
 	char err[256];
 
 	svc_parse(SVC, "Fanout consumer: keeps every user's orders and their timelines.", opts, &cfg.so, argc, argv);
 	svc_signals();
+	if (cfg.history_secret_file != NULL) {
+		if ((history_secret = file_read_small(cfg.history_secret_file, 4096)) == NULL)
+			fatal("cannot read the history secret file", "path=%s", LOGQ(cfg.history_secret_file));
+	} else if ((env = getenv("PIZZA_HISTORY_SECRET")) != NULL && env[0] != '\0')
+		history_secret = strdup(env);
+	if (cfg.http_port > 0 && (history_secret == NULL || strlen(history_secret) < 16))
+		fatal("the read API needs a history secret of at least 16 characters, the same as order-service's: set "
+		      "--history-secret-file or PIZZA_HISTORY_SECRET (or --http-port 0)",
+		    NULL);
 	if ((store = hstore_open(cfg.db_path)) == NULL)
 		fatal("cannot open the history database", "path=%s", LOGQ(cfg.db_path));
 	if ((consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
@@ -175,5 +223,6 @@ main(int argc, char **argv)
 	mq_free(mq);
 	consume_free(consumer);
 	hstore_close(store);
+	free(history_secret);
 	return 0;
 }

@@ -42,7 +42,7 @@ static struct {
 	long idempotency_ttl_h;
 	long accept_deadline_ms, stage_deadline_ms;
 	const char *callback_allow;
-	const char *token_secret_file, *password_file;
+	const char *token_secret_file, *password_file, *history_secret_file;
 	long token_ttl_s;
 	long rate_limit, rate_burst;
 	long order_limit, order_burst;
@@ -172,7 +172,7 @@ backlog(void *arg)
 /* Everything main() starts, in the order it starts them; stop() undoes them in reverse. */
 struct service {
 	struct allowlist *allow;
-	char *token_secret;
+	char *token_secret, *history_secret;
 	struct order_store *store;
 	struct consumer *consumer;
 	struct outbox *outbox;
@@ -211,6 +211,9 @@ parse_args(int argc, char **argv)
 		{ "token-secret-file", 0, OPT_STR, "PIZZA_TOKEN_SECRET_FILE", NULL,
 		    "file with the secret that signs HTTP bearer tokens (or set PIZZA_TOKEN_SECRET)",
 		    &cfg.token_secret_file, 0, 0 },
+		{ "history-secret-file", 0, OPT_STR, "PIZZA_HISTORY_SECRET_FILE", NULL,
+		    "file with the secret order-history's read API wants (or set PIZZA_HISTORY_SECRET)",
+		    &cfg.history_secret_file, 0, 0 },
 		{ "password-file", 0, OPT_STR, "PIZZA_PASSWORD_FILE", NULL,
 		    "mosquitto password file that POST /v1/login checks (none: no login)", &cfg.password_file, 0, 0 },
 		{ "token-ttl", 0, OPT_INT, "PIZZA_TOKEN_TTL_S", "43200", "seconds a login token is valid", &cfg.token_ttl_s,
@@ -237,24 +240,23 @@ parse_args(int argc, char **argv)
 }
 
 /*
- * The secret that signs bearer tokens, from --token-secret-file or
- * PIZZA_TOKEN_SECRET: a new string, or NULL when none is set.  Exits when
- * the HTTP API is on without a usable one.
+ * A secret from file (an option) or the environment variable env: a new
+ * string, or NULL when none is set.  Exits when the HTTP API is on without
+ * a usable one (what names the option and variable in the message).
  */
 static char *
-token_secret_read(void)
+secret_read(const char *file, const char *env, const char *what)
 {
 	char *secret = NULL;
-	const char *env;
+	const char *v;
 
-	if (cfg.token_secret_file != NULL) {
-		if ((secret = file_read_small(cfg.token_secret_file, 4096)) == NULL)
-			fatal("cannot read the token secret file", "path=%s", LOGQ(cfg.token_secret_file));
-	} else if ((env = getenv("PIZZA_TOKEN_SECRET")) != NULL && env[0] != '\0')
-		secret = strdup(env);
+	if (file != NULL) {
+		if ((secret = file_read_small(file, 4096)) == NULL)
+			fatal("cannot read a secret file", "path=%s", LOGQ(file));
+	} else if ((v = getenv(env)) != NULL && v[0] != '\0')
+		secret = strdup(v);
 	if (cfg.http_port > 0 && (secret == NULL || strlen(secret) < 16))
-		fatal("the HTTP API needs a token secret of at least 16 characters: set PIZZA_TOKEN_SECRET or "
-		      "--token-secret-file (or --http-port 0)", NULL);
+		fatal("the HTTP API needs a secret of at least 16 characters (or --http-port 0)", "set=%s", LOGQ(what));
 	return secret;
 }
 
@@ -270,6 +272,7 @@ http_start(struct service *s)
 	s->api.mq = mq;
 	s->api.store = s->store;
 	s->api.history_url = cfg.history_url;
+	s->api.history_secret = s->history_secret;
 	s->api.token_secret = s->token_secret;
 	s->api.password_file = cfg.password_file;
 	s->api.token_ttl_s = cfg.token_ttl_s;
@@ -295,7 +298,10 @@ start(struct service *s)
 		fprintf(stderr, "%s: --callback-allow: %s\n", SVC, err);
 		exit(2);
 	}
-	s->token_secret = token_secret_read();
+	s->token_secret = secret_read(cfg.token_secret_file, "PIZZA_TOKEN_SECRET",
+	    "--token-secret-file or PIZZA_TOKEN_SECRET (signs bearer tokens)");
+	s->history_secret = secret_read(cfg.history_secret_file, "PIZZA_HISTORY_SECRET",
+	    "--history-secret-file or PIZZA_HISTORY_SECRET (order-history's, for the reads)");
 	if ((s->store = ostore_open(cfg.db_path)) == NULL)
 		fatal("cannot open the order database", "path=%s", LOGQ(cfg.db_path));
 	if ((s->consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
@@ -357,6 +363,7 @@ stop(struct service *s)
 	ostore_close(s->store);
 	allowlist_free(s->allow);
 	free(s->token_secret);
+	free(s->history_secret);
 	curl_global_cleanup();
 }
 

@@ -211,10 +211,11 @@ examples_cover() {
 	[ -z "$missing" ] || { echo "  not in examples/$s.conf:$missing"; return 1; }
 }
 check "examples/order-service.conf misses options" \
-	examples_cover order-service db mqtt-password-file token-secret-file password-file
+	examples_cover order-service db mqtt-password-file token-secret-file password-file history-secret-file
 check "examples/order-executor.conf misses options" \
 	examples_cover order-executor id client-id metrics-port mqtt-password-file
-check "examples/order-history.conf misses options" examples_cover order-history db mqtt-password-file
+check "examples/order-history.conf misses options" examples_cover order-history db mqtt-password-file \
+	history-secret-file
 check "examples/notifier.conf misses options" examples_cover notifier db mqtt-password-file callback-secret-file
 check "mosquitto/mosquitto.conf differs from broker-config/production/mosquitto.conf" \
 	cmp -s broker-config/production/mosquitto.conf "$DOC/mosquitto/mosquitto.conf"

@@ -407,6 +407,7 @@ int
 h_service(struct stack *s, const char *name, const char *bin, ...)
 {
 	char path[600], url[64], pass[600], db[600], http[16], hist[64], cbsecret[600], toksecret[600], passwd[600];
+	char histsecret[600];
 	char *argv[32];
 	int argc = 0, idx;
 	struct h_proc *p;
@@ -429,6 +430,7 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 	snprintf(cbsecret, sizeof(cbsecret), "%s/secrets/callback.secret", s->dir);
 	snprintf(toksecret, sizeof(toksecret), "%s/secrets/token.secret", s->dir);
 	snprintf(passwd, sizeof(passwd), "%s/passwd", s->dir);
+	snprintf(histsecret, sizeof(histsecret), "%s/secrets/history.secret", s->dir);
 	argv[argc++] = path;
 	argv[argc++] = (char *)"--mqtt-url";
 	argv[argc++] = url;
@@ -451,6 +453,8 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 		argv[argc++] = toksecret;
 		argv[argc++] = (char *)"--password-file";
 		argv[argc++] = passwd;
+		argv[argc++] = (char *)"--history-secret-file";
+		argv[argc++] = histsecret;
 	} else if (strcmp(bin, "notifier") == 0) {
 		snprintf(hist, sizeof(hist), "%s", "--callback-secret-file");
 		argv[argc++] = hist;
@@ -459,6 +463,8 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 		snprintf(http, sizeof(http), "%d", s->history_port);
 		argv[argc++] = (char *)"--http-port";
 		argv[argc++] = http;
+		argv[argc++] = (char *)"--history-secret-file";
+		argv[argc++] = histsecret;
 	}
 	va_start(ap, bin);
 	while ((a = va_arg(ap, const char *)) != NULL && argc < 31)

@@ -86,17 +86,23 @@ fill_disk(void)
 	close(fd);
 }
 
-/* 1 when order-history's read API shows the order ready with its five stages. */
+/* 1 when order-history's read API (asked with the history secret) shows the order ready with its five stages. */
 static int
 history_ready(const char *id)
 {
-	char url[128], *body = NULL;
+	char url[128], path[600], auth[300], *secret;
+	const char *hdrs[] = { auth, NULL };
+	struct h_reply r;
 	int ok;
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/orders/%s", st.history_port, id);
-	ok = h_http_get(url, &body) == 200 && strstr(body, "\"status\":\"ready\"") != NULL &&
-	     strstr(body, "\"seq\":5") != NULL;
-	free(body);
+	snprintf(path, sizeof(path), "%s/secrets/history.secret", st.dir);
+	secret = file_read_small(path, 200);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", secret != NULL ? secret : "");
+	free(secret);
+	ok = h_http("GET", url, hdrs, NULL, &r) == 200 && strstr(r.body, "\"status\":\"ready\"") != NULL &&
+	     strstr(r.body, "\"seq\":5") != NULL;
+	h_reply_free(&r);
 	return ok;
 }
 
