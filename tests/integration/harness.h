@@ -10,6 +10,7 @@
 #ifndef PIZZA_HARNESS_H
 #define PIZZA_HARNESS_H
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -167,5 +168,20 @@ int64_t h_sql_int(struct stack *s, const char *db, const char *sql, const char *
 
 /* Waits ms milliseconds. */
 void h_sleep(int ms);
+
+/* A listening TCP socket of a process, from /proc (nothing is sent to it). */
+struct h_listen {
+	char addr[INET6_ADDRSTRLEN]; /* its local address: "127.0.0.1", "::", "::ffff:127.0.0.1" */
+	int port;
+	int loopback; /* 1 for 127.0.0.1, ::1 and ::ffff:127.0.0.1 only */
+};
+
+/*
+ * The listening TCP sockets (IPv4 and IPv6) of process pid, from its file
+ * descriptors and /proc/<pid>/net/tcp{,6}: fills out[] (at most n).
+ * Returns how many it has (more than n when out was too small), or -1 if
+ * the process's descriptors cannot be read.
+ */
+int h_listening(pid_t pid, struct h_listen *out, int n);
 
 #endif
