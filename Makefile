@@ -260,11 +260,16 @@ demo: all web-deps
 	  PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
 	  BUILD=$(BUILD) ./broker-config/stack demo
 
-# Every message on pizza/# live, as the read-only admin account of make run's broker.
+# Every message on pizza/# live, as the read-only admin account of make run's
+# broker: on the port make run wrote to the run folder's env (it may have had
+# to choose another), unless PIZZA_MQTT_PORT is given.
 watch:
-	@test -s $(or $(PIZZA_RUN_DIR),run)/secrets/admin.pass || { echo "no run folder yet: start 'make run' first"; exit 1; }
-	@echo "watching pizza/# on 127.0.0.1:$(PIZZA_MQTT_PORT) as admin (Ctrl-C stops)"
-	@mosquitto_sub -h 127.0.0.1 -p $(PIZZA_MQTT_PORT) -u admin -P "$$(cat $(or $(PIZZA_RUN_DIR),run)/secrets/admin.pass)" \
+	@run=$(or $(PIZZA_RUN_DIR),run); port=$(if $(filter file,$(origin PIZZA_MQTT_PORT)),,$(PIZZA_MQTT_PORT)); \
+	test -s "$$run/secrets/admin.pass" || { echo "no run folder yet: start 'make run' first"; exit 1; }; \
+	if [ -z "$$port" ] && [ -r "$$run/env" ]; then port=$$(sed -n 's/^PIZZA_MQTT_PORT=\([0-9]*\)$$/\1/p' "$$run/env"); fi; \
+	port=$${port:-1883}; \
+	echo "watching pizza/# on 127.0.0.1:$$port as admin (Ctrl-C stops)"; \
+	exec mosquitto_sub -h 127.0.0.1 -p "$$port" -u admin -P "$$(cat "$$run/secrets/admin.pass")" \
 	  -V mqttv5 -t 'pizza/#' -v -F '%I %t %p'
 
 # A local CA and certificates for the TLS listener (make run makes them too).

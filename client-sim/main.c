@@ -28,6 +28,7 @@
 #include "log.h"
 #include "menu.h"
 #include "mq.h"
+#include "runenv.h"
 #include "svc.h"
 #include "topic.h"
 #include "util.h"
@@ -773,6 +774,7 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	runenv_load(); /* the ports of a running make run, unless set */
 
 	if (argc < 2) {
 		usage(stderr);
