@@ -298,12 +298,14 @@ test_record_attempts(void **state)
 	static const char ann[] = "{\"type\":\"CallbackDelivery\"}";
 	struct nstore_msg announce = { "pizza/orders/callbacks", ann, sizeof(ann) - 1, 1, 0 };
 	struct due u = { 0 };
-	int64_t now = now_ms();
+	int64_t now;
 	char buf[128];
 
 	put_placed(f, URL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, URL), NSTORE_OK);
+	now = now_ms(); /* after the delivery was queued (due at its queueing time): a millisecond may have passed */
 	assert_int_equal(nstore_due(f->s, now, 10, collect, &u), NSTORE_OK);
+	assert_int_equal(u.n, 1);
 	assert_int_equal(nstore_record_attempt(f->s, &(struct nstore_attempt){ .delivery_id = u.id, .attempts = 1,
 		.state = NSTORE_PENDING, .last_error = "the receiver answered HTTP 503", .at_ms = now,
 		.next_ms = now + 60000 }), NSTORE_OK);
