@@ -211,9 +211,12 @@ ostore_record(struct order_store *s, struct ostore_order *orders, int64_t now)
 		o->result = record_one(s->db, o, now);
 	if (db_commit(s->db) != 0) {
 		db_rollback(s->db);
+		/*
+		 * every answer of the batch goes: a replay or a conflict may have been
+		 * decided from another order of this same batch, now rolled back
+		 */
 		for (o = orders; o != NULL; o = o->next)
-			if (o->result == OSTORE_OK)
-				o->result = OSTORE_FAIL;
+			o->result = OSTORE_FAIL;
 		db_unlock(s->db);
 		return OSTORE_FAIL;
 	}

@@ -271,6 +271,31 @@ test_failure_is_not_not_found(void **state)
 	assert_int_equal(outbox_rows(f), 1);
 }
 
+/*
+ * A batch whose COMMIT fails answers every order "failed", a replay of a key
+ * first seen in the same batch included: that order was rolled back with it.
+ * The COMMIT is made to fail for real: a deferred foreign key, broken by a
+ * trigger, is checked only then.
+ */
+static void
+test_failed_commit_fails_the_whole_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct order a, b;
+
+	sql_int(f, "CREATE TABLE parent (id INTEGER PRIMARY KEY)");
+	sql_int(f, "CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)");
+	sql_int(f, "CREATE TRIGGER break_commit AFTER INSERT ON orders BEGIN INSERT INTO child VALUES (42); END");
+	order_init(&a, NULL, "key-9", "hash-a");
+	order_init(&b, NULL, "key-9", "hash-a");
+	a.o.next = &b.o;
+	assert_int_equal(ostore_record(f->s, &a.o, T0), OSTORE_FAIL);
+	assert_int_equal(a.o.result, OSTORE_FAIL);
+	assert_int_equal(b.o.result, OSTORE_FAIL); /* not REPLAYED: a names an order that does not exist */
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM orders"), 0);
+	assert_int_equal(outbox_rows(f), 0);
+}
+
 static void
 test_republish_stalled(void **state)
 {
@@ -356,6 +381,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_progress_forward_duplicate_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_is_not_not_found, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_republish_stalled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_commit_fails_the_whole_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_orders, setup, teardown),
 	};
 
