@@ -136,6 +136,11 @@ consume_message(void *consumer, const struct mq_message *m)
 	char why[320];
 
 	metric_inc(s->consumed);
+	if (mq_dropped(c->mq)) {
+		/* read before the connection was dropped: it comes again, so act on it then, not twice */
+		metric_inc(s->redelivered);
+		return;
+	}
 	if (row == NULL) {
 		refuse(c, s, m, "no handler for this topic");
 		return;

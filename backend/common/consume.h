@@ -27,7 +27,10 @@
  *                      paho has reconnected (about a second later), and
  *                      again, until the store takes it.  Nothing sleeps on
  *                      paho's thread, and a valid event is never
- *                      dead-lettered for a failure of ours.
+ *                      dead-lettered for a failure of ours.  Messages paho
+ *                      had read before the drop are not handled (they come
+ *                      again too): an order request without an idempotency
+ *                      key must not be placed twice.
  *
  * Metrics, per row (label topic="<filter>"): pizza_events_consumed_total,
  * pizza_duplicates_dropped_total, pizza_deadletters_total and

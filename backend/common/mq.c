@@ -832,6 +832,17 @@ mq_window_free(struct mq *mq)
 	return n;
 }
 
+int
+mq_dropped(struct mq *mq)
+{
+	int d;
+
+	pthread_mutex_lock(&mq->lock);
+	d = mq->dropped;
+	pthread_mutex_unlock(&mq->lock);
+	return d;
+}
+
 void
 mq_redeliver(struct mq *mq)
 {

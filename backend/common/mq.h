@@ -152,6 +152,14 @@ int mq_window_free(struct mq *mq);
  */
 void mq_redeliver(struct mq *mq);
 
+/*
+ * 1 after mq_redeliver() dropped the connection and until paho has made a
+ * new one: a message handed over meanwhile was read before the drop, will
+ * not be acknowledged either, and comes again; acting on it now would act
+ * twice.
+ */
+int mq_dropped(struct mq *mq);
+
 /* 1 while connected to the broker. */
 int mq_is_connected(struct mq *mq);
 /* Milliseconds since the current connection was made, or -1 while disconnected. */

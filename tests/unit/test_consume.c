@@ -28,7 +28,7 @@
 static struct {
 	char filters[8][TOPIC_MAX];
 	int qos[8], flags[8], nsubs;
-	int deadletters, redelivers;
+	int deadletters, redelivers, dropped;
 	char last_reason[320], last_dl_topic[TOPIC_MAX];
 } rec;
 
@@ -57,6 +57,14 @@ mq_redeliver(struct mq *mq)
 {
 	(void)mq;
 	rec.redelivers++;
+	rec.dropped = 1;
+}
+
+int
+mq_dropped(struct mq *mq)
+{
+	(void)mq;
+	return rec.dropped;
 }
 
 int
@@ -270,6 +278,15 @@ test_handler_results(void **state)
 	assert_int_equal(rec.deadletters, 1);
 	assert_int_equal(metric_value("pizza_events_redelivered_total", TOPIC_ALL_STATUS), again + 1);
 	assert_int_equal(seen.calls, 3);
+
+	/* read before the drop: not handled (it comes again), not dead-lettered */
+	seen.answer = CONSUME_DONE;
+	deliver(topic, event_json(EVENT_ORDER_STATUS));
+	deliver(TOPIC_PLACED, "{not json");
+	assert_int_equal(seen.calls, 3);
+	assert_int_equal(rec.deadletters, 1);
+	assert_int_equal(rec.redelivers, 1);
+	assert_int_equal(metric_value("pizza_events_redelivered_total", TOPIC_ALL_STATUS), again + 2);
 }
 
 int
