@@ -73,6 +73,7 @@ struct mq {
 	int64_t last_done;     /* mono_ms() of paho's last completion, or of the first publish after a quiet spell */
 	struct mq_pending *qhead, **qtail;
 	int qlen;
+	int pumping; /* queued publishes taken by pump() and not yet handed to paho: later ones wait */
 };
 
 /* Completion context of a publish in the window. */
@@ -80,6 +81,7 @@ struct mq_pubctx {
 	struct mq *mq;
 	mq_done done;
 	void *arg;
+	int slot; /* it holds a window slot (QoS 1) */
 };
 
 static void pump(struct mq *mq);
@@ -610,7 +612,7 @@ pub_done(struct mq_pubctx *pc, int ok)
 	struct mq *mq = pc->mq;
 
 	pthread_mutex_lock(&mq->lock);
-	if (mq->inflight > 0)
+	if (pc->slot && mq->inflight > 0)
 		mq->inflight--;
 	mq->last_done = mono_ms();
 	pthread_mutex_unlock(&mq->lock);
@@ -677,6 +679,7 @@ send_now(struct mq *mq, const struct mq_publish *p)
 		pc->mq = mq;
 		pc->done = p->done;
 		pc->arg = p->done_arg;
+		pc->slot = p->qos > 0;
 		opts.onSuccess5 = on_pub_ok;
 		opts.onFailure5 = on_pub_fail;
 		opts.context = pc;
@@ -743,6 +746,7 @@ pump(struct mq *mq)
 	for (;;) {
 		struct mq_pending *q;
 		int64_t now = mono_ms();
+		int rc;
 
 		pthread_mutex_lock(&mq->lock);
 		if ((q = mq->qhead) == NULL || !window_open(mq, now)) {
@@ -752,15 +756,17 @@ pump(struct mq *mq)
 		if ((mq->qhead = q->next) == NULL)
 			mq->qtail = &mq->qhead;
 		mq->qlen--;
+		mq->pumping++;
 		take_slot(mq, now);
 		pthread_mutex_unlock(&mq->lock);
-		if (send_now(mq, &q->p) != 0) {
-			pthread_mutex_lock(&mq->lock);
+		rc = send_now(mq, &q->p);
+		pthread_mutex_lock(&mq->lock);
+		mq->pumping--;
+		if (rc != 0)
 			mq->inflight--;
-			pthread_mutex_unlock(&mq->lock);
-			if (q->p.done != NULL)
-				q->p.done(q->p.done_arg, 0); /* the caller's own retry takes it from here */
-		}
+		pthread_mutex_unlock(&mq->lock);
+		if (rc != 0 && q->p.done != NULL)
+			q->p.done(q->p.done_arg, 0); /* the caller's own retry takes it from here */
 		free(q->buf);
 		free(q);
 	}
@@ -776,8 +782,11 @@ mq_publish(struct mq *mq, const struct mq_publish *p)
 	if (p->qos == 0)
 		return send_now(mq, p);
 	pthread_mutex_lock(&mq->lock);
-	/* straight to paho when nothing waits ahead of it (order is kept) and the window has room */
-	if (mq->qhead == NULL && window_open(mq, now)) {
+	/*
+	 * straight to paho when nothing waits ahead of it, queued or being handed
+	 * over by pump() (order is kept), and the window has room
+	 */
+	if (mq->qhead == NULL && mq->pumping == 0 && window_open(mq, now)) {
 		take_slot(mq, now);
 		pthread_mutex_unlock(&mq->lock);
 		if ((rc = send_now(mq, p)) != 0) {
