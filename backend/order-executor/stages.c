@@ -10,6 +10,7 @@ struct stages {
 	struct job *heap; /* binary min-heap on due_ms */
 	size_t n, max;
 	size_t out; /* popped, not yet back through stages_done()/stages_retry() */
+	char out_order[NAME_MAX_LEN + 1]; /* the order of the last one popped, while out (in progress too) */
 	struct idset *seen; /* event ids of the OrderPlaced taken here (or dropped as in progress) */
 };
 
@@ -81,10 +82,12 @@ pop(struct stages *st, struct job *out)
 	}
 }
 
-/* 1 if order_id waits in the heap (in progress here). */
+/* 1 if order_id is in progress here: in the heap, or popped and being published. */
 static int
 in_progress(const struct stages *st, const char *order_id)
 {
+	if (st->out > 0 && strcmp(st->out_order, order_id) == 0)
+		return 1;
 	for (size_t i = 0; i < st->n; i++)
 		if (strcmp(st->heap[i].order_id, order_id) == 0)
 			return 1;
@@ -122,6 +125,7 @@ stages_pop_due(struct stages *st, int64_t now_ms, struct job *out)
 		return 0;
 	pop(st, out);
 	st->out++;
+	str_copy(st->out_order, sizeof(st->out_order), out->order_id); /* the executor has one out at a time */
 	return 1;
 }
 

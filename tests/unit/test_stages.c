@@ -154,6 +154,10 @@ test_republish_takes_a_finished_order(void **state)
 	(void)state;
 	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-1", 0), STAGES_TAKEN);
 	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-2", 0), STAGES_DUPLICATE); /* in progress */
+	/* popped and being published: still in progress */
+	expect_pop(st, 10, "ord-1", STATUS_ACCEPTED, 0, &j);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-4", 10), STAGES_DUPLICATE);
+	stages_retry(st, &j, 0);
 	for (int s = STATUS_ACCEPTED; s <= STATUS_READY; s++) {
 		expect_pop(st, 10, "ord-1", (enum order_status)s, s == STATUS_ACCEPTED ? 0 : 10, &j);
 		stages_done(st, &j, 10);
