@@ -19,6 +19,7 @@
 
 #include "order-history/store.h"
 #include "util.h"
+#include "tmpdb.h"
 
 #define T0 INT64_C(1769860800000) /* 2026-01-31T12:00:00.000Z */
 
@@ -48,8 +49,8 @@ orders_of(struct history_store *h, const char *user, int limit, const char *befo
 }
 
 struct fixture {
-	char dir[64];
-	char path[128];
+	char dir[TMPDB_DIR_MAX];
+	char path[TMPDB_PATH_MAX];
 	struct history_store *h;
 };
 
@@ -60,12 +61,10 @@ setup(void **state)
 
 	if (f == NULL)
 		return -1;
-	str_copy(f->dir, sizeof(f->dir), "/tmp/pizza-test-history-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (tmpdb_make(f->dir, f->path, "history", "history.db") != 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof(f->path), "%s/history.db", f->dir);
 	if ((f->h = hstore_open(f->path)) == NULL) {
 		rmdir(f->dir);
 		free(f);
@@ -79,16 +78,8 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
-
 	hstore_close(f->h);
-	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-		char p[160];
-
-		snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
+	tmpdb_remove(f->dir, f->path);
 	free(f);
 	return 0;
 }

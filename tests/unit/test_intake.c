@@ -25,6 +25,7 @@
 #include "outbox.h"
 #include "topic.h"
 #include "util.h"
+#include "tmpdb.h"
 
 /* ---- the fake broker: counts OrderPlaced publishes and acknowledges each at once ---- */
 
@@ -222,8 +223,8 @@ test_idempotency_keys(void **state)
 }
 
 struct fixture {
-	char dir[64];
-	char path[128];
+	char dir[TMPDB_DIR_MAX];
+	char path[TMPDB_PATH_MAX];
 	struct order_store *s;
 	struct outbox *ob;
 	struct intake *in;
@@ -236,12 +237,10 @@ setup(void **state)
 
 	if (f == NULL)
 		return -1;
-	str_copy(f->dir, sizeof(f->dir), "/tmp/pizza-test-intake-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (tmpdb_make(f->dir, f->path, "intake", "order-service.db") != 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof(f->path), "%s/order-service.db", f->dir);
 	if ((f->s = ostore_open(f->path)) == NULL || (f->ob = ostore_outbox_new(f->s, NULL, 10000)) == NULL ||
 	    (f->in = intake_new(f->s, f->ob, NULL)) == NULL)
 		return -1;
@@ -254,18 +253,10 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
-
 	intake_free(f->in);
 	outbox_free(f->ob);
 	ostore_close(f->s);
-	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-		char p[160];
-
-		snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
+	tmpdb_remove(f->dir, f->path);
 	free(f);
 	return 0;
 }

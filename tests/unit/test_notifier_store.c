@@ -21,13 +21,14 @@
 
 #include "notifier/store.h"
 #include "util.h"
+#include "tmpdb.h"
 
 #define T0 INT64_C(1769860800000) /* 2026-01-31T12:00:00.000Z */
 #define URL "https://shop.example/hooks/pizza"
 
 struct fixture {
-	char dir[64];
-	char path[128];
+	char dir[TMPDB_DIR_MAX];
+	char path[TMPDB_PATH_MAX];
 	struct notifier_store *s;
 	char order[ID_LEN + 1];
 };
@@ -39,12 +40,10 @@ setup(void **state)
 
 	if (f == NULL)
 		return -1;
-	str_copy(f->dir, sizeof(f->dir), "/tmp/pizza-test-nstore-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (tmpdb_make(f->dir, f->path, "nstore", "notifier.db") != 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof(f->path), "%s/notifier.db", f->dir);
 	if ((f->s = nstore_open(f->path, NULL, 10000)) == NULL) {
 		rmdir(f->dir);
 		free(f);
@@ -59,16 +58,8 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
-
 	nstore_close(f->s);
-	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-		char p[160];
-
-		snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
+	tmpdb_remove(f->dir, f->path);
 	free(f);
 	return 0;
 }

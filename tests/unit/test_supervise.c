@@ -25,13 +25,14 @@
 #include "order-service/supervise.h"
 #include "outbox.h"
 #include "util.h"
+#include "tmpdb.h"
 
 #define ACCEPT_MS 10000
 #define STAGE_MS 60000
 
 struct fixture {
-	char dir[64];
-	char path[128];
+	char dir[TMPDB_DIR_MAX];
+	char path[TMPDB_PATH_MAX];
 	struct order_store *s;
 	struct outbox *ob;
 	struct supervisor *sv;
@@ -44,12 +45,10 @@ setup(void **state)
 
 	if (f == NULL)
 		return -1;
-	str_copy(f->dir, sizeof(f->dir), "/tmp/pizza-test-supervise-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (tmpdb_make(f->dir, f->path, "supervise", "order-service.db") != 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof(f->path), "%s/order-service.db", f->dir);
 	if ((f->s = ostore_open(f->path)) == NULL || (f->ob = ostore_outbox_new(f->s, NULL, 10000)) == NULL ||
 	    (f->sv = supervise_new(f->s, f->ob, ACCEPT_MS, STAGE_MS)) == NULL)
 		return -1;
@@ -61,18 +60,10 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
-
 	supervise_free(f->sv);
 	outbox_free(f->ob);
 	ostore_close(f->s);
-	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-		char p[160];
-
-		snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
+	tmpdb_remove(f->dir, f->path);
 	free(f);
 	return 0;
 }
@@ -81,18 +72,7 @@ teardown(void **state)
 static int64_t
 sql_int(const struct fixture *f, const char *sql)
 {
-	sqlite3 *h;
-	sqlite3_stmt *st;
-	int64_t v = -1;
-
-	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
-	sqlite3_busy_timeout(h, 5000);
-	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(h);
-	return v;
+	return tmpdb_int(f->path, sql);
 }
 
 /* OrderPlaced events in the outbox: one per order recorded, plus one per republish. */
