@@ -41,6 +41,12 @@ topic_reply(char *buf, size_t n, const char *user_id, const char *client)
 	return fit(snprintf(buf, n, "pizza/users/%s/replies/%s", user_id, client), n);
 }
 
+int
+topic_device(char *buf, size_t n, const char *user_id, const char *device, const char *what)
+{
+	return fit(snprintf(buf, n, "pizza/users/%s/devices/%s/%s", user_id, device, what), n);
+}
+
 /* Copies the level starting at *p into out (NAME_MAX_LEN + 1) and advances past its '/'. */
 static int
 level(const char **p, char *out)
@@ -82,7 +88,30 @@ topic_parse(const char *topic, char *user, char *order)
 			return TOPIC_KIND_OTHER;
 		return TOPIC_KIND_STATUS;
 	}
+	if (strncmp(p, "devices/", 8) == 0) {
+		p += 8;
+		if (level(&p, NULL) != 0)
+			return TOPIC_KIND_OTHER;
+		if (strcmp(p, "hello") == 0)
+			return TOPIC_KIND_DEVICE_HELLO;
+		if (strcmp(p, "receipts") == 0)
+			return TOPIC_KIND_DEVICE_RECEIPTS;
+		if (strcmp(p, "alerts") == 0)
+			return TOPIC_KIND_DEVICE_ALERTS;
+	}
 	return TOPIC_KIND_OTHER;
+}
+
+enum topic_kind
+topic_parse_device(const char *topic, char *user, char *device)
+{
+	enum topic_kind k = topic_parse(topic, user, NULL);
+	const char *p;
+
+	if (k != TOPIC_KIND_DEVICE_HELLO && k != TOPIC_KIND_DEVICE_RECEIPTS && k != TOPIC_KIND_DEVICE_ALERTS)
+		return TOPIC_KIND_OTHER;
+	p = strstr(topic + strlen("pizza/users/"), "/devices/") + strlen("/devices/");
+	return level(&p, device) == 0 ? k : TOPIC_KIND_OTHER;
 }
 
 const char *

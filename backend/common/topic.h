@@ -33,16 +33,40 @@ int topic_new(char *buf, size_t n, const char *user_id);
 int topic_user_all(char *buf, size_t n, const char *user_id);
 /* A reply topic for one requesting client: pizza/users/<user_id>/replies/<client> */
 int topic_reply(char *buf, size_t n, const char *user_id, const char *client);
+/*
+ * A device's own topics: pizza/users/<user_id>/devices/<device>/<what>, what
+ * being "hello", "receipts" or "alerts" (docs/events.md, "Devices and
+ * delivery receipts").
+ */
+int topic_device(char *buf, size_t n, const char *user_id, const char *device, const char *what);
+/* Every device's hello and receipts, for the notifier and order-history. */
+#define TOPIC_ALL_HELLO "pizza/users/+/devices/+/hello"
+#define TOPIC_ALL_RECEIPTS "pizza/users/+/devices/+/receipts"
 
-enum topic_kind { TOPIC_KIND_OTHER = 0, TOPIC_KIND_NEW, TOPIC_KIND_STATUS, TOPIC_KIND_ALERTS };
+enum topic_kind {
+	TOPIC_KIND_OTHER = 0,
+	TOPIC_KIND_NEW,
+	TOPIC_KIND_STATUS,
+	TOPIC_KIND_ALERTS,
+	TOPIC_KIND_DEVICE_HELLO,    /* pizza/users/<u>/devices/<d>/hello */
+	TOPIC_KIND_DEVICE_RECEIPTS, /* .../receipts */
+	TOPIC_KIND_DEVICE_ALERTS,   /* .../alerts */
+};
 
 /*
  * Classifies topic and copies its user id (and order id for a status
  * topic) into the given buffers (each NAME_MAX_LEN + 1 bytes; order may be
  * NULL).  The ids are checked with name_valid(); returns TOPIC_KIND_OTHER if
- * the topic is none of the user topics or an id is not valid.
+ * the topic is none of the user topics or an id is not valid.  A device
+ * topic's device name is checked too, and copied by topic_parse_device().
  */
 enum topic_kind topic_parse(const char *topic, char *user, char *order);
+/*
+ * topic_parse() for a device topic: copies its user and device names (each
+ * NAME_MAX_LEN + 1 bytes) and returns TOPIC_KIND_DEVICE_*, or returns
+ * TOPIC_KIND_OTHER for any other topic.
+ */
+enum topic_kind topic_parse_device(const char *topic, char *user, char *device);
 
 /*
  * 1 if topic matches the subscription filter (MQTT wildcards + and #; a
