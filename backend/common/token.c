@@ -11,8 +11,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#define PW_SALT_LEN 12           /* bytes, as mosquitto_passwd */
-#define PW_HASH_LEN 64           /* PBKDF2-SHA512 */
+#define PW_SALT_LEN 12              /* bytes, as mosquitto_passwd */
+#define PW_HASH_LEN 64              /* PBKDF2-SHA512 */
 #define PW_MAX_ITERATIONS 10000000L /* a login must stay cheap whatever a file says */
 
 static int
@@ -28,8 +28,7 @@ token_issue(const char *secret, const struct token_claims *c, char *out)
 	int n;
 
 	if (!secret_ok(secret) || c == NULL || out == NULL || !name_valid(c->user) ||
-	    (c->device[0] != '\0' && !name_valid(c->device)) || c->issued < 0 || c->expiry < 0 ||
-	    c->issued > c->expiry)
+	    (c->device[0] != '\0' && !name_valid(c->device)) || c->issued < 0 || c->expiry < 0 || c->issued > c->expiry)
 		return -1;
 	n = snprintf(body, sizeof(body), "v2.%s.%s.%" PRId64 ".%" PRId64, c->user, c->device, c->issued, c->expiry);
 	if (n < 0 || (size_t)n + 1 + 64 >= sizeof(body) ||
@@ -188,8 +187,8 @@ token_password_check(const char *hash, const char *password)
 	    b64_decode(salt64, salt, sizeof(salt), &saltlen) != 0 ||
 	    b64_decode(hash64, want, sizeof(want), &wantlen) != 0 || wantlen != PW_HASH_LEN)
 		return -1;
-	if (PKCS5_PBKDF2_HMAC(password, (int)plen, salt, (int)saltlen, (int)iterations, EVP_sha512(), (int)wantlen,
-		got) == 1)
+	if (PKCS5_PBKDF2_HMAC(
+		password, (int)plen, salt, (int)saltlen, (int)iterations, EVP_sha512(), (int)wantlen, got) == 1)
 		rc = CRYPTO_memcmp(want, got, wantlen) == 0 ? 0 : -1;
 	OPENSSL_cleanse(got, sizeof(got));
 	return rc;

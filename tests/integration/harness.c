@@ -885,10 +885,13 @@ const char *
 h_token(struct stack *s, const char *user)
 {
 	static char tok[TOKEN_MAX];
+	int64_t now = now_ms() / 1000;
+	struct token_claims c = { .issued = now, .expiry = now + 3600 }; /* device "": no device */
 	char path[600], *secret;
 
 	snprintf(path, sizeof(path), "%s/secrets/token.secret", s->dir);
-	if ((secret = file_read_small(path, 255)) == NULL || token_issue(secret, user, now_ms() / 1000 + 3600, tok) != 0)
+	if ((secret = file_read_small(path, 255)) == NULL || user == NULL ||
+	    str_copy(c.user, sizeof(c.user), user) != 0 || token_issue(secret, &c, tok) != 0)
 		tok[0] = '\0';
 	free(secret);
 	return tok;
