@@ -12,6 +12,7 @@
 #include "db.h"
 #include "log.h"
 #include "outbox.h"
+#include "topic.h"
 #include "util.h"
 
 #define NSTORE_SCHEMA                                                                                      \
@@ -25,7 +26,14 @@
 	"  attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL,"                                  \
 	"  state TEXT NOT NULL DEFAULT 'pending', last_error TEXT,"                                         \
 	"  created_ms INTEGER NOT NULL, done_ms INTEGER);"                                                  \
-	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_ms);"
+	"CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_ms);"                        \
+	"CREATE TABLE IF NOT EXISTS devices (user_id TEXT NOT NULL, device_id TEXT NOT NULL,"             \
+	"  first_ms INTEGER NOT NULL, hello_ms INTEGER NOT NULL, PRIMARY KEY (user_id, device_id));"      \
+	"CREATE TABLE IF NOT EXISTS device_alerts (user_id TEXT NOT NULL, device_id TEXT NOT NULL,"       \
+	"  event_id TEXT NOT NULL, order_id TEXT NOT NULL, payload TEXT NOT NULL,"                        \
+	"  expires_ms INTEGER NOT NULL, delivered_ms INTEGER, resends INTEGER NOT NULL DEFAULT 0,"         \
+	"  PRIMARY KEY (user_id, device_id, event_id));"                                                  \
+	"CREATE INDEX IF NOT EXISTS device_alerts_expiry ON device_alerts(expires_ms);"
 
 struct notifier_store {
 	struct db *db;
@@ -156,6 +164,31 @@ add_delivery(struct db *db, const struct nstore_alert *a)
 	return db_step_done(db, st, "insert callback delivery") < 0 ? -1 : 0;
 }
 
+/* Longest a device delivery is kept when its alert has no expiry: the notifier's own --alert-expiry cap. */
+#define NO_EXPIRY_MS (604800LL * 1000)
+
+/*
+ * Stores a pending device delivery of a's alert for every device of its
+ * user: call with the lock held, inside a transaction.  0 or -1.
+ */
+static int
+add_device_alerts(struct db *db, const struct nstore_alert *a)
+{
+	int64_t expires = now_ms() + (a->msg.expiry_s > 0 ? (int64_t)a->msg.expiry_s * 1000 : NO_EXPIRY_MS);
+	sqlite3_stmt *st;
+
+	st = db_prepare(db, "INSERT OR IGNORE INTO device_alerts(user_id, device_id, event_id, order_id, payload, expires_ms) "
+			    "SELECT user_id, device_id, ?, ?, ?, ? FROM devices WHERE user_id = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, a->event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, a->msg.payload, (int)a->msg.len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, expires);
+	sqlite3_bind_text(st, 5, a->user_id, -1, SQLITE_STATIC);
+	return db_step_done(db, st, "insert device alerts") < 0 ? -1 : 0;
+}
+
 enum nstore_result
 nstore_queue_alert(struct notifier_store *s, const struct nstore_alert *a)
 {
@@ -176,7 +209,7 @@ nstore_queue_alert(struct notifier_store *s, const struct nstore_alert *a)
 		inserted = db_step_done(s->db, ins, "insert alert");
 	}
 	if (inserted < 0 || (inserted == 1 && queue_msg(s->db, &a->msg) != 0) ||
-	    (inserted == 1 && a->callback_url != NULL && a->callback_url[0] != '\0' && add_delivery(s->db, a) != 0) ||
+	    (inserted == 1 && add_device_alerts(s->db, a) != 0) || (inserted == 1 && a->callback_url != NULL && a->callback_url[0] != '\0' && add_delivery(s->db, a) != 0) ||
 	    db_commit(s->db) != 0) {
 		db_rollback(s->db);
 		goto out;
@@ -266,6 +299,216 @@ nstore_record_attempt(struct notifier_store *s, const struct nstore_attempt *a)
 out:
 	db_unlock(s->db);
 	return r;
+}
+
+/*
+ * Queues again every row st (prepared and bound, selecting user_id,
+ * device_id, payload, expires_ms) yields, each to its device's alerts
+ * topic with what is left of its expiry, and gives st back.  Call with
+ * the lock held, inside a transaction.  Returns how many, or -1.
+ */
+static int
+resend_rows(struct db *db, sqlite3_stmt *st, int64_t now)
+{
+	int n = 0, rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *user = (const char *)sqlite3_column_text(st, 0), *dev = (const char *)sqlite3_column_text(st, 1);
+		const char *payload = (const char *)sqlite3_column_text(st, 2);
+		int64_t left = sqlite3_column_int64(st, 3) - now;
+		char topic[TOPIC_MAX];
+		struct nstore_msg m = { topic, payload, (size_t)sqlite3_column_bytes(st, 2), 1,
+			(unsigned)((left + 999) / 1000) };
+
+		if (user == NULL || dev == NULL || payload == NULL ||
+		    topic_device(topic, sizeof(topic), user, dev, "alerts") != 0 || queue_msg(db, &m) != 0) {
+			rc = SQLITE_ERROR;
+			break;
+		}
+		n++;
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		log_error("database error", "path=%s op=%s err=%s", LOGQ(db_path(db)), LOGQ("read pending device alerts"),
+		    LOGQ(db_errmsg(db)));
+	db_done(db, st);
+	return rc == SQLITE_DONE ? n : -1;
+}
+
+enum nstore_result
+nstore_hello(struct notifier_store *s, const char *user_id, const char *device, int64_t now, int *resent)
+{
+	enum nstore_result r = NSTORE_FAIL;
+	sqlite3_stmt *st;
+	int n = -1;
+
+	db_lock(s->db);
+	if (db_begin(s->db) != 0)
+		goto out;
+	st = db_prepare(s->db, "INSERT INTO devices(user_id, device_id, first_ms, hello_ms) VALUES (?, ?, ?, ?) "
+			       "ON CONFLICT(user_id, device_id) DO UPDATE SET hello_ms = excluded.hello_ms");
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, now);
+		sqlite3_bind_int64(st, 4, now);
+		if (db_step_done(s->db, st, "record device") == 1 &&
+		    (st = db_prepare(s->db, "SELECT user_id, device_id, payload, expires_ms FROM device_alerts "
+					    "WHERE user_id = ? AND device_id = ? AND delivered_ms IS NULL AND expires_ms > ? "
+					    "ORDER BY rowid")) != NULL) {
+			sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 3, now);
+			n = resend_rows(s->db, st, now);
+		}
+	}
+	if (n > 0 && (st = db_prepare(s->db, "UPDATE device_alerts SET resends = resends + 1 WHERE user_id = ? AND "
+					     "device_id = ? AND delivered_ms IS NULL AND expires_ms > ?")) != NULL) {
+		sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, now);
+		if (db_step_done(s->db, st, "count resends") < 0)
+			n = -1;
+	}
+	if (n < 0 || db_commit(s->db) != 0) {
+		db_rollback(s->db);
+		goto out;
+	}
+	if (resent != NULL)
+		*resent = n;
+	r = NSTORE_OK;
+out:
+	db_unlock(s->db);
+	return r;
+}
+
+enum nstore_result
+nstore_resend_all(struct notifier_store *s, int64_t now, int *resent)
+{
+	enum nstore_result r = NSTORE_FAIL;
+	sqlite3_stmt *st;
+	int n = -1;
+
+	db_lock(s->db);
+	if (db_begin(s->db) != 0)
+		goto out;
+	if ((st = db_prepare(s->db, "SELECT user_id, device_id, payload, expires_ms FROM device_alerts "
+				    "WHERE delivered_ms IS NULL AND expires_ms > ? ORDER BY rowid")) != NULL) {
+		sqlite3_bind_int64(st, 1, now);
+		n = resend_rows(s->db, st, now);
+	}
+	if (n > 0 && (st = db_prepare(s->db, "UPDATE device_alerts SET resends = resends + 1 "
+					     "WHERE delivered_ms IS NULL AND expires_ms > ?")) != NULL) {
+		sqlite3_bind_int64(st, 1, now);
+		if (db_step_done(s->db, st, "count resends") < 0)
+			n = -1;
+	}
+	if (n < 0 || db_commit(s->db) != 0) {
+		db_rollback(s->db);
+		goto out;
+	}
+	if (resent != NULL)
+		*resent = n;
+	r = NSTORE_OK;
+out:
+	db_unlock(s->db);
+	return r;
+}
+
+/* 1 when a row of q (prepared, with its first parameters bound by the caller) exists, 0 when none, -1 on error. */
+static int
+exists(struct db *db, sqlite3_stmt *q)
+{
+	int rc = sqlite3_step(q);
+
+	db_done(db, q);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	log_error("database error", "path=%s op=%s err=%s", LOGQ(db_path(db)), LOGQ("look up a receipt's alert"),
+	    LOGQ(db_errmsg(db)));
+	return -1;
+}
+
+enum nstore_result
+nstore_receipt(struct notifier_store *s, const char *user_id, const char *device, const char *event_id,
+    const char *order_id, int64_t now)
+{
+	enum nstore_result r = NSTORE_FAIL;
+	sqlite3_stmt *st;
+	int changed, found;
+
+	db_lock(s->db);
+	st = db_prepare(s->db, "UPDATE device_alerts SET delivered_ms = ? WHERE user_id = ? AND device_id = ? AND "
+			       "event_id = ? AND order_id = ? AND delivered_ms IS NULL");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_text(st, 2, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, device, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, order_id, -1, SQLITE_STATIC);
+	if ((changed = db_step_done(s->db, st, "record receipt")) != 0) {
+		r = changed > 0 ? NSTORE_OK : NSTORE_FAIL;
+		goto out;
+	}
+	/* nothing pending: delivered before, an alert this device was not waiting for, or no such alert */
+	st = db_prepare(s->db, "SELECT 1 FROM device_alerts WHERE user_id = ? AND device_id = ? AND event_id = ? AND "
+			       "order_id = ?");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, order_id, -1, SQLITE_STATIC);
+	if ((found = exists(s->db, st)) != 0) {
+		r = found > 0 ? NSTORE_DUP : NSTORE_FAIL;
+		goto out;
+	}
+	st = db_prepare(s->db, "SELECT 1 FROM alerts WHERE user_id = ? AND event_id = ? AND order_id = ?");
+	if (st == NULL)
+		goto out;
+	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, order_id, -1, SQLITE_STATIC);
+	found = exists(s->db, st);
+	r = found > 0 ? NSTORE_OK : found == 0 ? NSTORE_NOT_FOUND : NSTORE_FAIL;
+out:
+	db_unlock(s->db);
+	return r;
+}
+
+int64_t
+nstore_pending(struct notifier_store *s, int64_t now)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+
+	db_lock(s->db);
+	st = db_prepare(s->db, "SELECT count(*) FROM device_alerts WHERE delivered_ms IS NULL AND expires_ms > ?");
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, now);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+	}
+	db_done(s->db, st);
+	db_unlock(s->db);
+	return n;
+}
+
+int
+nstore_expire(struct notifier_store *s, int64_t now)
+{
+	sqlite3_stmt *st;
+	int n = -1;
+
+	db_lock(s->db);
+	if ((st = db_prepare(s->db, "DELETE FROM device_alerts WHERE expires_ms <= ?")) != NULL) {
+		sqlite3_bind_int64(st, 1, now);
+		n = db_step_done(s->db, st, "expire device alerts");
+	}
+	db_unlock(s->db);
+	return n;
 }
 
 int

@@ -1,7 +1,8 @@
 /*
  * store.h - the notifier's store: the orders it has seen, the alerts it
- * has sent (once per order), the callback deliveries still to make, and
- * the outbox that publishes what a transaction decided.  The one place the
+ * has sent (once per order), the devices of each user and which alerts
+ * each has confirmed (delivery receipts), the callback deliveries still to
+ * make, and the outbox that publishes what a transaction decided.  The one place the
  * notifier keeps or reads anything (SQLite today: store.c; a second
  * backend is a second file behind this header).
  *
@@ -80,13 +81,57 @@ struct nstore_alert {
 
 /*
  * The "sent once" record: in one transaction, records that the order's
- * alert is sent, queues a->msg in the outbox and, with a callback URL,
- * stores a pending delivery of callback_body to it (due at once).
+ * alert is sent, queues a->msg in the outbox, stores one pending device
+ * delivery of it per device of the user that has said hello (kept until
+ * that device's receipt, or until the alert expires: a->msg.expiry_s from
+ * now) and, with a callback URL, stores a pending delivery of
+ * callback_body to it (due at once).
  * Returns NSTORE_OK (all of it stored), NSTORE_DUP (this order's alert was
  * queued before: nothing changed, nothing queued) or NSTORE_FAIL (rolled
  * back: nothing changed).
  */
 enum nstore_result nstore_queue_alert(struct notifier_store *s, const struct nstore_alert *a);
+
+/*
+ * A hello from device of user_id at now_ms: records the device (the
+ * user's later alerts are kept pending for it) and, in the same
+ * transaction, queues every alert still pending for it and not expired
+ * again, to pizza/users/<user_id>/devices/<device>/alerts with the
+ * original payload and what is left of its expiry.  *resent (may be NULL)
+ * is how many.  Returns NSTORE_OK or NSTORE_FAIL (nothing changed or
+ * queued).
+ */
+enum nstore_result nstore_hello(struct notifier_store *s, const char *user_id, const char *device, int64_t now_ms,
+    int *resent);
+
+/*
+ * The same for every device at once (after the notifier's own connection
+ * to the broker came back: a crashed broker may have lost what it had
+ * queued for offline devices, and a hello sent before the notifier
+ * resubscribed).  Returns NSTORE_OK or NSTORE_FAIL.
+ */
+enum nstore_result nstore_resend_all(struct notifier_store *s, int64_t now_ms, int *resent);
+
+/*
+ * A receipt: device of user_id has shown the alert event_id of order_id,
+ * at now_ms (the notifier's clock, never the device's).  Returns NSTORE_OK
+ * (the pending delivery is now delivered; also for a known alert of this
+ * user the device had not been waiting for, which changes nothing),
+ * NSTORE_DUP (delivered before: the first time stands), NSTORE_NOT_FOUND
+ * (no alert event_id of order_id for user_id: nothing changed) or
+ * NSTORE_FAIL.
+ */
+enum nstore_result nstore_receipt(struct notifier_store *s, const char *user_id, const char *device,
+    const char *event_id, const char *order_id, int64_t now_ms);
+
+/* Device deliveries still waiting for a receipt and not expired at now_ms, or -1 on a database error. */
+int64_t nstore_pending(struct notifier_store *s, int64_t now_ms);
+
+/*
+ * Forgets device deliveries (pending or delivered) whose alert expired
+ * before now_ms.  Returns how many, or -1 on a database error.
+ */
+int nstore_expire(struct notifier_store *s, int64_t now_ms);
 
 /* One pending callback delivery, lent to an nstore_due() callback for the call only. */
 struct nstore_delivery {

@@ -440,6 +440,167 @@ test_reopen_keeps_alerts(void **state)
 	assert_int_equal(nstore_probe(f->s), 0); /* and it can write */
 }
 
+/* A hello from each of alice's devices (and bob's): nothing was pending, nothing is sent. */
+static void
+hello_devices(struct fixture *f)
+{
+	int resent = -1;
+
+	assert_int_equal(nstore_hello(f->s, "alice", "phone", now_ms(), &resent), NSTORE_OK);
+	assert_int_equal(resent, 0);
+	assert_int_equal(nstore_hello(f->s, "alice", "tablet", now_ms(), &resent), NSTORE_OK);
+	assert_int_equal(nstore_hello(f->s, "bob", "phone", now_ms(), NULL), NSTORE_OK);
+	assert_int_equal(rows(f, "devices"), 3);
+	assert_int_equal(rows(f, "outbox"), 0);
+}
+
+/* An alert is pending once per device of its user that said hello, and still goes once to the user's topic. */
+static void
+test_alert_pending_per_device(void **state)
+{
+	struct fixture *f = *state;
+	int64_t t;
+
+	hello_devices(f);
+	put_placed(f, NULL, NSTORE_OK);
+	t = now_ms();
+	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
+	assert_int_equal(rows(f, "outbox"), 1);
+	assert_int_equal(rows(f, "device_alerts"), 2);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM device_alerts WHERE user_id = 'alice' AND order_id = ?", f->order),
+	    2);
+	assert_int_equal(nstore_pending(f->s, now_ms()), 2);
+	/* it expires with the alert: an hour from when it was queued */
+	assert_true(sql_int(f, "SELECT min(expires_ms) FROM device_alerts", NULL) >= t + 3600 * 1000);
+	assert_true(sql_int(f, "SELECT max(expires_ms) FROM device_alerts", NULL) <= now_ms() + 3600 * 1000);
+	/* a second ready adds nothing */
+	assert_int_equal(queue_alert(f, NULL), NSTORE_DUP);
+	assert_int_equal(rows(f, "device_alerts"), 2);
+}
+
+/* A hello sends again what is pending for that device only, to its own topic, same payload; a receipt stops it. */
+static void
+test_hello_resends_until_receipt(void **state)
+{
+	struct fixture *f = *state;
+	char buf[256];
+	int resent = -1;
+
+	hello_devices(f);
+	put_placed(f, NULL, NSTORE_OK);
+	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
+	sql_exec(f, "DELETE FROM outbox");
+	assert_int_equal(nstore_hello(f->s, "alice", "phone", now_ms(), &resent), NSTORE_OK);
+	assert_int_equal(resent, 1);
+	assert_int_equal(rows(f, "outbox"), 1);
+	assert_string_equal(sql_text(f, "SELECT topic FROM outbox", NULL, buf, sizeof(buf)),
+	    "pizza/users/alice/devices/phone/alerts");
+	assert_string_equal(sql_text(f, "SELECT CAST(payload AS TEXT) FROM outbox", NULL, buf, sizeof(buf)),
+	    "{\"type\":\"PickupAlert\"}");
+	assert_int_equal(sql_int(f, "SELECT qos FROM outbox", NULL), 1);
+	assert_in_range(sql_int(f, "SELECT expiry_s FROM outbox", NULL), 3590, 3600);
+	assert_int_equal(sql_int(f, "SELECT resends FROM device_alerts WHERE device_id = 'phone'", NULL), 1);
+	assert_int_equal(sql_int(f, "SELECT resends FROM device_alerts WHERE device_id = 'tablet'", NULL), 0);
+
+	/* the phone's receipt: delivered at the notifier's time; the next hello sends nothing */
+	assert_int_equal(nstore_receipt(f->s, "alice", "phone", "01KALERTEVENT0000000000000", f->order, T0 + 5000),
+	    NSTORE_OK);
+	assert_int_equal(sql_int(f, "SELECT delivered_ms FROM device_alerts WHERE device_id = 'phone'", NULL), T0 + 5000);
+	assert_int_equal(nstore_pending(f->s, now_ms()), 1);
+	assert_int_equal(nstore_hello(f->s, "alice", "phone", now_ms(), &resent), NSTORE_OK);
+	assert_int_equal(resent, 0);
+	/* the same receipt again: the first time stands */
+	assert_int_equal(nstore_receipt(f->s, "alice", "phone", "01KALERTEVENT0000000000000", f->order, T0 + 9000),
+	    NSTORE_DUP);
+	assert_int_equal(sql_int(f, "SELECT delivered_ms FROM device_alerts WHERE device_id = 'phone'", NULL), T0 + 5000);
+}
+
+/* A receipt naming no alert of this user is NOT_FOUND; one for a known alert the device was not waiting for is OK. */
+static void
+test_receipt_must_name_an_alert(void **state)
+{
+	struct fixture *f = *state;
+
+	hello_devices(f);
+	put_placed(f, NULL, NSTORE_OK);
+	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
+	assert_int_equal(nstore_receipt(f->s, "alice", "phone", "01KNOSUCHEVENT000000000000", f->order, T0),
+	    NSTORE_NOT_FOUND);
+	assert_int_equal(nstore_receipt(f->s, "bob", "phone", "01KALERTEVENT0000000000000", f->order, T0),
+	    NSTORE_NOT_FOUND);
+	assert_int_equal(nstore_receipt(f->s, "alice", "phone", "01KALERTEVENT0000000000000", "01KOTHERORDER0000000000000",
+			     T0),
+	    NSTORE_NOT_FOUND);
+	/* a device that said hello only after the alert: nothing was pending for it, nothing changes */
+	assert_int_equal(nstore_receipt(f->s, "alice", "watch", "01KALERTEVENT0000000000000", f->order, T0), NSTORE_OK);
+	assert_int_equal(rows(f, "device_alerts"), 2);
+	assert_int_equal(nstore_pending(f->s, now_ms()), 2);
+}
+
+/* Expired alerts are no longer pending, not sent again, and forgotten by nstore_expire(). */
+static void
+test_expired_not_resent(void **state)
+{
+	struct fixture *f = *state;
+	int64_t later;
+	int resent = -1;
+
+	hello_devices(f);
+	put_placed(f, NULL, NSTORE_OK);
+	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
+	later = now_ms() + 3601 * 1000;
+	assert_int_equal(nstore_pending(f->s, later), 0);
+	assert_int_equal(nstore_hello(f->s, "alice", "phone", later, &resent), NSTORE_OK);
+	assert_int_equal(resent, 0);
+	assert_int_equal(nstore_resend_all(f->s, later, &resent), NSTORE_OK);
+	assert_int_equal(resent, 0);
+	assert_int_equal(nstore_expire(f->s, now_ms()), 0);
+	assert_int_equal(nstore_expire(f->s, later), 2);
+	assert_int_equal(rows(f, "device_alerts"), 0);
+}
+
+/* After the notifier reconnects, every device's pending alerts go again, each to its own topic. */
+static void
+test_resend_all(void **state)
+{
+	struct fixture *f = *state;
+	int resent = -1;
+
+	hello_devices(f);
+	put_placed(f, NULL, NSTORE_OK);
+	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
+	sql_exec(f, "DELETE FROM outbox");
+	assert_int_equal(nstore_resend_all(f->s, now_ms(), &resent), NSTORE_OK);
+	assert_int_equal(resent, 2);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE topic = 'pizza/users/alice/devices/phone/alerts'",
+			     NULL),
+	    1);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE topic = 'pizza/users/alice/devices/tablet/alerts'",
+			     NULL),
+	    1);
+}
+
+/* A hello whose resend cannot be queued changes nothing: the device is not recorded, nothing counted. */
+static void
+test_hello_failure_rolls_back(void **state)
+{
+	struct fixture *f = *state;
+	int resent = -1;
+
+	hello_devices(f);
+	put_placed(f, NULL, NSTORE_OK);
+	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
+	sql_exec(f, "CREATE TRIGGER fail_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;");
+	assert_int_equal(nstore_hello(f->s, "alice", "phone", now_ms(), &resent), NSTORE_FAIL);
+	assert_int_equal(resent, -1);
+	assert_int_equal(sql_int(f, "SELECT max(resends) FROM device_alerts", NULL), 0);
+	assert_int_equal(nstore_resend_all(f->s, now_ms(), &resent), NSTORE_FAIL);
+	assert_int_equal(nstore_hello(f->s, "carol", "phone", now_ms(), &resent), NSTORE_OK); /* nothing to queue */
+	sql_exec(f, "DROP TRIGGER fail_outbox; DROP TABLE device_alerts;");
+	assert_int_equal(nstore_receipt(f->s, "alice", "phone", "01KALERTEVENT0000000000000", f->order, T0), NSTORE_FAIL);
+	assert_int_equal(nstore_pending(f->s, now_ms()), -1);
+}
+
 int
 main(void)
 {
@@ -455,6 +616,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_failure_rolls_back_attempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_database_error_is_not_not_found, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_alerts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alert_pending_per_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hello_resends_until_receipt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_receipt_must_name_an_alert, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expired_not_resent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resend_all, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hello_failure_rolls_back, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("notifier_store", tests, NULL, NULL);
