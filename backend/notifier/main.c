@@ -9,6 +9,11 @@
  * the same transaction as the alert itself goes into the outbox, before
  * the status message is acknowledged.  What is consumed and who handles
  * it: rows[] below.
+ *
+ * Delivery receipts (docs/events.md, "Devices and delivery receipts"): a
+ * device that said hello gets each later alert of its user kept pending
+ * until its receipt; every hello, and every reconnect of the notifier
+ * itself, sends what is still pending again to the device's own topic.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +23,7 @@
 
 #include "consume.h"
 #include "delivery.h"
+#include "device.h"
 #include "event.h"
 #include "httpd.h"
 #include "log.h"
@@ -43,7 +49,7 @@ static struct {
 	const char *metrics_bind;
 } cfg;
 
-static struct metric *m_alerts;
+static struct metric *m_alerts, *m_receipts, *m_resent;
 
 static struct notifier_store *store;
 
@@ -129,11 +135,99 @@ out:
 	return r;
 }
 
+/*
+ * A device's hello (on every connect): it is one of its user's devices
+ * from now on, and gets again every alert still waiting for its receipt.
+ */
+static enum consume_result
+on_hello(void *arg, struct consume_msg *c)
+{
+	char user[NAME_MAX_LEN + 1], device[NAME_MAX_LEN + 1], named[NAME_MAX_LEN + 1];
+	int resent = 0;
+
+	(void)arg;
+	if (topic_parse_device(c->m->topic, user, device) != TOPIC_KIND_DEVICE_HELLO) {
+		snprintf(c->reason, sizeof(c->reason), "the topic's user or device name is not valid");
+		return CONSUME_INVALID;
+	}
+	if (device_hello_decode(c->m->payload, c->m->len, named, c->reason, sizeof(c->reason)) != 0)
+		return CONSUME_INVALID;
+	if (strcmp(named, device) != 0) {
+		snprintf(c->reason, sizeof(c->reason), "device: '%s' is not the topic's device '%s'", named, device);
+		return CONSUME_INVALID;
+	}
+	if (nstore_hello(store, user, device, now_ms(), &resent) != NSTORE_OK)
+		return CONSUME_RETRY;
+	log_info("device hello", "user_id=%s device=%s resent=%d", user, device, resent);
+	if (resent > 0) {
+		metric_add(m_resent, resent);
+		nstore_flush(store);
+	}
+	return CONSUME_DONE;
+}
+
+/* A device's receipt for an alert it showed: that (alert, device) is delivered, at our time. */
+static enum consume_result
+on_receipt(void *arg, struct consume_msg *c)
+{
+	char user[NAME_MAX_LEN + 1], device[NAME_MAX_LEN + 1];
+	struct device_receipt r;
+
+	(void)arg;
+	if (topic_parse_device(c->m->topic, user, device) != TOPIC_KIND_DEVICE_RECEIPTS) {
+		snprintf(c->reason, sizeof(c->reason), "the topic's user or device name is not valid");
+		return CONSUME_INVALID;
+	}
+	if (device_receipt_decode(c->m->payload, c->m->len, &r, c->reason, sizeof(c->reason)) != 0)
+		return CONSUME_INVALID;
+	switch (nstore_receipt(store, user, device, r.event_id, r.order_id, now_ms())) {
+	case NSTORE_OK:
+		metric_inc(m_receipts);
+		log_debug("delivery receipt", "user_id=%s device=%s order_id=%s", user, device, r.order_id);
+		return CONSUME_DONE;
+	case NSTORE_DUP:
+		return CONSUME_DUPLICATE;
+	case NSTORE_NOT_FOUND:
+		snprintf(c->reason, sizeof(c->reason), "no alert %s of order %s was sent to user %s", r.event_id,
+		    r.order_id, user);
+		return CONSUME_INVALID;
+	default:
+		return CONSUME_RETRY;
+	}
+}
+
 /* What the notifier consumes, and who handles it. */
 static const struct consume_row rows[] = {
 	{ TOPIC_PLACED, 1, 0, EVENT_ORDER_PLACED, on_placed },
 	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_status },
+	{ TOPIC_ALL_HELLO, 1, 0, CONSUME_RAW, on_hello },
+	{ TOPIC_ALL_RECEIPTS, 1, 0, CONSUME_RAW, on_receipt },
 };
+
+/*
+ * The main loop's device work: after the connection to the broker came
+ * back (a crashed broker may have lost what it queued for offline devices),
+ * every pending device alert is sent again; once a minute, expired ones
+ * are forgotten.
+ */
+static void
+devices_tick(struct mq *mq)
+{
+	static unsigned reconnects;
+	static int64_t next_expiry;
+	int resent = 0;
+
+	if (mq_reconnects(mq) != reconnects && mq_is_connected(mq) &&
+	    nstore_resend_all(store, now_ms(), &resent) == NSTORE_OK) {
+		reconnects = mq_reconnects(mq);
+		log_info("reconnected: pending device alerts sent again", "resent=%d", resent);
+		metric_add(m_resent, resent);
+	}
+	if (mono_ms() >= next_expiry) {
+		nstore_expire(store, now_ms());
+		next_expiry = mono_ms() + 60000;
+	}
+}
 
 /*
  * The secret that signs callbacks, from --callback-secret-file or
@@ -161,6 +255,12 @@ static double
 backlog(void *arg)
 {
 	return (double)nstore_backlog(arg);
+}
+
+static double
+pending(void *arg)
+{
+	return (double)nstore_pending(arg, now_ms());
 }
 
 int
@@ -221,6 +321,11 @@ main(int argc, char **argv)
 	svc_metrics(mq);
 	m_alerts = metric_counter("pizza_alerts_sent_total", "Pickup alerts sent to the broker: one per order, decided with its record", NULL);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog, store);
+	m_receipts = metric_counter("pizza_receipts_total", "Delivery receipts taken: a device showed an alert", NULL);
+	m_resent = metric_counter("pizza_alerts_resent_total",
+	    "Pending alerts sent again to a device's own topic (after its hello or the notifier's reconnect)", NULL);
+	metric_gauge_fn("pizza_device_alerts_pending", "Alerts waiting for a device's receipt, not expired", NULL, pending,
+	    store);
 	svc_mq_connect(mq, &cfg.so);
 	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, nstore_probe, store);
 	policy.max_attempts = (int)cfg.cb_attempts;
@@ -232,6 +337,7 @@ main(int argc, char **argv)
 	log_info("ready", "db=%s", LOGQ(cfg.db_path));
 
 	while (!svc_quit) {
+		devices_tick(mq);
 		nstore_flush(store);
 		sleep_ms(200);
 	}
