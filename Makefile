@@ -67,7 +67,7 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libpizza.a
 
 SERVICES := order-service order-executor order-history notifier
-BINS     := $(SERVICES:%=$(BUILD)/bin/%) $(BUILD)/bin/phone-sim
+BINS     := $(SERVICES:%=$(BUILD)/bin/%) $(BUILD)/bin/phone-sim $(BUILD)/bin/pizza-admin
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -176,6 +176,12 @@ endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
 $(BUILD)/bin/phone-sim: $(patsubst %.c,$(BUILD)/%.o,$(wildcard client-sim/*.c)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# pizza-admin: accounts at run time, over order-service's admin API (HTTP like phone-sim's)
+$(BUILD)/bin/pizza-admin: $(patsubst %.c,$(BUILD)/%.o,$(wildcard admin/*.c)) \
+    $(BUILD)/client-sim/http_client.o $(BUILD)/client-sim/runenv.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

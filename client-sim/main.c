@@ -2,7 +2,7 @@
  * phone-sim - a simulated phone for the pizza backend.
  *
  *   phone-sim order --user alice --item margherita [--qty N]
- *   phone-sim watch --user alice
+ *   phone-sim watch --user alice [--persistent] [--device NAME]
  *
  * It connects as the user (its broker account), subscribes to
  * pizza/users/<user>/# and nothing else, places orders over MQTT 5
@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "device.h"
 #include "http_client.h"
 #include "event.h"
 #include "idset.h"
@@ -178,7 +179,8 @@ print_event(const struct common *c, const struct event *ev, const struct inbox_m
 		printf("%s  %-8s  order %s  %-8s  %-9s by %s%s\n", when, ev->user_id, ev->order_id,
 		    event_status_name(ev->status), since, ev->worker, m->retained ? "  (current status, retained)" : "");
 	else if (ev->type == EVENT_PICKUP_ALERT)
-		printf("%s  %-8s  order %s  PICKUP    %-9s %s\n", when, ev->user_id, ev->order_id, since, ev->message);
+		printf("%s  %-8s  order %s  PICKUP    %-9s %s%s\n", when, ev->user_id, ev->order_id, since, ev->message,
+		    topic_parse(m->topic, NULL, NULL) == TOPIC_KIND_DEVICE_ALERTS ? "  (sent again to this device)" : "");
 	fflush(stdout);
 }
 
@@ -189,7 +191,7 @@ decode(const struct inbox_msg *m, struct event *ev)
 	char err[256];
 	enum topic_kind k = topic_parse(m->topic, NULL, NULL);
 
-	if (k != TOPIC_KIND_STATUS && k != TOPIC_KIND_ALERTS)
+	if (k != TOPIC_KIND_STATUS && k != TOPIC_KIND_ALERTS && k != TOPIC_KIND_DEVICE_ALERTS)
 		return -1;
 	if (event_decode(m->payload, m->len, ev, err, sizeof(err)) != 0) {
 		log_error("ignored a malformed event", "topic=%s reason=%s", LOGQ(m->topic), LOGQ(err));
@@ -198,11 +200,18 @@ decode(const struct inbox_msg *m, struct event *ev)
 	return 0;
 }
 
-/* Key for "seen already" sets: order id plus seq (0 for the alert). */
+/*
+ * Key for "seen already" sets: order id plus seq for a status; the event id
+ * for an alert, which a device may get twice (the user's topic and, sent
+ * again after a hello, its own).
+ */
 static void
 seen_key(const struct event *ev, char *buf, size_t n)
 {
-	snprintf(buf, n, "%.*s.%d", NAME_MAX_LEN - 3, ev->order_id, ev->type == EVENT_ORDER_STATUS ? ev->seq : 0);
+	if (ev->type == EVENT_PICKUP_ALERT)
+		snprintf(buf, n, "alert.%s", ev->event_id);
+	else
+		snprintf(buf, n, "%.*s.%d", NAME_MAX_LEN - 3, ev->order_id, ev->seq);
 }
 
 /*
@@ -310,11 +319,11 @@ http_order(const struct common *c, const char *base, const char *sku, long qty, 
 /*
  * Prints m if it is an event (of order_id, or of any order when NULL) not
  * printed before: each status and the alert once.  Returns 1 when what it
- * printed was a pickup alert, else 0.
+ * printed was a pickup alert (copied into *shown unless NULL), else 0.
  */
 static int
 print_new_event(const struct common *c, struct idset *seen, const struct inbox_msg *m, const char *order_id,
-    int64_t t0)
+    int64_t t0, struct event *shown)
 {
 	struct event ev;
 	char key[NAME_MAX_LEN + 8];
@@ -325,7 +334,11 @@ print_new_event(const struct common *c, struct idset *seen, const struct inbox_m
 	if (idset_add(seen, key) != 1)
 		return 0;
 	print_event(c, &ev, m, t0);
-	return ev.type == EVENT_PICKUP_ALERT;
+	if (ev.type != EVENT_PICKUP_ALERT)
+		return 0;
+	if (shown != NULL)
+		*shown = ev;
+	return 1;
 }
 
 /* Disconnects and frees a phone's client, its inbox and its "seen already" set. */
@@ -472,7 +485,7 @@ follow_order(struct follow *f, struct inbox *ib)
 				return 1;
 			continue;
 		}
-		if (print_new_event(f->c, f->seen, m, f->order_id, f->t0))
+		if (print_new_event(f->c, f->seen, m, f->order_id, f->t0, NULL))
 			f->got_alert = 1;
 		inbox_msg_free(m);
 	}
@@ -569,31 +582,64 @@ out:
 	return rc;
 }
 
+/*
+ * Publishes QoS 1 to the device's own topic what (hello or receipts) the
+ * JSON text body, and frees body.  Failures are said on stderr: a lost
+ * hello or receipt means an alert may come again, never that one is lost.
+ */
+static void
+device_say(struct mq *mq, const char *user, const char *device, const char *what, char *body)
+{
+	char topic[TOPIC_MAX];
+
+	if (body == NULL || topic_device(topic, sizeof(topic), user, device, what) != 0 ||
+	    mq_publish_text(mq, topic, body, 1, 0, 0) != 0)
+		fprintf(stderr, "%s watch: could not send the device's %s\n", PROG, what);
+	free(body);
+}
+
 static int
 cmd_watch(int argc, char **argv)
 {
 	struct common c;
 	int persistent = 0;
 	long count = 0, for_s = 0;
+	const char *device = NULL;
 	const struct opt opts[] = {
 		COMMON_OPTS(&c),
 		{ "persistent", 0, OPT_FLAG, NULL, NULL,
-		    "keep a session on the broker, so alerts sent while offline arrive on the next watch", &persistent, 0, 0 },
+		    "keep this device's session on the broker, so alerts sent while offline arrive on the next watch; "
+		    "says hello on every connect and sends a receipt for each alert shown",
+		    &persistent, 0, 0 },
+		{ "device", 'd', OPT_STR, "PIZZA_DEVICE", NULL,
+		    "this device's name (client id phone-<user>-<device>); default: the host name, made a valid name",
+		    &device, 0, 0 },
 		{ "alerts", 'n', OPT_INT, NULL, "0", "exit 0 after this many pickup alerts (0: never)", &count, 0, 1000000 },
 		{ "for", 0, OPT_INT, NULL, "0", "exit 0 after this many seconds (0: until Ctrl-C)", &for_s, 0, 86400 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
-	char client_id[96];
+	char client_id[2 * NAME_MAX_LEN + 16], dev[NAME_MAX_LEN + 1];
 	struct inbox *ib;
 	struct mq *mq;
 	struct idset *seen;
+	struct event shown;
 	int64_t deadline;
 	long alerts = 0;
+	unsigned reconnects;
 
 	memset(&c, 0, sizeof(c));
 	parse("watch", "Prints the user's order statuses and pickup alerts as they arrive.", opts, &c, argc, argv, 1);
-	if (persistent)
-		snprintf(client_id, sizeof(client_id), "phone-%s-watch", c.user);
+	if (device != NULL && !name_valid(device)) {
+		fprintf(stderr, "%s watch: --device must be 1-%d characters of A-Z a-z 0-9 _ -\n", PROG, NAME_MAX_LEN);
+		return 2;
+	}
+	if (device != NULL)
+		str_copy(dev, sizeof(dev), device);
+	else
+		device_name_default(dev, sizeof(dev));
+	/* a device is one stable client id; a plain watch without --device stays a throwaway one */
+	if (persistent || device != NULL)
+		snprintf(client_id, sizeof(client_id), "phone-%s-%s", c.user, dev);
 	else {
 		unsigned char r[4];
 		random_bytes(r, sizeof(r));
@@ -602,15 +648,27 @@ cmd_watch(int argc, char **argv)
 	ib = inbox_new();
 	seen = idset_new(100000);
 	mq = phone_connect("watch", &c, ib, client_id, persistent);
+	reconnects = mq_reconnects(mq);
+	if (persistent)
+		device_say(mq, c.user, dev, "hello", device_hello_encode(dev));
 	if (!c.json)
-		fprintf(stderr, "watching pizza/users/%s/# (Ctrl-C to stop)\n", c.user);
+		fprintf(stderr, "watching pizza/users/%s/# as device %s (Ctrl-C to stop)\n", c.user, dev);
 	deadline = for_s > 0 ? mono_ms() + for_s * 1000 : INT64_MAX;
 	while (!quit && mono_ms() < deadline && (count == 0 || alerts < count)) {
-		struct inbox_msg *m = inbox_wait(ib, deadline);
+		struct inbox_msg *m;
 
-		if (m == NULL)
+		/* a hello on every reconnect too: the notifier sends again what this device has not confirmed */
+		if (persistent && mq_reconnects(mq) != reconnects && mq_is_connected(mq)) {
+			reconnects = mq_reconnects(mq);
+			device_say(mq, c.user, dev, "hello", device_hello_encode(dev));
+		}
+		if ((m = inbox_wait(ib, deadline)) == NULL)
 			continue;
-		alerts += print_new_event(&c, seen, m, NULL, 0);
+		if (print_new_event(&c, seen, m, NULL, 0, &shown)) {
+			alerts++;
+			if (persistent)
+				device_say(mq, c.user, dev, "receipts", device_receipt_encode(shown.event_id, shown.order_id));
+		}
 		inbox_msg_free(m);
 	}
 	phone_close(mq, ib, seen);

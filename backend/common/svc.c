@@ -1,9 +1,15 @@
 #include "svc.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "httpd.h"
@@ -12,6 +18,128 @@
 #include "util.h"
 
 volatile sig_atomic_t svc_quit;
+
+/*
+ * The service manager's notification socket.  The protocol is systemd's
+ * documented and stable one (sd_notify(3), "NOTIFY_SOCKET" in systemd.exec(5)):
+ * newline-separated VAR=value lines in one datagram to the AF_UNIX socket
+ * named by $NOTIFY_SOCKET, a path or, with a leading '@', an abstract name.
+ * It is a few lines, so libsystemd is not linked for it.
+ */
+static struct {
+	int fd;                /* -1: no NOTIFY_SOCKET, nothing is sent */
+	struct sockaddr_un addr;
+	socklen_t addrlen;
+	int64_t watchdog_ms;   /* WATCHDOG=1 this often; 0: no watchdog */
+	int64_t last_watchdog;
+	int warned, stopping, connected;
+	char url[256];         /* the broker's, for STATUS= */
+} notify = { .fd = -1 };
+
+/* Reads $NOTIFY_SOCKET, $WATCHDOG_USEC and $WATCHDOG_PID; logs what it cannot use. */
+static void
+notify_init(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET"), *usec = getenv("WATCHDOG_USEC"), *wpid = getenv("WATCHDOG_PID");
+	size_t n;
+	long v;
+
+	if (path == NULL || path[0] == '\0')
+		return;
+	n = strlen(path);
+	if ((path[0] != '/' && path[0] != '@') || n >= sizeof(notify.addr.sun_path)) {
+		log_warn("NOTIFY_SOCKET is not a unix socket path or abstract name; not notifying the service manager",
+		    "value=%s", LOGQ(path));
+		return;
+	}
+	memset(&notify.addr, 0, sizeof(notify.addr));
+	notify.addr.sun_family = AF_UNIX;
+	memcpy(notify.addr.sun_path, path, n);
+	if (path[0] == '@')
+		notify.addr.sun_path[0] = '\0'; /* abstract: the length says where the name ends */
+	notify.addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '/'));
+	if ((notify.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
+		log_errno("cannot open a socket for NOTIFY_SOCKET; not notifying the service manager", NULL);
+		return;
+	}
+	/* the watchdog is for us only when WATCHDOG_PID, if set, names this process */
+	if (usec != NULL && parse_long(usec, 1, LONG_MAX, &v) == 0) {
+		long pid;
+		if (wpid == NULL || (parse_long(wpid, 1, LONG_MAX, &pid) == 0 && pid == (long)getpid()))
+			notify.watchdog_ms = v / 2000 > 0 ? v / 2000 : 1;
+	} else if (usec != NULL)
+		log_warn("WATCHDOG_USEC is not a number of microseconds; no watchdog", "value=%s", LOGQ(usec));
+}
+
+/* Sends one datagram of VAR=value lines, formatted like printf. */
+static void notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void
+notify_send(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (notify.fd < 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (sendto(notify.fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&notify.addr, notify.addrlen) < 0 &&
+	    !notify.warned) {
+		notify.warned = 1;
+		log_errno("cannot notify the service manager (NOTIFY_SOCKET)", NULL);
+	}
+}
+
+void
+svc_ready(const char *kv, ...)
+{
+	char tail[1024] = "";
+	va_list ap;
+
+	if (kv != NULL) {
+		va_start(ap, kv);
+		vsnprintf(tail, sizeof(tail), kv, ap);
+		va_end(ap);
+	}
+	log_info("ready", "%s", tail);
+	notify.connected = 1;
+	notify.last_watchdog = mono_ms();
+	notify_send("READY=1\nSTATUS=ready: connected to %s, subscribed", notify.url);
+}
+
+void
+svc_tick(struct mq *mq)
+{
+	int connected;
+
+	if (notify.fd < 0)
+		return;
+	if (svc_quit) {
+		svc_stopping();
+		return;
+	}
+	if (notify.watchdog_ms > 0 && mono_ms() - notify.last_watchdog >= notify.watchdog_ms) {
+		notify.last_watchdog = mono_ms();
+		notify_send("WATCHDOG=1");
+	}
+	if ((connected = mq_is_connected(mq)) != notify.connected) {
+		notify.connected = connected;
+		if (connected)
+			notify_send("STATUS=ready: connected to %s again", notify.url);
+		else
+			notify_send("STATUS=broker connection lost; reconnecting to %s", notify.url);
+	}
+}
+
+void
+svc_stopping(void)
+{
+	if (notify.stopping)
+		return;
+	notify.stopping = 1;
+	notify_send("STOPPING=1\nSTATUS=shutting down");
+}
 
 static void
 on_signal(int sig)
@@ -65,6 +193,7 @@ svc_parse(const char *svc, const char *summary, const struct opt *opts, const st
 			level = LOG_LEVEL_DEBUG;
 		log_init(svc, (enum log_level)level);
 	}
+	notify_init();
 }
 
 struct mq *
@@ -94,6 +223,7 @@ svc_mq_new(const struct svc_opts *so, mq_handler handler, void *arg)
 		password = strdup(env);
 	}
 	cfg.url = url;
+	str_copy(notify.url, sizeof(notify.url), url);
 	cfg.client_id = so->client_id;
 	cfg.username = so->user;
 	cfg.password = password;
@@ -114,9 +244,11 @@ svc_mq_connect(struct mq *mq, const struct svc_opts *so)
 {
 	char err[512];
 
+	notify_send("STATUS=connecting to the broker at %s and subscribing", notify.url);
 	if (mq_connect(mq, (int)so->connect_timeout_ms, err, sizeof(err)) != 0) {
 		char q[600];
 		log_error("cannot start", "err=%s", log_quote(q, sizeof(q), err));
+		notify_send("STATUS=cannot start: %s", err);
 		mq_free(mq);
 		exit(1);
 	}

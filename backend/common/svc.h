@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "log.h"
 #include "mq.h"
 
 struct svc_opts {
@@ -83,8 +84,34 @@ void svc_parse(const char *svc, const char *summary, const struct opt *opts, con
  */
 struct mq *svc_mq_new(const struct svc_opts *so, mq_handler handler, void *arg);
 
-/* Connects; on failure logs the reason and exits 1. */
+/*
+ * Connects (telling the service manager what it waits for); on failure logs
+ * the reason and exits 1.
+ */
 void svc_mq_connect(struct mq *mq, const struct svc_opts *so);
+
+/*
+ * The service manager (systemd, Type=notify): when $NOTIFY_SOCKET names a
+ * unix socket, svc_parse() opens it and these send it the documented
+ * datagrams (sd_notify(3)); without it they only log.  A failed send is
+ * logged once and never fails the service.
+ *
+ * svc_ready() logs msg="ready" with the printf-style key=value tail kv (as
+ * log_info) and then sends READY=1: call it once, after svc_mq_connect()
+ * (connected, every subscription acknowledged) and after the service's HTTP
+ * ports listen, so the log line and systemd never disagree.
+ */
+void svc_ready(const char *kv, ...) LOG_PRINTF(1, 2);
+
+/*
+ * Call from the main loop at least every second: sends WATCHDOG=1 every
+ * half of $WATCHDOG_USEC (when set, for this process), a STATUS= line when
+ * the broker connection is lost or back, and STOPPING=1 once svc_quit is set.
+ */
+void svc_tick(struct mq *mq);
+
+/* Sends STOPPING=1 (once; later calls do nothing): call when the main loop ends. */
+void svc_stopping(void);
 
 struct httpd;
 struct http_req;

@@ -334,13 +334,15 @@ main(int argc, char **argv)
 	policy.timeout_ms = cfg.cb_timeout_ms;
 	if ((deliverer = deliverer_start(store, &policy, secret, allow)) == NULL)
 		fatal("cannot start the callback deliverer", NULL);
-	log_info("ready", "db=%s", LOGQ(cfg.db_path));
+	svc_ready("db=%s", LOGQ(cfg.db_path));
 
 	while (!svc_quit) {
 		devices_tick(mq);
 		nstore_flush(store);
+		svc_tick(mq);
 		sleep_ms(200);
 	}
+	svc_stopping();
 
 	httpd_stop(ops);
 	deliverer_stop(deliverer);

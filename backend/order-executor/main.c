@@ -158,6 +158,9 @@ run(void)
 				break;
 			}
 		}
+		pthread_mutex_unlock(&lock);
+		svc_tick(mq); /* the watchdog; STOPPING=1 when the drain begins */
+		pthread_mutex_lock(&lock);
 		until = stages_next_due(stages);
 		if (until > now + 200)
 			until = now + 200; /* notice signals promptly */
@@ -239,10 +242,11 @@ main(int argc, char **argv)
 		fatal("cannot declare the subscriptions", NULL);
 	svc_mq_connect(mq, &cfg.so);
 	ops = svc_ops_start(cfg.metrics_bind, cfg.metrics_port, mq, NULL, NULL);
-	log_info("ready", "id=%s stage_ms=%ld,%ld,%ld,%ld", cfg.id, (long)plan.ms[STATUS_ACCEPTED],
+	svc_ready("id=%s stage_ms=%ld,%ld,%ld,%ld", cfg.id, (long)plan.ms[STATUS_ACCEPTED],
 	    (long)plan.ms[STATUS_PREP], (long)plan.ms[STATUS_BAKE], (long)plan.ms[STATUS_OVEN]);
 
 	run();
+	svc_stopping();
 
 	log_info("shutting down", "in_progress=%zu", stages_active(stages));
 	httpd_stop(ops);

@@ -212,10 +212,13 @@ main(int argc, char **argv)
 	if (cfg.http_port > 0 &&
 	    (http = httpd_start(cfg.http_bind, (int)cfg.http_port, 1024, on_http, NULL, err, sizeof(err))) == NULL)
 		fatal("cannot start the HTTP read API", "err=%s", LOGQ(err));
-	log_info("ready", "db=%s http=%s:%d", LOGQ(cfg.db_path), LOGQ(cfg.http_bind), http != NULL ? httpd_port(http) : 0);
+	svc_ready("db=%s http=%s:%d", LOGQ(cfg.db_path), LOGQ(cfg.http_bind), http != NULL ? httpd_port(http) : 0);
 
-	while (!svc_quit)
+	while (!svc_quit) {
+		svc_tick(mq);
 		sleep_ms(200);
+	}
+	svc_stopping();
 	httpd_stop(http);
 
 	log_info("shutting down", "orders=%lld", (long long)hstore_count(store, HSTORE_ORDERS));

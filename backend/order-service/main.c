@@ -337,6 +337,7 @@ run(struct service *s)
 		 */
 		outbox_flush(s->outbox);
 		supervise_tick(supervisor, mq_connected_for(mq));
+		svc_tick(mq);
 		if (mono_ms() - last_expire > EXPIRE_EVERY_MS) {
 			intake_expire_keys(intake, cfg.idempotency_ttl_h * 3600 * 1000);
 			last_expire = mono_ms();
@@ -378,8 +379,9 @@ main(int argc, char **argv)
 	svc_signals();
 	start(&s);
 	snprintf(http_addr, sizeof(http_addr), "%s:%d", cfg.http_bind, s.http != NULL ? httpd_port(s.http) : 0);
-	log_info("ready", "db=%s http=%s", LOGQ(cfg.db_path), LOGQ(http_addr));
+	svc_ready("db=%s http=%s", LOGQ(cfg.db_path), LOGQ(http_addr));
 	run(&s);
+	svc_stopping();
 	stop(&s);
 	return 0;
 }
