@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,128 @@
 #include <strings.h>
 
 #include "util.h"
+
+/* The units a duration may carry, smallest first. */
+static const struct {
+	const char *suffix;
+	long long ms;
+} duration_units[] = {
+	{ "ms", 1 },
+	{ "s", 1000 },
+	{ "m", 60 * 1000 },
+	{ "h", 3600 * 1000 },
+	{ "d", 86400 * 1000 },
+};
+#define NUNITS (sizeof(duration_units) / sizeof(duration_units[0]))
+
+static int
+is_duration(enum opt_kind k)
+{
+	return k == OPT_DURATION_MS || k == OPT_DURATION_S || k == OPT_DURATION_H;
+}
+
+/* A duration kind's unit in milliseconds, and its name in *name (what a bare number means). */
+static long long
+duration_unit(enum opt_kind k, const char **name)
+{
+	*name = k == OPT_DURATION_H ? "hours" : k == OPT_DURATION_S ? "seconds" : "milliseconds";
+	return k == OPT_DURATION_H ? 3600 * 1000 : k == OPT_DURATION_S ? 1000 : 1;
+}
+
+enum duration_err { DUR_OK, DUR_SYNTAX, DUR_RANGE, DUR_FRACTION };
+
+/*
+ * Parses s, digits (a leading '-' allowed) and an optional unit of
+ * duration_units, into *out in units of unit_ms milliseconds; a bare number
+ * is already in them.  Fails without touching *out: DUR_SYNTAX for anything
+ * else (spaces, "1.5s", "5x"), DUR_RANGE past a long, DUR_FRACTION when the
+ * value is not a whole number of the unit.
+ */
+static enum duration_err
+duration_parse(const char *s, long long unit_ms, long *out)
+{
+	const char *p = s;
+	long long n = 0, per = unit_ms, ms;
+	int neg = *p == '-';
+
+	p += neg;
+	if (*p < '0' || *p > '9')
+		return DUR_SYNTAX;
+	for (; *p >= '0' && *p <= '9'; p++)
+		if (__builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, *p - '0', &n))
+			return DUR_RANGE;
+	if (*p != '\0') {
+		size_t i;
+
+		for (i = 0; i < NUNITS && strcmp(p, duration_units[i].suffix) != 0; i++)
+			;
+		if (i == NUNITS)
+			return DUR_SYNTAX;
+		per = duration_units[i].ms;
+	}
+	if (__builtin_mul_overflow(n, per, &ms))
+		return DUR_RANGE;
+	if (ms % unit_ms != 0)
+		return DUR_FRACTION;
+	ms /= unit_ms;
+	if (ms > LONG_MAX)
+		return DUR_RANGE;
+	*out = neg ? -(long)ms : (long)ms;
+	return DUR_OK;
+}
+
+/* v (in units of unit_ms) in the largest unit that holds it exactly ("1h", "90s"); 0 and below bare. */
+static const char *
+duration_str(char *buf, size_t n, long v, long long unit_ms)
+{
+	long long ms;
+
+	if (v <= 0 || __builtin_mul_overflow((long long)v, unit_ms, &ms)) {
+		snprintf(buf, n, "%ld", v);
+		return buf;
+	}
+	for (size_t i = NUNITS; i-- > 0;)
+		if (ms % duration_units[i].ms == 0) {
+			snprintf(buf, n, "%lld%s", ms / duration_units[i].ms, duration_units[i].suffix);
+			break;
+		}
+	return buf;
+}
+
+/* Sets a duration option from val; src names where val came from in the error. */
+static int
+set_duration(const struct opt *o, const char *val, const char *src, char *err, size_t errlen)
+{
+	const char *unit_name;
+	long long unit = duration_unit(o->kind, &unit_name);
+	char lo[32], hi[32];
+	long v = 0;
+	int bare;
+
+	switch (duration_parse(val, unit, &v)) {
+	case DUR_SYNTAX:
+		snprintf(err, errlen, "%s: '%s' is not a duration such as 250ms, 30s, 5m, 12h or 2d (a bare number is %s)",
+		    src, val, unit_name);
+		return -1;
+	case DUR_FRACTION:
+		snprintf(err, errlen, "%s: '%s' is not a whole number of %s", src, val, unit_name);
+		return -1;
+	case DUR_RANGE:
+		break;
+	case DUR_OK:
+		if (v >= o->min && v <= o->max) {
+			*(long *)o->dest = v;
+			return 0;
+		}
+		break;
+	}
+	/* a bare number out of range may be an old one in another unit: say which unit it was read in */
+	bare = val[strspn(val, "-0123456789")] == '\0';
+	snprintf(err, errlen, "%s: '%s' is not from %s to %s%s%s%s", src, val, duration_str(lo, sizeof(lo), o->min, unit),
+	    duration_str(hi, sizeof(hi), o->max, unit), bare ? " (a bare number is " : "", bare ? unit_name : "",
+	    bare ? ")" : "");
+	return -1;
+}
 
 static int
 set_value(const struct opt *o, const char *val, const char *src, char *err, size_t errlen)
@@ -43,42 +166,120 @@ set_value(const struct opt *o, const char *val, const char *src, char *err, size
 		}
 		*(int *)o->dest = (int)v;
 		return 0;
+	case OPT_DURATION_MS:
+	case OPT_DURATION_S:
+	case OPT_DURATION_H:
+		return set_duration(o, val, src, err, errlen);
+	case OPT_ALIAS:
+		break; /* resolved before values are set */
 	}
+	snprintf(err, errlen, "%s: cannot be set", src);
 	return -1;
+}
+
+/* The flag column of o's help line: "-v, --verbose", "    --stage DURATION". */
+static void
+help_flag(char *buf, size_t n, const struct opt *o)
+{
+	const char *arg = is_duration(o->kind) ? " DURATION" : o->kind == OPT_STR || o->kind == OPT_INT ? " ARG" : "";
+
+	if (o->short_name)
+		snprintf(buf, n, "-%c, --%s%s", o->short_name, o->name, arg);
+	else
+		snprintf(buf, n, "    --%s%s", o->name, arg);
 }
 
 void
 config_help(const char *usage, const char *summary, const struct opt *opts)
 {
+	static const char *const builtin[][2] = {
+		{ "    --config FILE", "read 'option = value' lines first [env PIZZA_CONFIG]" },
+		{ "-h, --help", "print this help and exit" },
+		{ "    --version", "print the program's name and version and exit" },
+	};
+	int width = 0, aliases = 0, durations = 0;
+	char flag[128];
+
+	/* the help column starts after the longest flag */
+	for (const struct opt *o = opts; o->name != NULL; o++) {
+		if (o->kind == OPT_ALIAS)
+			continue;
+		help_flag(flag, sizeof(flag), o);
+		if ((int)strlen(flag) > width)
+			width = (int)strlen(flag);
+	}
+	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+		if ((int)strlen(builtin[i][0]) > width)
+			width = (int)strlen(builtin[i][0]);
+
 	printf("usage: %s\n\n%s\n\noptions:\n", usage, summary);
 	for (const struct opt *o = opts; o->name != NULL; o++) {
-		char flag[64];
-		int arg = o->kind == OPT_STR || o->kind == OPT_INT;
+		const char *unit;
 
-		if (o->short_name)
-			snprintf(flag, sizeof(flag), "-%c, --%s%s", o->short_name, o->name, arg ? " ARG" : "");
-		else
-			snprintf(flag, sizeof(flag), "    --%s%s", o->name, arg ? " ARG" : "");
-		printf("  %-28s %s", flag, o->help);
-		if (o->def != NULL && o->kind != OPT_FLAG && o->kind != OPT_COUNT)
+		if (o->kind == OPT_ALIAS) {
+			aliases++;
+			continue;
+		}
+		help_flag(flag, sizeof(flag), o);
+		printf("  %-*s  %s", width, flag, o->help);
+		if (is_duration(o->kind)) {
+			durations++;
+			duration_unit(o->kind, &unit);
+			if (o->def != NULL)
+				printf(" (default %s; a bare number is %s)", o->def, unit);
+			else
+				printf(" (a bare number is %s)", unit);
+		} else if (o->def != NULL && o->kind != OPT_FLAG && o->kind != OPT_COUNT)
 			printf(" (default %s)", o->def);
 		if (o->env != NULL)
 			printf(" [env %s]", o->env);
 		printf("\n");
 	}
-	printf("  %-28s %s\n  %-28s %s\n  %-28s %s\n", "    --config FILE",
-	    "read 'option = value' lines first [env PIZZA_CONFIG]", "-h, --help", "print this help and exit",
-	    "    --version", "print the version and exit");
+	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+		printf("  %-*s  %s\n", width, builtin[i][0], builtin[i][1]);
+	if (durations > 0)
+		printf("\nA DURATION is a whole number with a unit: 250ms, 30s, 5m, 12h or 2d.\n");
+	if (aliases > 0) {
+		int k = 0;
+
+		printf("\nOld names, still accepted:");
+		for (const struct opt *o = opts; o->name != NULL; o++)
+			if (o->kind == OPT_ALIAS)
+				printf("%s --%s (--%s)", k++ ? "," : "", o->name, o->help);
+		printf(".\n");
+	}
 	printf("\nPrecedence: flags, then environment, then the config file, then defaults.\n");
 }
 
+/* The entry named by the len bytes at name, as it is (an alias stays an alias); NULL if none. */
 static const struct opt *
-find_long(const struct opt *opts, const char *name, size_t len)
+find_entry(const struct opt *opts, const char *name, size_t len)
 {
 	for (const struct opt *o = opts; o->name != NULL; o++)
 		if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
 			return o;
 	return NULL;
+}
+
+/* The option a long name means, through an old name to the option it stands for.  NULL if none. */
+static const struct opt *
+find_long(const struct opt *opts, const char *name, size_t len)
+{
+	const struct opt *o = find_entry(opts, name, len);
+
+	if (o != NULL && o->kind == OPT_ALIAS)
+		o = find_entry(opts, o->help, strlen(o->help));
+	return o != NULL && o->kind != OPT_ALIAS ? o : NULL;
+}
+
+/* Whether the NULL-ended list holds name. */
+static int
+in_list(const char *const *list, const char *name)
+{
+	for (; list != NULL && *list != NULL; list++)
+		if (strcmp(*list, name) == 0)
+			return 1;
+	return 0;
 }
 
 static const struct opt *
@@ -126,9 +327,9 @@ keep_file(const char *path)
 	return t->text;
 }
 
-/* Applies the config file at path. */
+/* Applies the config file at path; keys in shared that opts lack are skipped. */
 static int
-apply_file(const struct opt *opts, const char *path, char *err, size_t errlen)
+apply_file(const struct opt *opts, const char *const *shared, const char *path, char *err, size_t errlen)
 {
 	char *text = keep_file(path), *line, *save = NULL;
 	int lineno = 0;
@@ -160,6 +361,8 @@ apply_file(const struct opt *opts, const char *path, char *err, size_t errlen)
 			;
 		*end = '\0';
 		if ((o = find_long(opts, k, strlen(k))) == NULL) {
+			if (in_list(shared, k))
+				continue; /* another command's option */
 			snprintf(err, errlen, "%s:%d: unknown option '%s'", path, lineno, k);
 			goto fail;
 		}
@@ -186,6 +389,8 @@ apply_defaults(const struct opt *opts, char *err, size_t errlen)
 	for (const struct opt *o = opts; o->name != NULL; o++) {
 		char src[96];
 
+		if (o->kind == OPT_ALIAS)
+			continue;
 		if (o->kind == OPT_STR)
 			*(const char **)o->dest = NULL;
 		else if (o->kind == OPT_FLAG || o->kind == OPT_COUNT)
@@ -221,7 +426,7 @@ apply_env(const struct opt *opts, char *err, size_t errlen)
 	for (const struct opt *o = opts; o->name != NULL; o++) {
 		const char *env;
 
-		if (o->env != NULL && (env = getenv(o->env)) != NULL && env[0] != '\0' &&
+		if (o->kind != OPT_ALIAS && o->env != NULL && (env = getenv(o->env)) != NULL && env[0] != '\0' &&
 		    set_value(o, env, o->env, err, errlen) != 0)
 			return -1;
 	}
@@ -266,7 +471,11 @@ apply_flag(const struct opt *opts, int argc, char **argv, int *i, char *err, siz
 
 	if (o == NULL)
 		return -1;
-	snprintf(src, sizeof(src), "--%s", o->name);
+	/* errors name the flag as typed: an old name too */
+	if (argv[*i][1] == '-')
+		snprintf(src, sizeof(src), "%.*s", (int)strcspn(argv[*i], "="), argv[*i]);
+	else
+		snprintf(src, sizeof(src), "--%s", o->name);
 	if (o->kind == OPT_FLAG || o->kind == OPT_COUNT) {
 		if (val != NULL) {
 			snprintf(err, errlen, "%s takes no value", src);
@@ -292,12 +501,19 @@ enum config_result
 config_parse(const char *usage, const char *summary, const struct opt *opts, int argc, char **argv,
     int *npos, char *err, size_t errlen)
 {
+	return config_parse_shared(usage, summary, opts, NULL, argc, argv, npos, err, errlen);
+}
+
+enum config_result
+config_parse_shared(const char *usage, const char *summary, const struct opt *opts, const char *const *shared,
+    int argc, char **argv, int *npos, char *err, size_t errlen)
+{
 	const char *file = config_file(argc, argv);
 	int i;
 
 	/* defaults, then the config file, then the environment, then the flags */
 	if (apply_defaults(opts, err, errlen) != 0 ||
-	    (file != NULL && file[0] != '\0' && apply_file(opts, file, err, errlen) != 0) ||
+	    (file != NULL && file[0] != '\0' && apply_file(opts, shared, file, err, errlen) != 0) ||
 	    apply_env(opts, err, errlen) != 0)
 		return CONFIG_ERROR;
 	for (i = 1; i < argc; i++) {
