@@ -42,12 +42,11 @@ struct svc_opts {
 	    { "client-id", 0, OPT_STR, "PIZZA_CLIENT_ID", client_default,                          \
 		"MQTT client id; keep it stable so the broker keeps the session", &(o)->client_id, \
 		0, 0 },                                                                            \
-	    { "session-expiry", 0, OPT_INT, "PIZZA_SESSION_EXPIRY_S", "3600",                      \
-		"seconds the broker keeps our session and queued messages while we are away",      \
+	    { "session-expiry", 0, OPT_DURATION_S, "PIZZA_SESSION_EXPIRY_S", "1h",                 \
+		"how long the broker keeps our session and queued messages while we are away",     \
 		&(o)->session_expiry_s, 0, 4294967295L },                                          \
-	    { "connect-timeout", 0, OPT_INT, "PIZZA_CONNECT_TIMEOUT_MS", "5000",                   \
-		"milliseconds to wait for the broker at start", &(o)->connect_timeout_ms, 100,     \
-		600000 },                                                                          \
+	    { "connect-timeout", 0, OPT_DURATION_MS, "PIZZA_CONNECT_TIMEOUT_MS", "5s",             \
+		"how long to wait for the broker at start", &(o)->connect_timeout_ms, 100, 600000 }, \
 	    { "log-level", 0, OPT_STR, "PIZZA_LOG_LEVEL", "info", "error, warn, info or debug",    \
 		&(o)->log_level, 0, 0 },                                                           \
 	{                                                                                          \
