@@ -27,7 +27,9 @@ token_issue(const char *secret, const struct token_claims *c, char *out)
 	char body[TOKEN_MAX], hex[65];
 	int n;
 
-	if (!secret_ok(secret) || c == NULL || out == NULL || !name_valid(c->user) ||
+	/* names are read only within their arrays: an unterminated one is refused */
+	if (!secret_ok(secret) || c == NULL || out == NULL || memchr(c->user, '\0', sizeof(c->user)) == NULL ||
+	    memchr(c->device, '\0', sizeof(c->device)) == NULL || !name_valid(c->user) ||
 	    (c->device[0] != '\0' && !name_valid(c->device)) || c->issued < 0 || c->expiry < 0 || c->issued > c->expiry)
 		return -1;
 	n = snprintf(body, sizeof(body), "v2.%s.%s.%" PRId64 ".%" PRId64, c->user, c->device, c->issued, c->expiry);
