@@ -579,7 +579,7 @@ fail:
 
 struct opts {
 	const char *accounts, *url, *cafile, *http_url, *sku, *out;
-	long phones, orders, rate, duration, procs, per_proc, timeout, http_conns, connect_timeout;
+	long phones, orders, rate, duration, procs, per_proc, timeout, http_conns, connect_timeout_ms;
 	int http, json, verbose;
 };
 
@@ -887,7 +887,7 @@ run_connect(struct run *run, int64_t t_start, double *connect_s)
 {
 	const struct opts *o = run->o;
 	uint32_t nphones = run->nphones;
-	int64_t deadline = t_start + (o->connect_timeout + 5) * 1000000;
+	int64_t deadline = t_start + (o->connect_timeout_ms + 5000) * 1000;
 
 	while (!quit && agg.connected + agg.connect_failed < nphones && load_now_us() < deadline &&
 	    run->ended < run->nsh)
@@ -1107,7 +1107,7 @@ run(const struct opts *o, struct load_account *accounts, uint32_t nphones)
 	base.cafile = o->cafile;
 	base.sku = o->sku;
 	base.accounts = accounts;
-	base.connect_timeout_ms = (int)o->connect_timeout * 1000;
+	base.connect_timeout_ms = (int)o->connect_timeout_ms;
 	base.verbose = o->verbose;
 
 	if (!o->json)
@@ -1183,21 +1183,21 @@ cmd_load(int argc, char **argv)
 		{ "accounts", 'a', OPT_STR, "PIZZA_LOAD_ACCOUNTS", NULL,
 		    "file of user:password lines, one broker account per phone (make bench generates one)", &o.accounts, 0,
 		    0 },
-		{ "phones", 'n', OPT_INT, NULL, "0", "simulated phones, each its own connection (0: one per account)",
+		{ "phones", 0, OPT_INT, NULL, "0", "simulated phones, each its own connection (0: one per account)",
 		    &o.phones, 0, 1000000 },
-		{ "orders", 'm', OPT_INT, NULL, "0", "orders to place between them (0: one per phone, or rate x duration)",
+		{ "orders", 0, OPT_INT, NULL, "0", "orders to place between them (0: one per phone, or rate x duration)",
 		    &o.orders, 0, 100000000 },
-		{ "rate", 'r', OPT_INT, NULL, "0",
+		{ "rate", 0, OPT_INT, NULL, "0",
 		    "orders per second offered, on the clock (0: closed loop, each phone one order at a time)", &o.rate, 0,
 		    1000000 },
-		{ "duration", 'd', OPT_INT, NULL, "0", "stop placing orders after this many seconds (0: no limit)",
+		{ "duration", 0, OPT_DURATION_S, NULL, "0", "stop placing orders after this long (0: no limit)",
 		    &o.duration, 0, 86400 },
 		{ "http", 0, OPT_FLAG, NULL, NULL, "place the orders with the HTTP API instead of MQTT", &o.http, 0, 0 },
 		{ "http-url", 0, OPT_STR, "PIZZA_HTTP_URL", NULL,
 		    "the HTTP API; default http://127.0.0.1:$PIZZA_HTTP_PORT (8080)", &o.http_url, 0, 0 },
 		{ "http-conns", 0, OPT_INT, NULL, "16", "HTTP connections placing orders in parallel", &o.http_conns, 1,
 		    256 },
-		{ "item", 'i', OPT_STR, NULL, "margherita", "what every order asks for", &o.sku, 0, 0 },
+		{ "item", 0, OPT_STR, NULL, "margherita", "what every order asks for", &o.sku, 0, 0 },
 		{ "mqtt-url", 0, OPT_STR, "PIZZA_MQTT_URL", NULL,
 		    "broker URL, tcp:// or mqtts://; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &o.url, 0, 0 },
 		{ "cafile", 0, OPT_STR, "PIZZA_MQTT_CAFILE", NULL, "CA certificate that must sign the broker's (mqtts://)",
@@ -1206,10 +1206,10 @@ cmd_load(int argc, char **argv)
 		    1000 },
 		{ "per-proc", 0, OPT_INT, NULL, "0",
 		    "phones per process when --procs is 0 (0: 25, or phones / 40 up to 100)", &o.per_proc, 0, 100000 },
-		{ "connect-timeout", 0, OPT_INT, NULL, "60", "seconds for every phone to connect", &o.connect_timeout, 1,
-		    3600 },
-		{ "timeout", 't', OPT_INT, NULL, "30",
-		    "seconds to wait after the last order is placed; what is open then is lost", &o.timeout, 1, 86400 },
+		{ "connect-timeout", 0, OPT_DURATION_MS, NULL, "60s", "how long every phone may take to connect",
+		    &o.connect_timeout_ms, 1000, 3600000 },
+		{ "timeout", 0, OPT_DURATION_S, NULL, "30s",
+		    "how long to wait after the last order is placed; what is open then is lost", &o.timeout, 1, 86400 },
 		{ "out", 'o', OPT_STR, NULL, "load", "write the results to OUT.json and the latency chart to OUT.svg",
 		    &o.out, 0, 0 },
 		{ "json", 0, OPT_FLAG, NULL, NULL, "print the result as one JSON object instead of the table", &o.json, 0,

@@ -46,23 +46,33 @@ struct common {
 	int verbose;
 };
 
-#define COMMON_OPTS(c)                                                                              \
+/* Who the phone is: every command but menu and load. */
+#define USER_OPTS(c)                                                                                \
 	{ "user", 'u', OPT_STR, "PIZZA_USER", NULL, "the phone's user id (its broker account)", &(c)->user, 0, 0 }, \
 	    { "password", 'P', OPT_STR, "PIZZA_PASSWORD", NULL, "the user's broker password",       \
 		&(c)->password, 0, 0 },                                                             \
-	    { "mqtt-url", 0, OPT_STR, "PIZZA_MQTT_URL", NULL,                                       \
-		"broker URL, tcp:// or mqtts://; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &(c)->url, 0, 0 }, \
+	{                                                                                           \
+		"verbose", 'v', OPT_COUNT, NULL, NULL, "log connection details to stderr",         \
+		    &(c)->verbose, 0, 0                                                             \
+	}
+
+/* How the phone reaches the broker: the commands that connect over MQTT. */
+#define MQTT_OPTS(c)                                                                                \
+	{ "mqtt-url", 0, OPT_STR, "PIZZA_MQTT_URL", NULL,                                           \
+	    "broker URL, tcp:// or mqtts://; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &(c)->url, 0, 0 }, \
 	    { "cafile", 0, OPT_STR, "PIZZA_MQTT_CAFILE", NULL,                                     \
 		"CA certificate that must sign the broker's (mqtts://)", &(c)->cafile, 0, 0 },     \
 	    { "certfile", 0, OPT_STR, "PIZZA_MQTT_CERTFILE", NULL, "client certificate for TLS (optional)", \
 		&(c)->certfile, 0, 0 },                                                            \
-	    { "keyfile", 0, OPT_STR, "PIZZA_MQTT_KEYFILE", NULL, "client certificate's key (optional)", \
-		&(c)->keyfile, 0, 0 },                                                             \
-	    { "json", 0, OPT_FLAG, NULL, NULL, "print the raw events, one JSON object a line",      \
-		&(c)->json, 0, 0 },                                                                 \
 	{                                                                                           \
-		"verbose", 'v', OPT_COUNT, NULL, NULL, "log connection details to stderr",         \
-		    &(c)->verbose, 0, 0                                                             \
+		"keyfile", 0, OPT_STR, "PIZZA_MQTT_KEYFILE", NULL, "client certificate's key (optional)", \
+		    &(c)->keyfile, 0, 0                                                             \
+	}
+
+/* --json for the commands that print events as they arrive. */
+#define EVENTS_JSON_OPT(c)                                                                          \
+	{                                                                                           \
+		"json", 0, OPT_FLAG, NULL, NULL, "print the raw events, one JSON object a line", &(c)->json, 0, 0 \
 	}
 
 /* Parses a command's options; exits on --help (0) or bad arguments (2). */
@@ -518,11 +528,13 @@ cmd_order(int argc, char **argv)
 	long qty = 1;
 	int use_http = 0;
 	const struct opt opts[] = {
-		COMMON_OPTS(&c),
-		{ "item", 'i', OPT_STR, NULL, NULL, "the menu item (sku) to order; see 'phone-sim menu'", &sku, 0, 0 },
-		{ "qty", 'q', OPT_INT, NULL, "1", "how many", &qty, 1, EVENT_MAX_QTY },
-		{ "timeout", 't', OPT_INT, "PIZZA_TIMEOUT_S", "60", "seconds to wait for the pickup alert", &c.timeout_s,
-		    1, 86400 },
+		USER_OPTS(&c),
+		MQTT_OPTS(&c),
+		EVENTS_JSON_OPT(&c),
+		{ "item", 0, OPT_STR, NULL, NULL, "the menu item (sku) to order; see 'phone-sim menu'", &sku, 0, 0 },
+		{ "qty", 0, OPT_INT, NULL, "1", "how many", &qty, 1, EVENT_MAX_QTY },
+		{ "timeout", 0, OPT_DURATION_S, "PIZZA_TIMEOUT_S", "60s", "how long to wait for the pickup alert",
+		    &c.timeout_s, 1, 86400 },
 		{ "http", 0, OPT_FLAG, NULL, NULL, "place the order with the HTTP API (POST /v1/orders) instead of MQTT",
 		    &use_http, 0, 0 },
 		{ "http-url", 0, OPT_STR, "PIZZA_HTTP_URL", NULL, "the HTTP API; default http://127.0.0.1:$PIZZA_HTTP_PORT (8080)",
@@ -606,7 +618,9 @@ cmd_watch(int argc, char **argv)
 	long count = 0, for_s = 0;
 	const char *device = NULL;
 	const struct opt opts[] = {
-		COMMON_OPTS(&c),
+		USER_OPTS(&c),
+		MQTT_OPTS(&c),
+		EVENTS_JSON_OPT(&c),
 		{ "persistent", 0, OPT_FLAG, NULL, NULL,
 		    "keep this device's session on the broker, so alerts sent while offline arrive on the next watch; "
 		    "says hello on every connect and sends a receipt for each alert shown",
@@ -614,8 +628,8 @@ cmd_watch(int argc, char **argv)
 		{ "device", 'd', OPT_STR, "PIZZA_DEVICE", NULL,
 		    "this device's name (client id phone-<user>-<device>); default: the host name, made a valid name",
 		    &device, 0, 0 },
-		{ "alerts", 'n', OPT_INT, NULL, "0", "exit 0 after this many pickup alerts (0: never)", &count, 0, 1000000 },
-		{ "for", 0, OPT_INT, NULL, "0", "exit 0 after this many seconds (0: until Ctrl-C)", &for_s, 0, 86400 },
+		{ "alerts", 0, OPT_INT, NULL, "0", "exit 0 after this many pickup alerts (0: never)", &count, 0, 1000000 },
+		{ "for", 0, OPT_DURATION_S, NULL, "0", "exit 0 after this long (0: until Ctrl-C)", &for_s, 0, 86400 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	char client_id[2 * NAME_MAX_LEN + 16], dev[NAME_MAX_LEN + 1];
@@ -714,8 +728,9 @@ cmd_history(int argc, char **argv)
 	long limit = 10;
 	const char *http_url = NULL;
 	const struct opt opts[] = {
-		COMMON_OPTS(&c),
-		{ "limit", 'n', OPT_INT, NULL, "10", "how many of the newest orders", &limit, 1, 100 },
+		USER_OPTS(&c),
+		{ "json", 0, OPT_FLAG, NULL, NULL, "print the HTTP API's JSON answer as it is", &c.json, 0, 0 },
+		{ "limit", 0, OPT_INT, NULL, "10", "how many of the newest orders", &limit, 1, 100 },
 		{ "http-url", 0, OPT_STR, "PIZZA_HTTP_URL", NULL, "the HTTP API; default http://127.0.0.1:$PIZZA_HTTP_PORT (8080)",
 		    &http_url, 0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
@@ -765,7 +780,7 @@ cmd_token(int argc, char **argv)
 	struct common c;
 	const char *http_url = NULL;
 	const struct opt opts[] = {
-		COMMON_OPTS(&c),
+		USER_OPTS(&c),
 		{ "http-url", 0, OPT_STR, "PIZZA_HTTP_URL", NULL, "the HTTP API; default http://127.0.0.1:$PIZZA_HTTP_PORT (8080)",
 		    &http_url, 0, 0 },
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
