@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,7 @@ struct httpd {
 	int64_t budget_ms;
 	int shed_unlogged[SHED_NREASONS];
 	int64_t shed_logged_at;
+	_Atomic(const char *const *) routes; /* route templates for the request metrics (httpd_routes) */
 };
 
 /* Per-request state: the body while it arrives, then a deferred answer. */
@@ -90,6 +92,7 @@ struct http_upload {
 	int finished;  /* resp holds the answer */
 	int orphaned;  /* MHD is done with the request: http_finish() frees this */
 	struct http_resp resp;
+	int64_t t0_us; /* when its URL arrived, for pizza_http_request_duration_seconds */
 };
 
 const char *
@@ -138,6 +141,104 @@ client_key(struct MHD_Connection *conn, unsigned char key[16])
 		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
 	} else if (sa != NULL && sa->sa_family == AF_INET6)
 		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+}
+
+/* ---- request metrics: by route template and status code ------------------------------ */
+
+#define HTTPD_MAX_SERIES 256 /* (route, code) pairs; far more than the routes and codes there are */
+
+static const char *const default_routes[] = { "/metrics", "/healthz", NULL };
+/* From half a millisecond (a /metrics scrape) to the 10 s request budget and beyond. */
+static const double request_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+	5, 10, 30 };
+
+/* One (route, code) pair's counter and histogram, shared by every server of the process (the registry is). */
+static struct {
+	const char *route;
+	int code;
+	struct metric *count, *seconds;
+} series[HTTPD_MAX_SERIES];
+static int nseries;
+static pthread_mutex_t series_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* 1 when path matches template t segment by segment, a "{name}" segment matching any one non-empty segment. */
+static int
+route_match(const char *t, const char *path)
+{
+	while (*t != '\0' && *path != '\0') {
+		size_t tl = strcspn(t + 1, "/") + 1, pl = strcspn(path + 1, "/") + 1;
+
+		if (t[0] != '/' || path[0] != '/')
+			return 0;
+		if (t[1] == '{' && t[tl - 1] == '}') {
+			if (pl < 2)
+				return 0; /* an empty segment is no id */
+		} else if (tl != pl || strncmp(t, path, tl) != 0)
+			return 0;
+		t += tl;
+		path += pl;
+	}
+	return *t == '\0' && *path == '\0';
+}
+
+const char *
+httpd_route(const char *const *routes, const char *path)
+{
+	for (int i = 0; routes != NULL && routes[i] != NULL; i++)
+		if (route_match(routes[i], path))
+			return routes[i];
+	return "other";
+}
+
+void
+httpd_routes(struct httpd *h, const char *const *routes)
+{
+	atomic_store(&h->routes, routes != NULL ? routes : default_routes);
+}
+
+/*
+ * Counts one answered request: route is a template (a constant that
+ * outlives the process's metrics), never the raw path, so the series
+ * stay as few as the routes times the codes the handlers use.
+ */
+static void
+count_request(const char *route, int code, int64_t t0_us)
+{
+	struct metric *count = NULL, *seconds = NULL;
+
+	pthread_mutex_lock(&series_lock);
+	for (int i = 0; i < nseries && count == NULL; i++)
+		if (series[i].code == code && strcmp(series[i].route, route) == 0) {
+			count = series[i].count;
+			seconds = series[i].seconds;
+		}
+	if (count == NULL && nseries < HTTPD_MAX_SERIES) {
+		char labels[160];
+
+		snprintf(labels, sizeof(labels), "route=\"%s\",code=\"%d\"", route, code);
+		count = metric_counter("pizza_http_requests_total", "HTTP requests answered, by route template and status code",
+		    labels);
+		seconds = metric_histogram("pizza_http_request_duration_seconds",
+		    "Time from a request's URL arriving to its answer being queued, by route template and status code", labels,
+		    request_buckets, (int)(sizeof(request_buckets) / sizeof(request_buckets[0])));
+		series[nseries].route = route;
+		series[nseries].code = code;
+		series[nseries].count = count;
+		series[nseries].seconds = seconds;
+		nseries++;
+	}
+	pthread_mutex_unlock(&series_lock);
+	metric_inc(count);
+	metric_observe(seconds, (double)(now_us() - t0_us) / 1e6);
 }
 
 /* ---- connections: the request budget and the caps ---------------------------------- */
@@ -344,6 +445,7 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 		return NULL; /* on_request makes one */
 	u->h = h;
 	u->conn = conn;
+	u->t0_us = now_us();
 	if (q != NULL && q[1] != '\0')
 		for (const char *p = q; *p != '\0' && args <= HTTPD_MAX_ARGS; p++)
 			args += *p == '&' || p == q;
@@ -418,6 +520,14 @@ send_resp(struct MHD_Connection *conn, struct http_resp *r)
 	return ret;
 }
 
+/* Counts the request of u to url in the request metrics and sends its answer r. */
+static enum MHD_Result
+answer(struct httpd *h, struct http_upload *u, struct MHD_Connection *conn, const char *url, struct http_resp *r)
+{
+	count_request(httpd_route(atomic_load(&h->routes), url), r->status, u->t0_us);
+	return send_resp(conn, r);
+}
+
 /* Appends n bytes of body to u, or marks it too large past the limit.  Returns 0, or -1 out of memory. */
 static int
 upload_append(const struct httpd *h, struct http_upload *u, const char *data, size_t n)
@@ -469,6 +579,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 			return MHD_NO;
 		u->h = h;
 		u->conn = conn;
+		u->t0_us = now_us();
 		*con_cls = u;
 	}
 	if (!u->started) {
@@ -497,7 +608,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		else
 			take_finished(u, &resp);
 		pthread_mutex_unlock(&h->defer_lock);
-		ret = send_resp(conn, &resp);
+		ret = answer(h, u, conn, url, &resp);
 		free(resp.body);
 		return ret;
 	}
@@ -539,7 +650,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		if (resp.status == 0)
 			http_error(&resp, 500, "internal", "no response");
 	}
-	ret = send_resp(conn, &resp);
+	ret = answer(h, u, conn, url, &resp);
 	free(resp.body);
 	return ret;
 }
@@ -657,6 +768,7 @@ httpd_start(const char *bind_addr, int port, size_t max_body, http_handler handl
 	h->handler = handler;
 	h->arg = arg;
 	h->max_body = max_body;
+	atomic_init(&h->routes, default_routes);
 	if ((h->limiter = ratelimit_new(0, 1, HTTPD_LIMITER_KEYS)) == NULL) {
 		free(h);
 		snprintf(err, errlen, "out of memory");

@@ -97,6 +97,20 @@ void httpd_conn_limits(struct httpd *h, int per_addr, int total, int budget_ms);
  */
 void httpd_rate_limit(struct httpd *h, double rate, double burst);
 
+/*
+ * The route templates of h's requests, for the request metrics
+ * pizza_http_requests_total{route,code} and
+ * pizza_http_request_duration_seconds{route,code}: NULL-ended, such as
+ * { "/v1/orders", "/v1/orders/{id}", NULL }, where a "{name}" segment
+ * matches any one non-empty segment.  A path no template matches counts
+ * as route="other": the labels never hold a raw path, so the series stay
+ * few whatever clients send.  routes must outlive h.  Until this is
+ * called (or with NULL): { "/metrics", "/healthz", NULL }.
+ */
+void httpd_routes(struct httpd *h, const char *const *routes);
+/* The first template of routes (NULL-ended; may be NULL) that path matches, or "other". */
+const char *httpd_route(const char *const *routes, const char *path);
+
 /* The client's address as text (for logs and limits). */
 const char *http_client_addr(const struct http_req *req, char *buf, size_t n);
 

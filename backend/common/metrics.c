@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include <dirent.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -7,7 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define METRIC_MAX_BUCKETS 24
 
@@ -177,14 +180,22 @@ put(struct sbuf *b, const char *fmt, ...)
 	}
 }
 
-/* Prints a number the way Prometheus reads it. */
+/*
+ * Prints a number the way Prometheus reads it: whole numbers as integers,
+ * others with 15 significant digits (a start time in seconds keeps its
+ * hundredths), NaN and infinities by their names.
+ */
 static void
 put_num(struct sbuf *b, double v)
 {
-	if (v == (double)(int64_t)v)
+	if (isnan(v))
+		put(b, "NaN");
+	else if (isinf(v))
+		put(b, v > 0 ? "+Inf" : "-Inf");
+	else if (fabs(v) < 9e15 && v == (double)(int64_t)v)
 		put(b, "%lld", (long long)v);
 	else
-		put(b, "%.6g", v);
+		put(b, "%.15g", v);
 }
 
 static void
@@ -256,4 +267,165 @@ metrics_render(void)
 		return NULL;
 	}
 	return b.p;
+}
+
+/* ---- the process's own metrics, from /proc/self ------------------------------------ */
+
+/*
+ * The numbers of /proc/self/stat after the command name (which may hold
+ * spaces and parentheses): out[0] is field 3 (state is skipped, so 0),
+ * out[i] field i + 3.  Returns how many were read, 0 when the file cannot be.
+ */
+static int
+proc_stat(unsigned long long *out, int n)
+{
+	char buf[1024], *p;
+	size_t len;
+	FILE *f = fopen("/proc/self/stat", "re");
+	int i = 0;
+
+	if (f == NULL)
+		return 0;
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	if ((p = strrchr(buf, ')')) == NULL)
+		return 0;
+	p += 2; /* ") " */
+	for (; i < n && *p != '\0'; i++) {
+		char *end;
+		out[i] = strtoull(p, &end, 10);
+		if (end == p) /* the state letter */
+			end = p + 1;
+		p = end + strspn(end, " ");
+	}
+	return i;
+}
+
+/* Fields of /proc/self/stat (proc(5)), as indexes into proc_stat()'s out. */
+enum { STAT_UTIME = 14 - 3, STAT_STIME = 15 - 3, STAT_STARTTIME = 22 - 3, STAT_VSIZE = 23 - 3, STAT_RSS = 24 - 3, STAT_N };
+
+static double
+proc_field(int field)
+{
+	unsigned long long v[STAT_N];
+
+	return proc_stat(v, STAT_N) == STAT_N ? (double)v[field] : NAN;
+}
+
+static double
+process_cpu(void *arg)
+{
+	(void)arg;
+	return (proc_field(STAT_UTIME) + proc_field(STAT_STIME)) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double
+process_rss(void *arg)
+{
+	(void)arg;
+	return proc_field(STAT_RSS) * (double)sysconf(_SC_PAGESIZE);
+}
+
+static double
+process_vsize(void *arg)
+{
+	(void)arg;
+	return proc_field(STAT_VSIZE);
+}
+
+static double
+process_open_fds(void *arg)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	(void)arg;
+	if (d == NULL)
+		return NAN;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* not the one reading the folder */
+}
+
+static double
+process_max_fds(void *arg)
+{
+	struct rlimit rl;
+
+	(void)arg;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return NAN;
+	return rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur;
+}
+
+/* When the process started (set by metrics_process(): it never changes). */
+static double start_time;
+
+static double
+process_start(void *arg)
+{
+	(void)arg;
+	return start_time;
+}
+
+/* The boot time of /proc/stat plus the process's start in clock ticks after it; NaN when unknown. */
+static double
+read_start_time(void)
+{
+	char line[256];
+	FILE *f;
+	double btime = NAN;
+
+	if ((f = fopen("/proc/stat", "re")) == NULL)
+		return NAN;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "btime ", 6) == 0)
+			btime = strtod(line + 6, NULL);
+	fclose(f);
+	return btime + proc_field(STAT_STARTTIME) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double
+one(void *arg)
+{
+	(void)arg;
+	return 1;
+}
+
+/* Copies s into buf as a label value: backslash, double quote and newline escaped.  Truncates to fit. */
+static const char *
+label_value(char *buf, size_t n, const char *s)
+{
+	size_t j = 0;
+
+	for (; *s != '\0' && j + 3 < n; s++) {
+		if (*s == '\\' || *s == '"' || *s == '\n')
+			buf[j++] = '\\';
+		buf[j++] = *s == '\n' ? 'n' : *s;
+	}
+	buf[j] = '\0';
+	return buf;
+}
+
+void
+metrics_process(const char *service, const char *version)
+{
+	char labels[256], s[96], v[96];
+
+	start_time = read_start_time();
+	metric_counter_fn("process_cpu_seconds_total", "User and system CPU time this process has used, in seconds", NULL,
+	    process_cpu, NULL);
+	metric_gauge_fn("process_resident_memory_bytes", "Resident memory size in bytes", NULL, process_rss, NULL);
+	metric_gauge_fn("process_virtual_memory_bytes", "Virtual memory size in bytes", NULL, process_vsize, NULL);
+	metric_gauge_fn("process_open_fds", "Open file descriptors", NULL, process_open_fds, NULL);
+	metric_gauge_fn("process_max_fds", "The most file descriptors this process may open (its soft limit)", NULL,
+	    process_max_fds, NULL);
+	metric_gauge_fn("process_start_time_seconds", "When this process started, in seconds since the Unix epoch", NULL,
+	    process_start, NULL);
+	snprintf(labels, sizeof(labels), "service=\"%s\",version=\"%s\"", label_value(s, sizeof(s), service),
+	    label_value(v, sizeof(v), version));
+	metric_gauge_fn("pizza_build_info", "Always 1; its labels say which service and version this is", labels, one, NULL);
 }

@@ -36,6 +36,15 @@ void metric_observe(struct metric *m, double v);
 extern const double metric_seconds_buckets[];
 extern const int metric_seconds_nbuckets;
 
+/*
+ * Registers the conventional metrics of a process, read from /proc/self
+ * when rendered: process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_open_fds, process_max_fds,
+ * process_start_time_seconds (NaN when /proc cannot tell); and
+ * pizza_build_info{service,version}, always 1.  Call once per process.
+ */
+void metrics_process(const char *service, const char *version);
+
 /* The exposition text of every metric, in a new string the caller frees (NULL out of memory). */
 char *metrics_render(void);
 

@@ -18,6 +18,7 @@
 #include "util.h"
 
 volatile sig_atomic_t svc_quit;
+static const char *svc_name = "pizza"; /* svc_parse()'s, for pizza_build_info */
 
 /*
  * The service manager's notification socket.  The protocol is systemd's
@@ -168,6 +169,7 @@ svc_parse(const char *svc, const char *summary, const struct opt *opts, const st
 {
 	char usage[128], err[256];
 
+	svc_name = svc;
 	snprintf(usage, sizeof(usage), "%s [options]", svc);
 	switch (config_parse(usage, summary, opts, argc, argv, NULL, err, sizeof(err))) {
 	case CONFIG_OK:
@@ -260,9 +262,19 @@ reconnects(void *arg)
 	return (double)mq_reconnects(arg);
 }
 
+/* Read when /metrics is rendered: mq keeps the state its connect and connection-lost callbacks set. */
+static double
+broker_connected(void *arg)
+{
+	return mq_is_connected(arg);
+}
+
 void
 svc_metrics(struct mq *mq)
 {
+	metrics_process(svc_name, PIZZA_VERSION);
+	metric_gauge_fn("pizza_broker_connected", "1 while this service is connected to the broker, 0 while it is not",
+	    NULL, broker_connected, mq);
 	metric_counter_fn("pizza_mqtt_reconnects_total", "Times the connection to the broker was lost and re-made", NULL,
 	    reconnects, mq);
 }

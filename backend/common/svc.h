@@ -117,8 +117,9 @@ struct http_req;
 struct http_resp;
 
 /*
- * Registers the metrics every service has (MQTT reconnects) for mq.  Call
- * once after svc_mq_new().
+ * Registers the metrics every service has: the process's own and its
+ * build (metrics_process() with svc_parse()'s name), whether mq is
+ * connected to the broker, and its reconnects.  Call once after svc_mq_new().
  */
 void svc_metrics(struct mq *mq);
 

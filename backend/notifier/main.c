@@ -319,7 +319,11 @@ main(int argc, char **argv)
 	if ((store = nstore_open(cfg.db_path, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("cannot open the notifier database", "path=%s", LOGQ(cfg.db_path));
 	svc_metrics(mq);
-	m_alerts = metric_counter("pizza_alerts_sent_total", "Pickup alerts sent to the broker: one per order, decided with its record", NULL);
+	m_alerts = metric_counter("pizza_alerts_sent_total",
+	    "Pickup alerts committed for sending: one per order that reached ready, stored with its outbox message in one "
+	    "transaction (the outbox publishes it until the broker acknowledges; pizza_outbox_backlog counts those not yet "
+	    "acknowledged)",
+	    NULL);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog, store);
 	m_receipts = metric_counter("pizza_receipts_total", "Delivery receipts taken: a device showed an alert", NULL);
 	m_resent = metric_counter("pizza_alerts_resent_total",

@@ -49,6 +49,9 @@ int api_start(struct api *api);
 /* Stops the forwarder; reads still in flight are answered 503.  Call after httpd_stop(). */
 void api_stop(struct api *api);
 
+/* The route templates api_handle() answers, for the request metrics (httpd_routes()). */
+extern const char *const api_routes[];
+
 /* The http_handler for the API; arg is a struct api. */
 void api_handle(void *arg, const struct http_req *req, struct http_resp *resp);
 

@@ -283,6 +283,7 @@ http_start(struct service *s)
 	if (s->http == NULL)
 		fatal("cannot start the HTTP API", "err=%s", LOGQ(err));
 	httpd_rate_limit(s->http, (double)cfg.rate_limit, (double)cfg.rate_burst);
+	httpd_routes(s->http, api_routes);
 }
 
 /*
