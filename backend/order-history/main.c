@@ -1,7 +1,7 @@
 /*
  * order-history - a fanout consumer.  Plain subscriptions to
- * pizza/orders/placed, every status topic and pizza/orders/callbacks (the
- * rows[] table below); keeps each user's orders and every status with its
+ * pizza/orders/placed, every status topic, pizza/orders/callbacks and every
+ * device's delivery receipts (the rows[] table below); keeps each user's orders and every status with its
  * time in its store (store.c), and answers the read API for order-service
  * (which sends the history secret).  Each event is stored before its
  * message is acknowledged, and stored once.
@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "consume.h"
+#include "device.h"
 #include "httpd.h"
 #include "event.h"
 #include "log.h"
@@ -55,11 +56,37 @@ on_event(void *arg, struct consume_msg *c)
 	}
 }
 
+/* A device's delivery receipt: "delivered to <user>/<device>" in the order's timeline, at our clock. */
+static enum consume_result
+on_receipt(void *arg, struct consume_msg *c)
+{
+	char user[NAME_MAX_LEN + 1], device[NAME_MAX_LEN + 1];
+	struct device_receipt r;
+
+	(void)arg;
+	if (topic_parse_device(c->m->topic, user, device) != TOPIC_KIND_DEVICE_RECEIPTS) {
+		snprintf(c->reason, sizeof(c->reason), "the topic's user or device name is not valid");
+		return CONSUME_INVALID;
+	}
+	if (device_receipt_decode(c->m->payload, c->m->len, &r, c->reason, sizeof(c->reason)) != 0)
+		return CONSUME_INVALID;
+	switch (hstore_receipt(store, user, device, r.event_id, r.order_id, now_ms())) {
+	case HSTORE_OK:
+		log_debug("receipt stored", "order_id=%s user_id=%s device=%s", r.order_id, user, device);
+		return CONSUME_DONE;
+	case HSTORE_DUP:
+		return CONSUME_DUPLICATE;
+	default:
+		return CONSUME_RETRY;
+	}
+}
+
 /* What order-history consumes: every topic that carries part of an order's timeline. */
 static const struct consume_row rows[] = {
 	{ TOPIC_PLACED, 1, 0, EVENT_ORDER_PLACED, on_event },
 	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_event },
 	{ TOPIC_CALLBACKS, 1, 0, EVENT_CALLBACK_DELIVERY, on_event },
+	{ TOPIC_ALL_RECEIPTS, 1, 0, CONSUME_RAW, on_receipt },
 };
 
 /* Copies the id between prefix and suffix in path into id; 0 on success. */

@@ -17,7 +17,10 @@
 	"  worker TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (order_id, seq));"      \
 	"CREATE TABLE IF NOT EXISTS callbacks (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL," \
 	"  delivery_id TEXT NOT NULL, outcome TEXT NOT NULL, attempts INTEGER NOT NULL,"       \
-	"  detail TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id TEXT NOT NULL);"
+	"  detail TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id TEXT NOT NULL);"             \
+	"CREATE TABLE IF NOT EXISTS receipts (order_id TEXT NOT NULL, device_id TEXT NOT NULL," \
+	"  user_id TEXT NOT NULL, event_id TEXT NOT NULL, at_ms INTEGER NOT NULL,"             \
+	"  PRIMARY KEY (order_id, device_id));"
 
 struct history_store {
 	struct db *db;
@@ -124,6 +127,37 @@ out:
 	return rc;
 }
 
+enum hstore_result
+hstore_receipt(struct history_store *h, const char *user_id, const char *device, const char *event_id,
+    const char *order_id, int64_t at_ms)
+{
+	enum hstore_result rc = HSTORE_FAIL;
+	sqlite3_stmt *st;
+
+	db_lock(h->db);
+	st = db_prepare(h->db, "INSERT OR IGNORE INTO receipts(order_id, device_id, user_id, event_id, at_ms) "
+			       "VALUES (?, ?, ?, ?, ?)");
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, event_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, at_ms);
+		switch (db_step_done(h->db, st, "store receipt")) {
+		case 1:
+			rc = HSTORE_OK;
+			break;
+		case 0:
+			rc = HSTORE_DUP;
+			break;
+		default:
+			break;
+		}
+	}
+	db_unlock(h->db);
+	return rc;
+}
+
 static json_t *
 time_json(int64_t ms)
 {
@@ -211,6 +245,38 @@ order_callback(struct history_store *h, const char *order_id, json_t *o, json_t 
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? HSTORE_OK : HSTORE_FAIL;
 }
 
+/* The receipts of the order's own user's devices into o's "deliveries" and timeline.  Db locked. */
+static enum hstore_result
+order_receipts(struct history_store *h, const char *order_id, json_t *o, json_t *timeline)
+{
+	const char *user = json_string_value(json_object_get(o, "user_id"));
+	json_t *deliveries = json_array();
+	sqlite3_stmt *st;
+	int rc;
+
+	if (deliveries == NULL || user == NULL ||
+	    (st = db_prepare(h->db, "SELECT device_id, at_ms FROM receipts WHERE order_id = ? AND user_id = ? "
+				    "ORDER BY at_ms, device_id")) == NULL) {
+		json_decref(deliveries);
+		return HSTORE_FAIL;
+	}
+	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *device = (const char *)sqlite3_column_text(st, 0);
+		int64_t at = sqlite3_column_int64(st, 1);
+		char detail[2 * NAME_MAX_LEN + 32];
+
+		snprintf(detail, sizeof(detail), "delivered to %s/%s", user, device);
+		json_array_append_new(deliveries, json_pack("{s:s, s:o}", "device", device, "delivered_at", time_json(at)));
+		json_array_append_new(timeline, json_pack("{s:s, s:o, s:s, s:s}", "status", "delivered", "at", time_json(at),
+						    "device", device, "detail", detail));
+	}
+	db_done(h->db, st);
+	json_object_set_new(o, "deliveries", deliveries);
+	return step_end(rc) == 0 ? HSTORE_OK : HSTORE_FAIL;
+}
+
 /* Builds the order object into *out.  Db locked by the caller. */
 static enum hstore_result
 order_locked(struct history_store *h, const char *order_id, json_t **out)
@@ -222,7 +288,9 @@ order_locked(struct history_store *h, const char *order_id, json_t **out)
 	if (o == NULL || timeline == NULL)
 		goto fail;
 	json_object_set_new(o, "order_id", json_string(order_id));
-	if ((rc = order_rows(h, order_id, o, timeline)) != HSTORE_OK || (rc = order_callback(h, order_id, o, timeline)) != HSTORE_OK)
+	if ((rc = order_rows(h, order_id, o, timeline)) != HSTORE_OK ||
+	    (rc = order_callback(h, order_id, o, timeline)) != HSTORE_OK ||
+	    (rc = order_receipts(h, order_id, o, timeline)) != HSTORE_OK)
 		goto fail;
 	json_object_set_new(o, "timeline", timeline);
 	*out = o;

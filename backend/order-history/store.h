@@ -43,8 +43,22 @@ void hstore_close(struct history_store *h);
 enum hstore_result hstore_apply(struct history_store *h, const struct event *ev);
 
 /*
+ * A delivery receipt: device of user_id showed the alert event_id of
+ * order_id; at_ms is when this service received it (never the device's
+ * clock).  The first receipt of each (order, device) is kept: HSTORE_OK,
+ * HSTORE_DUP (had one: nothing changed) or HSTORE_FAIL.  It appears in the
+ * order (read only when user_id is the order's user) as a timeline entry
+ * {"status":"delivered","at","device","detail":"delivered to <user>/<device>"}
+ * after the stages and the callback, and in the order's
+ * "deliveries":[{"device","delivered_at"}], earliest first.
+ */
+enum hstore_result hstore_receipt(struct history_store *h, const char *user_id, const char *device,
+    const char *event_id, const char *order_id, int64_t at_ms);
+
+/*
  * One order, into *out as a new JSON object:
- *   {"order_id","user_id","items":[...],"placed_at","status","timeline":[{"status","seq","at","worker"}]}
+ *   {"order_id","user_id","items":[...],"placed_at","status","timeline":[{"status","seq","at","worker"}],
+ *    "deliveries":[...]}
  * ("items"/"placed_at" are null until the OrderPlaced is seen; "status" is the
  * latest stage).  Returns HSTORE_OK, HSTORE_NOT_FOUND, or HSTORE_FAIL
  * (logged); *out is NULL unless HSTORE_OK.

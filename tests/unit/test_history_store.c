@@ -481,6 +481,43 @@ test_failure_is_not_not_found(void **state)
 	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 10, "exec-1"), HSTORE_FAIL);
 }
 
+/* Receipts: the first per (order, device) stands; shown in order of arrival; another user's never. */
+static void
+test_receipts(void **state)
+{
+	struct fixture *f = *state;
+	json_t *o, *tl, *dl, *e;
+
+	assert_int_equal(apply_placed(f->h, "ord-1", "carol", T0), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "carol", STATUS_READY, T0 + 2000, "exec-1"), HSTORE_OK);
+	o = order_of(f->h, "ord-1");
+	assert_int_equal(json_array_size(json_object_get(o, "deliveries")), 0); /* none yet, but the field is there */
+	json_decref(o);
+
+	assert_int_equal(hstore_receipt(f->h, "carol", "tablet", "evt-1", "ord-1", T0 + 9000), HSTORE_OK);
+	assert_int_equal(hstore_receipt(f->h, "carol", "phone", "evt-1", "ord-1", T0 + 3000), HSTORE_OK);
+	assert_int_equal(hstore_receipt(f->h, "carol", "phone", "evt-1", "ord-1", T0 + 4000), HSTORE_DUP);
+	/* a receipt sent by another user naming carol's order shows nowhere */
+	assert_int_equal(hstore_receipt(f->h, "mallory", "laptop", "evt-1", "ord-1", T0 + 3500), HSTORE_OK);
+
+	o = order_of(f->h, "ord-1");
+	assert_string_equal(str_member(o, "status"), "ready");
+	dl = json_object_get(o, "deliveries");
+	assert_int_equal(json_array_size(dl), 2);
+	assert_string_equal(str_member(json_array_get(dl, 0), "device"), "phone");
+	assert_string_equal(str_member(json_array_get(dl, 0), "delivered_at"), "2026-01-31T12:00:03.000Z");
+	assert_string_equal(str_member(json_array_get(dl, 1), "device"), "tablet");
+	tl = json_object_get(o, "timeline");
+	assert_int_equal(json_array_size(tl), 3);
+	e = json_array_get(tl, 1);
+	assert_string_equal(str_member(e, "status"), "delivered");
+	assert_string_equal(str_member(e, "at"), "2026-01-31T12:00:03.000Z");
+	assert_string_equal(str_member(e, "device"), "phone");
+	assert_string_equal(str_member(e, "detail"), "delivered to carol/phone");
+	assert_string_equal(str_member(json_array_get(tl, 2), "detail"), "delivered to carol/tablet");
+	json_decref(o);
+}
+
 int
 main(void)
 {
@@ -494,6 +531,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_callback_outcome, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_is_not_not_found, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_receipts, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
