@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # tests/install/test-install.sh - `make install` and `make uninstall` into a
 # temporary DESTDIR, with PREFIX=/usr: every file where it belongs with the
-# right mode, man pages that render without warnings and document every
-# option, systemd units that are filled in and hardened (and pass
-# `systemd-analyze verify` where it exists), example configuration the
-# programs accept, an installed program that runs, and an uninstall that
+# right mode, the services on PATH only as pizza-<service>, man pages that
+# render without warnings and document every option (and read sensibly from
+# the source tree: no @PREFIX@), systemd units that are filled in, hardened
+# and Type=notify (and pass `systemd-analyze verify` where it exists), the
+# storefront with exactly the files its page loads, example configuration
+# the programs accept, an installed program that runs, and an uninstall that
 # leaves nothing of ours.  Needs no root and touches nothing outside its
 # temporary folder (and build/, which `make all` may update).
 #
@@ -44,8 +46,12 @@ check() {
 	if "$@"; then ok; else bad "$what"; fi
 }
 
+# The services by their short names; installed as pizza-<service>.
 SERVICES="order-service order-executor order-history notifier"
-PROGS="$SERVICES phone-sim"
+PROGS="phone-sim pizza-admin"
+for s in $SERVICES; do PROGS="$PROGS pizza-$s"; done
+WEB=$R/share/pizza/web
+WEB_FILES="index.html app.js style.css node_modules/mqtt/dist/mqtt.min.js"
 EXAMPLES="order-service.conf order-executor.conf order-history.conf notifier.conf phone-sim.conf service.env"
 UNIT_FILES="pizza-order-service.service pizza-order-executor@.service pizza-order-history.service pizza-notifier.service"
 
@@ -68,22 +74,26 @@ version_ok() {
 	out=$("$R/bin/$1" --version 2>&1) || return 1
 	[[ $out =~ (^|/)$1\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "  got: $out"; return 1; }
 }
-check "installed order-service --version" version_ok order-service
+check "installed pizza-order-service --version" version_ok pizza-order-service
 check "installed phone-sim --version" version_ok phone-sim
+for s in $SERVICES; do
+	check "a generic $P/bin/$s is installed (the services are pizza-$s)" test ! -e "$R/bin/$s"
+done
 
 # ---- man pages ---------------------------------------------------------------
 MANS="man1/phone-sim.1 man8/pizza-services.8"
-for s in $SERVICES; do MANS="$MANS man8/$s.8"; done
+for s in $SERVICES; do MANS="$MANS man8/pizza-$s.8"; done
 for m in $MANS; do
 	check "$P/share/man/$m missing or not mode 644" test "$(stat -c %a "$MAN_ROOT/$m" 2>/dev/null)" = 644
 done
 for s in $SERVICES; do
-	check "man8/$s.8 is not '.so man8/pizza-services.8'" \
-		test "$(cat "$MAN_ROOT/man8/$s.8" 2>/dev/null)" = ".so man8/pizza-services.8"
+	check "man8/pizza-$s.8 is not '.so man8/pizza-services.8'" \
+		test "$(cat "$MAN_ROOT/man8/pizza-$s.8" 2>/dev/null)" = ".so man8/pizza-services.8"
 done
 for m in man1/phone-sim.1 man8/pizza-services.8; do
 	check "$m still holds @PREFIX@" lacks "$MAN_ROOT/$m" @PREFIX@
 	check "$m does not name $P/share/doc/pizza" grep -q "$P/share/doc/pizza" "$MAN_ROOT/$m"
+	check "the source install/man/${m#*/} holds @PREFIX@ (man shows it)" lacks "install/man/${m#*/}" @PREFIX@
 	if command -v groff >/dev/null 2>&1; then
 		groff -man -Tutf8 -ww -z "$MAN_ROOT/$m" >"$TMP/groff.out" 2>&1
 		check "groff -ww warns about $m: $(head -3 "$TMP/groff.out")" test ! -s "$TMP/groff.out"
@@ -97,6 +107,19 @@ if command -v man >/dev/null 2>&1; then
 		check "man -l $m failed or warned: $(head -3 "$TMP/man.err")" test $rc = 0 -a ! -s "$TMP/man.err"
 		check "man -l $m rendered nothing" grep -q "^NAME" "$TMP/man.out"
 	done
+	# rendered, the installed pages name the installed paths, the sources the default prefix's
+	for m in man1/phone-sim.1 man8/pizza-services.8; do
+		(cd "$MAN_ROOT" && LC_ALL=C MANWIDTH=200 MANPAGER=cat PAGER=cat man -l "$m" 2>/dev/null) >"$TMP/man.out"
+		check "installed $m does not show $P/share/doc/pizza/examples" grep -q "$P/share/doc/pizza/examples" "$TMP/man.out"
+		check "installed $m shows /usr/local" lacks "$TMP/man.out" /usr/local/
+		LC_ALL=C MANWIDTH=200 MANPAGER=cat PAGER=cat man -l "install/man/${m#*/}" >"$TMP/man.out" 2>/dev/null
+		check "man install/man/${m#*/} does not show /usr/local/share/doc/pizza/examples" \
+			grep -q /usr/local/share/doc/pizza/examples "$TMP/man.out"
+		check "man install/man/${m#*/} shows @PREFIX@" lacks "$TMP/man.out" @PREFIX@
+	done
+	(cd "$MAN_ROOT" && LC_ALL=C MANWIDTH=200 MANPAGER=cat PAGER=cat man -l man8/pizza-services.8 2>/dev/null) >"$TMP/man.out"
+	check "installed pizza-services.8 does not show the storefront's $P/share/pizza/web" \
+		grep -q "$P/share/pizza/web" "$TMP/man.out"
 fi
 
 # Every option a program's --help lists is documented in its man page.
@@ -110,14 +133,17 @@ documents_options() {
 	[ -z "$missing" ] || { echo "  not in $(basename "$page"):$missing"; return 1; }
 }
 for s in $SERVICES; do
-	check "pizza-services.8 misses options of $s" documents_options "$MAN_ROOT/man8/pizza-services.8" "$R/bin/$s"
+	check "pizza-services.8 misses options of pizza-$s" documents_options "$MAN_ROOT/man8/pizza-services.8" \
+		"$R/bin/pizza-$s"
 done
 for c in order watch history token load; do
 	check "phone-sim.1 misses options of phone-sim $c" documents_options "$MAN_ROOT/man1/phone-sim.1" "$R/bin/phone-sim" "$c"
 done
 
 # ---- systemd units -----------------------------------------------------------
-HARDENING="NoNewPrivileges=yes
+HARDENING="Type=notify
+WatchdogSec=30
+NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
@@ -151,14 +177,19 @@ for u in $UNIT_FILES; do
 	check "$u lacks EnvironmentFile=-/etc/pizza/$svc.env" has_line "$f" "EnvironmentFile=-/etc/pizza/$svc.env"
 	check "$u lacks LoadCredential=mqtt-password:/etc/pizza/$svc.pass" \
 		has_line "$f" "LoadCredential=mqtt-password:/etc/pizza/$svc.pass"
-	check "$u does not start $P/bin/$svc --config /etc/pizza/$svc.conf" \
-		grep -q "^ExecStart=$P/bin/$svc --config /etc/pizza/$svc.conf" "$f"
+	check "$u does not start $P/bin/pizza-$svc --config /etc/pizza/$svc.conf" \
+		grep -q "^ExecStart=$P/bin/pizza-$svc --config /etc/pizza/$svc.conf" "$f"
+	check "$u lacks Documentation=man:pizza-$svc(8) man:pizza-services(8)" \
+		has_line "$f" "Documentation=man:pizza-$svc(8) man:pizza-services(8)"
 	# shellcheck disable=SC2016 # the unit's literal ${CREDENTIALS_DIRECTORY}
 	check "$u does not pass the mqtt-password credential" \
 		grep -qF -- '--mqtt-password-file ${CREDENTIALS_DIRECTORY}/mqtt-password' "$f"
 	case $svc in
 	order-executor)
 		check "$u does not pass --id %i" grep -qF -- '--id %i' "$f" ;;
+	order-service)
+		check "$u does not serve the storefront from $P/share/pizza/web" \
+			grep -qF -- "--web-root $P/share/pizza/web" "$f" ;;&
 	*)
 		check "$u lacks StateDirectory=pizza-$svc" has_line "$f" "StateDirectory=pizza-$svc"
 		check "$u does not keep its store in /var/lib/pizza-$svc" \
@@ -177,6 +208,25 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 	check "systemd-analyze verify: $(head -5 "$TMP/verify.out")" test $rc = 0 -a ! -s "$TMP/verify.out"
 fi
 
+# ---- the storefront ----------------------------------------------------------
+for w in $WEB_FILES; do
+	check "$P/share/pizza/web/$w missing or not mode 644" test "$(stat -c %a "$WEB/$w" 2>/dev/null)" = 644
+	check "$P/share/pizza/web/$w differs from web/$w" cmp -s "web/$w" "$WEB/$w"
+done
+# Every local script and stylesheet the page loads is there, under the name
+# order-service serves it from (backend/order-service/web.c: /mqtt.min.js is
+# node_modules/mqtt/dist/mqtt.min.js).
+page_assets_installed() {
+	local a f missing=""
+	for a in $(sed -n 's/.*\(src\|href\)="\/\([^"]*\)".*/\2/p' "$WEB/index.html"); do
+		f=$a
+		[ "$a" = mqtt.min.js ] && f=node_modules/mqtt/dist/mqtt.min.js
+		[ -s "$WEB/$f" ] || missing="$missing /$a"
+	done
+	[ -z "$missing" ] || { echo "  not installed:$missing"; return 1; }
+}
+check "the installed storefront lacks what index.html loads" page_assets_installed
+
 # ---- examples and broker configuration -------------------------------------------
 for e in $EXAMPLES; do
 	check "$P/share/doc/pizza/examples/$e missing or not mode 644" \
@@ -194,8 +244,8 @@ for s in $SERVICES phone-sim; do
 	check "the uncommented example $s.conf has no options" test -s "$TMP/$s.uncommented.conf"
 done
 for s in $SERVICES; do
-	check "$s refuses examples/$s.conf" accepts "$DOC/examples/$s.conf" "$R/bin/$s"
-	check "$s refuses the options in examples/$s.conf" accepts "$TMP/$s.uncommented.conf" "$R/bin/$s"
+	check "pizza-$s refuses examples/$s.conf" accepts "$DOC/examples/$s.conf" "$R/bin/pizza-$s"
+	check "pizza-$s refuses the options in examples/$s.conf" accepts "$TMP/$s.uncommented.conf" "$R/bin/pizza-$s"
 done
 for c in order watch history token; do
 	check "phone-sim $c refuses examples/phone-sim.conf" accepts "$TMP/phone-sim.uncommented.conf" "$R/bin/phone-sim" "$c"
@@ -204,7 +254,7 @@ done
 examples_cover() {
 	local s=$1 opt missing=""
 	shift
-	for opt in $("$R/bin/$s" --help | sed -n 's/^ *\(-[a-zA-Z], \)\{0,1\}--\([a-z][a-z-]*\).*/\2/p'); do
+	for opt in $("$R/bin/pizza-$s" --help | sed -n 's/^ *\(-[a-zA-Z], \)\{0,1\}--\([a-z][a-z-]*\).*/\2/p'); do
 		case " config help version $* " in *" $opt "*) continue ;; esac
 		grep -q "^#$opt = " "$DOC/examples/$s.conf" || missing="$missing $opt"
 	done
@@ -229,6 +279,7 @@ expected=$(
 	for m in $MANS; do echo "$P/share/man/$m"; done
 	for u in $UNIT_FILES; do echo "$P/lib/systemd/system/$u"; done
 	for e in $EXAMPLES; do echo "$P/share/doc/pizza/examples/$e"; done
+	for w in $WEB_FILES; do echo "$P/share/pizza/web/$w"; done
 	for b in mosquitto.conf acl README.md; do echo "$P/share/doc/pizza/mosquitto/$b"; done
 )
 actual=$(cd "$D" && find . ! -type d | sed 's|^\.||')
@@ -245,13 +296,14 @@ fi
 left=$(cd "$D" && find . ! -type d | head -5)
 check "uninstall left files: $left" test -z "$left"
 check "uninstall left $P/share/doc/pizza" test ! -e "$DOC"
+check "uninstall left $P/share/pizza" test ! -e "$R/share/pizza"
 
 # ---- the default PREFIX ------------------------------------------------------
 D2=$TMP/default
 if env -u PREFIX "$MAKE" --no-print-directory "${MKFILES[@]}" install DESTDIR="$D2" >"$TMP/install2.log" 2>&1; then
-	check "PREFIX does not default to /usr/local" test -x "$D2/usr/local/bin/order-service"
-	check "units of the default PREFIX do not start /usr/local/bin/order-service" \
-		grep -q '^ExecStart=/usr/local/bin/order-service ' "$D2/usr/local/lib/systemd/system/pizza-order-service.service"
+	check "PREFIX does not default to /usr/local" test -x "$D2/usr/local/bin/pizza-order-service"
+	check "units of the default PREFIX do not start /usr/local/bin/pizza-order-service" \
+		grep -q '^ExecStart=/usr/local/bin/pizza-order-service ' "$D2/usr/local/lib/systemd/system/pizza-order-service.service"
 	env -u PREFIX "$MAKE" --no-print-directory "${MKFILES[@]}" uninstall DESTDIR="$D2" >>"$TMP/install2.log" 2>&1
 	left=$(cd "$D2" && find . ! -type d | head -5)
 	check "uninstall with the default PREFIX left files: $left" test -z "$left"
