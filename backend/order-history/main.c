@@ -19,6 +19,7 @@
 #include "httpd.h"
 #include "event.h"
 #include "log.h"
+#include "metrics.h"
 #include "mq.h"
 #include "sign.h"
 #include "store.h"
@@ -40,6 +41,42 @@ static struct mq *mq;
 static struct history_store *store;
 static char *history_secret; /* the read API wants it: order-service is its only client */
 
+/* What the store did: events stored by type, reads by query and result, failures. */
+enum read_query { READ_ORDER, READ_USER_ORDERS, READ_NQUERIES };
+enum read_result { READ_OK, READ_NOT_FOUND, READ_FAILED, READ_NRESULTS };
+static struct metric *m_stored[EVENT_CALLBACK_DELIVERY + 1], *m_reads[READ_NQUERIES][READ_NRESULTS],
+    *m_write_errors, *m_read_errors;
+
+static void
+history_metrics(void)
+{
+	static const char *const queries[READ_NQUERIES] = { "order", "user_orders" };
+	static const char *const results[READ_NRESULTS] = { "ok", "not_found", "failed" };
+	static const enum event_type types[] = { EVENT_ORDER_PLACED, EVENT_ORDER_STATUS, EVENT_CALLBACK_DELIVERY };
+	char labels[96];
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		snprintf(labels, sizeof(labels), "type=\"%s\"", event_type_name(types[i]));
+		m_stored[types[i]] = metric_counter("pizza_history_events_stored_total",
+		    "Events written to the history, by type (duplicates are not: see pizza_duplicates_dropped_total)", labels);
+	}
+	for (int q = 0; q < READ_NQUERIES; q++)
+		for (int r = 0; r < READ_NRESULTS; r++) {
+			snprintf(labels, sizeof(labels), "query=\"%s\",result=\"%s\"", queries[q], results[r]);
+			m_reads[q][r] = metric_counter("pizza_history_reads_total",
+			    "Read API queries answered from the store, by query (one order, a user's orders) and result", labels);
+		}
+	m_write_errors = metric_counter("pizza_history_store_errors_total",
+	    "Store operations that failed (the event is left for the broker to deliver again; the read is answered 503)",
+	    "op=\"write\"");
+	m_read_errors = metric_counter("pizza_history_store_errors_total",
+	    "Store operations that failed (the event is left for the broker to deliver again; the read is answered 503)",
+	    "op=\"read\"");
+}
+
+/* What on_http() answers, for the request metrics. */
+static const char *const routes[] = { "/v1/orders/{id}", "/v1/users/{user}/orders", "/metrics", "/healthz", NULL };
+
 /* Every event this service consumes goes the same way: stored once, or left for the broker to deliver again. */
 static enum consume_result
 on_event(void *arg, struct consume_msg *c)
@@ -48,10 +85,13 @@ on_event(void *arg, struct consume_msg *c)
 	switch (hstore_apply(store, c->ev)) {
 	case HSTORE_OK:
 		log_debug("stored", "order_id=%s type=%s", c->ev->order_id, event_type_name(c->ev->type));
+		if (c->ev->type >= EVENT_ORDER_PLACED && c->ev->type <= EVENT_CALLBACK_DELIVERY)
+			metric_inc(m_stored[c->ev->type]);
 		return CONSUME_DONE;
 	case HSTORE_DUP:
 		return CONSUME_DUPLICATE;
 	default:
+		metric_inc(m_write_errors);
 		return CONSUME_RETRY; /* a full disk, a locked file: never acknowledged unstored */
 	}
 }
@@ -156,12 +196,16 @@ on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 		json_t *o;
 		switch (hstore_order(store, id, &o)) {
 		case HSTORE_OK:
+			metric_inc(m_reads[READ_ORDER][READ_OK]);
 			http_json(resp, 200, o);
 			break;
 		case HSTORE_NOT_FOUND:
+			metric_inc(m_reads[READ_ORDER][READ_NOT_FOUND]);
 			http_error(resp, 404, "not_found", "no order %s", id);
 			break;
 		default:
+			metric_inc(m_reads[READ_ORDER][READ_FAILED]);
+			metric_inc(m_read_errors);
 			http_error(resp, 503, "unavailable", "the history could not be read; try again");
 		}
 		return;
@@ -181,9 +225,12 @@ on_http(void *arg, const struct http_req *req, struct http_resp *resp)
 		}
 		/* one more than asked tells whether there is a next page */
 		if (hstore_user_orders(store, id, (int)limit + 1, before, &orders) != HSTORE_OK) {
+			metric_inc(m_reads[READ_USER_ORDERS][READ_FAILED]);
+			metric_inc(m_read_errors);
 			http_error(resp, 503, "unavailable", "the history could not be read; try again");
 			return;
 		}
+		metric_inc(m_reads[READ_USER_ORDERS][READ_OK]);
 		last = NULL;
 		if (json_array_size(orders) > (size_t)limit) {
 			json_array_remove(orders, (size_t)limit);
@@ -233,12 +280,15 @@ main(int argc, char **argv)
 		fatal("out of memory", NULL);
 	mq = svc_mq_new(&cfg.so, consume_message, consumer);
 	svc_metrics(mq);
+	history_metrics();
 	if (consume_attach(consumer, mq) != 0)
 		fatal("cannot declare the subscriptions", NULL);
 	svc_mq_connect(mq, &cfg.so);
 	if (cfg.http_port > 0 &&
 	    (http = httpd_start(cfg.http_bind, (int)cfg.http_port, 1024, on_http, NULL, err, sizeof(err))) == NULL)
 		fatal("cannot start the HTTP read API", "err=%s", LOGQ(err));
+	if (http != NULL)
+		httpd_routes(http, routes);
 	svc_ready("db=%s http=%s:%d", LOGQ(cfg.db_path), LOGQ(cfg.http_bind), http != NULL ? httpd_port(http) : 0);
 
 	while (!svc_quit) {
