@@ -10,13 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <math.h>
 
 #include <cmocka.h>
 
 #include <jansson.h>
 
 #include "harness.h"
+#include "util.h"
 
 static struct stack st;
 static int notifier_metrics, exec_metrics;
@@ -393,13 +396,113 @@ assert_grouped(const char *page)
 	}
 }
 
+/*
+ * Runs tests/integration/metrics_check.py on path: the reference parser
+ * (python3-prometheus-client), its OpenMetrics parser and promtool's lint.
+ * Returns its exit status with what it said (kept in the stack's folder as
+ * name.check) in a new string *out.
+ */
+static int
+metrics_check(const char *path, const char *name, char **out)
+{
+	char cmd[1400], said[600];
+	const char *root = getenv("PIZZA_ROOT") != NULL ? getenv("PIZZA_ROOT") : ".";
+	int rc;
+
+	snprintf(said, sizeof(said), "%s/%s.check", st.dir, name);
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s/tests/integration/metrics_check.py '%s' > '%s' 2>&1", root, path, said);
+	rc = system(cmd);
+	rc = rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+	if ((*out = file_read_small(said, 1 << 20)) == NULL)
+		*out = strdup("");
+	return rc;
+}
+
+/*
+ * The checker fails on what the tools misread (the old interleaved page
+ * among them: the split family that promtool lets through) and passes a
+ * good page: fixtures in tests/integration/metrics/.
+ */
+static void
+assert_checker_can_fail(void)
+{
+	static const struct {
+		const char *file;
+		int rc;
+		const char *said[3];
+	} cases[] = {
+		{ "good.prom", 0, { "1 page(s) pass", NULL } },
+		{ "interleaved.prom", 1,
+		    { "grouping: line 7: sample 'pizza_orders_accepted_total{via=\"http\"} 1' is not in its family's group",
+			"reference: samples of pizza_orders_accepted_total are in 2 families",
+			"openmetrics: refused: Clashing name: pizza_orders_accepted_total" } },
+		{ "sample_before_type.prom", 1, { "reference: family pizza_outbox_backlog appears 2 times", NULL } },
+		{ "no_help.prom", 1, { "reference: family pizza_outbox_backlog has no HELP", "promtool: exit 3", NULL } },
+		{ "lint.prom", 1, { "promtool: exit 3: pizza_orders_accepted counter metrics should have \"_total\" suffix", NULL } },
+	};
+	const char *root = getenv("PIZZA_ROOT") != NULL ? getenv("PIZZA_ROOT") : ".";
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char path[600], *out = NULL;
+		int rc;
+
+		snprintf(path, sizeof(path), "%s/tests/integration/metrics/%s", root, cases[i].file);
+		rc = metrics_check(path, cases[i].file, &out);
+		if (rc != cases[i].rc)
+			fail_msg("metrics_check.py %s exited %d, not %d:\n%s", cases[i].file, rc, cases[i].rc, out);
+		for (int k = 0; k < 3 && cases[i].said[k] != NULL; k++)
+			if (strstr(out, cases[i].said[k]) == NULL)
+				fail_msg("metrics_check.py %s did not say '%s':\n%s", cases[i].file, cases[i].said[k], out);
+		/* promtool alone lets the split family through: why the parsers are there */
+		if (strcmp(cases[i].file, "interleaved.prom") == 0)
+			assert_null(strstr(out, "promtool:"));
+		free(out);
+	}
+}
+
+/* A service's /metrics page, checked by every tool: the line rules, the parsers, promtool.  A new string. */
+static char *
+scrape(int port, const char *name)
+{
+	char url[128], path[600], *page = NULL, *out = NULL;
+	FILE *f;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+	assert_int_equal(h_http_get(url, &page), 200);
+	assert_grouped(page);
+	snprintf(path, sizeof(path), "%s/%s.prom", st.dir, name);
+	assert_non_null(f = fopen(path, "w"));
+	fputs(page, f);
+	fclose(f);
+	if (metrics_check(path, name, &out) != 0)
+		fail_msg("%s's /metrics fails the checks:\n%s", name, out);
+	free(out);
+	/* what every service has: the process, the build, the broker connection */
+	assert_true(metric_value(page, "process_resident_memory_bytes") > 1e6);
+	assert_true(metric_value(page, "process_virtual_memory_bytes") > 1e6);
+	assert_true(metric_value(page, "process_cpu_seconds_total") >= 0);
+	assert_true(metric_value(page, "process_open_fds") >= 3);
+	assert_true(metric_value(page, "process_max_fds") >= metric_value(page, "process_open_fds"));
+	assert_true(fabs(metric_value(page, "process_start_time_seconds") - (double)now_ms() / 1000) < 3600);
+	{
+		char build[160];
+		snprintf(build, sizeof(build), "pizza_build_info{service=\"%s\",version=\"%s\"}",
+		    strncmp(name, "exec-", 5) == 0 ? "order-executor" : name, PIZZA_VERSION);
+		assert_true(metric_value(page, build) == 1);
+	}
+	return page;
+}
+
 static void
 test_metrics_and_health(void **state)
 {
-	char url[128], *page = NULL, order_id[NAME_MAX_LEN + 1];
+	char url[160], *page = NULL, order_id[NAME_MAX_LEN + 1], auth[600];
+	const char *headers[] = { auth, NULL };
+	struct h_reply r;
 	double before;
 
 	(void)state;
+	assert_checker_can_fail();
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", st.http_port);
 	assert_int_equal(h_http_get(url, &page), 200);
 	before = metric_value(page, "pizza_orders_accepted_total{via=\"mqtt\"}");
@@ -408,11 +511,18 @@ test_metrics_and_health(void **state)
 	assert_int_equal(h_place(&st, "carol", "funghi", 1, "metrics-1"), 0);
 	assert_int_equal(h_wait_reply(&st, "metrics-1", order_id, sizeof(order_id), 5000), 0);
 	assert_int_equal(h_wait_events(&st, order_id, EVENT_PICKUP_ALERT, 0, 1, 10000), 1);
+	/* carol reads her order over HTTP (order-service asks order-history), and a path nobody serves */
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", h_token(&st, "carol"));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/orders/%s", st.http_port, order_id);
+	assert_int_equal(h_http("GET", url, headers, NULL, &r), 200);
+	h_reply_free(&r);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/no/such/%s", st.http_port, order_id);
+	assert_int_equal(h_http("GET", url, NULL, NULL, &r), 404);
+	h_reply_free(&r);
 	h_sleep(200);
 
-	/* order-service: the order counted, its latency observed */
-	assert_int_equal(h_http_get(url, &page), 200);
-	assert_grouped(page);
+	/* order-service: the order counted, its latency observed, the requests by route template */
+	page = scrape(st.http_port, "order-service");
 	assert_true(metric_value(page, "pizza_orders_accepted_total{via=\"mqtt\"}") == before + 1);
 	assert_true(metric_value(page, "pizza_orders_completed_total") >= 1);
 	assert_true(metric_value(page, "pizza_order_ready_seconds_count") >= 1);
@@ -420,38 +530,57 @@ test_metrics_and_health(void **state)
 	assert_non_null(strstr(page, "# TYPE pizza_order_ready_seconds histogram"));
 	assert_non_null(strstr(page, "# TYPE pizza_orders_accepted_total counter"));
 	assert_true(metric_value(page, "pizza_outbox_backlog") >= 0);
+	assert_true(metric_value(page, "pizza_broker_connected") == 1);
+	assert_true(metric_value(page, "pizza_http_requests_total{route=\"/v1/orders/{id}\",code=\"200\"}") == 1);
+	assert_true(metric_value(page, "pizza_http_requests_total{route=\"other\",code=\"404\"}") == 1);
+	assert_true(metric_value(page, "pizza_http_request_duration_seconds_count{route=\"/v1/orders/{id}\",code=\"200\"}") == 1);
+	assert_true(metric_value(page,
+			"pizza_http_request_duration_seconds_bucket{route=\"/v1/orders/{id}\",code=\"200\",le=\"+Inf\"}") == 1);
+	assert_true(metric_value(page, "pizza_http_requests_total{route=\"/metrics\",code=\"200\"}") >= 1);
+	assert_null(strstr(page, order_id)); /* a raw path never becomes a label */
 	free(page);
-	/* history, notifier, executor */
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", st.history_port);
-	assert_int_equal(h_http_get(url, &page), 200);
-	assert_grouped(page);
+	/* order-history: what it stored, the read order-service forwarded */
+	page = scrape(st.history_port, "order-history");
 	assert_true(metric_value(page, "pizza_events_consumed_total{topic=\"pizza/orders/placed\"}") >= 1);
+	assert_true(metric_value(page, "pizza_history_events_stored_total{type=\"OrderPlaced\"}") >= 1);
+	assert_true(metric_value(page, "pizza_history_events_stored_total{type=\"OrderStatus\"}") >= 5);
+	assert_true(metric_value(page, "pizza_history_reads_total{query=\"order\",result=\"ok\"}") == 1);
+	assert_true(metric_value(page, "pizza_history_store_errors_total{op=\"write\"}") == 0);
+	assert_true(metric_value(page, "pizza_http_requests_total{route=\"/v1/orders/{id}\",code=\"200\"}") == 1);
+	assert_null(strstr(page, order_id));
 	free(page);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", notifier_metrics);
-	assert_int_equal(h_http_get(url, &page), 200);
-	assert_grouped(page);
+	/* notifier, executor (a server with /metrics and /healthz only) */
+	page = scrape(notifier_metrics, "notifier");
 	assert_true(metric_value(page, "pizza_alerts_sent_total") >= 1);
+	assert_non_null(strstr(page, "# HELP pizza_alerts_sent_total Pickup alerts committed for sending"));
 	free(page);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", exec_metrics);
-	assert_int_equal(h_http_get(url, &page), 200);
-	assert_grouped(page);
+	page = scrape(exec_metrics, "exec-1");
 	assert_true(metric_value(page, "pizza_stage_duration_seconds_count{stage=\"oven\"}") >= 0);
 	assert_true(metric_value(page, "pizza_mqtt_reconnects_total") >= 0);
 	free(page);
 
-	/* healthy while connected; 503 while the broker is away; healthy again after */
+	/* healthy while connected; 503 and pizza_broker_connected 0 while the broker is away; healthy again after */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", notifier_metrics);
 	assert_int_equal(h_http_get(url, &page), 200);
 	assert_non_null(strstr(page, "\"store\":\"writable\""));
 	free(page);
 	h_broker_stop(&st);
-	h_sleep(1500);
+	assert_int_equal(h_wait_log(&st, "notifier", "msg=\"connection to broker lost; reconnecting\"", 1, 5000), 0);
 	assert_int_equal(h_http_get(url, &page), 503);
 	assert_non_null(strstr(page, "\"mqtt\":\"disconnected\""));
 	free(page);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", notifier_metrics);
+	assert_int_equal(h_http_get(url, &page), 200);
+	assert_true(metric_value(page, "pizza_broker_connected") == 0);
+	free(page);
 	assert_int_equal(h_broker_start(&st), 0);
 	assert_int_equal(h_wait_log(&st, "notifier", "msg=\"connected to broker\"", 2, 20000), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", notifier_metrics);
 	assert_int_equal(h_http_get(url, &page), 200);
+	free(page);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", notifier_metrics);
+	assert_int_equal(h_http_get(url, &page), 200);
+	assert_true(metric_value(page, "pizza_broker_connected") == 1);
 	free(page);
 }
 
