@@ -57,10 +57,16 @@ CFLAGS  += -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 LDFLAGS += -pie -Wl,-z,relro,-z,now
 endif
 
-# Debian packages: build, run time, tests.
+# Debian packages: build, run time, tests.  The /metrics check wants the
+# reference parser (python3-prometheus-client) and promtool, which Debian
+# ships in prometheus: installing it enables a Prometheus server, so when
+# check-deps installs it on a machine run by systemd it stops and disables
+# that server again (nothing here uses it); without recommends, as CI
+# installs, so no node exporter comes along either.
 DEB_PKGS := gcc make pkg-config libpaho-mqtt-dev libjansson-dev libsqlite3-dev libcmocka-dev \
             libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
-            mosquitto mosquitto-clients openssl curl python3-paho-mqtt
+            mosquitto mosquitto-clients openssl curl python3-paho-mqtt \
+            python3-prometheus-client prometheus
 
 COMMON_SRC := $(wildcard backend/common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
@@ -145,7 +151,11 @@ check-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing missing Debian packages:$$missing"; \
-	    apt-get $(APT_WAIT) update -qq && DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -qq $$missing >/dev/null || exit 1; \
+	    apt-get $(APT_WAIT) update -qq && DEBIAN_FRONTEND=noninteractive apt-get $(APT_WAIT) install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	    case " $$missing " in *" prometheus "*) \
+	      if [ -d /run/systemd/system ] && systemctl disable --now prometheus.service >/dev/null 2>&1; then \
+	        echo "stopped and disabled the prometheus service its package started (only its promtool is used)"; fi;; \
+	    esac; \
 	  else \
 	    echo "missing Debian packages:$$missing"; \
 	    echo "install them with:  sudo apt-get install -y$$missing"; exit 1; \
