@@ -7,6 +7,8 @@
 
 #include <jansson.h>
 
+#include "topic.h"
+
 /* The JSON object in buf, as a new reference, or NULL with the reason in err. */
 static json_t *
 load_object(const void *buf, size_t len, char *err, size_t errlen)
@@ -105,6 +107,17 @@ device_receipt_decode(const void *buf, size_t len, struct device_receipt *r, cha
 		id_field(o, "order_id", r->order_id, err, errlen) == 0 ? 0 : -1;
 	json_decref(o);
 	return rc;
+}
+
+int
+device_receipt_from(const char *topic, const void *buf, size_t len, char *user, char *device,
+    struct device_receipt *r, char *err, size_t errlen)
+{
+	if (topic_parse_device(topic, user, device) != TOPIC_KIND_DEVICE_RECEIPTS) {
+		snprintf(err, errlen, "the topic's user or device name is not valid");
+		return -1;
+	}
+	return device_receipt_decode(buf, len, r, err, errlen);
 }
 
 void

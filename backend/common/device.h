@@ -34,6 +34,14 @@ struct device_receipt {
 char *device_receipt_encode(const char *event_id, const char *order_id);
 /* Decodes a receipt of len bytes into *r.  Returns 0, or -1 with a one-line reason in err (*r unspecified). */
 int device_receipt_decode(const void *buf, size_t len, struct device_receipt *r, char *err, size_t errlen);
+/*
+ * A receipt as a consumer gets it: copies the user and device names its
+ * topic (pizza/users/<user>/devices/<device>/receipts) gives (each
+ * NAME_MAX_LEN + 1 bytes) and decodes buf into *r.  Returns 0, or -1 with
+ * a one-line reason in err.
+ */
+int device_receipt_from(const char *topic, const void *buf, size_t len, char *user, char *device,
+    struct device_receipt *r, char *err, size_t errlen);
 
 /*
  * A default device name from this machine's host name, made valid: lower

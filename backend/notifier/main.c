@@ -174,11 +174,8 @@ on_receipt(void *arg, struct consume_msg *c)
 	struct device_receipt r;
 
 	(void)arg;
-	if (topic_parse_device(c->m->topic, user, device) != TOPIC_KIND_DEVICE_RECEIPTS) {
-		snprintf(c->reason, sizeof(c->reason), "the topic's user or device name is not valid");
-		return CONSUME_INVALID;
-	}
-	if (device_receipt_decode(c->m->payload, c->m->len, &r, c->reason, sizeof(c->reason)) != 0)
+	if (device_receipt_from(c->m->topic, c->m->payload, c->m->len, user, device, &r, c->reason,
+		sizeof(c->reason)) != 0)
 		return CONSUME_INVALID;
 	switch (nstore_receipt(store, user, device, r.event_id, r.order_id, now_ms())) {
 	case NSTORE_OK:

@@ -334,8 +334,38 @@ resend_rows(struct db *db, sqlite3_stmt *st, int64_t now)
 	return rc == SQLITE_DONE ? n : -1;
 }
 
-enum nstore_result
-nstore_hello(struct notifier_store *s, const char *user_id, const char *device, int64_t now, int *resent)
+/*
+ * Queues again every alert pending and not expired at now for user_id's
+ * device (both NULL: every device's), and counts the resend on each.
+ * Call with the lock held, inside a transaction.  Returns how many, or -1.
+ */
+static int
+resend_pending(struct db *db, const char *user_id, const char *device, int64_t now)
+{
+	sqlite3_stmt *st;
+	int n = -1;
+
+	if ((st = db_prepare(db, "SELECT user_id, device_id, payload, expires_ms FROM device_alerts "
+				 "WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR device_id = ?2) AND "
+				 "delivered_ms IS NULL AND expires_ms > ?3 ORDER BY rowid")) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	if ((n = resend_rows(db, st, now)) <= 0)
+		return n;
+	if ((st = db_prepare(db, "UPDATE device_alerts SET resends = resends + 1 WHERE (?1 IS NULL OR user_id = ?1) AND "
+				 "(?2 IS NULL OR device_id = ?2) AND delivered_ms IS NULL AND expires_ms > ?3")) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	return db_step_done(db, st, "count resends") < 0 ? -1 : n;
+}
+
+/* Records user_id's device (NULL: none) and resends what is pending, in one transaction. */
+static enum nstore_result
+hello(struct notifier_store *s, const char *user_id, const char *device, int64_t now, int *resent)
 {
 	enum nstore_result r = NSTORE_FAIL;
 	sqlite3_stmt *st;
@@ -344,30 +374,16 @@ nstore_hello(struct notifier_store *s, const char *user_id, const char *device, 
 	db_lock(s->db);
 	if (db_begin(s->db) != 0)
 		goto out;
-	st = db_prepare(s->db, "INSERT INTO devices(user_id, device_id, first_ms, hello_ms) VALUES (?, ?, ?, ?) "
-			       "ON CONFLICT(user_id, device_id) DO UPDATE SET hello_ms = excluded.hello_ms");
-	if (st != NULL) {
+	if (device == NULL)
+		n = resend_pending(s->db, NULL, NULL, now);
+	else if ((st = db_prepare(s->db, "INSERT INTO devices(user_id, device_id, first_ms, hello_ms) VALUES (?, ?, ?, ?) "
+					 "ON CONFLICT(user_id, device_id) DO UPDATE SET hello_ms = excluded.hello_ms")) != NULL) {
 		sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, now);
 		sqlite3_bind_int64(st, 4, now);
-		if (db_step_done(s->db, st, "record device") == 1 &&
-		    (st = db_prepare(s->db, "SELECT user_id, device_id, payload, expires_ms FROM device_alerts "
-					    "WHERE user_id = ? AND device_id = ? AND delivered_ms IS NULL AND expires_ms > ? "
-					    "ORDER BY rowid")) != NULL) {
-			sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 3, now);
-			n = resend_rows(s->db, st, now);
-		}
-	}
-	if (n > 0 && (st = db_prepare(s->db, "UPDATE device_alerts SET resends = resends + 1 WHERE user_id = ? AND "
-					     "device_id = ? AND delivered_ms IS NULL AND expires_ms > ?")) != NULL) {
-		sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, now);
-		if (db_step_done(s->db, st, "count resends") < 0)
-			n = -1;
+		if (db_step_done(s->db, st, "record device") == 1)
+			n = resend_pending(s->db, user_id, device, now);
 	}
 	if (n < 0 || db_commit(s->db) != 0) {
 		db_rollback(s->db);
@@ -382,36 +398,15 @@ out:
 }
 
 enum nstore_result
+nstore_hello(struct notifier_store *s, const char *user_id, const char *device, int64_t now, int *resent)
+{
+	return hello(s, user_id, device, now, resent);
+}
+
+enum nstore_result
 nstore_resend_all(struct notifier_store *s, int64_t now, int *resent)
 {
-	enum nstore_result r = NSTORE_FAIL;
-	sqlite3_stmt *st;
-	int n = -1;
-
-	db_lock(s->db);
-	if (db_begin(s->db) != 0)
-		goto out;
-	if ((st = db_prepare(s->db, "SELECT user_id, device_id, payload, expires_ms FROM device_alerts "
-				    "WHERE delivered_ms IS NULL AND expires_ms > ? ORDER BY rowid")) != NULL) {
-		sqlite3_bind_int64(st, 1, now);
-		n = resend_rows(s->db, st, now);
-	}
-	if (n > 0 && (st = db_prepare(s->db, "UPDATE device_alerts SET resends = resends + 1 "
-					     "WHERE delivered_ms IS NULL AND expires_ms > ?")) != NULL) {
-		sqlite3_bind_int64(st, 1, now);
-		if (db_step_done(s->db, st, "count resends") < 0)
-			n = -1;
-	}
-	if (n < 0 || db_commit(s->db) != 0) {
-		db_rollback(s->db);
-		goto out;
-	}
-	if (resent != NULL)
-		*resent = n;
-	r = NSTORE_OK;
-out:
-	db_unlock(s->db);
-	return r;
+	return hello(s, NULL, NULL, now, resent);
 }
 
 /* 1 when a row of q (prepared, with its first parameters bound by the caller) exists, 0 when none, -1 on error. */
