@@ -7,8 +7,11 @@
 #include <strings.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
+#include "accounts.h"
 #include "forward.h"
+#include "ratelimit.h"
 #include "log.h"
 #include "menu.h"
 #include "svc.h"
@@ -16,9 +19,6 @@
 #include "util.h"
 #include "web.h"
 
-/* Broker accounts of the services: they are not customers and get no token. */
-static const char *const service_accounts[] = { "order-service", "order-executor", "order-history", "notifier",
-	"admin", NULL };
 
 /* A read on its way to order-history: what its answer needs. */
 struct read_fwd {
@@ -177,15 +177,91 @@ static int
 authenticate(struct api *api, const struct http_req *req, struct http_resp *resp, char *user)
 {
 	const char *h = http_header(req, "Authorization");
+	struct token_claims c;
 
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
 		http_error(resp, 401, "unauthorized", "send Authorization: Bearer <token> (POST /v1/login gives one)");
 		resp->www_authenticate = "Bearer realm=\"pizza\"";
 		return -1;
 	}
-	if (token_verify(api->token_secret, h + 7, now_ms() / 1000, user) != 0) {
-		http_error(resp, 401, "unauthorized", "the token is invalid or expired; log in again");
+	if (api->accounts == NULL || accounts_authenticate(api->accounts, h + 7, now_ms() / 1000, &c) != 0) {
+		http_error(resp, 401, "unauthorized", "the token is invalid, expired or revoked; log in again");
 		resp->www_authenticate = "Bearer realm=\"pizza\", error=\"invalid_token\"";
+		return -1;
+	}
+	memcpy(user, c.user, sizeof(c.user));
+	return 0;
+}
+
+/* An accounts operation's answer as HTTP (ok_status with ok_body, stolen, when it succeeded). */
+static void
+accounts_http(const struct accounts_answer *a, struct http_resp *resp, int ok_status, json_t *ok_body)
+{
+	switch (a->result) {
+	case ACCOUNTS_OK:
+		if (ok_body != NULL)
+			http_json(resp, ok_status, ok_body);
+		else {
+			resp->status = ok_status;
+			resp->body = strdup("");
+		}
+		return;
+	case ACCOUNTS_EXISTS:
+		http_error(resp, 409, "conflict", "that user id is taken");
+		break;
+	case ACCOUNTS_RESERVED:
+		http_error(resp, 409, "conflict", "that user id is reserved");
+		break;
+	case ACCOUNTS_NOT_FOUND:
+		http_error(resp, 404, "not_found", "no such user or device");
+		break;
+	case ACCOUNTS_REFUSED:
+		http_error(resp, 401, "unauthorized", "wrong user id or password");
+		break;
+	case ACCOUNTS_UNAVAILABLE:
+		http_error(resp, 503, "unavailable", "the change could not be applied now; try again shortly");
+		resp->retry_after = 2;
+		break;
+	}
+	json_decref(ok_body);
+}
+
+/* accounts_login()'s callback: arg is the deferred answer. */
+static void
+logged_in(void *arg, const struct accounts_answer *a)
+{
+	struct http_resp resp;
+	char exp_at[32];
+	json_t *body = NULL;
+
+	memset(&resp, 0, sizeof(resp));
+	if (a->result == ACCOUNTS_OK) {
+		body = json_pack("{s:s, s:s, s:s}", "user_id", a->user, "token", a->token, "expires_at",
+		    time_rfc3339(a->expiry * 1000, exp_at, sizeof(exp_at)));
+		if (a->device[0] != '\0') {
+			json_object_set_new(body, "device", json_string(a->device));
+			json_object_set_new(body, "mqtt", json_pack("{s:s, s:s, s:s}", "username", a->mqtt_user, "password",
+							       a->mqtt_password, "client_id", a->client_id));
+		}
+	}
+	accounts_http(a, &resp, 200, body);
+	http_finish(arg, &resp);
+}
+
+/* Reads {"user_id", "password", ...} from the body: 0, or -1 with a 400 set. */
+static int
+credentials(const struct http_req *req, struct http_resp *resp, json_t **body, const char **user, const char **password)
+{
+	*body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
+	*user = json_string_value(json_object_get(*body, "user_id"));
+	*password = json_string_value(json_object_get(*body, "password"));
+	if (*user == NULL || *password == NULL || !name_valid(*user) || strlen(*password) > 256) {
+		json_decref(*body);
+		*body = NULL;
+		http_error(resp, 400, "invalid_json",
+		    "send {\"user_id\":\"...\",\"password\":\"...\"}: a user id of 1-%d characters of A-Z a-z 0-9 _ -, "
+		    "a password of at most 256",
+		    NAME_MAX_LEN);
 		return -1;
 	}
 	return 0;
@@ -194,37 +270,233 @@ authenticate(struct api *api, const struct http_req *req, struct http_resp *resp
 static void
 post_login(struct api *api, const struct http_req *req, struct http_resp *resp)
 {
-	json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
-	const char *user = json_string_value(json_object_get(body, "user_id"));
-	const char *password = json_string_value(json_object_get(body, "password"));
-	char token[TOKEN_MAX], exp_at[32], client[64];
-	int64_t exp = now_ms() / 1000 + api->token_ttl_s;
-	int service = 0;
+	const char *user, *password, *device;
+	struct http_deferred *d;
+	char client[64];
+	json_t *body, *jd;
 
-	if (api->password_file == NULL) {
-		json_decref(body);
+	if (api->accounts == NULL) {
 		http_error(resp, 404, "not_found", "login is not enabled on this server");
 		return;
 	}
-	if (user == NULL || password == NULL || !name_valid(user) || strlen(password) > 256) {
+	if (credentials(req, resp, &body, &user, &password) != 0)
+		return;
+	jd = json_object_get(body, "device");
+	device = json_string_value(jd);
+	if (jd != NULL && (device == NULL || !name_valid(device))) {
 		json_decref(body);
-		http_error(resp, 400, "invalid_json", "send {\"user_id\":\"...\",\"password\":\"...\"}");
+		http_error(resp, 422, "invalid_field", "device must be a name of 1-%d characters of A-Z a-z 0-9 _ -",
+		    NAME_MAX_LEN);
 		return;
 	}
-	for (int i = 0; service_accounts[i] != NULL; i++)
-		service |= strcmp(user, service_accounts[i]) == 0;
-	if (service || token_password_file(api->password_file, user, password) != 0 ||
-	    token_issue(api->token_secret, user, exp, token) != 0) {
-		log_warn("login refused", "user_id=%s client=%s", user, http_client_addr(req, client, sizeof(client)));
+	if ((d = http_defer(req)) == NULL) {
 		json_decref(body);
-		http_error(resp, 401, "unauthorized", "wrong user id or password");
+		http_error(resp, 503, "unavailable", "try again");
 		return;
 	}
-	log_info("login", "user_id=%s", user);
-	http_json(resp, 200,
-	    json_pack("{s:s, s:s, s:s}", "user_id", user, "token", token, "expires_at",
-		time_rfc3339(exp * 1000, exp_at, sizeof(exp_at))));
+	log_info("login", "user_id=%s device=%s client=%s", user, LOGQ(device != NULL ? device : ""),
+	    http_client_addr(req, client, sizeof(client)));
+	accounts_login(api->accounts, user, password, device, logged_in, d);
 	json_decref(body);
+}
+
+/* The admin API's answers that carry no body: arg is the deferred answer. */
+static void
+admin_done(void *arg, const struct accounts_answer *a)
+{
+	struct http_resp resp;
+
+	memset(&resp, 0, sizeof(resp));
+	accounts_http(a, &resp, 204, NULL);
+	http_finish(arg, &resp);
+}
+
+static void
+created_done(void *arg, const struct accounts_answer *a)
+{
+	struct http_resp resp;
+
+	memset(&resp, 0, sizeof(resp));
+	accounts_http(a, &resp, 201, json_pack("{s:b}", "created", 1));
+	http_finish(arg, &resp);
+}
+
+/* Adds a user (admin, or sign-up) from {"user_id","password"}. */
+static void
+add_user(struct api *api, const struct http_req *req, struct http_resp *resp)
+{
+	const char *user, *password, *why;
+	struct http_deferred *d;
+	json_t *body;
+
+	if (credentials(req, resp, &body, &user, &password) != 0)
+		return;
+	if ((why = accounts_password_policy(user, password)) != NULL) {
+		json_decref(body);
+		http_error(resp, 422, "weak_password", "%s", why);
+		return;
+	}
+	if ((d = http_defer(req)) == NULL) {
+		json_decref(body);
+		http_error(resp, 503, "unavailable", "try again");
+		return;
+	}
+	accounts_add(api->accounts, user, password, created_done, d);
+	json_decref(body);
+}
+
+/* POST /v1/users: self sign-up (--allow-signup), limited per client address. */
+static void
+post_signup(struct api *api, const struct http_req *req, struct http_resp *resp)
+{
+	char addr[64];
+	int64_t wait;
+
+	if (!api->allow_signup || api->accounts == NULL) {
+		http_error(resp, 403, "forbidden", "sign-up is turned off on this server; ask its operator for an account");
+		return;
+	}
+	http_client_addr(req, addr, sizeof(addr));
+	if (api->signup_limit != NULL && (wait = ratelimit_take(api->signup_limit, addr, strlen(addr), now_ms())) > 0) {
+		http_error(resp, 429, "too_many_requests", "too many sign-ups from this address; try again later");
+		resp->retry_after = (int)((wait + 999) / 1000);
+		return;
+	}
+	add_user(api, req, resp);
+}
+
+/* Whether the request carries the admin secret (compared in constant time). */
+static int
+is_admin(const struct api *api, const struct http_req *req)
+{
+	const char *h = http_header(req, "Authorization");
+	size_t n;
+
+	if (api->admin_secret == NULL || h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return 0;
+	h += 7;
+	n = strlen(api->admin_secret);
+	return strlen(h) == n && CRYPTO_memcmp(h, api->admin_secret, n) == 0;
+}
+
+/*
+ * /v1/admin/...: pizza-admin's API.  Paths: users, users/{u},
+ * users/{u}/password, users/{u}/devices, users/{u}/devices/{d}, tokens/revoke.
+ */
+static void
+admin(struct api *api, const struct http_req *req, struct http_resp *resp)
+{
+	const char *rest = req->path + strlen("/v1/admin/"), *m = req->method;
+	char user[NAME_MAX_LEN + 1], device[NAME_MAX_LEN + 1], tail[64];
+	struct http_deferred *d;
+	json_t *body, *o;
+	int n;
+
+	if (api->admin_secret == NULL || api->accounts == NULL) {
+		http_error(resp, 404, "not_found", "the admin API is not enabled on this server");
+		return;
+	}
+	if (!is_admin(api, req)) {
+		http_error(resp, 401, "unauthorized", "send Authorization: Bearer <the admin secret>");
+		resp->www_authenticate = "Bearer realm=\"pizza-admin\"";
+		return;
+	}
+	user[0] = device[0] = tail[0] = '\0';
+	if (strcmp(rest, "users") == 0) {
+		if (strcmp(m, "GET") == 0)
+			http_json(resp, 200, accounts_list(api->accounts));
+		else if (strcmp(m, "POST") == 0)
+			add_user(api, req, resp);
+		else
+			goto not_allowed;
+		return;
+	}
+	if (strcmp(rest, "tokens/revoke") == 0) {
+		const char *tok, *u;
+		enum accounts_result r;
+		struct accounts_answer a;
+
+		if (strcmp(m, "POST") != 0)
+			goto not_allowed;
+		body = json_loadb(req->body, req->body_len, 0, NULL);
+		tok = json_string_value(json_object_get(body, "token"));
+		u = json_string_value(json_object_get(body, "user_id"));
+		if ((tok == NULL) == (u == NULL) || (u != NULL && !name_valid(u))) {
+			json_decref(body);
+			http_error(resp, 400, "invalid_json", "send {\"token\":\"...\"} or {\"user_id\":\"...\"}");
+			return;
+		}
+		r = tok != NULL ? accounts_revoke_token(api->accounts, tok) : accounts_revoke_tokens(api->accounts, u);
+		json_decref(body);
+		memset(&a, 0, sizeof(a));
+		a.result = r;
+		accounts_http(&a, resp, 204, NULL);
+		return;
+	}
+	/* users/{u}[/password | /devices[/{d}]] */
+	if (strncmp(rest, "users/", 6) != 0 ||
+	    (n = sscanf(rest + 6, "%32[A-Za-z0-9_-]/%63[a-z]/%32[A-Za-z0-9_-]", user, tail, device)) < 1) {
+		http_error(resp, 404, "not_found", "no such resource: %s %s", m, req->path);
+		return;
+	}
+	{
+		/* the path must be exactly what was read: nothing left over, no longer names */
+		char again[256];
+		snprintf(again, sizeof(again), "users/%s%s%s%s%s", user, n >= 2 ? "/" : "", n >= 2 ? tail : "",
+		    n >= 3 ? "/" : "", n >= 3 ? device : "");
+		if (strcmp(again, rest) != 0 || (n >= 2 && strcmp(tail, "password") != 0 && strcmp(tail, "devices") != 0) ||
+		    (n == 3 && strcmp(tail, "devices") != 0)) {
+			http_error(resp, 404, "not_found", "no such resource: %s %s", m, req->path);
+			return;
+		}
+	}
+	if (n == 1) {
+		if (strcmp(m, "DELETE") != 0)
+			goto not_allowed;
+		if ((d = http_defer(req)) == NULL)
+			goto busy;
+		accounts_delete(api->accounts, user, admin_done, d);
+	} else if (strcmp(tail, "password") == 0) {
+		const char *pw, *why;
+		if (strcmp(m, "PUT") != 0)
+			goto not_allowed;
+		body = json_loadb(req->body, req->body_len, 0, NULL);
+		if ((pw = json_string_value(json_object_get(body, "password"))) == NULL) {
+			json_decref(body);
+			http_error(resp, 400, "invalid_json", "send {\"password\":\"...\"}");
+			return;
+		}
+		if ((why = accounts_password_policy(user, pw)) != NULL) {
+			json_decref(body);
+			http_error(resp, 422, "weak_password", "%s", why);
+			return;
+		}
+		if ((d = http_defer(req)) == NULL) {
+			json_decref(body);
+			goto busy;
+		}
+		accounts_passwd(api->accounts, user, pw, admin_done, d);
+		json_decref(body);
+	} else if (n == 2) {
+		if (strcmp(m, "GET") != 0)
+			goto not_allowed;
+		if ((o = accounts_devices(api->accounts, user)) == NULL)
+			http_error(resp, 404, "not_found", "no user %s", user);
+		else
+			http_json(resp, 200, o);
+	} else {
+		if (strcmp(m, "DELETE") != 0)
+			goto not_allowed;
+		if ((d = http_defer(req)) == NULL)
+			goto busy;
+		accounts_revoke_device(api->accounts, user, device, admin_done, d);
+	}
+	return;
+busy:
+	http_error(resp, 503, "unavailable", "try again");
+	return;
+not_allowed:
+	http_error(resp, 405, "method_not_allowed", "%s is not allowed on %s", m, req->path);
 }
 
 static int
@@ -354,7 +626,7 @@ id_path(const char *path, const char *prefix, const char *suffix, char *id)
 
 /* What api_handle() below and web_handle() answer: a new route goes here too, else it counts as "other". */
 const char *const api_routes[] = { "/v1/orders", "/v1/orders/{id}", "/v1/users/{user}/orders", "/v1/login",
-	"/v1/menu", "/v1/config", "/", "/app.js", "/style.css", "/mqtt.min.js", "/metrics", "/healthz", NULL };
+	"/v1/users", "/v1/admin/{resource}", "/v1/menu", "/v1/config", "/", "/app.js", "/style.css", "/mqtt.min.js", "/metrics", "/healthz", NULL };
 
 void
 api_handle(void *arg, const struct http_req *req, struct http_resp *resp)
@@ -376,6 +648,13 @@ api_handle(void *arg, const struct http_req *req, struct http_resp *resp)
 			post_login(api, req, resp);
 		else
 			allow = "POST";
+	} else if (strcmp(req->path, "/v1/users") == 0) {
+		if (strcmp(req->method, "POST") == 0)
+			post_signup(api, req, resp);
+		else
+			allow = "POST";
+	} else if (strncmp(req->path, "/v1/admin/", 10) == 0) {
+		admin(api, req, resp);
 	} else if (strcmp(req->path, "/v1/menu") == 0) {
 		if (get)
 			get_menu(req, resp);

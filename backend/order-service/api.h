@@ -26,6 +26,8 @@
 struct forwarder;
 struct mq;
 struct order_store;
+struct accounts;
+struct ratelimit;
 
 struct api {
 	struct intake *intake;
@@ -33,9 +35,10 @@ struct api {
 	struct order_store *store; /* for /healthz (ostore_probe()) */
 	const char *history_url;   /* e.g. http://127.0.0.1:8081 */
 	const char *history_secret; /* order-history's read API wants it (Authorization: Bearer) */
-	const char *token_secret;  /* signs and checks bearer tokens */
-	const char *password_file; /* mosquitto's password file, for /v1/login; NULL: no login */
-	long token_ttl_s;
+	struct accounts *accounts; /* logins, tokens, the admin API's changes; NULL: no login */
+	const char *admin_secret;  /* the admin API wants it (Authorization: Bearer); NULL: no admin API */
+	int allow_signup;          /* POST /v1/users lets anyone create an account */
+	struct ratelimit *signup_limit; /* sign-ups per client address */
 	struct forwarder *forwarder; /* api_start() */
 };
 

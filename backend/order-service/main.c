@@ -13,6 +13,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "accounts.h"
+#include "aclfile.h"
 #include "api.h"
 #include "consume.h"
 #include "intake.h"
@@ -21,6 +23,7 @@
 #include "mq.h"
 #include "netcheck.h"
 #include "outbox.h"
+#include "ratelimit.h"
 #include "store.h"
 #include "supervise.h"
 #include "svc.h"
@@ -47,6 +50,9 @@ static struct {
 	long rate_limit, rate_burst;
 	long order_limit, order_burst;
 	const char *web_root, *mqtt_ws_url;
+	const char *acl_file, *admin_secret_file;
+	int allow_signup;
+	long signup_limit;
 } cfg;
 
 
@@ -54,6 +60,7 @@ static struct {
 static struct mq *mq;
 static struct intake *intake;
 static struct supervisor *supervisor;
+static struct accounts *accounts; /* NULL without --acl-file */
 
 /* A reply may only go back to the requester's own reply topics. */
 static int
@@ -157,10 +164,21 @@ on_status(void *arg, struct consume_msg *c)
 	}
 }
 
+/* The broker's answer to an account change (accounts.h). */
+static enum consume_result
+on_control(void *arg, struct consume_msg *c)
+{
+	(void)arg;
+	if (accounts != NULL)
+		accounts_control_reply(accounts, c->m->payload, c->m->len);
+	return CONSUME_DONE;
+}
+
 /* Who handles what: every subscription of order-service. */
 static const struct consume_row rows[] = {
 	{ TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, on_request },
 	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_status },
+	{ ACCOUNTS_RESPONSE_TOPIC, 0, 0, CONSUME_RAW, on_control },
 };
 
 static double
@@ -172,7 +190,9 @@ backlog(void *arg)
 /* Everything main() starts, in the order it starts them; stop() undoes them in reverse. */
 struct service {
 	struct allowlist *allow;
-	char *token_secret, *history_secret;
+	char *token_secret, *history_secret, *admin_secret;
+	struct aclfile *acl;
+	struct ratelimit *signup_limit;
 	struct order_store *store;
 	struct consumer *consumer;
 	struct outbox *outbox;
@@ -215,7 +235,19 @@ parse_args(int argc, char **argv)
 		    "file with the secret order-history's read API wants (or set PIZZA_HISTORY_SECRET)",
 		    &cfg.history_secret_file, 0, 0 },
 		{ "password-file", 0, OPT_STR, "PIZZA_PASSWORD_FILE", NULL,
-		    "mosquitto password file that POST /v1/login checks (none: no login)", &cfg.password_file, 0, 0 },
+		    "mosquitto password file (hashed) whose customers are added to the accounts at start if missing "
+		    "(the demo's and the load generator's; accounts are otherwise managed with pizza-admin)",
+		    &cfg.password_file, 0, 0 },
+		{ "acl-file", 0, OPT_STR, "PIZZA_ACL_FILE", NULL,
+		    "the broker's ACL file (broker-config/acl): a customer's broker role; without it, no login or accounts",
+		    &cfg.acl_file, 0, 0 },
+		{ "admin-secret-file", 0, OPT_STR, "PIZZA_ADMIN_SECRET_FILE", NULL,
+		    "file holding the secret of the admin API (/v1/admin/, pizza-admin); none: no admin API",
+		    &cfg.admin_secret_file, 0, 0 },
+		{ "allow-signup", 0, OPT_FLAG, "PIZZA_ALLOW_SIGNUP", NULL, "let anyone create an account (POST /v1/users)",
+		    &cfg.allow_signup, 0, 0 },
+		{ "signup-limit", 0, OPT_INT, "PIZZA_SIGNUP_LIMIT", "5", "sign-ups per client address per hour",
+		    &cfg.signup_limit, 0, 1000000 },
 		{ "token-ttl", 0, OPT_DURATION_S, "PIZZA_TOKEN_TTL_S", "12h", "how long a login token is valid", &cfg.token_ttl_s,
 		    60, 2592000 },
 		{ "rate-limit", 0, OPT_INT, "PIZZA_HTTP_RATE_LIMIT", "50",
@@ -263,6 +295,38 @@ secret_read(const char *file, const char *env, const char *what)
 	return secret;
 }
 
+/*
+ * Accounts (logins, pizza-admin, sign-up) when --acl-file is given: loaded
+ * from the store, the password file's customers added, the admin secret
+ * read.  Exits on failure.
+ */
+static void
+accounts_start(struct service *s)
+{
+	char err[512];
+
+	if (cfg.acl_file == NULL) {
+		if (cfg.password_file != NULL || cfg.admin_secret_file != NULL || cfg.allow_signup)
+			fatal("logins and accounts need --acl-file (the broker's ACL file gives a customer's role)", NULL);
+		return;
+	}
+	if ((s->acl = aclfile_load(cfg.acl_file, err, sizeof(err))) == NULL)
+		fatal("cannot read the ACL file", "err=%s", LOGQ(err));
+	if ((accounts = accounts_new(s->store, mq, s->acl, s->token_secret, cfg.token_ttl_s)) == NULL)
+		fatal("cannot load the accounts", NULL);
+	if (cfg.password_file != NULL && accounts_seed(accounts, cfg.password_file) < 0)
+		fatal("cannot read the password file", "path=%s", LOGQ(cfg.password_file));
+	if (cfg.admin_secret_file != NULL) {
+		if ((s->admin_secret = file_read_small(cfg.admin_secret_file, 4096)) == NULL)
+			fatal("cannot read a secret file", "path=%s", LOGQ(cfg.admin_secret_file));
+		s->admin_secret[strcspn(s->admin_secret, "\r\n")] = '\0';
+		if (strlen(s->admin_secret) < 16)
+			fatal("the admin secret needs at least 16 characters", "path=%s", LOGQ(cfg.admin_secret_file));
+	}
+	if ((s->signup_limit = ratelimit_new((double)cfg.signup_limit / 3600.0, (double)cfg.signup_limit, 10000)) == NULL)
+		fatal("out of memory", NULL);
+}
+
 /* Starts the HTTP API when --http-port is not 0; exits when it cannot listen. */
 static void
 http_start(struct service *s)
@@ -276,9 +340,10 @@ http_start(struct service *s)
 	s->api.store = s->store;
 	s->api.history_url = cfg.history_url;
 	s->api.history_secret = s->history_secret;
-	s->api.token_secret = s->token_secret;
-	s->api.password_file = cfg.password_file;
-	s->api.token_ttl_s = cfg.token_ttl_s;
+	s->api.accounts = accounts;
+	s->api.admin_secret = s->admin_secret;
+	s->api.allow_signup = cfg.allow_signup;
+	s->api.signup_limit = s->signup_limit;
 	web_init(cfg.web_root, cfg.mqtt_ws_url);
 	if (api_start(&s->api) != 0)
 		fatal("cannot start the forwarder to order-history", NULL);
@@ -313,6 +378,7 @@ start(struct service *s)
 	mq = svc_mq_new(&cfg.so, consume_message, s->consumer);
 	if (consume_attach(s->consumer, mq) != 0)
 		fatal("cannot declare the subscriptions", NULL);
+	accounts_start(s);
 	if ((s->outbox = ostore_outbox_new(s->store, mq, cfg.outbox_retry_ms)) == NULL ||
 	    (supervisor = supervise_new(s->store, s->outbox, cfg.accept_deadline_ms, cfg.stage_deadline_ms)) == NULL)
 		fatal("out of memory", NULL);
@@ -341,6 +407,8 @@ run(struct service *s)
 		 */
 		outbox_flush(s->outbox);
 		supervise_tick(supervisor, mq_connected_for(mq));
+		if (accounts != NULL)
+			accounts_tick(accounts);
 		svc_tick(mq);
 		if (mono_ms() - last_expire > EXPIRE_EVERY_MS) {
 			intake_expire_keys(intake, cfg.idempotency_ttl_h * 3600 * 1000);
@@ -360,6 +428,8 @@ stop(struct service *s)
 	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(s->outbox));
 	outbox_flush(s->outbox);
 	mq_disconnect(mq, 2000);
+	accounts_free(accounts); /* no answer from the broker can come now */
+	accounts = NULL;
 	mq_free(mq);
 	intake_free(intake);
 	supervise_free(supervisor);
@@ -368,6 +438,11 @@ stop(struct service *s)
 	ostore_close(s->store);
 	allowlist_free(s->allow);
 	free(s->token_secret);
+	if (s->admin_secret != NULL)
+		explicit_bzero(s->admin_secret, strlen(s->admin_secret));
+	free(s->admin_secret);
+	aclfile_free(s->acl);
+	ratelimit_free(s->signup_limit);
 	free(s->history_secret);
 	curl_global_cleanup();
 }

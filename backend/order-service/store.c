@@ -25,7 +25,14 @@
 	"CREATE TABLE IF NOT EXISTS idempotency ("                                               \
 	"  user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"                \
 	"  order_id TEXT NOT NULL, created_ms INTEGER NOT NULL,"                                 \
-	"  PRIMARY KEY (user_id, key));"
+	"  PRIMARY KEY (user_id, key));"                                                         \
+	"CREATE TABLE IF NOT EXISTS accounts ("                                                  \
+	"  user_id TEXT PRIMARY KEY, hash TEXT NOT NULL, created_ms INTEGER NOT NULL,"           \
+	"  tokens_after INTEGER NOT NULL DEFAULT 0);"                                            \
+	"CREATE TABLE IF NOT EXISTS devices ("                                                   \
+	"  user_id TEXT NOT NULL, device TEXT NOT NULL, created_ms INTEGER NOT NULL,"            \
+	"  login_ms INTEGER NOT NULL, PRIMARY KEY (user_id, device));"                           \
+	"CREATE TABLE IF NOT EXISTS revoked_tokens (mac TEXT PRIMARY KEY, expiry INTEGER NOT NULL);"
 
 struct order_store {
 	struct db *db;
@@ -398,4 +405,220 @@ ostore_republish_stalled(struct order_store *s, int64_t placed_before, int64_t m
 	db_unlock(s->db);
 	*n = (size_t)found;
 	return OSTORE_OK;
+}
+
+/* ---- accounts ---------------------------------------------------------------- */
+
+enum ostore_result
+ostore_accounts_load(struct order_store *s, ostore_account_fn on_account, ostore_device_fn on_device,
+    ostore_revoked_fn on_revoked, void *arg)
+{
+	sqlite3_stmt *a = NULL, *d = NULL, *r = NULL;
+	enum ostore_result rc = OSTORE_FAIL;
+	int step;
+
+	db_lock(s->db);
+	a = db_prepare(s->db, "SELECT user_id, hash, created_ms, tokens_after FROM accounts");
+	d = db_prepare(s->db, "SELECT user_id, device, created_ms, login_ms FROM devices");
+	r = db_prepare(s->db, "SELECT mac, expiry FROM revoked_tokens");
+	if (a == NULL || d == NULL || r == NULL)
+		goto out;
+	while ((step = sqlite3_step(a)) == SQLITE_ROW) {
+		struct ostore_account acc;
+		memset(&acc, 0, sizeof(acc));
+		snprintf(acc.user_id, sizeof(acc.user_id), "%s", (const char *)sqlite3_column_text(a, 0));
+		snprintf(acc.hash, sizeof(acc.hash), "%s", (const char *)sqlite3_column_text(a, 1));
+		acc.created_ms = sqlite3_column_int64(a, 2);
+		acc.tokens_after = sqlite3_column_int64(a, 3);
+		on_account(arg, &acc);
+	}
+	if (step != SQLITE_DONE)
+		goto out;
+	while ((step = sqlite3_step(d)) == SQLITE_ROW) {
+		struct ostore_device dev;
+		memset(&dev, 0, sizeof(dev));
+		snprintf(dev.user_id, sizeof(dev.user_id), "%s", (const char *)sqlite3_column_text(d, 0));
+		snprintf(dev.device, sizeof(dev.device), "%s", (const char *)sqlite3_column_text(d, 1));
+		dev.created_ms = sqlite3_column_int64(d, 2);
+		dev.login_ms = sqlite3_column_int64(d, 3);
+		on_device(arg, &dev);
+	}
+	if (step != SQLITE_DONE)
+		goto out;
+	while ((step = sqlite3_step(r)) == SQLITE_ROW)
+		on_revoked(arg, (const char *)sqlite3_column_text(r, 0), sqlite3_column_int64(r, 1));
+	if (step == SQLITE_DONE)
+		rc = OSTORE_OK;
+out:
+	if (rc != OSTORE_OK)
+		log_error("cannot read the accounts", "err=%s", LOGQ(db_errmsg(s->db)));
+	db_done(s->db, a);
+	db_done(s->db, d);
+	db_done(s->db, r);
+	db_unlock(s->db);
+	return rc;
+}
+
+/* Runs the statements of one change as one transaction: each a prepared, bound statement; the result of the first's changes. */
+static enum ostore_result
+change(struct order_store *s, sqlite3_stmt **sts, size_t n, const char *what, int dup_is_ok)
+{
+	enum ostore_result rc = OSTORE_OK;
+	int first = -1;
+
+	if (db_begin(s->db) != 0)
+		rc = OSTORE_FAIL;
+	for (size_t i = 0; i < n; i++) {
+		int ch;
+		if (rc == OSTORE_FAIL || sts[i] == NULL) {
+			db_done(s->db, sts[i]);
+			rc = OSTORE_FAIL;
+			continue;
+		}
+		if ((ch = db_step_done(s->db, sts[i], what)) < 0)
+			rc = OSTORE_FAIL;
+		if (i == 0)
+			first = ch;
+	}
+	if (rc == OSTORE_OK && db_commit(s->db) != 0)
+		rc = OSTORE_FAIL;
+	if (rc == OSTORE_FAIL) {
+		db_rollback(s->db);
+		return OSTORE_FAIL;
+	}
+	if (first == 0)
+		return dup_is_ok ? OSTORE_DUP : OSTORE_NOT_FOUND;
+	return OSTORE_OK;
+}
+
+enum ostore_result
+ostore_account_add(struct order_store *s, const struct ostore_account *acc)
+{
+	sqlite3_stmt *st[1];
+	enum ostore_result rc;
+
+	db_lock(s->db);
+	st[0] = db_prepare(s->db, "INSERT INTO accounts (user_id, hash, created_ms, tokens_after) VALUES (?, ?, ?, ?) "
+				  "ON CONFLICT DO NOTHING");
+	if (st[0] != NULL) {
+		sqlite3_bind_text(st[0], 1, acc->user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st[0], 2, acc->hash, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st[0], 3, acc->created_ms);
+		sqlite3_bind_int64(st[0], 4, acc->tokens_after);
+	}
+	rc = change(s, st, 1, "insert account", 1);
+	db_unlock(s->db);
+	return rc;
+}
+
+enum ostore_result
+ostore_account_passwd(struct order_store *s, const char *user, const char *hash, int64_t tokens_after)
+{
+	sqlite3_stmt *st[2];
+	enum ostore_result rc;
+
+	db_lock(s->db);
+	st[0] = db_prepare(s->db, "UPDATE accounts SET hash = ?, tokens_after = ? WHERE user_id = ?");
+	st[1] = db_prepare(s->db, "DELETE FROM devices WHERE user_id = ?");
+	if (st[0] != NULL) {
+		sqlite3_bind_text(st[0], 1, hash, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st[0], 2, tokens_after);
+		sqlite3_bind_text(st[0], 3, user, -1, SQLITE_STATIC);
+	}
+	if (st[1] != NULL)
+		sqlite3_bind_text(st[1], 1, user, -1, SQLITE_STATIC);
+	rc = change(s, st, 2, "change password", 0);
+	db_unlock(s->db);
+	return rc;
+}
+
+enum ostore_result
+ostore_account_tokens_after(struct order_store *s, const char *user, int64_t tokens_after)
+{
+	sqlite3_stmt *st[1];
+	enum ostore_result rc;
+
+	db_lock(s->db);
+	st[0] = db_prepare(s->db, "UPDATE accounts SET tokens_after = ? WHERE user_id = ?");
+	if (st[0] != NULL) {
+		sqlite3_bind_int64(st[0], 1, tokens_after);
+		sqlite3_bind_text(st[0], 2, user, -1, SQLITE_STATIC);
+	}
+	rc = change(s, st, 1, "revoke tokens", 0);
+	db_unlock(s->db);
+	return rc;
+}
+
+enum ostore_result
+ostore_account_delete(struct order_store *s, const char *user)
+{
+	sqlite3_stmt *st[2];
+	enum ostore_result rc;
+
+	db_lock(s->db);
+	st[0] = db_prepare(s->db, "DELETE FROM accounts WHERE user_id = ?");
+	st[1] = db_prepare(s->db, "DELETE FROM devices WHERE user_id = ?");
+	for (int i = 0; i < 2; i++)
+		if (st[i] != NULL)
+			sqlite3_bind_text(st[i], 1, user, -1, SQLITE_STATIC);
+	rc = change(s, st, 2, "delete account", 0);
+	db_unlock(s->db);
+	return rc;
+}
+
+enum ostore_result
+ostore_device_put(struct order_store *s, const char *user, const char *device, int64_t now)
+{
+	sqlite3_stmt *st[1];
+	enum ostore_result rc;
+
+	db_lock(s->db);
+	st[0] = db_prepare(s->db, "INSERT INTO devices (user_id, device, created_ms, login_ms) VALUES (?, ?, ?, ?) "
+				  "ON CONFLICT (user_id, device) DO UPDATE SET login_ms = excluded.login_ms");
+	if (st[0] != NULL) {
+		sqlite3_bind_text(st[0], 1, user, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st[0], 2, device, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st[0], 3, now);
+		sqlite3_bind_int64(st[0], 4, now);
+	}
+	rc = change(s, st, 1, "record device", 1);
+	db_unlock(s->db);
+	return rc == OSTORE_DUP ? OSTORE_OK : rc;
+}
+
+enum ostore_result
+ostore_device_delete(struct order_store *s, const char *user, const char *device)
+{
+	sqlite3_stmt *st[1];
+	enum ostore_result rc;
+
+	db_lock(s->db);
+	st[0] = db_prepare(s->db, "DELETE FROM devices WHERE user_id = ? AND device = ?");
+	if (st[0] != NULL) {
+		sqlite3_bind_text(st[0], 1, user, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st[0], 2, device, -1, SQLITE_STATIC);
+	}
+	rc = change(s, st, 1, "revoke device", 0);
+	db_unlock(s->db);
+	return rc;
+}
+
+enum ostore_result
+ostore_token_revoke(struct order_store *s, const char *mac, int64_t expiry, int64_t now)
+{
+	sqlite3_stmt *st[2];
+	enum ostore_result rc;
+
+	db_lock(s->db);
+	st[0] = db_prepare(s->db, "INSERT INTO revoked_tokens (mac, expiry) VALUES (?, ?) ON CONFLICT DO NOTHING");
+	st[1] = db_prepare(s->db, "DELETE FROM revoked_tokens WHERE expiry <= ?");
+	if (st[0] != NULL) {
+		sqlite3_bind_text(st[0], 1, mac, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st[0], 2, expiry);
+	}
+	if (st[1] != NULL)
+		sqlite3_bind_int64(st[1], 1, now);
+	rc = change(s, st, 2, "revoke token", 1);
+	db_unlock(s->db);
+	return rc == OSTORE_DUP ? OSTORE_OK : rc;
 }

@@ -123,4 +123,43 @@ struct ostore_stalled {
 enum ostore_result ostore_republish_stalled(struct order_store *s, int64_t placed_before, int64_t moved_before,
     int64_t now, struct ostore_stalled *out, size_t max, size_t *n);
 
+/* ---- accounts: customers, their devices, revoked tokens (accounts.h) ---- */
+
+#define OSTORE_HASH_MAX 192 /* a password hash in mosquitto's $7$ form */
+
+struct ostore_account {
+	char user_id[NAME_MAX_LEN + 1];
+	char hash[OSTORE_HASH_MAX];
+	int64_t created_ms;
+	int64_t tokens_after; /* unix seconds: tokens issued before are refused */
+};
+
+struct ostore_device {
+	char user_id[NAME_MAX_LEN + 1];
+	char device[NAME_MAX_LEN + 1];
+	int64_t created_ms, login_ms;
+};
+
+typedef void (*ostore_account_fn)(void *arg, const struct ostore_account *a);
+typedef void (*ostore_device_fn)(void *arg, const struct ostore_device *d);
+typedef void (*ostore_revoked_fn)(void *arg, const char *mac, int64_t expiry);
+
+/* Calls on_account for every account, on_device for every device, on_revoked for every revoked token.  OSTORE_OK or OSTORE_FAIL. */
+enum ostore_result ostore_accounts_load(struct order_store *s, ostore_account_fn on_account, ostore_device_fn on_device,
+    ostore_revoked_fn on_revoked, void *arg);
+/* Adds an account: OSTORE_OK, OSTORE_DUP (one of that name exists: unchanged) or OSTORE_FAIL. */
+enum ostore_result ostore_account_add(struct order_store *s, const struct ostore_account *a);
+/* A new password hash and tokens_after, and the account's devices forgotten, in one transaction: OSTORE_OK, _NOT_FOUND or _FAIL. */
+enum ostore_result ostore_account_passwd(struct order_store *s, const char *user, const char *hash, int64_t tokens_after);
+/* Refuses the account's tokens issued before tokens_after (unix seconds): OSTORE_OK, _NOT_FOUND or _FAIL. */
+enum ostore_result ostore_account_tokens_after(struct order_store *s, const char *user, int64_t tokens_after);
+/* Deletes the account and its devices: OSTORE_OK, _NOT_FOUND or _FAIL. */
+enum ostore_result ostore_account_delete(struct order_store *s, const char *user);
+/* Records a login of the device (added on its first): OSTORE_OK or OSTORE_FAIL. */
+enum ostore_result ostore_device_put(struct order_store *s, const char *user, const char *device, int64_t now);
+/* Forgets the device: OSTORE_OK, _NOT_FOUND or _FAIL. */
+enum ostore_result ostore_device_delete(struct order_store *s, const char *user, const char *device);
+/* Records a revoked token (its signature) until its expiry, and forgets those expired by now: OSTORE_OK or _FAIL. */
+enum ostore_result ostore_token_revoke(struct order_store *s, const char *mac, int64_t expiry, int64_t now);
+
 #endif

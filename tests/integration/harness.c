@@ -408,8 +408,8 @@ int
 h_service(struct stack *s, const char *name, const char *bin, ...)
 {
 	char path[600], url[64], pass[600], db[600], http[16], hist[64], cbsecret[600], toksecret[600], passwd[600];
-	char histsecret[600];
-	char *argv[32];
+	char histsecret[600], aclfile[600], adminsecret[600];
+	char *argv[40];
 	int argc = 0, idx;
 	struct h_proc *p;
 	va_list ap;
@@ -431,6 +431,8 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 	snprintf(cbsecret, sizeof(cbsecret), "%s/secrets/callback.secret", s->dir);
 	snprintf(toksecret, sizeof(toksecret), "%s/secrets/token.secret", s->dir);
 	snprintf(passwd, sizeof(passwd), "%s/passwd", s->dir);
+	snprintf(aclfile, sizeof(aclfile), "%s/broker-config/acl", root());
+	snprintf(adminsecret, sizeof(adminsecret), "%s/secrets/admin.secret", s->dir);
 	snprintf(histsecret, sizeof(histsecret), "%s/secrets/history.secret", s->dir);
 	argv[argc++] = path;
 	argv[argc++] = (char *)"--mqtt-url";
@@ -454,6 +456,10 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 		argv[argc++] = toksecret;
 		argv[argc++] = (char *)"--password-file";
 		argv[argc++] = passwd;
+		argv[argc++] = (char *)"--acl-file";
+		argv[argc++] = aclfile;
+		argv[argc++] = (char *)"--admin-secret-file";
+		argv[argc++] = adminsecret;
 		argv[argc++] = (char *)"--history-secret-file";
 		argv[argc++] = histsecret;
 	} else if (strcmp(bin, "notifier") == 0) {
@@ -468,7 +474,7 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 		argv[argc++] = histsecret;
 	}
 	va_start(ap, bin);
-	while ((a = va_arg(ap, const char *)) != NULL && argc < 31)
+	while ((a = va_arg(ap, const char *)) != NULL && argc < 39)
 		argv[argc++] = (char *)a;
 	va_end(ap);
 	argv[argc] = NULL;
@@ -885,10 +891,43 @@ const char *
 h_token(struct stack *s, const char *user)
 {
 	static char tok[TOKEN_MAX];
+	static char made[256][sizeof(s->dir) + 40]; /* "<dir>|<user>": accounts this process created */
+	static int nmade;
+	static pthread_mutex_t made_lock = PTHREAD_MUTEX_INITIALIZER;
 	int64_t now = now_ms() / 1000;
 	struct token_claims c = { .issued = now, .expiry = now + 3600 }; /* device "": no device */
-	char path[600], *secret;
+	char path[600], key[sizeof(made[0])], *secret;
+	int known = 0;
 
+	/* a token is only good for an account: create it, as pizza-admin would, unless done already */
+	snprintf(key, sizeof(key), "%s|%s", s->dir, user != NULL ? user : "");
+	pthread_mutex_lock(&made_lock);
+	for (int i = 0; i < nmade && !known; i++)
+		known = strcmp(made[i], key) == 0;
+	pthread_mutex_unlock(&made_lock);
+	if (!known && user != NULL && s->http_port > 0) {
+		char url[128], auth[300], body[200], *admin;
+		const char *headers[3] = { auth, "Content-Type: application/json", NULL };
+		struct h_reply r;
+		long st;
+
+		snprintf(path, sizeof(path), "%s/secrets/admin.secret", s->dir);
+		if ((admin = file_read_small(path, 255)) != NULL) {
+			snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin);
+			snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/admin/users", s->http_port);
+			snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"password\":\"harness-pass-0123456789\"}", user);
+			memset(&r, 0, sizeof(r));
+			st = h_http("POST", url, headers, body, &r);
+			h_reply_free(&r);
+			free(admin);
+			if (st == 201 || st == 409) {
+				pthread_mutex_lock(&made_lock);
+				if (nmade < 256)
+					snprintf(made[nmade++], sizeof(made[0]), "%s", key);
+				pthread_mutex_unlock(&made_lock);
+			}
+		}
+	}
 	snprintf(path, sizeof(path), "%s/secrets/token.secret", s->dir);
 	if ((secret = file_read_small(path, 255)) == NULL || user == NULL ||
 	    str_copy(c.user, sizeof(c.user), user) != 0 || token_issue(secret, &c, tok) != 0)

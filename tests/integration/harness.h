@@ -160,7 +160,11 @@ int h_alive(struct stack *s, const char *name);
 /* Publishes payload (QoS 1) to topic as account (a service or dev user). Returns 0 once the broker acknowledged. */
 int h_publish(struct stack *s, const char *account, const char *topic, const void *payload, size_t len);
 
-/* A bearer token for user signed with the stack's token secret (static buffer). */
+/*
+ * A bearer token for user signed with the stack's token secret (static buffer).
+ * The account is created first through order-service's admin API, as
+ * pizza-admin does (once per stack and user), when order-service runs.
+ */
 const char *h_token(struct stack *s, const char *user);
 
 /* A SQLite query on a service's database returning one integer (e.g. count(*)). */

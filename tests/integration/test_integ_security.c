@@ -145,7 +145,10 @@ test_orders_need_a_valid_token(void **state)
 	r = call("POST", "/v1/orders", "Basic YWxpY2U6eA==", "{\"items\":[{\"sku\":\"margherita\",\"qty\":1}]}");
 	error_is(&r, 401, "unauthorized");
 	/* signed with another secret */
-	assert_int_equal(token_issue("not-the-server-secret-at-all", "alice", now_ms() / 1000 + 600, tok), 0);
+	{
+		struct token_claims c = { .user = "alice", .issued = now_ms() / 1000, .expiry = now_ms() / 1000 + 600 };
+		assert_int_equal(token_issue("not-the-server-secret-at-all", &c, tok), 0);
+	}
 	snprintf(forged, sizeof(forged), "Bearer %s", tok);
 	r = call("POST", "/v1/orders", forged, "{\"items\":[{\"sku\":\"margherita\",\"qty\":1}]}");
 	error_is(&r, 401, "unauthorized");
@@ -155,7 +158,8 @@ test_orders_need_a_valid_token(void **state)
 		snprintf(path, sizeof(path), "%s/secrets/token.secret", st.dir);
 		secret = file_read_small(path, 255);
 		assert_non_null(secret);
-		assert_int_equal(token_issue(secret, "alice", now_ms() / 1000 - 1, tok), 0);
+		struct token_claims c = { .user = "alice", .issued = now_ms() / 1000 - 60, .expiry = now_ms() / 1000 - 1 };
+		assert_int_equal(token_issue(secret, &c, tok), 0);
 		free(secret);
 	}
 	snprintf(expired, sizeof(expired), "Bearer %s", tok);
