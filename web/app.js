@@ -35,6 +35,7 @@
 	const progress = new Map(); /* order_id -> Map(stage -> at) */
 	const alerts = new Map();  /* order_id -> pickup message */
 	let announced = '';
+	const tabs = 'BroadcastChannel' in window ? new BroadcastChannel('pizza.device') : null; /* this browser's other tabs */
 
 	/* ---- HTTP ------------------------------------------------------------ */
 
@@ -408,11 +409,32 @@
 		c.on('offline', mine(() => setConn('offline', 'Live updates: offline, retrying…')));
 		c.on('error', mine((e) => {
 			/* 134 bad user name or password, 135 not authorized: a revoked device or a changed password */
-			if (e && (e.code === 134 || e.code === 135 || e.code === 4 || e.code === 5))
+			if (e && (e.code === 134 || e.code === 135))
 				signOut('Live updates were refused for this device. Please sign in again.');
 			else
 				setConn('offline', 'Live updates: ' + (e && e.message ? e.message : 'error'));
 		}));
+		/*
+		 * The device's client id is one per browser: a second tab connecting with it takes the broker
+		 * session over.  The tab that connects last keeps it; the others step back instead of knocking
+		 * it off again (told over a BroadcastChannel, or by a DISCONNECT "session taken over", 142).
+		 */
+		const stepBack = () => {
+			client = null;
+			c.end(true);
+			setConn('offline', 'Live updates moved to another tab of this browser; reload this one to take them back.');
+		};
+		c.on('disconnect', mine((packet) => {
+			if (packet && packet.reasonCode === 142)
+				stepBack();
+		}));
+		if (me.mqtt && me.mqtt.client_id && tabs) {
+			c.on('connect', mine(() => tabs.postMessage({ connected: me.mqtt.client_id })));
+			tabs.onmessage = mine((ev) => {
+				if (ev.data && ev.data.connected === me.mqtt.client_id)
+					stepBack();
+			});
+		}
 		c.on('message', mine((topic, payload) => onMessage(topic, payload)));
 	}
 
