@@ -308,7 +308,6 @@ try {
 		assert(t.includes('1 × Margherita') && t.includes('€8.50'), `history line: ${JSON.stringify(t)}`);
 		noErrors('alice');
 		await shot(page, 'desktop-ready.png');
-		await page.screenshot({ path: join(env.SCREENSHOT_DIR, 'desktop-ready-full.png'), fullPage: true });
 	});
 
 	await step('after sign-out: the signed-out page again, nothing stale, nothing kept but the device id', async () => {
