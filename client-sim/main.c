@@ -39,6 +39,7 @@
 struct common {
 	const char *user;
 	const char *password;
+	const char *user_broker, *password_broker; /* a device's own broker account (device_login()); NULL: the user's */
 	const char *url;
 	const char *cafile, *certfile, *keyfile;
 	int json;
@@ -124,8 +125,8 @@ phone_connect(const char *cmd, const struct common *c, struct inbox *ib, const c
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.url = url;
 	cfg.client_id = client_id;
-	cfg.username = c->user;
-	cfg.password = c->password;
+	cfg.username = c->user_broker != NULL ? c->user_broker : c->user;
+	cfg.password = c->password_broker != NULL ? c->password_broker : c->password;
 	cfg.clean_start = !persistent;
 	cfg.cafile = c->cafile;
 	cfg.certfile = c->certfile;
@@ -268,6 +269,64 @@ http_login(const char *cmd, const struct common *c, const char *base, char *tok)
 	json_decref(r);
 	free(resp);
 	free(body);
+	return rc;
+}
+
+/* What POST /v1/login with a device answers: the device's own broker account. */
+struct device_cred {
+	char username[2 * NAME_MAX_LEN + 2];
+	char password[128];
+	char client_id[2 * NAME_MAX_LEN + 16];
+};
+
+/*
+ * Logs the user in with device dev for a broker account of the device's
+ * own (docs/http-api.md).  Returns 0 with *cred filled; 1 when there is no
+ * HTTP API to ask (said on stderr: the caller connects with the user's
+ * own account); -1 after printing why the login was refused.
+ */
+static int
+device_login(const char *cmd, const struct common *c, const char *dev, struct device_cred *cred)
+{
+	char url[512], err[300], *body, *resp = NULL;
+	const char *u, *p, *id;
+	long status = 0;
+	json_t *req, *r, *m;
+	int rc = -1;
+
+	if (c->password == NULL)
+		return 1; /* a token alone cannot log a device in: the user's account it is */
+	snprintf(url, sizeof(url), "%s/v1/login", http_base_url());
+	req = json_pack("{s:s, s:s, s:s}", "user_id", c->user, "password", c->password, "device", dev);
+	body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (http_call("POST", url, body, NULL, &status, &resp, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s %s: no HTTP API to log device %s in (%s): connecting with %s's own account\n", PROG, cmd,
+		    dev, err, c->user);
+		free(body);
+		return 1;
+	}
+	free(body);
+	r = json_loads(resp, 0, NULL);
+	m = json_object_get(r, "mqtt");
+	u = json_string_value(json_object_get(m, "username"));
+	p = json_string_value(json_object_get(m, "password"));
+	id = json_string_value(json_object_get(m, "client_id"));
+	if (status == 200 && u != NULL && p != NULL && id != NULL && str_copy(cred->username, sizeof(cred->username), u) == 0 &&
+	    str_copy(cred->password, sizeof(cred->password), p) == 0 &&
+	    str_copy(cred->client_id, sizeof(cred->client_id), id) == 0)
+		rc = 0;
+	else if (status == 200 || status == 404) {
+		/* a server without accounts, or an older one: the user's own account */
+		fprintf(stderr, "%s %s: the server gives no device account: connecting with %s's own account\n", PROG, cmd,
+		    c->user);
+		rc = 1;
+	} else {
+		const char *detail = json_string_value(json_object_get(r, "detail"));
+		fprintf(stderr, "%s %s: login refused (HTTP %ld): %s\n", PROG, cmd, status, detail != NULL ? detail : resp);
+	}
+	json_decref(r);
+	free(resp);
 	return rc;
 }
 
@@ -633,6 +692,7 @@ cmd_watch(int argc, char **argv)
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },
 	};
 	char client_id[2 * NAME_MAX_LEN + 16], dev[NAME_MAX_LEN + 1];
+	struct device_cred cred;
 	struct inbox *ib;
 	struct mq *mq;
 	struct idset *seen;
@@ -658,6 +718,20 @@ cmd_watch(int argc, char **argv)
 		unsigned char r[4];
 		random_bytes(r, sizeof(r));
 		snprintf(client_id, sizeof(client_id), "phone-%s-%02x%02x%02x%02x", c.user, r[0], r[1], r[2], r[3]);
+	}
+	/* a named device logs in for a broker account of its own (revocable), when the HTTP API answers */
+	if (persistent || device != NULL) {
+		switch (device_login("watch", &c, dev, &cred)) {
+		case 0:
+			c.user_broker = cred.username;
+			c.password_broker = cred.password;
+			str_copy(client_id, sizeof(client_id), cred.client_id);
+			break;
+		case 1:
+			break; /* no HTTP API: the user's own broker account, as before */
+		default:
+			return 1;
+		}
 	}
 	ib = inbox_new();
 	seen = idset_new(100000);

@@ -234,7 +234,7 @@ parse_args(int argc, char **argv)
 		{ "history-secret-file", 0, OPT_STR, "PIZZA_HISTORY_SECRET_FILE", NULL,
 		    "file with the secret order-history's read API wants (or set PIZZA_HISTORY_SECRET)",
 		    &cfg.history_secret_file, 0, 0 },
-		{ "password-file", 0, OPT_STR, "PIZZA_PASSWORD_FILE", NULL,
+		{ "import-users", 0, OPT_STR, "PIZZA_PASSWORD_FILE", NULL,
 		    "mosquitto password file (hashed) whose customers are added to the accounts at start if missing "
 		    "(the demo's and the load generator's; accounts are otherwise managed with pizza-admin)",
 		    &cfg.password_file, 0, 0 },
@@ -266,6 +266,7 @@ parse_args(int argc, char **argv)
 		    "the broker's MQTT over WebSockets URL the storefront connects to (GET /v1/config)", &cfg.mqtt_ws_url,
 		    0, 0 },
 		OPT_ALIAS_OF("outbox-retry-ms", "outbox-retry"),
+		OPT_ALIAS_OF("password-file", "import-users"),
 		OPT_ALIAS_OF("accept-deadline-ms", "accept-deadline"),
 		OPT_ALIAS_OF("stage-deadline-ms", "stage-deadline"),
 		{ NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0 },

@@ -454,7 +454,7 @@ h_service(struct stack *s, const char *name, const char *bin, ...)
 		argv[argc++] = hist;
 		argv[argc++] = (char *)"--token-secret-file";
 		argv[argc++] = toksecret;
-		argv[argc++] = (char *)"--password-file";
+		argv[argc++] = (char *)"--import-users";
 		argv[argc++] = passwd;
 		argv[argc++] = (char *)"--acl-file";
 		argv[argc++] = aclfile;
