@@ -85,7 +85,9 @@ notify_send(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (sendto(notify.fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&notify.addr, notify.addrlen) < 0 &&
+	/* never blocks the main loop: a manager that does not read loses a ping, not the service */
+	if (sendto(notify.fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&notify.addr,
+		notify.addrlen) < 0 &&
 	    !notify.warned) {
 		notify.warned = 1;
 		log_errno("cannot notify the service manager (NOTIFY_SOCKET)", NULL);
