@@ -504,10 +504,14 @@ confirmed(struct accounts *a, struct op *o)
 		if ((u = user_find(a, o->user)) == NULL)
 			ans.result = ACCOUNTS_REFUSED; /* deleted meanwhile */
 		else {
+			/* no earlier than the user's last password change or token revocation, nor the device */
+			int64_t not_before = u->tokens_after;
 			struct device *d;
 			device_put(u, o->device, now, now);
 			d = device_find(u, o->device);
-			ans.result = issue(a, o->user, o->device, d != NULL ? ceil_s(d->created_ms) : 0, &ans);
+			if (d != NULL && ceil_s(d->created_ms) > not_before)
+				not_before = ceil_s(d->created_ms);
+			ans.result = issue(a, o->user, o->device, not_before, &ans);
 		}
 		pthread_mutex_unlock(&a->lock);
 		snprintf(ans.device, sizeof(ans.device), "%s", o->device);
