@@ -433,9 +433,10 @@ admin(struct api *api, const struct http_req *req, struct http_resp *resp)
 		accounts_http(&a, resp, 204, NULL);
 		return;
 	}
-	/* users/{u}[/password | /devices[/{d}]] */
+	/* users/{u}[/password | /devices[/{d}]], names as long as name_valid() allows */
+	_Static_assert(NAME_MAX_LEN == 64, "the widths of the names in the sscanf() below are NAME_MAX_LEN");
 	if (strncmp(rest, "users/", 6) != 0 ||
-	    (n = sscanf(rest + 6, "%32[A-Za-z0-9_-]/%63[a-z]/%32[A-Za-z0-9_-]", user, tail, device)) < 1) {
+	    (n = sscanf(rest + 6, "%64[A-Za-z0-9_-]/%63[a-z]/%64[A-Za-z0-9_-]", user, tail, device)) < 1) {
 		http_error(resp, 404, "not_found", "no such resource: %s %s", m, req->path);
 		return;
 	}
