@@ -57,7 +57,7 @@ struct op {
 	char device[NAME_MAX_LEN + 1];
 	char hash[OSTORE_HASH_MAX];
 	char mqtt_password[65];
-	int user_missing; /* delete: the broker had no account of that name */
+	int user_missing; /* delete, revoke: the broker had no account of that name */
 	struct op *next;
 };
 
@@ -355,9 +355,14 @@ device_client_id(const char *user, const char *device, char *out)
 	snprintf(out, ACCOUNTS_CLIENT_ID_MAX, "phone-%s-%s", user, device);
 }
 
-/* Appends the commands that make user's broker account and role exist with password. */
+/*
+ * Appends the commands that make user's broker account and role exist with
+ * password.  Without set_password (an add), an account of that name the
+ * broker has already keeps its password: the add's createClient fails with
+ * "Client already exists" and the add answers ACCOUNTS_EXISTS.
+ */
 static void
-ensure_user(const struct accounts *a, json_t *cmds, const char *user, const char *password)
+ensure_user(const struct accounts *a, json_t *cmds, const char *user, const char *password, int set_password)
 {
 	char role[NAME_MAX_LEN + 16];
 	json_t *acls = aclfile_dynsec_acls(a->acl, user);
@@ -366,8 +371,9 @@ ensure_user(const struct accounts *a, json_t *cmds, const char *user, const char
 	json_array_append_new(cmds, json_pack("{s:s, s:s, s:o*}", "command", "createRole", "rolename", role, "acls", acls));
 	json_array_append_new(cmds, json_pack("{s:s, s:s, s:s, s:[{s:s}]}", "command", "createClient", "username", user,
 					"password", password, "roles", "rolename", role));
-	json_array_append_new(cmds,
-	    json_pack("{s:s, s:s, s:s}", "command", "setClientPassword", "username", user, "password", password));
+	if (set_password)
+		json_array_append_new(cmds,
+		    json_pack("{s:s, s:s, s:s}", "command", "setClientPassword", "username", user, "password", password));
 }
 
 /* Appends a deleteClient of user's device's broker account. */
@@ -388,6 +394,7 @@ static void
 submit(struct accounts *a, struct op *o, json_t *cmds)
 {
 	struct accounts_answer ans;
+	struct op **pp;
 	json_t *cmd, *msg;
 	char *text = NULL;
 	size_t i;
@@ -416,13 +423,15 @@ submit(struct accounts *a, struct op *o, json_t *cmds)
 		free(text);
 	}
 	json_decref(msg);
-	/* not sent: take it back and answer now */
+	/* not sent: take it back and answer now, unless accounts_tick() answered and freed it meanwhile */
 	pthread_mutex_lock(&a->lock);
-	for (struct op **pp = &a->ops; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == o) {
-			*pp = o->next;
-			break;
-		}
+	for (pp = &a->ops; *pp != NULL && *pp != o; pp = &(*pp)->next)
+		;
+	if (*pp == NULL) {
+		pthread_mutex_unlock(&a->lock);
+		return;
+	}
+	*pp = o->next;
 	pthread_mutex_unlock(&a->lock);
 	log_error("cannot send an account change to the broker", "user_id=%s", o->user);
 	memset(&ans, 0, sizeof(ans));
@@ -571,7 +580,10 @@ confirmed(struct accounts *a, struct op *o)
 		break;
 	}
 	case OP_REVOKE_DEVICE:
-		log_info("device revoked", "user_id=%s device=%s", o->user, o->device);
+		if (o->user_missing)
+			ans.result = ACCOUNTS_NOT_FOUND;
+		else
+			log_info("device revoked", "user_id=%s device=%s", o->user, o->device);
 		break;
 	}
 	o->done(o->arg, &ans);
@@ -585,7 +597,7 @@ accounts_control_reply(struct accounts *a, const void *payload, size_t len)
 	char prefix[64];
 	struct op *o = NULL;
 	uint64_t seq = 0;
-	int failed = 0, user_missing = 0;
+	int failed = 0, role_missing = 0, client_missing = 0, client_exists = 0;
 	size_t i;
 
 	snprintf(prefix, sizeof(prefix), "pizza-%s-", a->instance);
@@ -605,7 +617,11 @@ accounts_control_reply(struct accounts *a, const void *payload, size_t len)
 			failed = 1;
 		}
 		if (err != NULL && cmd != NULL && strcmp(cmd, "deleteRole") == 0 && strcmp(err, "Role not found") == 0)
-			user_missing = 1;
+			role_missing = 1;
+		if (err != NULL && cmd != NULL && strcmp(cmd, "deleteClient") == 0 && strcmp(err, "Client not found") == 0)
+			client_missing = 1;
+		if (err != NULL && cmd != NULL && strcmp(cmd, "createClient") == 0 && strcmp(err, "Client already exists") == 0)
+			client_exists = 1;
 	}
 	json_decref(msg);
 	if (seq == 0)
@@ -620,10 +636,14 @@ accounts_control_reply(struct accounts *a, const void *payload, size_t len)
 	pthread_mutex_unlock(&a->lock);
 	if (o == NULL)
 		return; /* answered already (its deadline passed) */
-	if (!user_missing)
-		o->user_missing = 0; /* the broker had the customer */
+	/* a delete's role goes last; a revoke sends one deleteClient */
+	if (!(o->kind == OP_DELETE ? role_missing : client_missing))
+		o->user_missing = 0; /* the broker had the account */
 	if (failed)
 		answer_now(o->done, o->arg, ACCOUNTS_UNAVAILABLE);
+	else if (o->kind == OP_ADD && client_exists)
+		/* never another's password on an account the broker has (a sign-up racing another, or one the store lacks) */
+		answer_now(o->done, o->arg, ACCOUNTS_EXISTS);
 	else
 		confirmed(a, o);
 	explicit_bzero(o, sizeof(*o));
@@ -811,7 +831,7 @@ accounts_add(struct accounts *a, const char *user, const char *password, account
 		answer_now(done, arg, ACCOUNTS_UNAVAILABLE);
 		return;
 	}
-	ensure_user(a, cmds, user, password);
+	ensure_user(a, cmds, user, password, 0);
 	submit(a, o, cmds);
 }
 
@@ -869,7 +889,7 @@ accounts_passwd(struct accounts *a, const char *user, const char *password, acco
 		answer_now(done, arg, ACCOUNTS_UNAVAILABLE);
 		return;
 	}
-	ensure_user(a, cmds, user, password);
+	ensure_user(a, cmds, user, password, 1);
 	pthread_mutex_lock(&a->lock);
 	if ((u = user_find(a, user)) != NULL)
 		for (const struct device *d = u->devices; d != NULL; d = d->next)
@@ -896,12 +916,14 @@ accounts_revoke_device(struct accounts *a, const char *user, const char *device,
 	pthread_mutex_lock(&a->lock);
 	found = (u = user_find(a, user)) != NULL && device_find(u, device) != NULL;
 	pthread_mutex_unlock(&a->lock);
-	if (!found) {
-		answer_now(done, arg, ACCOUNTS_NOT_FOUND);
-		return;
-	}
 	o = op_new(OP_REVOKE_DEVICE, user, device, done, arg);
 	cmds = json_array();
+	/*
+	 * One we do not know may still have its broker account (a revoke the
+	 * broker did not confirm): asked all the same, "Client not found" is 404.
+	 */
+	if (o != NULL && !found)
+		o->user_missing = 1;
 	if (o == NULL || cmds == NULL || ostore_device_delete(a->store, user, device) == OSTORE_FAIL) {
 		free(o);
 		json_decref(cmds);
