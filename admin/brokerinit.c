@@ -57,6 +57,7 @@ brokerinit_write(const char *out, const char *passwd_path, const char *acl_path,
 	struct aclfile *acl = NULL;
 	json_t *root = NULL, *clients, *roles;
 	char *text = NULL, *line, *save = NULL, tmp[4096];
+	size_t len = 0;
 	int rc = -1, n = 0, closed;
 	FILE *f = NULL;
 
@@ -66,6 +67,7 @@ brokerinit_write(const char *out, const char *passwd_path, const char *acl_path,
 		snprintf(err, errlen, "%s: cannot read it: %s", passwd_path, strerror(errno));
 		goto out;
 	}
+	len = strlen(text); /* strtok_r() cuts it into lines: strlen() at the end would see the first */
 	if (access(out, F_OK) == 0) {
 		json_error_t jerr;
 		if ((root = json_load_file(out, 0, &jerr)) == NULL || !json_is_object(root)) {
@@ -140,7 +142,7 @@ out:
 		unlink(tmp);
 	}
 	if (text != NULL) {
-		explicit_bzero(text, strlen(text));
+		explicit_bzero(text, len);
 		free(text);
 	}
 	json_decref(root);

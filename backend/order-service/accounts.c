@@ -686,9 +686,11 @@ accounts_seed(struct accounts *a, const char *passwd_path)
 {
 	char *text = file_read_small(passwd_path, 64 * 1024 * 1024), *line, *save = NULL;
 	int added = 0;
+	size_t len;
 
 	if (text == NULL)
 		return -1;
+	len = strlen(text); /* strtok_r() cuts it into lines: strlen() at the end would see the first */
 	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
 		struct ostore_account acc;
 		char *colon = strchr(line, ':');
@@ -716,7 +718,7 @@ accounts_seed(struct accounts *a, const char *passwd_path)
 			added++;
 		}
 	}
-	explicit_bzero(text, strlen(text));
+	explicit_bzero(text, len);
 	free(text);
 	if (added > 0)
 		log_info("accounts added from the password file", "path=%s users=%d", LOGQ(passwd_path), added);
@@ -1004,8 +1006,9 @@ accounts_list(struct accounts *a)
 			int devices = 0;
 			for (const struct device *d = u->devices; d != NULL; d = d->next)
 				devices++;
-			rows[n++] = json_pack("{s:s, s:s, s:i}", "user_id", u->name, "created_at",
-			    time_rfc3339(u->created_ms, at, sizeof(at)), "devices", devices);
+			if ((rows[n] = json_pack("{s:s, s:s, s:i}", "user_id", u->name, "created_at",
+				 time_rfc3339(u->created_ms, at, sizeof(at)), "devices", devices)) != NULL)
+				n++; /* out of memory: a row less, not a NULL for by_user_id() */
 		}
 	pthread_mutex_unlock(&a->lock);
 	qsort(rows, n, sizeof(*rows), by_user_id);
