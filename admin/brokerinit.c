@@ -58,7 +58,7 @@ brokerinit_write(const char *out, const char *passwd_path, const char *acl_path,
 	json_t *root = NULL, *clients, *roles;
 	char *text = NULL, *line, *save = NULL, tmp[4096];
 	size_t len = 0;
-	int rc = -1, n = 0, closed;
+	int rc = -1, n = 0, closed, existed;
 	FILE *f = NULL;
 
 	if ((acl = aclfile_load(acl_path, err, errlen)) == NULL)
@@ -68,7 +68,7 @@ brokerinit_write(const char *out, const char *passwd_path, const char *acl_path,
 		goto out;
 	}
 	len = strlen(text); /* strtok_r() cuts it into lines: strlen() at the end would see the first */
-	if (access(out, F_OK) == 0) {
+	if ((existed = access(out, F_OK) == 0)) {
 		json_error_t jerr;
 		if ((root = json_load_file(out, 0, &jerr)) == NULL || !json_is_object(root)) {
 			snprintf(err, errlen, "%s: not a dynamic security file: %s (line %d)", out, jerr.text, jerr.line);
@@ -105,6 +105,14 @@ brokerinit_write(const char *out, const char *passwd_path, const char *acl_path,
 			    NAME_MAX_LEN);
 			goto out;
 		}
+		/*
+		 * Customers are the broker's to keep once it runs (pizza-admin changes
+		 * them there): the file's only go in the first time, so a deleted or
+		 * changed one is not brought back.  Service accounts follow their
+		 * secrets every time.
+		 */
+		if (existed && !aclfile_has_user(acl, user))
+			continue;
 		aclfile_role_name(acl, user, role, sizeof(role));
 		if ((acls = aclfile_dynsec_acls(acl, user)) == NULL)
 			goto nomem;

@@ -14,9 +14,11 @@
 /*
  * Writes out (atomically, mode 0600): the accounts of passwd_path, each
  * with its role from acl_path, added to what out holds already (accounts
- * and roles the broker created at run time are kept; an account of
- * passwd_path replaces its namesake and its role).  Returns 0, or -1 with
- * a one-line reason in err (out is then unchanged).
+ * and roles the broker created at run time are kept).  An account with its
+ * own block in the ACL file (a service) replaces its namesake and its role
+ * every time; a customer goes in only when out did not exist yet, so that
+ * what pizza-admin changed since is not undone.  Returns 0, or -1 with a
+ * one-line reason in err (out is then unchanged).
  */
 int brokerinit_write(const char *out, const char *passwd_path, const char *acl_path, char *err, size_t errlen);
 

@@ -685,11 +685,20 @@ int
 accounts_seed(struct accounts *a, const char *passwd_path)
 {
 	char *text = file_read_small(passwd_path, 64 * 1024 * 1024), *line, *save = NULL;
-	int added = 0;
+	int added = 0, first;
 	size_t len;
 
 	if (text == NULL)
 		return -1;
+	pthread_mutex_lock(&a->lock);
+	first = a->nusers == 0;
+	pthread_mutex_unlock(&a->lock);
+	if (!first) {
+		/* pizza-admin manages them once there are any: a deleted customer is not brought back */
+		explicit_bzero(text, strlen(text));
+		free(text);
+		return 0;
+	}
 	len = strlen(text); /* strtok_r() cuts it into lines: strlen() at the end would see the first */
 	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
 		struct ostore_account acc;

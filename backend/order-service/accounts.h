@@ -80,11 +80,12 @@ void accounts_control_reply(struct accounts *a, const void *payload, size_t len)
 void accounts_tick(struct accounts *a);
 
 /*
- * Adds, from a mosquitto password file (hashed lines), the customers the
- * store does not have (not the accounts with their own block in the ACL
- * file): how the demo's and the load generator's accounts, which
- * broker-init gave the broker, reach the store.  Returns how many were
- * added, or -1 when the file cannot be read.
+ * Adds, from a mosquitto password file (hashed lines), its customers (not
+ * the accounts with their own block in the ACL file) when the store has no
+ * customer yet: how the demo's and the load generator's accounts, which
+ * broker-init gave the broker the first time, reach the store.  Later
+ * starts add nothing, so a customer deleted with pizza-admin stays deleted.
+ * Returns how many were added, or -1 when the file cannot be read.
  */
 int accounts_seed(struct accounts *a, const char *passwd_path);
 

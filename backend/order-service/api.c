@@ -407,8 +407,10 @@ admin(struct api *api, const struct http_req *req, struct http_resp *resp)
 			http_json(resp, 200, accounts_list(api->accounts));
 		else if (strcmp(m, "POST") == 0)
 			add_user(api, req, resp);
-		else
+		else {
+			resp->allow = "GET, POST";
 			goto not_allowed;
+		}
 		return;
 	}
 	if (strcmp(rest, "tokens/revoke") == 0) {
@@ -416,8 +418,10 @@ admin(struct api *api, const struct http_req *req, struct http_resp *resp)
 		enum accounts_result r;
 		struct accounts_answer a;
 
-		if (strcmp(m, "POST") != 0)
+		if (strcmp(m, "POST") != 0) {
+			resp->allow = "POST";
 			goto not_allowed;
+		}
 		body = json_loadb(req->body, req->body_len, 0, NULL);
 		tok = json_string_value(json_object_get(body, "token"));
 		u = json_string_value(json_object_get(body, "user_id"));
@@ -452,15 +456,19 @@ admin(struct api *api, const struct http_req *req, struct http_resp *resp)
 		}
 	}
 	if (n == 1) {
-		if (strcmp(m, "DELETE") != 0)
+		if (strcmp(m, "DELETE") != 0) {
+			resp->allow = "DELETE";
 			goto not_allowed;
+		}
 		if ((d = http_defer(req)) == NULL)
 			goto busy;
 		accounts_delete(api->accounts, user, admin_done, d);
 	} else if (strcmp(tail, "password") == 0) {
 		const char *pw, *why;
-		if (strcmp(m, "PUT") != 0)
+		if (strcmp(m, "PUT") != 0) {
+			resp->allow = "PUT";
 			goto not_allowed;
+		}
 		body = json_loadb(req->body, req->body_len, 0, NULL);
 		if ((pw = json_string_value(json_object_get(body, "password"))) == NULL) {
 			json_decref(body);
@@ -479,15 +487,19 @@ admin(struct api *api, const struct http_req *req, struct http_resp *resp)
 		accounts_passwd(api->accounts, user, pw, admin_done, d);
 		json_decref(body);
 	} else if (n == 2) {
-		if (strcmp(m, "GET") != 0)
+		if (strcmp(m, "GET") != 0) {
+			resp->allow = "GET";
 			goto not_allowed;
+		}
 		if ((o = accounts_devices(api->accounts, user)) == NULL)
 			http_error(resp, 404, "not_found", "no user %s", user);
 		else
 			http_json(resp, 200, o);
 	} else {
-		if (strcmp(m, "DELETE") != 0)
+		if (strcmp(m, "DELETE") != 0) {
+			resp->allow = "DELETE";
 			goto not_allowed;
+		}
 		if ((d = http_defer(req)) == NULL)
 			goto busy;
 		accounts_revoke_device(api->accounts, user, device, admin_done, d);
@@ -497,7 +509,7 @@ busy:
 	http_error(resp, 503, "unavailable", "try again");
 	return;
 not_allowed:
-	http_error(resp, 405, "method_not_allowed", "%s is not allowed on %s", m, req->path);
+	http_error(resp, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", m, req->path, resp->allow);
 }
 
 static int
