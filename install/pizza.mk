@@ -30,7 +30,7 @@ webdir      = $(PREFIX)/share/pizza/web
 PIZZA_SERVICES := order-service order-executor order-history notifier
 PIZZA_TOOLS    := phone-sim pizza-admin
 PIZZA_PROGS    := $(PIZZA_SERVICES:%=pizza-%) $(PIZZA_TOOLS)
-PIZZA_MAN1     := phone-sim.1
+PIZZA_MAN1     := phone-sim.1 pizza-admin.1
 PIZZA_SVC_MANS := $(PIZZA_SERVICES:%=pizza-%)
 PIZZA_UNITS    := pizza-order-service.service pizza-order-executor@.service \
                   pizza-order-history.service pizza-notifier.service

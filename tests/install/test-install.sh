@@ -76,12 +76,13 @@ version_ok() {
 }
 check "installed pizza-order-service --version" version_ok pizza-order-service
 check "installed phone-sim --version" version_ok phone-sim
+check "installed pizza-admin --version" version_ok pizza-admin
 for s in $SERVICES; do
 	check "a generic $P/bin/$s is installed (the services are pizza-$s)" test ! -e "$R/bin/$s"
 done
 
 # ---- man pages ---------------------------------------------------------------
-MANS="man1/phone-sim.1 man8/pizza-services.8"
+MANS="man1/phone-sim.1 man1/pizza-admin.1 man8/pizza-services.8"
 for s in $SERVICES; do MANS="$MANS man8/pizza-$s.8"; done
 for m in $MANS; do
 	check "$P/share/man/$m missing or not mode 644" test "$(stat -c %a "$MAN_ROOT/$m" 2>/dev/null)" = 644
@@ -90,7 +91,7 @@ for s in $SERVICES; do
 	check "man8/pizza-$s.8 is not '.so man8/pizza-services.8'" \
 		test "$(cat "$MAN_ROOT/man8/pizza-$s.8" 2>/dev/null)" = ".so man8/pizza-services.8"
 done
-for m in man1/phone-sim.1 man8/pizza-services.8; do
+for m in man1/phone-sim.1 man1/pizza-admin.1 man8/pizza-services.8; do
 	check "$m still holds @PREFIX@" lacks "$MAN_ROOT/$m" @PREFIX@
 	check "$m does not name $P/share/doc/pizza" grep -q "$P/share/doc/pizza" "$MAN_ROOT/$m"
 	check "the source install/man/${m#*/} holds @PREFIX@ (man shows it)" lacks "install/man/${m#*/}" @PREFIX@
@@ -108,13 +109,13 @@ if command -v man >/dev/null 2>&1; then
 		check "man -l $m rendered nothing" grep -q "^NAME" "$TMP/man.out"
 	done
 	# rendered, the installed pages name the installed paths, the sources the default prefix's
-	for m in man1/phone-sim.1 man8/pizza-services.8; do
+	for m in man1/phone-sim.1 man1/pizza-admin.1 man8/pizza-services.8; do
 		(cd "$MAN_ROOT" && LC_ALL=C MANWIDTH=200 MANPAGER=cat PAGER=cat man -l "$m" 2>/dev/null) >"$TMP/man.out"
-		check "installed $m does not show $P/share/doc/pizza/examples" grep -q "$P/share/doc/pizza/examples" "$TMP/man.out"
+		check "installed $m does not show $P/share/doc/pizza/" grep -q "$P/share/doc/pizza/" "$TMP/man.out"
 		check "installed $m shows /usr/local" lacks "$TMP/man.out" /usr/local/
 		LC_ALL=C MANWIDTH=200 MANPAGER=cat PAGER=cat man -l "install/man/${m#*/}" >"$TMP/man.out" 2>/dev/null
-		check "man install/man/${m#*/} does not show /usr/local/share/doc/pizza/examples" \
-			grep -q /usr/local/share/doc/pizza/examples "$TMP/man.out"
+		check "man install/man/${m#*/} does not show /usr/local/share/doc/pizza/" \
+			grep -q /usr/local/share/doc/pizza/ "$TMP/man.out"
 		check "man install/man/${m#*/} shows @PREFIX@" lacks "$TMP/man.out" @PREFIX@
 	done
 	(cd "$MAN_ROOT" && LC_ALL=C MANWIDTH=200 MANPAGER=cat PAGER=cat man -l man8/pizza-services.8 2>/dev/null) >"$TMP/man.out"
@@ -138,6 +139,11 @@ for s in $SERVICES; do
 done
 for c in order watch history token load; do
 	check "phone-sim.1 misses options of phone-sim $c" documents_options "$MAN_ROOT/man1/phone-sim.1" "$R/bin/phone-sim" "$c"
+done
+for c in "user add" "device list" "token revoke" broker-init; do
+	# shellcheck disable=SC2086 # a command and its subcommand
+	check "pizza-admin.1 misses options of pizza-admin $c" documents_options "$MAN_ROOT/man1/pizza-admin.1" \
+		"$R/bin/pizza-admin" $c
 done
 
 # ---- systemd units -----------------------------------------------------------
