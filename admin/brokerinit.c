@@ -75,9 +75,20 @@ brokerinit_write(const char *out, const char *passwd_path, const char *acl_path,
 			goto out;
 		}
 	} else
-		root = json_pack("{s:[], s:[], s:[], s:{s:b, s:b, s:b, s:b}}", "clients", "groups", "roles",
-		    "defaultACLAccess", "publishClientSend", 0, "publishClientReceive", 1, "subscribe", 0, "unsubscribe", 1);
+		root = json_pack("{s:[], s:[], s:[]}", "clients", "groups", "roles");
 	if (root == NULL)
+		goto nomem;
+	/*
+	 * Deliver nothing a role does not grant, every time (the policy is ours,
+	 * not the accounts'): mosquitto 2.0 lets any account take over a session
+	 * by its client id, and then checks the session's queued messages, and
+	 * each later one, against the new connection's ACL.  With the plugin's
+	 * usual "receive: allow", a customer taking over another's session got
+	 * that customer's queued alerts (tests/integration/test_integ_security.c).
+	 */
+	if (json_object_set_new(root, "defaultACLAccess",
+		json_pack("{s:b, s:b, s:b, s:b}", "publishClientSend", 0, "publishClientReceive", 0, "subscribe", 0,
+		    "unsubscribe", 1)) != 0)
 		goto nomem;
 	clients = json_object_get(root, "clients");
 	roles = json_object_get(root, "roles");
@@ -116,8 +127,11 @@ brokerinit_write(const char *out, const char *passwd_path, const char *acl_path,
 		aclfile_role_name(acl, user, role, sizeof(role));
 		if ((acls = aclfile_dynsec_acls(acl, user)) == NULL)
 			goto nomem;
-		remove_named(clients, "username", user);
-		remove_named(roles, "rolename", role);
+		if (existed) {
+			/* only then can it be there; a fresh file would make this quadratic in the accounts */
+			remove_named(clients, "username", user);
+			remove_named(roles, "rolename", role);
+		}
 		if (json_array_append_new(roles, json_pack("{s:s, s:o}", "rolename", role, "acls", acls)) != 0 ||
 		    json_array_append_new(clients, json_pack("{s:s, s:s, s:s, s:I, s:[{s:s}]}", "username", user, "password",
 							hash, "salt", salt, "iterations", (json_int_t)iterations, "roles",

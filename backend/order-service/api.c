@@ -292,6 +292,7 @@ post_login(struct api *api, const struct http_req *req, struct http_resp *resp)
 	if ((d = http_defer(req)) == NULL) {
 		json_decref(body);
 		http_error(resp, 503, "unavailable", "try again");
+		resp->retry_after = 1;
 		return;
 	}
 	log_info("login", "user_id=%s device=%s client=%s", user, LOGQ(device != NULL ? device : ""),
@@ -339,6 +340,7 @@ add_user(struct api *api, const struct http_req *req, struct http_resp *resp)
 	if ((d = http_defer(req)) == NULL) {
 		json_decref(body);
 		http_error(resp, 503, "unavailable", "try again");
+		resp->retry_after = 1;
 		return;
 	}
 	accounts_add(api->accounts, user, password, created_done, d);
@@ -507,6 +509,7 @@ admin(struct api *api, const struct http_req *req, struct http_resp *resp)
 	return;
 busy:
 	http_error(resp, 503, "unavailable", "try again");
+	resp->retry_after = 1;
 	return;
 not_allowed:
 	http_error(resp, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", m, req->path, resp->allow);

@@ -3,6 +3,7 @@
  * per-user access, limits, and the callback address policy, against the
  * real stack started exactly as `make run` starts it (no allowlist).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <curl/curl.h>
 
 #include "harness.h"
+#include "mq.h"
 #include "token.h"
 #include "util.h"
 
@@ -300,6 +302,87 @@ test_executor_cannot_publish_alerts(void **state)
 	assert_int_equal(h_count_topic(&st, "pizza/users/alice/orders/new"), 0);
 }
 
+/* What a hijacker's connection received: counts by whose topic it was. */
+struct takeover {
+	pthread_mutex_t lock;
+	int bobs, alices;
+};
+
+static void
+takeover_seen(void *arg, const struct mq_message *m)
+{
+	struct takeover *t = arg;
+
+	pthread_mutex_lock(&t->lock);
+	if (strncmp(m->topic, "pizza/users/bob/", 16) == 0)
+		t->bobs++;
+	else if (strncmp(m->topic, "pizza/users/alice/", 18) == 0)
+		t->alices++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* A persistent session of user as client_id (subscribed to the user's topics), connected. */
+static struct mq *
+session(const char *user, const char *client_id, mq_handler h, void *arg)
+{
+	struct mq_config cfg;
+	char url[64], filter[128], err[256];
+	struct mq *mq;
+
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", st.port);
+	snprintf(filter, sizeof(filter), "pizza/users/%s/#", user);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.url = url;
+	cfg.client_id = client_id;
+	cfg.username = user;
+	cfg.password = h_password(&st, user);
+	cfg.clean_start = 0;
+	cfg.session_expiry_s = 3600;
+	assert_non_null(mq = mq_new(&cfg, h, arg));
+	assert_int_equal(mq_subscribe(mq, filter, 1, 0), 0);
+	if (mq_connect(mq, 5000, err, sizeof(err)) != 0)
+		fail_msg("%s cannot connect: %s", user, err);
+	return mq;
+}
+
+/*
+ * mosquitto 2.0 lets any account take over a session by its client id
+ * (it compares no usernames).  What the hijacker gets of it must be
+ * nothing: the broker checks each queued message against the new
+ * connection's ACL, and our dynamic-security default is to deliver nothing
+ * a role does not grant.  Bob's alert queued while he is away does not
+ * reach alice connecting as his client id; her own marker, published
+ * after it, does (so bob's would have come first).
+ */
+static void
+test_session_takeover_by_another_user_gets_nothing(void **state)
+{
+	struct takeover t = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	const char *alert = "{\"type\":\"PickupAlert\",\"note\":\"bob's\"}";
+	struct mq *bob, *alice;
+	int64_t deadline;
+	int mine = 0;
+
+	(void)state;
+	bob = session("bob", "phone-bob-tablet", takeover_seen, &t);
+	mq_disconnect(bob, 2000);
+	mq_free(bob);
+	assert_int_equal(h_publish(&st, "notifier", "pizza/users/bob/alerts", alert, strlen(alert)), 0);
+	alice = session("alice", "phone-bob-tablet", takeover_seen, &t);
+	assert_int_equal(h_publish(&st, "notifier", "pizza/users/alice/alerts", alert, strlen(alert)), 0);
+	for (deadline = mono_ms() + 10000; mono_ms() < deadline && !mine;) {
+		pthread_mutex_lock(&t.lock);
+		mine = t.alices > 0;
+		pthread_mutex_unlock(&t.lock);
+		if (!mine)
+			h_sleep(20);
+	}
+	mq_disconnect(alice, 2000);
+	mq_free(alice);
+	assert_true(mine);
+	assert_int_equal(t.bobs, 0);
+}
+
 static void
 test_tls(void **state)
 {
@@ -354,6 +437,7 @@ main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_callbacks_may_not_reach_private_addresses),
 		cmocka_unit_test(test_executor_cannot_publish_alerts),
+		cmocka_unit_test(test_session_takeover_by_another_user_gets_nothing),
 		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_notifier_refuses_private_destination_at_connect),
 	};
