@@ -287,9 +287,10 @@ user_list(const struct common *c)
 	return 0;
 }
 
+/* Sends a change; prints done when it was made, not_found (unless NULL: the API's own words) on a 404. */
 static int
 simple_call(const char *what, const struct common *c, const char *method, const char *path, json_t *body,
-    const char *done)
+    const char *done, const char *not_found)
 {
 	char *resp = NULL;
 	long st = admin_call(what, c, method, path, body, &resp);
@@ -301,6 +302,9 @@ simple_call(const char *what, const struct common *c, const char *method, const 
 	else if (st == 204 || st == 200) {
 		printf("%s\n", done);
 		rc = 0;
+	} else if (st == 404 && not_found != NULL) {
+		fprintf(stderr, "%s %s: %s\n", PROG, what, not_found);
+		rc = 1;
 	} else
 		rc = fail(what, st, resp);
 	free(resp);
@@ -340,7 +344,7 @@ cmd_user(int argc, char **argv)
 	}
 	snprintf(path, sizeof(path), "/v1/admin/users/%s", argv[1 + first]);
 	snprintf(done, sizeof(done), "deleted %s; their connections are closed", argv[1 + first]);
-	return simple_call("user del", &c, "DELETE", path, NULL, done);
+	return simple_call("user del", &c, "DELETE", path, NULL, done, NULL);
 }
 
 static int
@@ -372,7 +376,7 @@ cmd_device(int argc, char **argv)
 	if (!list) {
 		snprintf(path, sizeof(path), "/v1/admin/users/%s/devices/%s", argv[1 + first], argv[2 + first]);
 		snprintf(done, sizeof(done), "revoked %s/%s", argv[1 + first], argv[2 + first]);
-		return simple_call("device revoke", &c, "DELETE", path, NULL, done);
+		return simple_call("device revoke", &c, "DELETE", path, NULL, done, NULL);
 	}
 	snprintf(path, sizeof(path), "/v1/admin/users/%s/devices", argv[1 + first]);
 	if ((st = admin_call("device list", &c, "GET", path, NULL, &resp)) < 0)
@@ -425,8 +429,8 @@ cmd_token(int argc, char **argv)
 			return 2;
 		}
 		snprintf(done, sizeof(done), "revoked every token of %s", user);
-		return simple_call("token revoke", &c, "POST", "/v1/admin/tokens/revoke", json_pack("{s:s}", "user_id", user),
-		    done);
+		return simple_call("token revoke", &c, "POST", "/v1/admin/tokens/revoke",
+		    json_pack("{s:s}", "user_id", user), done, NULL);
 	}
 	token = argv[1 + first];
 	if (strcmp(token, "-") == 0) {
@@ -437,8 +441,10 @@ cmd_token(int argc, char **argv)
 		line[strcspn(line, "\r\n")] = '\0';
 		token = line;
 	}
+	/* the API's 404 says "no such user or device", which names neither here */
 	return simple_call("token revoke", &c, "POST", "/v1/admin/tokens/revoke", json_pack("{s:s}", "token", token),
-	    "revoked the token");
+	    "revoked the token",
+	    "not a token this server accepts (malformed, expired, of no user, or revoked already)");
 }
 
 static int

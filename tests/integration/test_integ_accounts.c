@@ -760,11 +760,17 @@ test_token_revoke_one_or_all(void **state)
 	again = login_ok("gina", pw, "laptop");
 	assert_int_equal(http_order(again.token), 202);
 
-	/* a token that is not one is refused with a clear message */
+	/* a token that is not one, or revoked already, is refused with a clear message */
 	{
 		const char *const args[] = { "token", "revoke", "v2.gina..1.2.nonsense", NULL };
+		const char *const twice[] = { "token", "revoke", a.token, NULL };
 		assert_int_equal(admin_argv(NULL, &out, 1, args), 1);
-		assert_int_equal(lines(out), 1);
+		assert_string_equal(out,
+		    "pizza-admin token revoke: not a token this server accepts (malformed, expired, of no "
+		    "user, or revoked already)\n");
+		free(out);
+		assert_int_equal(admin_argv(NULL, &out, 1, twice), 1);
+		assert_non_null(strstr(out, "not a token this server accepts"));
 		free(out);
 	}
 }
