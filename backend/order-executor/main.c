@@ -33,6 +33,7 @@ static struct {
 	const char *id;
 	long stage_ms, ms[STATUS_COUNT + 1];
 	long status_expiry_s;
+	long ready_status_expiry_s;
 	long max_active;
 	long drain_ms;
 	long metrics_port;
@@ -86,6 +87,7 @@ publish_status(const struct job *job)
 {
 	struct event ev;
 	char topic[TOPIC_MAX], *json;
+	long expiry;
 	int rc;
 
 	if (event_init(&ev, EVENT_ORDER_STATUS, job->order_id, job->user_id) != 0)
@@ -97,9 +99,15 @@ publish_status(const struct job *job)
 		free(json);
 		return -1;
 	}
-	/* retained: a phone that subscribes late sees the current stage; one paho gives up on is
-	 * published again by the order-service's supervision */
-	rc = mq_publish_text(mq, topic, json, 1, 1, (unsigned)cfg.status_expiry_s);
+	/*
+	 * retained: a phone that subscribes late sees the current stage; one paho gives up on is
+	 * published again by the order-service's supervision.  Once ready, the pickup alert and the
+	 * order history carry the order: its last status stays a short while only (never longer than
+	 * the others), so the broker does not hold every order of the last hour.
+	 */
+	expiry = job->next == STATUS_READY && cfg.ready_status_expiry_s < cfg.status_expiry_s ?
+	    cfg.ready_status_expiry_s : cfg.status_expiry_s;
+	rc = mq_publish_text(mq, topic, json, 1, 1, (unsigned)expiry);
 	if (rc == 0)
 		log_info("status", "order_id=%s status=%s seq=%d", job->order_id, event_status_name(job->next),
 		    (int)job->next);
@@ -192,6 +200,9 @@ main(int argc, char **argv)
 		    &cfg.ms[STATUS_OVEN], -1, 3600000 },
 		{ "status-expiry", 0, OPT_DURATION_S, "PIZZA_STATUS_EXPIRY_S", "1h",
 		    "how long a retained status stays on the broker", &cfg.status_expiry_s, 1, 604800 },
+		{ "ready-status-expiry", 0, OPT_DURATION_S, "PIZZA_READY_STATUS_EXPIRY_S", "1m",
+		    "how long the retained ready status stays on the broker (at most --status-expiry)",
+		    &cfg.ready_status_expiry_s, 1, 604800 },
 		{ "max-active", 0, OPT_INT, "PIZZA_EXECUTOR_MAX_ACTIVE", "100000",
 		    "orders in progress at once", &cfg.max_active, 1, 10000000 },
 		SVC_METRICS_OPTS(&cfg.metrics_port, &cfg.metrics_bind),
