@@ -303,28 +303,44 @@ on_connected(void *ctx, char *cause)
 	pump(mq); /* what waited while the broker was away */
 }
 
+/* The connection is gone: paho reconnects by itself (automatic reconnect); on_connected() says when it is back. */
 static void
-on_connlost(void *ctx, char *cause)
+mark_lost(struct mq *mq)
 {
-	struct mq *mq = ctx;
-
 	pthread_mutex_lock(&mq->lock);
 	mq->connected = 0;
 	mq->ready = 0;
 	mq->reconnects++;
 	mq->sock = -1;
 	pthread_mutex_unlock(&mq->lock);
+}
+
+static void
+on_connlost(void *ctx, char *cause)
+{
+	struct mq *mq = ctx;
+
+	mark_lost(mq);
 	log_warn("connection to broker lost; reconnecting", "url=%s cause=%s", LOGQ(mq->url),
 	    LOGQ(cause != NULL ? cause : "unknown"));
 }
 
+/*
+ * The broker closed the connection with a DISCONNECT of its own (MQTT 5:
+ * an administrative action, a session taken over, the server shutting
+ * down).  paho 1.3.12 then calls only this, not on_connlost() (it clears
+ * its connected flag first), but still retries the connection: without
+ * marking it lost here, mq_is_connected() said 1 until the retry
+ * succeeded, and forever when the broker refuses it (a revoked account).
+ */
 static void
 on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc)
 {
 	struct mq *mq = ctx;
 
 	(void)props;
-	log_warn("broker closed the connection", "url=%s reason=0x%02x", LOGQ(mq->url), (unsigned)rc);
+	mark_lost(mq);
+	log_warn("broker closed the connection; reconnecting", "url=%s reason=0x%02x", LOGQ(mq->url), (unsigned)rc);
 }
 
 static void

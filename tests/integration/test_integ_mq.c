@@ -143,6 +143,39 @@ wait_for(int n, int last)
 	pthread_mutex_unlock(&sink.lock);
 }
 
+/*
+ * The broker closing a connection itself (an MQTT 5 DISCONNECT: here an
+ * administrative action, the account disabled through the dynamic security
+ * plugin, which also refuses it to come back) is a lost connection: paho
+ * 1.3.12 reports it only through its "disconnected" callback, and mq kept
+ * saying it was connected, for ever since no reconnect could succeed.
+ */
+static void
+test_broker_disconnect_is_a_lost_connection(void **state)
+{
+	const char *off = "{\"commands\":[{\"command\":\"disableClient\",\"username\":\"order-history\"}]}";
+	const char *on = "{\"commands\":[{\"command\":\"enableClient\",\"username\":\"order-history\"}]}";
+	struct mq *a;
+	int64_t deadline;
+
+	(void)state;
+	assert_int_equal(h_stack_start(&st, "mq-kicked"), 0);
+	assert_non_null(a = client("order-history", "mq-test-kicked", WINDOW, ignore));
+	assert_true(mq_is_connected(a));
+	/* order-service's account may manage the broker's accounts (broker-config/acl) */
+	assert_int_equal(h_publish(&st, "order-service", "$CONTROL/dynamic-security/v1", off, strlen(off)), 0);
+	for (deadline = mono_ms() + 10000; mono_ms() < deadline && mq_is_connected(a);)
+		sleep_ms(10);
+	assert_false(mq_is_connected(a));
+	/* let back in, it reconnects by itself */
+	assert_int_equal(h_publish(&st, "order-service", "$CONTROL/dynamic-security/v1", on, strlen(on)), 0);
+	for (deadline = mono_ms() + 20000; mono_ms() < deadline && !mq_is_connected(a);)
+		sleep_ms(10);
+	assert_true(mq_is_connected(a));
+	mq_free(a);
+	assert_int_equal(h_stack_stop(&st), 0);
+}
+
 static void
 test_window_and_queue(void **state)
 {
@@ -187,6 +220,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_broker_disconnect_is_a_lost_connection),
 		cmocka_unit_test(test_window_and_queue),
 	};
 
