@@ -1,0 +1,239 @@
+/*
+ * What stays retained on the broker (issue 17): the final ready status
+ * expires after order-executor's --ready-status-expiry, while an order still
+ * in the kitchen keeps its current status for --status-expiry, and the
+ * order's page (GET /v1/orders/{id}) still says ready once the retained
+ * status is gone.
+ *
+ * "Retained" is what a phone sees when it subscribes: probe() subscribes as
+ * the user to the order's status topic, then publishes a marker the same
+ * client also receives.  mosquitto queues a subscription's retained message
+ * before it handles any later PUBLISH of that client, so the marker arriving
+ * first means nothing was retained: no waiting for a message that may not come.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "token.h"
+#include "topic.h"
+#include "util.h"
+
+static struct stack st;
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (h_stack_start(&st, "retained") != 0 || h_observer(&st) != 0)
+		return -1;
+	/* supervision must not walk the order held in the oven again while the test looks at it */
+	if (h_service(&st, "order-service", "order-service", "--stage-deadline", "10m", NULL) < 0 ||
+	    h_service(&st, "order-history", "order-history", NULL) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	return h_stack_stop(&st);
+}
+
+/* What one probe received, written on paho's thread. */
+struct probe {
+	pthread_mutex_t lock;
+	char marker[TOPIC_MAX];
+	int marked;        /* the marker came back */
+	int retained;      /* a retained status came before it */
+	char status[16];   /* its status */
+};
+
+static void
+on_probe(void *arg, const struct mq_message *m)
+{
+	struct probe *p = arg;
+	struct event ev;
+	char err[128];
+
+	pthread_mutex_lock(&p->lock);
+	if (strcmp(m->topic, p->marker) == 0)
+		p->marked = 1;
+	else if (!p->marked && m->retained && event_decode(m->payload, m->len, &ev, err, sizeof(err)) == 0) {
+		p->retained = 1;
+		snprintf(p->status, sizeof(p->status), "%s", event_status_name(ev.status));
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Subscribes as user to the order's status topic, as a phone would, and
+ * returns 1 with the retained status in status, 0 when none is retained, -1
+ * when the probe could not run.
+ */
+static int
+probe(const char *user, const char *order_id, char *status, size_t n)
+{
+	static int nprobes;
+	struct probe p = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct mq_config cfg;
+	struct mq_publish pub;
+	struct mq *mq;
+	char url[64], topic[TOPIC_MAX], cid[64], err[256];
+	int64_t deadline;
+	int rc = -1;
+
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", st.port);
+	snprintf(cid, sizeof(cid), "test-probe-%s-%d", user, ++nprobes);
+	snprintf(p.marker, sizeof(p.marker), "pizza/users/%s/devices/probe/hello", user);
+	if (topic_status(topic, sizeof(topic), user, order_id) != 0)
+		return -1;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.url = url;
+	cfg.client_id = cid;
+	cfg.username = user;
+	cfg.password = h_password(&st, user);
+	cfg.clean_start = 1;
+	if ((mq = mq_new(&cfg, on_probe, &p)) == NULL)
+		return -1;
+	if (mq_subscribe(mq, topic, 1, 0) != 0 || mq_subscribe(mq, p.marker, 1, 0) != 0 ||
+	    mq_connect(mq, 5000, err, sizeof(err)) != 0) {
+		fprintf(stderr, "probe: %s\n", err);
+		goto out;
+	}
+	memset(&pub, 0, sizeof(pub));
+	pub.topic = p.marker;
+	pub.payload = "{}";
+	pub.len = 2;
+	pub.qos = 1;
+	if (mq_publish(mq, &pub) != 0)
+		goto out;
+	for (deadline = mono_ms() + 5000; mono_ms() < deadline;) {
+		pthread_mutex_lock(&p.lock);
+		if (p.marked) {
+			rc = p.retained;
+			snprintf(status, n, "%s", p.status);
+		}
+		pthread_mutex_unlock(&p.lock);
+		if (rc >= 0)
+			break;
+		h_sleep(5);
+	}
+	if (rc < 0)
+		fprintf(stderr, "probe: the marker never came back\n");
+out:
+	mq_disconnect(mq, 1000);
+	mq_free(mq);
+	return rc;
+}
+
+/* Places an order for user and returns its id in id (asserts it was accepted). */
+static void
+place(const char *user, const char *corr, char *id, size_t n)
+{
+	assert_int_equal(h_place(&st, user, "margherita", 1, corr), 0);
+	assert_int_equal(h_wait_reply(&st, corr, id, n, 5000), 0);
+}
+
+/* GET /v1/orders/{id} as user: the "status" the order's page shows. */
+static void
+assert_page_says(const char *user, const char *id, const char *status)
+{
+	struct h_reply r;
+	char url[256], auth[TOKEN_MAX + 32], want[64];
+	const char *headers[] = { auth, NULL };
+	int64_t deadline = mono_ms() + 5000;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/orders/%s", st.http_port, id);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", h_token(&st, user));
+	snprintf(want, sizeof(want), "\"status\":\"%s\"", status);
+	/* order-history stores the status as it comes: it may trail the broker by a moment */
+	for (;;) {
+		long code = h_http("GET", url, headers, NULL, &r);
+		int ok = code == 200 && strstr(r.body, want) != NULL;
+
+		if (ok || mono_ms() > deadline) {
+			if (!ok)
+				fail_msg("GET /v1/orders/%s: %ld %s (wanted %s)", id, code, r.body, want);
+			h_reply_free(&r);
+			return;
+		}
+		h_reply_free(&r);
+		h_sleep(50);
+	}
+}
+
+static void
+test_ready_expires_a_stage_in_progress_stays(void **state)
+{
+	char held[NAME_MAX_LEN + 1], done[NAME_MAX_LEN + 1], status[16] = "";
+	int64_t deadline;
+	int rc;
+
+	(void)state;
+	/* an executor whose oven takes an hour: the order stays "oven", retained with --status-expiry */
+	assert_true(h_service(&st, "exec-slow", "order-executor", "--id", "exec-slow", "--stage", "0", "--oven", "1h",
+			"--drain", "0", "--ready-status-expiry", "1s", NULL) >= 0);
+	place("alice", "held-1", held, sizeof(held));
+	assert_int_equal(h_wait_events(&st, held, EVENT_ORDER_STATUS, STATUS_OVEN, 1, 10000), 1);
+	assert_int_equal(probe("alice", held, status, sizeof(status)), 1);
+	assert_string_equal(status, "oven");
+	h_signal(&st, "exec-slow", SIGTERM); /* gone: nothing will move that order on */
+
+	/* an order walked to ready at once */
+	assert_true(h_service(&st, "exec-fast", "order-executor", "--id", "exec-fast", "--stage", "0",
+			"--ready-status-expiry", "1s", NULL) >= 0);
+	place("alice", "done-1", done, sizeof(done));
+	assert_int_equal(h_wait_events(&st, done, EVENT_ORDER_STATUS, STATUS_READY, 1, 10000), 1);
+
+	/* its retained ready is gone within a deadline (1 s, on mosquitto's whole-second clock) */
+	deadline = mono_ms() + 10000;
+	while ((rc = probe("alice", done, status, sizeof(status))) == 1 && mono_ms() < deadline) {
+		assert_string_equal(status, "ready");
+		h_sleep(100);
+	}
+	assert_int_equal(rc, 0);
+
+	/* the order in the oven, older than that ready status, still shows where it is */
+	assert_int_equal(probe("alice", held, status, sizeof(status)), 1);
+	assert_string_equal(status, "oven");
+	/* and the finished one's page still says ready: what the storefront reads after a reload */
+	assert_page_says("alice", done, "ready");
+}
+
+/* A ready expiry that is not a whole number of seconds, or 0, is refused with a line naming the option. */
+static void
+test_ready_expiry_option(void **state)
+{
+	char *out = NULL;
+	char *const fraction[] = { "order-executor", "--ready-status-expiry", "1500ms", NULL };
+	char *const zero[] = { "order-executor", "--ready-status-expiry", "0", NULL };
+
+	(void)state;
+	assert_int_equal(h_run(&st, NULL, &out, fraction), 2);
+	assert_non_null(strstr(out, "--ready-status-expiry: '1500ms' is not a whole number of seconds"));
+	free(out);
+	assert_int_equal(h_run(&st, NULL, &out, zero), 2);
+	assert_non_null(strstr(out, "--ready-status-expiry"));
+	free(out);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ready_expires_a_stage_in_progress_stays),
+		cmocka_unit_test(test_ready_expiry_option),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
