@@ -34,6 +34,7 @@
 	const seen = new Set();    /* order_id + ':' + seq of every status applied */
 	const progress = new Map(); /* order_id -> Map(stage -> at) */
 	const alerts = new Map();  /* order_id -> pickup message */
+	const receipted = new Set(); /* event ids of the alerts this device has confirmed */
 	let announced = '';
 	const tabs = 'BroadcastChannel' in window ? new BroadcastChannel('pizza.device') : null; /* this browser's other tabs */
 
@@ -214,6 +215,7 @@
 		seen.clear();
 		progress.clear();
 		alerts.clear();
+		receipted.clear();
 		history = [];
 		announced = '';
 		setConn('offline', 'Live updates: offline');
@@ -399,11 +401,15 @@
 				fn(...args);
 		};
 		c.on('connect', mine(() => {
+			const dev = accountDevice(me);
 			setConn('online', 'Live updates: connected');
 			c.subscribe('pizza/users/' + me.user + '/#', { qos: 1 }, mine((e) => {
 				if (e)
 					setConn('offline', 'Live updates: cannot subscribe (' + e.message + ')');
 			}));
+			/* a device says hello on every connect: the notifier sends again what it has not confirmed */
+			if (dev)
+				c.publish(deviceTopic(me, dev, 'hello'), JSON.stringify({ device: dev }), { qos: 1 });
 		}));
 		c.on('reconnect', mine(() => setConn('offline', 'Live updates: reconnecting…')));
 		c.on('offline', mine(() => setConn('offline', 'Live updates: offline, retrying…')));
@@ -457,7 +463,29 @@
 		} else if (m.type === 'PickupAlert' && typeof m.message === 'string') {
 			alerts.set(m.order_id, m.message.slice(0, 256));
 			renderCurrent();
+			receipt(m);
 		}
+	}
+
+	/* The device name of the page's own broker account ("<user>.<device>"), or null without one. */
+	function accountDevice(me) {
+		const u = me && me.mqtt ? me.mqtt.username : null;
+		const dot = typeof u === 'string' ? u.indexOf('.') : -1;
+		return dot > 0 ? u.slice(dot + 1) : null;
+	}
+
+	function deviceTopic(me, dev, what) {
+		return 'pizza/users/' + me.user + '/devices/' + dev + '/' + what;
+	}
+
+	/* Tells the notifier this device has shown alert m (once per event id, however many copies came). */
+	function receipt(m) {
+		const me = session, dev = accountDevice(me);
+		if (!dev || !client || typeof m.event_id !== 'string' || receipted.has(m.event_id))
+			return;
+		receipted.add(m.event_id);
+		client.publish(deviceTopic(me, dev, 'receipts'), JSON.stringify({ event_id: m.event_id, order_id: m.order_id }),
+			{ qos: 1 });
 	}
 
 	/* Records a stage; false for a duplicate (same order_id and seq) or an unknown stage. */

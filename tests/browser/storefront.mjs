@@ -299,6 +299,23 @@ try {
 		assert(posts === 1, `${posts} POST /v1/orders`);
 	});
 
+	await step('the page confirmed the alert: the order lists this browser as a device it was delivered to', async () => {
+		const device = await page.evaluate(() => localStorage.getItem('pizza.device'));
+		assert(/^web-[0-9a-f]{8}$/.test(device || ''), `device id ${device}`);
+		let deliveries = [];
+		for (const deadline = Date.now() + 10000; Date.now() < deadline;) {
+			const o = await page.evaluate(async (id) => {
+				const r = await fetch('/v1/orders/' + id, { headers: { Authorization: 'Bearer ' + sessionStorage.getItem('pizza.token') } });
+				return r.ok ? r.json() : { status: r.status };
+			}, orderId);
+			deliveries = Array.isArray(o.deliveries) ? o.deliveries : [];
+			if (deliveries.some((d) => d.device === device))
+				break;
+			await page.waitForTimeout(100);
+		}
+		assert(deliveries.some((d) => d.device === device), `deliveries of ${orderId}: ${JSON.stringify(deliveries)}`);
+	});
+
 	await step('the order is in alice\'s past orders by its short label; no console errors', async () => {
 		const li = page.locator(`#history li[data-order-id="${orderId}"]`);
 		await li.waitFor({ timeout: 5000 });
