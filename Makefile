@@ -26,14 +26,15 @@ EXECUTORS ?= 2
 # Libraries: pkg-config's module, the Debian package that provides it.
 # paho-mqtt3as has no .pc file in Debian 12: its header and library are
 # looked for directly, and it is linked with -l.
-PC_MODULES := jansson sqlite3 libmicrohttpd libcurl libcrypto cmocka
+PC_MODULES := jansson sqlite3 libmicrohttpd libcurl libcrypto cmocka libpq
 PC_DEB_jansson       := libjansson-dev
 PC_DEB_sqlite3       := libsqlite3-dev
 PC_DEB_libmicrohttpd := libmicrohttpd-dev
 PC_DEB_libcurl       := libcurl4-openssl-dev
 PC_DEB_libcrypto     := libssl-dev
 PC_DEB_cmocka        := libcmocka-dev
-PC_LIB_MODULES := $(filter-out cmocka,$(PC_MODULES))
+PC_DEB_libpq         := libpq-dev
+PC_LIB_MODULES := $(filter-out cmocka libpq,$(PC_MODULES))
 PC_LIB_FALLBACK := -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto
 
 # Asked of pkg-config once, when a compilation first needs them (after
@@ -42,6 +43,9 @@ PC_LIB_FALLBACK := -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto
 PKG_CFLAGS  = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PC_LIB_MODULES) 2>/dev/null))$(PKG_CFLAGS)
 PKG_LIBS    = $(eval PKG_LIBS := $$(or $$(shell pkg-config --libs $(PC_LIB_MODULES) 2>/dev/null),$(PC_LIB_FALLBACK)))$(PKG_LIBS)
 CMOCKA_LIBS = $(eval CMOCKA_LIBS := $$(or $$(shell pkg-config --libs cmocka 2>/dev/null),-lcmocka))$(CMOCKA_LIBS)
+# libpq only where it is used: order-history's PostgreSQL store (store_pg.c).
+PQ_CFLAGS   = $(eval PQ_CFLAGS := $$(shell pkg-config --cflags libpq 2>/dev/null))$(PQ_CFLAGS)
+PQ_LIBS     = $(eval PQ_LIBS := $$(or $$(shell pkg-config --libs libpq 2>/dev/null),-lpq))$(PQ_LIBS)
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith
 CFLAGS  ?= -O2 -g
@@ -64,8 +68,8 @@ endif
 # that server again (nothing here uses it); without recommends, as CI
 # installs, so no node exporter comes along either.
 DEB_PKGS := gcc make pkg-config libpaho-mqtt-dev libjansson-dev libsqlite3-dev libcmocka-dev \
-            libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
-            mosquitto mosquitto-clients openssl curl python3-paho-mqtt \
+            libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libpq-dev \
+            mosquitto mosquitto-clients openssl curl python3-paho-mqtt postgresql \
             python3-prometheus-client prometheus
 
 COMMON_SRC := $(wildcard backend/common/*.c)
@@ -156,6 +160,10 @@ check-deps:
 	      if [ -d /run/systemd/system ] && systemctl disable --now prometheus.service >/dev/null 2>&1; then \
 	        echo "stopped and disabled the prometheus service its package started (only its promtool is used)"; fi;; \
 	    esac; \
+	    case " $$missing " in *" postgresql "*) \
+	      if [ -d /run/systemd/system ] && systemctl disable --now postgresql.service >/dev/null 2>&1; then \
+	        echo "stopped and disabled the system PostgreSQL its package started (the tests start their own)"; fi;; \
+	    esac; \
 	  else \
 	    echo "missing Debian packages:$$missing"; \
 	    echo "install them with:  sudo apt-get install -y$$missing"; exit 1; \
@@ -184,6 +192,8 @@ $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard backend/$(1)/*.c)) $(L
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
+$(BUILD)/backend/order-history/store_pg.o: CFLAGS += $(PQ_CFLAGS)
+$(BUILD)/bin/order-history $(BUILD)/tests/test_history_store: LDLIBS += $(PQ_LIBS)
 
 $(BUILD)/bin/phone-sim: $(patsubst %.c,$(BUILD)/%.o,$(wildcard client-sim/*.c)) $(LIB)
 	@mkdir -p $(dir $@)
@@ -200,7 +210,7 @@ $(BUILD)/bin/pizza-admin: $(patsubst %.c,$(BUILD)/%.o,$(wildcard admin/*.c)) \
 # object files; anything a unit must not reach is wrapped with --wrap.
 # Secondary expansion must be on before the rules that use $$(...) prerequisites.
 .SECONDEXPANSION:
-UNIT_EXTRA_test_history_store := $(BUILD)/backend/order-history/store.o
+UNIT_EXTRA_test_history_store := $(patsubst %.c,$(BUILD)/%.o,$(wildcard backend/order-history/store*.c))
 UNIT_EXTRA_test_stages := $(BUILD)/backend/order-executor/stages.o
 UNIT_EXTRA_test_delivery := $(BUILD)/backend/notifier/delivery.o $(BUILD)/backend/notifier/store.o
 UNIT_EXTRA_test_notifier_store := $(BUILD)/backend/notifier/store.o

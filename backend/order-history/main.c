@@ -244,7 +244,9 @@ main(int argc, char **argv)
 {
 	const struct opt opts[] = {
 		SVC_OPTS(&cfg.so, "order-history", "order-history"),
-		{ "db", 0, OPT_STR, "PIZZA_HISTORY_DB", "order-history.db", "SQLite file for the history",
+		{ "db", 0, OPT_STR, "PIZZA_HISTORY_DB", "order-history.db",
+		    "the history's database: a SQLite file, or a postgresql:// URL shared by several instances "
+		    "(each with its own --client-id)",
 		    &cfg.db_path, 0, 0 },
 		{ "http-port", 0, OPT_INT, "PIZZA_HISTORY_HTTP_PORT", "8081", "HTTP port of the read API (0: none)",
 		    &cfg.http_port, 0, 65535 },
@@ -258,7 +260,7 @@ main(int argc, char **argv)
 	const char *env;
 	struct httpd *http = NULL;
 	struct consumer *consumer;
-	char err[256];
+	char err[256], dblabel[256];
 
 	svc_parse(SVC, "Fanout consumer: keeps every user's orders and their timelines.", opts, &cfg.so, argc, argv);
 	svc_signals();
@@ -271,8 +273,9 @@ main(int argc, char **argv)
 		fatal("the read API needs a history secret of at least 16 characters, the same as order-service's: set "
 		      "--history-secret-file or PIZZA_HISTORY_SECRET (or --http-port 0)",
 		    NULL);
+	hstore_label(cfg.db_path, dblabel, sizeof(dblabel)); /* a URL's password is never logged */
 	if ((store = hstore_open(cfg.db_path)) == NULL)
-		fatal("cannot open the history database", "path=%s", LOGQ(cfg.db_path));
+		fatal("cannot open the history database", "db=%s", LOGQ(dblabel));
 	if ((consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
 		fatal("out of memory", NULL);
 	mq = svc_mq_new(&cfg.so, consume_message, consumer);
@@ -286,7 +289,7 @@ main(int argc, char **argv)
 		fatal("cannot start the HTTP read API", "err=%s", LOGQ(err));
 	if (http != NULL)
 		httpd_routes(http, routes);
-	svc_ready("db=%s http=%s:%d", LOGQ(cfg.db_path), LOGQ(cfg.http_bind), http != NULL ? httpd_port(http) : 0);
+	svc_ready("db=%s http=%s:%d", LOGQ(dblabel), LOGQ(cfg.http_bind), http != NULL ? httpd_port(http) : 0);
 
 	while (!svc_quit) {
 		svc_tick(mq);

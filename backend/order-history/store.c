@@ -1,39 +1,52 @@
+/*
+ * store.c - order-history's store behind store.h: picks the backend from
+ * the database target (store_sqlite.c for a file path, store_pg.c for a
+ * postgresql:// URL) and holds what does not depend on it: which
+ * statements each call runs (store_backend.h) and the JSON built from
+ * their rows, so both backends answer alike.
+ */
 #include "store.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
 #include "log.h"
+#include "store_backend.h"
 #include "util.h"
 
-#define HISTORY_SCHEMA                                                                        \
-	"CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL," \
-	"  items TEXT NOT NULL, callback_url TEXT, placed_ms INTEGER NOT NULL,"               \
-	"  event_id TEXT NOT NULL);"                                                          \
-	"CREATE INDEX IF NOT EXISTS orders_user ON orders(user_id, order_id);"                \
-	"CREATE TABLE IF NOT EXISTS statuses (order_id TEXT NOT NULL, seq INTEGER NOT NULL,"  \
-	"  user_id TEXT NOT NULL, status TEXT NOT NULL, at_ms INTEGER NOT NULL,"              \
-	"  worker TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (order_id, seq));"      \
-	"CREATE TABLE IF NOT EXISTS callbacks (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL," \
-	"  delivery_id TEXT NOT NULL, outcome TEXT NOT NULL, attempts INTEGER NOT NULL,"       \
-	"  detail TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id TEXT NOT NULL);"             \
-	"CREATE TABLE IF NOT EXISTS receipts (order_id TEXT NOT NULL, device_id TEXT NOT NULL," \
-	"  user_id TEXT NOT NULL, event_id TEXT NOT NULL, at_ms INTEGER NOT NULL,"             \
-	"  PRIMARY KEY (order_id, device_id));"
-
 struct history_store {
-	struct db *db;
+	const struct hstore_ops *ops;
+	void *b;
 };
 
+/* 1 when target is a PostgreSQL connection URL. */
+static int
+is_pg(const char *target)
+{
+	return strncmp(target, "postgresql://", 13) == 0 || strncmp(target, "postgres://", 11) == 0;
+}
+
 struct history_store *
-hstore_open(const char *path)
+hstore_open(const char *target)
 {
 	struct history_store *h;
 
+	if (target == NULL || target[0] == '\0') {
+		log_error("no history database given: a SQLite file path or a postgresql:// URL", NULL);
+		return NULL;
+	}
+	if (!is_pg(target) && strstr(target, "://") != NULL) {
+		char scheme[32];
+
+		snprintf(scheme, sizeof(scheme), "%.*s", (int)strcspn(target, ":"), target);
+		log_error("unknown database URL: give a SQLite file path or a postgresql:// (postgres://) URL",
+		    "scheme=%s", LOGQ(scheme));
+		return NULL;
+	}
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
-	if ((h->db = db_open(path, HISTORY_SCHEMA)) == NULL) {
+	h->ops = is_pg(target) ? &hstore_pg_ops : &hstore_sqlite_ops;
+	if ((h->b = h->ops->open(target)) == NULL) {
 		free(h);
 		return NULL;
 	}
@@ -45,9 +58,21 @@ hstore_close(struct history_store *h)
 {
 	if (h == NULL)
 		return;
-	db_close(h->db);
+	h->ops->close(h->b);
 	free(h);
 }
+
+const char *
+hstore_label(const char *target, char *buf, size_t n)
+{
+	if (target != NULL && is_pg(target))
+		return hstore_pg_label(target, buf, n);
+	snprintf(buf, n, "%s", target != NULL ? target : "");
+	return buf;
+}
+
+#define TEXT(v) { .s = (v) }
+#define INT(v) { .i = (v) }
 
 static json_t *
 items_json(const struct event *ev)
@@ -59,70 +84,42 @@ items_json(const struct event *ev)
 	return arr;
 }
 
+/* An HS_PUT_* result as the caller's enum. */
+static enum hstore_result
+put_result(int rc)
+{
+	return rc > 0 ? HSTORE_OK : rc == 0 ? HSTORE_DUP : HSTORE_FAIL;
+}
+
 enum hstore_result
 hstore_apply(struct history_store *h, const struct event *ev)
 {
-	sqlite3_stmt *st = NULL;
-	char *items = NULL;
 	enum hstore_result rc = HSTORE_FAIL;
+	char *items = NULL;
 
-	db_lock(h->db);
 	if (ev->type == EVENT_ORDER_PLACED) {
 		json_t *arr = items_json(ev);
 		items = arr != NULL ? json_dumps(arr, JSON_COMPACT) : NULL;
 		json_decref(arr);
-		st = db_prepare(h->db, "INSERT OR IGNORE INTO orders(order_id, user_id, items, callback_url, placed_ms, "
-				       "event_id) VALUES (?, ?, ?, ?, ?, ?)");
-		if (st == NULL || items == NULL)
-			goto out;
-		sqlite3_bind_text(st, 1, ev->order_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, ev->user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, items, -1, SQLITE_STATIC);
-		if (ev->callback_url[0] != '\0')
-			sqlite3_bind_text(st, 4, ev->callback_url, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, ev->at_ms);
-		sqlite3_bind_text(st, 6, ev->event_id, -1, SQLITE_STATIC);
+		if (items != NULL) {
+			const struct hval v[] = { TEXT(ev->order_id), TEXT(ev->user_id), TEXT(items),
+				{ .s = ev->callback_url[0] != '\0' ? ev->callback_url : NULL,
+				    .null = ev->callback_url[0] == '\0' },
+				INT(ev->at_ms), TEXT(ev->event_id) };
+			rc = put_result(h->ops->put(h->b, HS_PUT_ORDER, v, 6));
+		}
 	} else if (ev->type == EVENT_ORDER_STATUS) {
-		st = db_prepare(h->db, "INSERT OR IGNORE INTO statuses(order_id, seq, user_id, status, at_ms, worker, "
-				       "event_id) VALUES (?, ?, ?, ?, ?, ?, ?)");
-		if (st == NULL)
-			goto out;
-		sqlite3_bind_text(st, 1, ev->order_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 2, ev->seq);
-		sqlite3_bind_text(st, 3, ev->user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, event_status_name(ev->status), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, ev->at_ms);
-		sqlite3_bind_text(st, 6, ev->worker, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 7, ev->event_id, -1, SQLITE_STATIC);
+		const struct hval v[] = { TEXT(ev->order_id), INT(ev->seq), TEXT(ev->user_id),
+			TEXT(event_status_name(ev->status)), INT(ev->at_ms), TEXT(ev->worker), TEXT(ev->event_id) };
+		rc = put_result(h->ops->put(h->b, HS_PUT_STATUS, v, 7));
 	} else if (ev->type == EVENT_CALLBACK_DELIVERY) {
-		st = db_prepare(h->db, "INSERT OR IGNORE INTO callbacks(order_id, user_id, delivery_id, outcome, attempts, "
-				       "detail, at_ms, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-		if (st == NULL)
-			goto out;
-		sqlite3_bind_text(st, 1, ev->order_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, ev->user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, ev->delivery_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, event_outcome_name(ev->outcome), -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 5, ev->attempts);
-		sqlite3_bind_text(st, 6, ev->message, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 7, ev->at_ms);
-		sqlite3_bind_text(st, 8, ev->event_id, -1, SQLITE_STATIC);
-	} else
-		goto out;
-	switch (db_step_done(h->db, st, "store event")) {
-	case 1:
-		rc = HSTORE_OK;
-		break;
-	case 0:
-		rc = HSTORE_DUP;
-		break;
-	default:
-		log_error("cannot store event", "order_id=%s type=%s", ev->order_id, event_type_name(ev->type));
+		const struct hval v[] = { TEXT(ev->order_id), TEXT(ev->user_id), TEXT(ev->delivery_id),
+			TEXT(event_outcome_name(ev->outcome)), INT(ev->attempts), TEXT(ev->message), INT(ev->at_ms),
+			TEXT(ev->event_id) };
+		rc = put_result(h->ops->put(h->b, HS_PUT_CALLBACK, v, 8));
 	}
-	st = NULL;
-out:
-	db_done(h->db, st);
-	db_unlock(h->db);
+	if (rc == HSTORE_FAIL)
+		log_error("cannot store event", "order_id=%s type=%s", ev->order_id, event_type_name(ev->type));
 	free(items);
 	return rc;
 }
@@ -131,215 +128,173 @@ enum hstore_result
 hstore_receipt(struct history_store *h, const char *user_id, const char *device, const char *event_id,
     const char *order_id, int64_t at_ms)
 {
-	enum hstore_result rc = HSTORE_FAIL;
-	sqlite3_stmt *st;
+	const struct hval v[] = { TEXT(order_id), TEXT(device), TEXT(user_id), TEXT(event_id), INT(at_ms) };
 
-	db_lock(h->db);
-	st = db_prepare(h->db, "INSERT OR IGNORE INTO receipts(order_id, device_id, user_id, event_id, at_ms) "
-			       "VALUES (?, ?, ?, ?, ?)");
-	if (st != NULL) {
-		sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, event_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, at_ms);
-		switch (db_step_done(h->db, st, "store receipt")) {
-		case 1:
-			rc = HSTORE_OK;
-			break;
-		case 0:
-			rc = HSTORE_DUP;
-			break;
-		default:
-			break;
-		}
-	}
-	db_unlock(h->db);
-	return rc;
+	return put_result(h->ops->put(h->b, HS_PUT_RECEIPT, v, 5));
+}
+
+/* A column holding an integer (0 for NULL: the schema has none where one is read). */
+static int64_t
+num(const char *s)
+{
+	return s != NULL ? strtoll(s, NULL, 10) : 0;
 }
 
 static json_t *
-time_json(int64_t ms)
+time_json(const char *ms)
 {
 	char at[32];
 
-	return json_string(time_rfc3339(ms, at, sizeof(at)));
+	return json_string(time_rfc3339(num(ms), at, sizeof(at)));
 }
 
-/* 0 when a step loop ended normally (SQLITE_DONE), -1 on an error. */
+/* What the row callbacks of one order fill. */
+struct order_build {
+	json_t *o, *timeline, *last, *deliveries;
+	const char *user;
+};
+
 static int
-step_end(int rc)
+on_order_row(void *arg, const char *const *col)
 {
-	return rc == SQLITE_DONE ? 0 : -1;
+	struct order_build *ob = arg;
+
+	json_object_set_new(ob->o, "user_id", json_string(col[0]));
+	json_object_set_new(ob->o, "items", json_loads(col[1], 0, NULL));
+	json_object_set_new(ob->o, "placed_at", time_json(col[2]));
+	return 0;
 }
 
-/* The order's row and statuses into o (user_id, items, placed_at, timeline so far).  Db locked. */
-static enum hstore_result
-order_rows(struct history_store *h, const char *order_id, json_t *o, json_t *timeline)
+static int
+on_status_row(void *arg, const char *const *col)
 {
-	sqlite3_stmt *st;
-	json_t *last = NULL;
-	int rc;
+	struct order_build *ob = arg;
 
-	if ((st = db_prepare(h->db, "SELECT user_id, items, placed_ms FROM orders WHERE order_id = ?")) == NULL)
-		return HSTORE_FAIL;
-	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_object_set_new(o, "user_id", json_string((const char *)sqlite3_column_text(st, 0)));
-		json_object_set_new(o, "items", json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL));
-		json_object_set_new(o, "placed_at", time_json(sqlite3_column_int64(st, 2)));
-	} else {
-		json_object_set_new(o, "items", json_null());
-		json_object_set_new(o, "placed_at", json_null());
-	}
-	db_done(h->db, st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return HSTORE_FAIL;
+	ob->last = json_pack("{s:s, s:i, s:o, s:s}", "status", col[0], "seq", (int)num(col[1]), "at", time_json(col[2]),
+	    "worker", col[3]);
+	if (ob->last == NULL)
+		return -1;
+	json_array_append_new(ob->timeline, ob->last);
+	if (json_object_get(ob->o, "user_id") == NULL)
+		json_object_set_new(ob->o, "user_id", json_string(col[4]));
+	return 0;
+}
 
-	st = db_prepare(h->db, "SELECT status, seq, at_ms, worker, user_id FROM statuses WHERE order_id = ? ORDER BY seq");
-	if (st == NULL)
+static int
+on_callback_row(void *arg, const char *const *col)
+{
+	struct order_build *ob = arg;
+	char what[32];
+
+	snprintf(what, sizeof(what), "callback_%s", col[0]);
+	json_array_append_new(ob->timeline,
+	    json_pack("{s:s, s:o, s:i, s:s, s:s}", "status", what, "at", time_json(col[3]), "attempts", (int)num(col[1]),
+		"detail", col[2], "delivery_id", col[4]));
+	json_object_set_new(ob->o, "callback",
+	    json_pack("{s:s, s:i, s:s}", "outcome", col[0], "attempts", (int)num(col[1]), "detail", col[2]));
+	return 0;
+}
+
+static int
+on_receipt_row(void *arg, const char *const *col)
+{
+	struct order_build *ob = arg;
+	char detail[2 * NAME_MAX_LEN + 32];
+
+	snprintf(detail, sizeof(detail), "delivered to %s/%s", ob->user, col[0]);
+	json_array_append_new(ob->deliveries, json_pack("{s:s, s:o}", "device", col[0], "delivered_at", time_json(col[1])));
+	json_array_append_new(ob->timeline,
+	    json_pack("{s:s, s:o, s:s, s:s}", "status", "delivered", "at", time_json(col[1]), "device", col[0], "detail",
+		detail));
+	return 0;
+}
+
+/*
+ * The order's row, statuses, callback and its own user's receipts into
+ * ob->o.  Inside a read bracket.  HSTORE_OK, HSTORE_NOT_FOUND (neither
+ * placed nor any status) or HSTORE_FAIL.
+ */
+static enum hstore_result
+order_read(struct history_store *h, const char *order_id, struct order_build *ob)
+{
+	const struct hval id[] = { TEXT(order_id) };
+	int n;
+
+	json_object_set_new(ob->o, "order_id", json_string(order_id));
+	if ((n = h->ops->select(h->b, HS_GET_ORDER, id, 1, on_order_row, ob)) < 0)
 		return HSTORE_FAIL;
-	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		last = json_pack("{s:s, s:i, s:o, s:s}", "status", (const char *)sqlite3_column_text(st, 0), "seq",
-		    sqlite3_column_int(st, 1), "at", time_json(sqlite3_column_int64(st, 2)), "worker",
-		    (const char *)sqlite3_column_text(st, 3));
-		json_array_append_new(timeline, last);
-		if (json_object_get(o, "user_id") == NULL)
-			json_object_set_new(o, "user_id", json_string((const char *)sqlite3_column_text(st, 4)));
+	if (n == 0) {
+		json_object_set_new(ob->o, "items", json_null());
+		json_object_set_new(ob->o, "placed_at", json_null());
 	}
-	db_done(h->db, st);
-	if (step_end(rc) != 0)
+	if (h->ops->select(h->b, HS_GET_STATUSES, id, 1, on_status_row, ob) < 0)
 		return HSTORE_FAIL;
-	if (json_object_get(o, "user_id") == NULL)
-		return HSTORE_NOT_FOUND; /* neither placed nor any status */
-	json_object_set_new(o, "status", last != NULL ? json_incref(json_object_get(last, "status")) : json_string("placed"));
+	if (json_object_get(ob->o, "user_id") == NULL)
+		return HSTORE_NOT_FOUND;
+	json_object_set_new(ob->o, "status",
+	    ob->last != NULL ? json_incref(json_object_get(ob->last, "status")) : json_string("placed"));
+	if (h->ops->select(h->b, HS_GET_CALLBACK, id, 1, on_callback_row, ob) < 0)
+		return HSTORE_FAIL;
+	ob->user = json_string_value(json_object_get(ob->o, "user_id"));
+	{
+		const struct hval rv[] = { TEXT(order_id), TEXT(ob->user) };
+		if (ob->user == NULL || h->ops->select(h->b, HS_GET_RECEIPTS, rv, 2, on_receipt_row, ob) < 0)
+			return HSTORE_FAIL;
+	}
 	return HSTORE_OK;
 }
 
-/* The callback's outcome, when the order came with a callback_url, into o and timeline.  Db locked. */
-static enum hstore_result
-order_callback(struct history_store *h, const char *order_id, json_t *o, json_t *timeline)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	st = db_prepare(h->db, "SELECT outcome, attempts, detail, at_ms, delivery_id FROM callbacks WHERE order_id = ?");
-	if (st == NULL)
-		return HSTORE_FAIL;
-	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *outcome = (const char *)sqlite3_column_text(st, 0);
-		char what[32];
-
-		snprintf(what, sizeof(what), "callback_%s", outcome);
-		json_array_append_new(timeline,
-		    json_pack("{s:s, s:o, s:i, s:s, s:s}", "status", what, "at", time_json(sqlite3_column_int64(st, 3)),
-			"attempts", sqlite3_column_int(st, 1), "detail", (const char *)sqlite3_column_text(st, 2),
-			"delivery_id", (const char *)sqlite3_column_text(st, 4)));
-		json_object_set_new(o, "callback",
-		    json_pack("{s:s, s:i, s:s}", "outcome", outcome, "attempts", sqlite3_column_int(st, 1), "detail",
-			(const char *)sqlite3_column_text(st, 2)));
-	}
-	db_done(h->db, st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? HSTORE_OK : HSTORE_FAIL;
-}
-
-/* The receipts of the order's own user's devices into o's "deliveries" and timeline.  Db locked. */
-static enum hstore_result
-order_receipts(struct history_store *h, const char *order_id, json_t *o, json_t *timeline)
-{
-	const char *user = json_string_value(json_object_get(o, "user_id"));
-	json_t *deliveries = json_array();
-	sqlite3_stmt *st;
-	int rc;
-
-	if (deliveries == NULL || user == NULL ||
-	    (st = db_prepare(h->db, "SELECT device_id, at_ms FROM receipts WHERE order_id = ? AND user_id = ? "
-				    "ORDER BY at_ms, device_id")) == NULL) {
-		json_decref(deliveries);
-		return HSTORE_FAIL;
-	}
-	sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *device = (const char *)sqlite3_column_text(st, 0);
-		int64_t at = sqlite3_column_int64(st, 1);
-		char detail[2 * NAME_MAX_LEN + 32];
-
-		snprintf(detail, sizeof(detail), "delivered to %s/%s", user, device);
-		json_array_append_new(deliveries, json_pack("{s:s, s:o}", "device", device, "delivered_at", time_json(at)));
-		json_array_append_new(timeline, json_pack("{s:s, s:o, s:s, s:s}", "status", "delivered", "at", time_json(at),
-						    "device", device, "detail", detail));
-	}
-	db_done(h->db, st);
-	json_object_set_new(o, "deliveries", deliveries);
-	return step_end(rc) == 0 ? HSTORE_OK : HSTORE_FAIL;
-}
-
-/* Builds the order object into *out.  Db locked by the caller. */
+/* Builds the order object into *out (NULL unless HSTORE_OK).  Inside a read bracket. */
 static enum hstore_result
 order_locked(struct history_store *h, const char *order_id, json_t **out)
 {
-	json_t *o = json_object(), *timeline = json_array();
+	struct order_build ob = { .o = json_object(), .timeline = json_array(), .deliveries = json_array() };
 	enum hstore_result rc = HSTORE_FAIL;
 
 	*out = NULL;
-	if (o == NULL || timeline == NULL)
-		goto fail;
-	json_object_set_new(o, "order_id", json_string(order_id));
-	if ((rc = order_rows(h, order_id, o, timeline)) != HSTORE_OK ||
-	    (rc = order_callback(h, order_id, o, timeline)) != HSTORE_OK ||
-	    (rc = order_receipts(h, order_id, o, timeline)) != HSTORE_OK)
-		goto fail;
-	json_object_set_new(o, "timeline", timeline);
-	*out = o;
-	return HSTORE_OK;
-fail:
-	json_decref(timeline);
-	json_decref(o);
+	if (ob.o != NULL && ob.timeline != NULL && ob.deliveries != NULL &&
+	    (rc = order_read(h, order_id, &ob)) == HSTORE_OK) {
+		json_object_set_new(ob.o, "deliveries", ob.deliveries);
+		json_object_set_new(ob.o, "timeline", ob.timeline);
+		*out = ob.o;
+		return HSTORE_OK;
+	}
+	json_decref(ob.deliveries);
+	json_decref(ob.timeline);
+	json_decref(ob.o);
 	return rc;
 }
 
 enum hstore_result
 hstore_order(struct history_store *h, const char *order_id, json_t **out)
 {
-	enum hstore_result rc;
+	enum hstore_result rc = HSTORE_FAIL;
 
-	db_lock(h->db);
-	rc = order_locked(h, order_id, out);
-	db_unlock(h->db);
+	*out = NULL;
+	if (h->ops->read_begin(h->b) == 0) {
+		rc = order_locked(h, order_id, out);
+		h->ops->read_end(h->b);
+	}
 	if (rc == HSTORE_FAIL)
-		log_error("cannot read an order", "order_id=%s err=%s", order_id, LOGQ(db_errmsg(h->db)));
+		log_error("cannot read an order", "order_id=%s", order_id);
 	return rc;
 }
 
-/* Up to limit order ids of user_id (older than before when not NULL), newest first, into ids.  Db locked. */
-static int
-user_order_ids(struct history_store *h, const char *user_id, int limit, const char *before, char **ids)
-{
-	sqlite3_stmt *st;
-	int n = 0, rc = SQLITE_DONE;
+/* Collects order ids into a fixed array. */
+struct id_list {
+	char **ids;
+	int n, cap;
+};
 
-	/* order ids are time-sortable, so id order is placement order */
-	st = db_prepare(h->db, before != NULL
-		? "SELECT order_id FROM orders WHERE user_id = ? AND order_id < ? ORDER BY order_id DESC LIMIT ?"
-		: "SELECT order_id FROM orders WHERE user_id = ? ORDER BY order_id DESC LIMIT ?");
-	if (st == NULL)
+static int
+on_id_row(void *arg, const char *const *col)
+{
+	struct id_list *l = arg;
+
+	if (l->n >= l->cap || (l->ids[l->n] = strdup(col[0])) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
-	if (before != NULL) {
-		sqlite3_bind_text(st, 2, before, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 3, limit);
-	} else
-		sqlite3_bind_int(st, 2, limit);
-	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		if ((ids[n] = strdup((const char *)sqlite3_column_text(st, 0))) != NULL)
-			n++;
-	if (n < limit && rc != SQLITE_DONE)
-		n = -1;
-	db_done(h->db, st);
-	return n;
+	l->n++;
+	return 0;
 }
 
 enum hstore_result
@@ -347,30 +302,33 @@ hstore_user_orders(struct history_store *h, const char *user_id, int limit, cons
 {
 	enum hstore_result rc = HSTORE_FAIL;
 	json_t *arr = json_array();
-	char **ids = calloc(limit > 0 ? (size_t)limit : 1, sizeof(*ids));
-	int n = 0;
+	struct id_list l = { .ids = calloc(limit > 0 ? (size_t)limit : 1, sizeof(char *)), .cap = limit };
 
 	*out = NULL;
-	if (arr == NULL || ids == NULL)
+	if (arr == NULL || l.ids == NULL || h->ops->read_begin(h->b) != 0)
 		goto out;
-	db_lock(h->db);
-	if (limit > 0 && (n = user_order_ids(h, user_id, limit, before_order_id, ids)) < 0) {
-		db_unlock(h->db);
-		n = 0;
-		goto out;
+	if (limit > 0) {
+		const struct hval all[] = { TEXT(user_id), INT(limit) };
+		const struct hval before[] = { TEXT(user_id), TEXT(before_order_id), INT(limit) };
+		int n = before_order_id != NULL ? h->ops->select(h->b, HS_USER_ORDERS_BEFORE, before, 3, on_id_row, &l)
+						: h->ops->select(h->b, HS_USER_ORDERS, all, 2, on_id_row, &l);
+		if (n < 0) {
+			h->ops->read_end(h->b);
+			goto out;
+		}
 	}
 	rc = HSTORE_OK;
-	for (int i = 0; i < n && rc == HSTORE_OK; i++) {
+	for (int i = 0; i < l.n && rc == HSTORE_OK; i++) {
 		json_t *o;
-		/* an order listed a moment ago is there: NOT_FOUND cannot happen, FAIL can */
-		if ((rc = order_locked(h, ids[i], &o)) == HSTORE_OK)
+		/* an order listed a moment ago is there (one snapshot): NOT_FOUND cannot happen, FAIL can */
+		if ((rc = order_locked(h, l.ids[i], &o)) == HSTORE_OK)
 			json_array_append_new(arr, o);
 	}
-	db_unlock(h->db);
+	h->ops->read_end(h->b);
 out:
-	for (int i = 0; i < n; i++)
-		free(ids[i]);
-	free(ids);
+	for (int i = 0; i < l.n; i++)
+		free(l.ids[i]);
+	free(l.ids);
 	if (rc != HSTORE_OK) {
 		json_decref(arr);
 		log_error("cannot read a user's orders", "user_id=%s", user_id);
@@ -380,28 +338,30 @@ out:
 	return HSTORE_OK;
 }
 
-static int64_t
-count(struct history_store *h, const char *sql)
+static int
+on_count_row(void *arg, const char *const *col)
 {
-	sqlite3_stmt *st;
-	int64_t n = -1;
-
-	db_lock(h->db);
-	if ((st = db_prepare(h->db, sql)) != NULL && sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	db_done(h->db, st);
-	db_unlock(h->db);
-	return n;
+	*(int64_t *)arg = num(col[0]);
+	return 0;
 }
 
 int64_t
 hstore_count(struct history_store *h, enum hstore_table t)
 {
-	return count(h, t == HSTORE_ORDERS ? "SELECT count(*) FROM orders" : "SELECT count(*) FROM statuses");
+	int64_t n = -1;
+
+	if (h->ops->read_begin(h->b) != 0)
+		return -1;
+	if (h->ops->select(h->b, t == HSTORE_ORDERS ? HS_COUNT_ORDERS : HS_COUNT_STATUSES, NULL, 0, on_count_row, &n) != 1)
+		n = -1;
+	h->ops->read_end(h->b);
+	return n;
 }
 
 int
 hstore_probe(void *arg)
 {
-	return db_probe_write(((struct history_store *)arg)->db);
+	struct history_store *h = arg;
+
+	return h->ops->probe(h->b);
 }

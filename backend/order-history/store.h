@@ -1,18 +1,24 @@
 /*
  * store.h - order-history's store: every user's orders and every status
- * with its time.  The one place order-history keeps or reads anything
- * (SQLite today: store.c; a second backend is a second file behind this
- * header).
+ * with its time.  The one place order-history keeps or reads anything,
+ * on a SQLite file (store_sqlite.c, the default) or on PostgreSQL
+ * (store_pg.c, shared by several instances), chosen by hstore_open()'s
+ * target; store.c holds what both share.
  *
  * hstore_apply() is idempotent: an OrderPlaced is kept once per order,
  * an OrderStatus once per (order, seq), whatever the redeliveries, so the
  * history holds each event exactly once.  Statuses may arrive before their
  * OrderPlaced (different topics): both are kept and joined when read.
- * Safe to call from several threads (the store locks itself).
+ * Safe to call from several threads (the store locks itself).  On
+ * PostgreSQL several instances may share one database: each event is
+ * still kept once (INSERT ... ON CONFLICT DO NOTHING), and a lost
+ * connection is re-established in the background while calls answer
+ * HSTORE_FAIL.
  */
 #ifndef PIZZA_HISTORY_STORE_H
 #define PIZZA_HISTORY_STORE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -28,8 +34,16 @@ enum hstore_result {
 	HSTORE_FAIL,      /* the database failed: nothing changed, logged */
 };
 
-/* Opens (creating) the store at path. NULL on error (logged). */
-struct history_store *hstore_open(const char *path);
+/*
+ * Opens the store at target, creating its tables when missing:
+ * "postgresql://..." or "postgres://..." is a PostgreSQL connection URL
+ * (libpq's, e.g. postgresql://history@db.example/pizza?passfile=/etc/pizza/pgpass),
+ * any other text without "://" a SQLite file path.  NULL on error (logged,
+ * also for another URL scheme).
+ */
+struct history_store *hstore_open(const char *target);
+/* target as it may be logged (a URL's password left out) into buf; returns buf. */
+const char *hstore_label(const char *target, char *buf, size_t n);
 /* Closes the store.  NULL is ignored. */
 void hstore_close(struct history_store *h);
 
