@@ -154,8 +154,7 @@ static volatile sig_atomic_t quit;
 static void
 on_signal(int sig)
 {
-	(void)sig;
-	quit = 1;
+	quit = sig; /* SIGINT or SIGTERM: never 0 */
 }
 
 static const char *
@@ -560,10 +559,12 @@ follow_order(struct follow *f, struct inbox *ib)
 	}
 	if (f->got_alert)
 		return 0;
-	if (quit)
+	if (quit) {
+		/* as a shell reports a command killed by the signal: 130 for Ctrl-C */
 		fprintf(stderr, "%s order: interrupted while waiting for %s\n", PROG, f->waiting_for);
-	else
-		fprintf(stderr, "%s order: timed out after %lds waiting for %s\n", PROG, f->c->timeout_s, f->waiting_for);
+		return 128 + (int)quit;
+	}
+	fprintf(stderr, "%s order: timed out after %lds waiting for %s\n", PROG, f->c->timeout_s, f->waiting_for);
 	return 1;
 }
 

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,39 @@ test_late_phone_sees_current_status(void **state)
 	free(out);
 }
 
+/*
+ * Ctrl-C while phone-sim order waits for the pizza: one line saying so and
+ * the exit status a shell gives a command SIGINT stopped (130), so a
+ * script can tell an interruption from a failed order (1).
+ */
+static void
+test_interrupted_order_exits_130(void **state)
+{
+	char outfile[600], *out = NULL, *text;
+	char *const argv[] = { "phone-sim", "order", "--user", "alice", "--item", "funghi", "--timeout", "30", NULL };
+	int64_t deadline;
+	pid_t pid;
+	int in_oven = 0, rc;
+
+	(void)state;
+	snprintf(outfile, sizeof(outfile), "%s/interrupted.out", slow.dir);
+	assert_true((pid = h_spawn(&slow, h_password(&slow, "alice"), argv, outfile)) > 0);
+	/* the oven takes 2.5 s here: interrupt it there */
+	for (deadline = mono_ms() + 15000; mono_ms() < deadline && !in_oven;) {
+		text = file_read_small(outfile, 1 << 20);
+		in_oven = text != NULL && strstr(text, "  oven ") != NULL;
+		free(text);
+		if (!in_oven)
+			h_sleep(20);
+	}
+	assert_true(in_oven);
+	assert_int_equal(kill(pid, SIGINT), 0);
+	rc = h_collect(pid, outfile, &out, 10000);
+	if (rc != 130 || strstr(out, "phone-sim order: interrupted while waiting for") == NULL)
+		fail_msg("exit %d, output:\n%s", rc, out);
+	free(out);
+}
+
 int
 main(void)
 {
@@ -250,6 +284,7 @@ main(void)
 	};
 	const struct CMUnitTest late[] = {
 		cmocka_unit_test(test_late_phone_sees_current_status),
+		cmocka_unit_test(test_interrupted_order_exits_130),
 	};
 	int failed = 0;
 
