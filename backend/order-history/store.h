@@ -12,8 +12,8 @@
  * Safe to call from several threads (the store locks itself).  On
  * PostgreSQL several instances may share one database: each event is
  * still kept once (INSERT ... ON CONFLICT DO NOTHING), and a lost
- * connection is re-established in the background while calls answer
- * HSTORE_FAIL.
+ * connection is made again by later calls (never waiting long), which
+ * answer HSTORE_FAIL until it is back.
  */
 #ifndef PIZZA_HISTORY_STORE_H
 #define PIZZA_HISTORY_STORE_H

@@ -37,13 +37,16 @@
 #include "store_backend.h"
 #include "util.h"
 
-/* Any key, the same in every instance: creating the schema takes it so two instances starting together do not race. */
-#define SCHEMA_LOCK_KEY 0x7069737461L
-
+/*
+ * Two instances starting together would race on CREATE ... IF NOT EXISTS
+ * (a duplicate key in the catalog): the schema is created under an advisory
+ * lock, any key the same in every instance.
+ */
+#define SCHEMA_LOCK_KEY "7104111114"
 /* COLLATE "C": order ids sort (and page) by their bytes, as in SQLite, whatever the cluster's locale. */
 #define PG_SCHEMA                                                                                            \
 	"BEGIN;"                                                                                             \
-	"SELECT pg_advisory_xact_lock(" STR(SCHEMA_LOCK_KEY) ");"                                            \
+	"SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"                                                 \
 	"CREATE TABLE IF NOT EXISTS orders (order_id TEXT COLLATE \"C\" PRIMARY KEY, user_id TEXT NOT NULL," \
 	"  items TEXT NOT NULL, callback_url TEXT, placed_ms BIGINT NOT NULL, event_id TEXT NOT NULL);"      \
 	"CREATE INDEX IF NOT EXISTS orders_user ON orders(user_id, order_id);"                               \
@@ -58,8 +61,6 @@
 	"  PRIMARY KEY (order_id, device_id));"                                                              \
 	"CREATE TABLE IF NOT EXISTS db_health (id INTEGER PRIMARY KEY, at_ms BIGINT NOT NULL);"              \
 	"COMMIT;"
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 static const char *const sql[HS_NSTMTS] = {
 	[HS_PUT_ORDER] = "INSERT INTO orders(order_id, user_id, items, callback_url, placed_ms, event_id) "
@@ -140,6 +141,15 @@ errtext(const char *s, char *buf, size_t n)
 	return buf;
 }
 
+/* The server's notices ("relation ... already exists, skipping") at debug, not on stderr. */
+static void
+on_notice(void *arg, const char *message)
+{
+	char e[256];
+
+	log_debug("PostgreSQL notice", "db=%s notice=%s", LOGQ((const char *)arg), LOGQ(errtext(message, e, sizeof(e))));
+}
+
 /*
  * Connects to target with our defaults first: the URL's own parameters
  * (listed later) override them.  Returns the connection, or NULL (logged).
@@ -159,6 +169,7 @@ connect_to(const char *target, const char *label)
 		PQfinish(c);
 		return NULL;
 	}
+	PQsetNoticeProcessor(c, on_notice, (void *)label);
 	return c;
 }
 

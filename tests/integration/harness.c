@@ -4,7 +4,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -79,9 +82,9 @@ port_open(int port)
 	return ok;
 }
 
-/* fork+exec argv with stdout and stderr to log (appending). */
+/* fork+exec argv as uid/gid (when they are not ours: root only), stdout and stderr to log (appending). */
 static pid_t
-spawn(char *const argv[], const char *log)
+spawn_as(char *const argv[], const char *log, uid_t uid, gid_t gid)
 {
 	pid_t pid = fork();
 
@@ -92,13 +95,24 @@ spawn(char *const argv[], const char *log)
 			dup2(fd, 2);
 			close(fd);
 		}
-		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+		if (uid != getuid() && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+			fprintf(stderr, "cannot become uid %d: %s\n", (int)uid, strerror(errno));
+			_exit(126);
+		}
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test (after setuid, which clears it) */
 		close_range(3, ~0U, 0);            /* not the test's own broker connections */
 		execv(argv[0], argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	return pid;
+}
+
+/* fork+exec argv with stdout and stderr to log (appending). */
+static pid_t
+spawn(char *const argv[], const char *log)
+{
+	return spawn_as(argv, log, getuid(), getgid());
 }
 
 /* Waits for pid up to ms; SIGKILLs it after that. */
@@ -1103,4 +1117,194 @@ h_listening(pid_t pid, struct h_listen *out, int n)
 	listening_in(pid, "tcp", ino, nino, out, n, &k);
 	listening_in(pid, "tcp6", ino, nino, out, n, &k);
 	return k;
+}
+
+/* ---- a private PostgreSQL ---------------------------------------------- */
+
+/* Runs argv as pg's user and waits (up to ms); its exit status, or -1. */
+static int
+pg_run(const struct h_pg *pg, char *const argv[], const char *log, int ms)
+{
+	pid_t pid = spawn_as(argv, log, pg->uid, pg->gid);
+	int64_t deadline = mono_ms() + ms;
+	int st;
+
+	while (pid > 0 && mono_ms() < deadline) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		sleep_ms(20);
+	}
+	if (pid > 0)
+		reap(pid, 0);
+	return -1;
+}
+
+/* Starts postgres on pg's cluster and waits until it accepts connections (an event, with a deadline). */
+static int
+pg_serve(struct h_pg *pg)
+{
+	char bin[300], isready[300], data[700], log[700], port[16];
+	char *argv[] = { bin, (char *)"-D", data, (char *)"-p", port, (char *)"-k", pg->dir, (char *)"-c",
+		(char *)"listen_addresses=127.0.0.1", (char *)"-c", (char *)"max_connections=40", (char *)"-c",
+		(char *)"fsync=off", /* a test's cluster: durability across an OS crash is not what it checks */
+		NULL };
+	char *probe[] = { isready, (char *)"-q", (char *)"-h", (char *)"127.0.0.1", (char *)"-p", port, (char *)"-t",
+		(char *)"1", NULL };
+	int64_t deadline;
+
+	snprintf(bin, sizeof(bin), "%s/postgres", pg->bindir);
+	snprintf(isready, sizeof(isready), "%s/pg_isready", pg->bindir);
+	snprintf(data, sizeof(data), "%s/data", pg->dir);
+	snprintf(log, sizeof(log), "%s/postgres.log", pg->dir);
+	snprintf(port, sizeof(port), "%d", pg->port);
+	pg->pid = spawn_as(argv, log, pg->uid, pg->gid);
+	deadline = mono_ms() + 20000;
+	while (mono_ms() < deadline) {
+		if (waitpid(pg->pid, NULL, WNOHANG) == pg->pid) {
+			fprintf(stderr, "harness: postgres exited at start; see %s\n", log);
+			pg->pid = 0;
+			return -1;
+		}
+		/* pg_isready exits 0 once the server accepts connections (1 while it starts up) */
+		if (pg_run(pg, probe, log, 3000) == 0)
+			return 0;
+		sleep_ms(20);
+	}
+	fprintf(stderr, "harness: postgres not ready after 20 s; see %s\n", log);
+	return -1;
+}
+
+int
+h_pg_start(struct stack *s, struct h_pg *pg)
+{
+	char initdb[300], data[700], pwfile[700], passfile[700], log[700], pw[33], pwopt[720];
+	unsigned char rnd[16];
+	glob_t g;
+	FILE *f;
+	int fd, rc;
+
+	memset(pg, 0, sizeof(*pg));
+	/* Debian's server binaries: /usr/lib/postgresql/<version>/bin, the newest when several */
+	if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0 || g.gl_pathc == 0) {
+		fprintf(stderr, "harness: PostgreSQL is not installed: sudo apt-get install -y postgresql\n");
+		return -1;
+	}
+	snprintf(pg->bindir, sizeof(pg->bindir), "%.*s", (int)(strlen(g.gl_pathv[g.gl_pathc - 1]) - strlen("/initdb")),
+	    g.gl_pathv[g.gl_pathc - 1]);
+	globfree(&g);
+	pg->uid = getuid();
+	pg->gid = getgid();
+	if (pg->uid == 0) {
+		struct passwd *pw_nobody = getpwnam("nobody");
+		if (pw_nobody == NULL) {
+			fprintf(stderr, "harness: PostgreSQL refuses root and there is no user nobody to run it as\n");
+			return -1;
+		}
+		pg->uid = pw_nobody->pw_uid;
+		pg->gid = pw_nobody->pw_gid;
+	}
+	snprintf(pg->dir, sizeof(pg->dir), "%s/pg", s->dir);
+	snprintf(data, sizeof(data), "%s/data", pg->dir);
+	snprintf(pwfile, sizeof(pwfile), "%s/initdb.pw", pg->dir);
+	snprintf(passfile, sizeof(passfile), "%s/pgpass", pg->dir);
+	snprintf(log, sizeof(log), "%s/initdb.log", pg->dir);
+	if (mkdir(pg->dir, 0700) != 0 || chown(pg->dir, pg->uid, pg->gid) != 0) {
+		fprintf(stderr, "harness: cannot make %s for postgres: %s\n", pg->dir, strerror(errno));
+		return -1;
+	}
+	/* a generated password: in a file initdb reads (then removed) and in the clients' passfile (0600) */
+	if ((fd = open("/dev/urandom", O_RDONLY)) < 0 || read(fd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(pw + 2 * i, 3, "%02x", rnd[i]);
+	if ((fd = open(pwfile, O_WRONLY | O_CREAT | O_EXCL, 0600)) < 0 || write(fd, pw, strlen(pw)) < 0 ||
+	    fchown(fd, pg->uid, pg->gid) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	pg->port = free_port();
+	/* libpq ignores a passfile others may read */
+	if ((fd = open(passfile, O_WRONLY | O_CREAT | O_TRUNC, 0600)) < 0 || (f = fdopen(fd, "w")) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	fprintf(f, "127.0.0.1:%d:*:pizza:%s\n", pg->port, pw); /* any database: createdb connects to another */
+	fclose(f);
+	snprintf(pg->url, sizeof(pg->url), "postgresql://pizza@127.0.0.1:%d/pizza?passfile=%s", pg->port, passfile);
+
+	snprintf(initdb, sizeof(initdb), "%s/initdb", pg->bindir);
+	snprintf(pwopt, sizeof(pwopt), "--pwfile=%s", pwfile);
+	{
+		char *argv[] = { initdb, (char *)"-D", data, (char *)"-U", (char *)"pizza", pwopt,
+			(char *)"--auth=scram-sha-256", (char *)"-E", (char *)"UTF8", (char *)"--locale=C.UTF-8",
+			(char *)"--no-sync", NULL };
+		rc = pg_run(pg, argv, log, 60000);
+	}
+	unlink(pwfile);
+	if (rc != 0) {
+		fprintf(stderr, "harness: initdb failed (%d); see %s\n", rc, log);
+		return -1;
+	}
+	if (pg_serve(pg) != 0)
+		return -1;
+	{
+		/* the services' database: pizza, owned by pizza */
+		char createdb[300], portarg[16];
+		char *argv[] = { createdb, (char *)"-w", (char *)"-h", (char *)"127.0.0.1", (char *)"-p", portarg, (char *)"-U",
+			(char *)"pizza", (char *)"pizza", NULL };
+		snprintf(createdb, sizeof(createdb), "%s/createdb", pg->bindir);
+		snprintf(portarg, sizeof(portarg), "%d", pg->port);
+		setenv("PGPASSFILE", passfile, 1); /* createdb and psql (run by root) find the password there */
+		if (pg_run(&(struct h_pg){ .uid = getuid(), .gid = getgid() }, argv, log, 20000) != 0) {
+			fprintf(stderr, "harness: createdb failed; see %s\n", log);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+h_pg_stop(struct h_pg *pg)
+{
+	if (pg->pid > 0) {
+		kill(pg->pid, SIGINT); /* fast shutdown: sessions are ended, then a clean stop */
+		reap(pg->pid, 10000);
+		pg->pid = 0;
+	}
+}
+
+int
+h_pg_restart(struct h_pg *pg)
+{
+	h_pg_stop(pg);
+	return pg_serve(pg);
+}
+
+int64_t
+h_pg_int(struct h_pg *pg, const char *sql)
+{
+	char psql[300], out[700], *text;
+	char *argv[] = { psql, (char *)"-w", (char *)"-X", (char *)"-q", (char *)"-t", (char *)"-A", (char *)"-d", pg->url,
+		(char *)"-c", (char *)sql, NULL };
+	int64_t v = -1;
+
+	snprintf(psql, sizeof(psql), "%s/psql", pg->bindir);
+	snprintf(out, sizeof(out), "%s/psql.out", pg->dir);
+	unlink(out);
+	if (pg_run(&(struct h_pg){ .uid = getuid(), .gid = getgid() }, argv, out, 10000) == 0 &&
+	    (text = file_read_small(out, 4096)) != NULL) {
+		char *end;
+		long long n = strtoll(text, &end, 10);
+		if (end != text && (*end == '\n' || *end == '\0'))
+			v = n;
+		free(text);
+	}
+	return v;
 }

@@ -188,4 +188,35 @@ struct h_listen {
  */
 int h_listening(pid_t pid, struct h_listen *out, int n);
 
+/*
+ * A private PostgreSQL for a test: Debian's initdb into <stack dir>/pg/data
+ * (superuser "pizza" with a generated password, scram-sha-256 for every
+ * connection), then postgres on a free port of 127.0.0.1 with its unix
+ * socket in <stack dir>/pg and its log in <stack dir>/pg/postgres.log.
+ * PostgreSQL refuses to run as root: a test run by root runs both as
+ * "nobody" (the folder is given to it).
+ */
+struct h_pg {
+	char dir[600];   /* <stack dir>/pg */
+	char url[1400];  /* postgresql://pizza@127.0.0.1:<port>/pizza?passfile=<dir>/pgpass (no secret in it) */
+	char bindir[256]; /* Debian's /usr/lib/postgresql/<version>/bin */
+	int port;
+	pid_t pid;
+	uid_t uid; /* whom postgres runs as */
+	gid_t gid;
+};
+
+/*
+ * Creates the cluster and starts it, waiting (pg_isready, 20 s at most)
+ * until it accepts connections.  Returns 0, or -1 after printing why
+ * (PostgreSQL not installed: the apt-get line).
+ */
+int h_pg_start(struct stack *s, struct h_pg *pg);
+/* Stops postgres (fast shutdown) and waits for it; the cluster stays for h_pg_restart() and post-mortems. */
+void h_pg_stop(struct h_pg *pg);
+/* Stops postgres and starts it again on the same port and data; 0 once it accepts connections again, else -1. */
+int h_pg_restart(struct h_pg *pg);
+/* Runs one SQL query with psql and returns its single integer result (count(*)), or -1. */
+int64_t h_pg_int(struct h_pg *pg, const char *sql);
+
 #endif
