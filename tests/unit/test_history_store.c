@@ -518,10 +518,28 @@ test_receipts(void **state)
 	json_decref(o);
 }
 
+/* What --db may be: a URL of another scheme or nothing is refused; a PostgreSQL URL is logged without its password. */
+static void
+test_targets(void **state)
+{
+	char buf[256];
+
+	(void)state;
+	assert_null(hstore_open("mysql://history@127.0.0.1/pizza"));
+	assert_null(hstore_open(""));
+	assert_string_equal(hstore_label("postgresql://history:s3cret@db.example:5433/pizza?sslmode=require", buf,
+				sizeof(buf)),
+	    "postgresql://history@db.example:5433/pizza");
+	assert_string_equal(hstore_label("postgres://db.example/pizza?password=s3cret", buf, sizeof(buf)),
+	    "postgresql://db.example/pizza");
+	assert_string_equal(hstore_label("/var/lib/pizza/history.db", buf, sizeof(buf)), "/var/lib/pizza/history.db");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_targets),
 		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apply_and_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_types_refused, setup, teardown),
