@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
+
 #include <string.h>
 
 #include "topic.h"
@@ -201,10 +203,63 @@ test_matches(void **state)
 	assert_string_equal(topic_unshared(TOPIC_PLACED), TOPIC_PLACED);
 }
 
+/* The device topics (docs/events.md, "Devices and delivery receipts"): built, parsed, and refused when malformed. */
+static void
+test_device_topics(void **state)
+{
+	static const struct {
+		const char *what;
+		enum topic_kind kind;
+	} ok[] = {
+		{ "hello", TOPIC_KIND_DEVICE_HELLO },
+		{ "receipts", TOPIC_KIND_DEVICE_RECEIPTS },
+		{ "alerts", TOPIC_KIND_DEVICE_ALERTS },
+	};
+	static const char *const bad[] = {
+		"pizza/users/carol/devices/phone",         /* no kind */
+		"pizza/users/carol/devices/phone/",        /* empty kind */
+		"pizza/users/carol/devices/phone/status",  /* not a device kind */
+		"pizza/users/carol/devices/phone/hello/x", /* an extra level */
+		"pizza/users/carol/devices//hello",        /* no device */
+		"pizza/users/carol/devices/+/hello",       /* a wildcard is no device */
+		"pizza/users/carol/devices/ph.one/hello",  /* not a valid name */
+		"pizza/users//devices/phone/hello",
+		"pizza/users/carol/device/phone/hello",
+	};
+	char buf[TOPIC_MAX], want[TOPIC_MAX], user[NAME_MAX_LEN + 1], dev[NAME_MAX_LEN + 1], order[NAME_MAX_LEN + 1];
+	char d64[NAME_MAX_LEN + 1];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(topic_device(buf, sizeof(buf), "carol", "phone-1", ok[i].what), 0);
+		snprintf(want, sizeof(want), "pizza/users/carol/devices/phone-1/%s", ok[i].what);
+		assert_string_equal(buf, want);
+		assert_int_equal(topic_parse_device(buf, user, dev), ok[i].kind);
+		assert_string_equal(user, "carol");
+		assert_string_equal(dev, "phone-1");
+		assert_int_equal(topic_parse(buf, user, order), ok[i].kind);
+		/* the notifier's and order-history's subscriptions match exactly their kinds */
+		assert_int_equal(topic_matches(TOPIC_ALL_HELLO, buf), ok[i].kind == TOPIC_KIND_DEVICE_HELLO);
+		assert_int_equal(topic_matches(TOPIC_ALL_RECEIPTS, buf), ok[i].kind == TOPIC_KIND_DEVICE_RECEIPTS);
+	}
+	/* the longest names fit (builders only format: callers check names, as for the other topics) */
+	memset(d64, 'd', NAME_MAX_LEN);
+	d64[NAME_MAX_LEN] = '\0';
+	assert_int_equal(topic_device(buf, sizeof(buf), d64, d64, "receipts"), 0);
+	assert_int_equal(topic_parse_device(buf, user, dev), TOPIC_KIND_DEVICE_RECEIPTS);
+	assert_string_equal(dev, d64);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (topic_parse_device(bad[i], user, dev) != TOPIC_KIND_OTHER || topic_parse(bad[i], user, order) != TOPIC_KIND_OTHER)
+			fail_msg("accepted %s", bad[i]);
+	/* a user topic is no device topic */
+	assert_int_equal(topic_parse_device("pizza/users/carol/alerts", user, dev), TOPIC_KIND_OTHER);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_device_topics),
 		cmocka_unit_test(test_builders),
 		cmocka_unit_test(test_builders_too_small),
 		cmocka_unit_test(test_parse_kinds),
