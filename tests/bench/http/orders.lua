@@ -9,8 +9,15 @@
 --
 -- At the end it prints two machine-readable lines (run.sh reads them):
 --   wrk_status 202=N 429=N other=N errors=N
---   wrk_latency p50_ms=.. p99_ms=.. rps=.. requests=N
+--   wrk_latency p50_ms=.. p99_ms=.. rps=.. requests=N seconds=..
 -- "errors" are requests that got no HTTP answer (socket errors, timeouts).
+--
+-- With REQUESTS_PER_THREAD=N each wrk thread stops once N of its requests
+-- were answered (the flash-sale burst: a number of orders, not a duration);
+-- requests still in flight then are never read, and are not counted.  wrk's
+-- main thread sleeps out its whole -d, so the last of the THREADS threads to
+-- finish (each leaves a file in DONE_DIR) interrupts it with SIGINT, as ^C
+-- would: wrk then reports the time the burst took.
 --
 -- wrk runs one Lua state per thread: counters live in each thread's globals
 -- and done() adds them up through the thread objects kept by setup().
@@ -48,6 +55,12 @@ end
 local users, prepared = {}, {}
 local next_user, seq = 0, 0
 local with_keys = os.getenv("IDEMPOTENCY_KEYS") == "1"
+local per_thread = tonumber(os.getenv("REQUESTS_PER_THREAD") or "")
+local done_dir, nthreads = os.getenv("DONE_DIR"), tonumber(os.getenv("THREADS") or "")
+local finished = false
+if per_thread ~= nil and (per_thread < 1 or done_dir == nil or done_dir:find("'") or nthreads == nil) then
+   error("orders.lua: REQUESTS_PER_THREAD needs to be 1 or more, with DONE_DIR (a folder) and THREADS")
+end
 
 local function order_request(u, key)
    local headers = {
@@ -89,6 +102,15 @@ function response(status, headers, body)
    else
       counts.other = counts.other + 1
    end
+   if per_thread ~= nil and not finished and counts.ok + counts.limited + counts.other >= per_thread then
+      finished = true
+      wrk.thread:stop()
+      -- $PPID of the shell is wrk itself.  system() ignores SIGINT in the whole of wrk until the shell
+      -- returns, so the signal is sent from the background a moment later (again, until wrk is gone).
+      os.execute(string.format("touch '%s/%d' && [ \"$(ls '%s' | wc -l)\" -ge %d ] && " ..
+         "(for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.02; kill -INT $PPID 2>/dev/null || exit 0; done) " ..
+         ">/dev/null 2>&1 &", done_dir, id or 1, done_dir, nthreads))
+   end
 end
 
 function done(summary, latency, requests)
@@ -103,7 +125,7 @@ function done(summary, latency, requests)
    local errors = e.connect + e.read + e.write + e.timeout
    local seconds = summary.duration / 1e6
    io.write(string.format("wrk_status 202=%d 429=%d other=%d errors=%d\n", ok, limited, other, errors))
-   io.write(string.format("wrk_latency p50_ms=%.3f p99_ms=%.3f rps=%.1f requests=%d\n",
+   io.write(string.format("wrk_latency p50_ms=%.3f p99_ms=%.3f rps=%.1f requests=%d seconds=%.3f\n",
       latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-      summary.requests / seconds, summary.requests))
+      summary.requests / seconds, summary.requests, seconds))
 end

@@ -15,6 +15,11 @@
 #   THREADS      wrk threads (2)
 #   WORKDIR      folder for nginx's config, logs and wrk output (a temporary one)
 #   IDEMPOTENCY_KEYS  1: send a unique Idempotency-Key with every order
+#   BURST        N: the flash-sale burst instead: N orders to order-service as
+#                fast as wrk sends them (each thread stops after N/THREADS
+#                answers; DURATION is then only a cap), no nginx. Prints
+#                burst_rps= burst_p99_ms= burst_seconds= burst_requests=
+#                burst_accepted= burst_refused= burst_errors=
 #
 # order-service limits each client address to 50 requests/s by default:
 # start it with PIZZA_HTTP_RATE_LIMIT=0 to measure it, or expect 429s.
@@ -54,13 +59,28 @@ listening "$host" "$port" || die "order-service is not reachable at $ORDER_URL"
 
 # run_wrk NAME URL: one wrk run with orders.lua; its output goes to $WORKDIR/NAME.wrk
 run_wrk() {
-  wrk --latency -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" -s "$here/orders.lua" "$2" \
+  REQUESTS_PER_THREAD=${REQUESTS_PER_THREAD:-} DONE_DIR=${DONE_DIR:-} THREADS=$THREADS wrk --latency -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" -s "$here/orders.lua" "$2" \
     > "$WORKDIR/$1.wrk" 2>&1 || die "wrk against $1 failed: $(tail -n 1 "$WORKDIR/$1.wrk")"
   grep -q '^wrk_latency ' "$WORKDIR/$1.wrk" || die "wrk against $1 printed no results: see $WORKDIR/$1.wrk"
 }
 
 # field NAME LINE KEY: the value of KEY=... on the wrk_LINE line of NAME's output
 field() { sed -n "s/^wrk_$2 .*\\b$3=\\([^ ]*\\).*/\\1/p" "$WORKDIR/$1.wrk"; }
+
+if [ -n "${BURST:-}" ]; then
+  [ "$BURST" -ge "$THREADS" ] 2>/dev/null || die "BURST=$BURST must be a whole number of at least THREADS=$THREADS"
+  rm -rf "$WORKDIR/burst.done" && mkdir -p "$WORKDIR/burst.done"
+  REQUESTS_PER_THREAD=$(( (BURST + THREADS - 1) / THREADS )) DONE_DIR="$WORKDIR/burst.done" \
+    run_wrk burst "$ORDER_URL"
+  echo "burst_rps=$(field burst latency rps)"
+  echo "burst_p99_ms=$(field burst latency p99_ms)"
+  echo "burst_seconds=$(field burst latency seconds)"
+  echo "burst_requests=$(field burst latency requests)"
+  echo "burst_accepted=$(field burst status 202)"
+  echo "burst_refused=$(( $(field burst status 429) + $(field burst status other) ))"
+  echo "burst_errors=$(field burst status errors)"
+  exit 0
+fi
 
 # (a) nginx on a free port, answering a static 202
 nginx_pid=
