@@ -29,9 +29,9 @@ struct read_fwd {
 
 /*
  * The answer to a forwarded read from order-history's (status 0: none
- * came; body is taken over).  A 200 for an order whose "user_id" is not
- * owner becomes a 404: a user cannot even learn that another user's order
- * exists.
+ * came; body is taken over).  None, or a 5xx, is a 503 with Retry-After.
+ * A 200 for an order whose "user_id" is not owner becomes a 404: a user
+ * cannot even learn that another user's order exists.
  */
 static void
 history_answer(const struct read_fwd *r, long status, char *body, struct http_resp *resp)
@@ -39,6 +39,13 @@ history_answer(const struct read_fwd *r, long status, char *body, struct http_re
 	if (status == 0) {
 		free(body);
 		http_error(resp, 503, "unavailable", "the order history is not answering; try again shortly");
+		resp->retry_after = 2;
+		return;
+	}
+	if (status >= 500) {
+		/* every order-history tried failed the read (forward.h): the client tries again, as when none answers */
+		free(body);
+		http_error(resp, 503, "unavailable", "the order history cannot answer now; try again shortly");
 		resp->retry_after = 2;
 		return;
 	}

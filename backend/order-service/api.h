@@ -33,7 +33,7 @@ struct api {
 	struct intake *intake;
 	struct mq *mq;             /* for /healthz */
 	struct order_store *store; /* for /healthz (ostore_probe()) */
-	const char *history_url;   /* e.g. http://127.0.0.1:8081 */
+	const char *history_url;   /* e.g. http://127.0.0.1:8081, or several comma-separated (forward.h) */
 	const char *history_secret; /* order-history's read API wants it (Authorization: Bearer) */
 	struct accounts *accounts; /* logins, tokens, the admin API's changes; NULL: no login */
 	const char *admin_secret;  /* the admin API wants it (Authorization: Bearer); NULL: no admin API */

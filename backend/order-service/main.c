@@ -17,6 +17,7 @@
 #include "aclfile.h"
 #include "api.h"
 #include "consume.h"
+#include "forward.h"
 #include "intake.h"
 #include "log.h"
 #include "metrics.h"
@@ -216,7 +217,9 @@ parse_args(int argc, char **argv)
 		{ "http-bind", 0, OPT_STR, "PIZZA_HTTP_BIND", "127.0.0.1", "address the HTTP API listens on",
 		    &cfg.http_bind, 0, 0 },
 		{ "history-url", 0, OPT_STR, "PIZZA_HISTORY_URL", "http://127.0.0.1:8081",
-		    "order-history's HTTP API, which answers the read endpoints", &cfg.history_url, 0, 0 },
+		    "order-history's HTTP API, which answers the read endpoints: one URL, or the URLs of several "
+		    "instances (comma-separated, the first healthy one asked first)",
+		    &cfg.history_url, 0, 0 },
 		{ "idempotency-ttl", 0, OPT_DURATION_H, "PIZZA_IDEMPOTENCY_TTL_H", "48h",
 		    "how long an Idempotency-Key is remembered (at least 24h)", &cfg.idempotency_ttl_h, 24, 24 * 365 },
 		{ "accept-deadline", 0, OPT_DURATION_MS, "PIZZA_ACCEPT_DEADLINE_MS", "10s",
@@ -366,6 +369,10 @@ start(struct service *s)
 
 	if ((s->allow = allowlist_parse(cfg.callback_allow, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s: --callback-allow: %s\n", SVC, err);
+		exit(2);
+	}
+	if (forward_check_urls(cfg.history_url, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: --history-url: %s\n", SVC, err);
 		exit(2);
 	}
 	s->token_secret = secret_read(cfg.token_secret_file, "PIZZA_TOKEN_SECRET",
