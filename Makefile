@@ -275,19 +275,25 @@ PIZZA_HTTP_PORT ?= 8080
 HTTP_PORT_AUTO := $(if $(filter file,$(origin PIZZA_HTTP_PORT)),1,0)
 PIZZA_MQTT_WS_PORT ?= 9001
 WS_PORT_AUTO := $(if $(filter file,$(origin PIZZA_MQTT_WS_PORT)),1,0)
+# STORE=postgres: order-history on a private PostgreSQL in the run folder;
+# INSTANCES=N: N order-history instances (postgres only) and N executors (at
+# least 2), unless EXECUTORS is given (docs/operations.md).
+STORE ?= sqlite
+INSTANCES ?= 1
+STACK_EXECUTORS = $(if $(filter file,$(origin EXECUTORS)),,EXECUTORS=$(EXECUTORS))
 
 # exec: make's child is the stack itself, which stops everything on Ctrl-C and
 # exits 0, so make stops quietly (a shell in between would die of the SIGINT
 # and make would print "Interrupt").
 run: all web-deps
 	@PIZZA_MQTT_WS_PORT=$(PIZZA_MQTT_WS_PORT) PIZZA_MQTT_WS_PORT_AUTO=$(WS_PORT_AUTO) \
-	  PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
-	  BUILD=$(BUILD) exec ./broker-config/stack run
+	  PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) $(STACK_EXECUTORS) \
+	  STORE=$(STORE) INSTANCES=$(INSTANCES) BUILD=$(BUILD) exec ./broker-config/stack run
 
 demo: all web-deps
 	@PIZZA_MQTT_WS_PORT=$(PIZZA_MQTT_WS_PORT) PIZZA_MQTT_WS_PORT_AUTO=$(WS_PORT_AUTO) \
-	  PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) EXECUTORS=$(EXECUTORS) \
-	  BUILD=$(BUILD) exec ./broker-config/stack demo
+	  PIZZA_PORT_AUTO=$(PORT_AUTO) PIZZA_HTTP_PORT_AUTO=$(HTTP_PORT_AUTO) PIZZA_HTTP_PORT=$(PIZZA_HTTP_PORT) PIZZA_MQTT_PORT=$(PIZZA_MQTT_PORT) PIZZA_STAGE_MS=$(PIZZA_STAGE_MS) $(STACK_EXECUTORS) \
+	  STORE=$(STORE) INSTANCES=$(INSTANCES) BUILD=$(BUILD) exec ./broker-config/stack demo
 
 # Every message on pizza/# live, as the read-only admin account of make run's
 # broker: on the port make run wrote to the run folder's env (it may have had
