@@ -15,6 +15,11 @@
  *   - SIGINT (a Ctrl-C): everything exits within seconds, nothing is left
  *     running, and nothing on the way out looks like a crash.
  *
+ * Then a second stack, make run STORE=postgres INSTANCES=2 (issue 16): a
+ * private PostgreSQL in the run folder (not as root), two order-history
+ * instances in <run>/env, an order by phone-sim answered alike by both, and
+ * a Ctrl-C that stops PostgreSQL too.
+ *
  * Supervision deadlines are short (accept 1.5 s, stage 3 s, as in
  * test_integ_faults.c) so that orders an executor took with it are
  * published again quickly.
@@ -277,19 +282,23 @@ setenvf(const char *name, int v)
 	return setenv(name, buf, 1);
 }
 
-/* broker-config/stack run in the background, as make run starts it, on free ports; waits for <run>/env. */
+/*
+ * broker-config/stack run in the background, as make run starts it, on free
+ * ports; waits for <run>/env.  instances 0: plain make run (SQLite);
+ * otherwise make run STORE=postgres INSTANCES=instances.
+ */
 static int
-setup(void **state)
+stack_start(int instances)
 {
 	char build[600], env_file[500];
 	const char *b = bindir();
 	size_t bl = strlen(b);
+	int pg = 0;
 
-	(void)state;
 	memset(&t, 0, sizeof(t));
 	pthread_mutex_init(&t.s.lock, NULL);
 	log_init("test", LOG_LEVEL_ERROR); /* the observer losing the broker is expected here */
-	snprintf(t.dir, sizeof(t.dir), "%s/build/test-run/stack-%d", root(), (int)getpid());
+	snprintf(t.dir, sizeof(t.dir), "%s/build/test-run/stack-%s%d", root(), instances > 0 ? "pg-" : "", (int)getpid());
 	snprintf(t.run, sizeof(t.run), "%s/run", t.dir);
 	snprintf(t.log, sizeof(t.log), "%s/stack.log", t.dir);
 	snprintf(env_file, sizeof(env_file), "%s/env", t.run);
@@ -302,13 +311,21 @@ setup(void **state)
 	/* the stack runs $BUILD/bin: the build these tests are from (build, or build-asan) */
 	snprintf(build, sizeof(build), "%.*s", bl > 4 && strcmp(b + bl - 4, "/bin") == 0 ? (int)(bl - 4) : (int)bl, b);
 	/* five listeners, then the metrics base: the stack takes +3 (notifier), +4, +5 (executors) */
-	if ((t.mqtt = free_run(5 + 3 + 1 + EXECUTORS)) < 0)
+	if ((t.mqtt = free_run(5 + 3 + 1 + EXECUTORS + (instances > 0 ? instances : 0))) < 0)
 		return -1;
 	t.http = t.mqtt + 1;
 	t.hist = t.mqtt + 2;
 	t.tls = t.mqtt + 3;
 	t.ws = t.mqtt + 4;
 	t.mbase = t.mqtt + 5;
+	if (instances > 0) {
+		/* order-history-i on hist + i - 1 (the stack's rule), PostgreSQL after them, then the metrics */
+		t.tls = t.mqtt + 2;
+		t.ws = t.mqtt + 3;
+		t.hist = t.mqtt + 4;
+		pg = t.hist + instances;
+		t.mbase = pg + 1;
+	}
 	if ((t.pid = fork()) == 0) {
 		char stack[600];
 		int fd = open(t.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -332,7 +349,17 @@ setup(void **state)
 		setenvf("PIZZA_MQTTS_PORT", t.tls);
 		setenvf("PIZZA_MQTT_WS_PORT", t.ws);
 		setenvf("PIZZA_METRICS_PORT_BASE", t.mbase);
-		setenvf("EXECUTORS", EXECUTORS);
+		if (instances > 0) {
+			/* the executors follow INSTANCES (at least 2): EXECUTORS left unset, as make run leaves it */
+			unsetenv("EXECUTORS");
+			setenv("STORE", "postgres", 1);
+			setenvf("INSTANCES", instances);
+			setenvf("PIZZA_PG_PORT", pg);
+		} else {
+			unsetenv("STORE");
+			unsetenv("INSTANCES");
+			setenvf("EXECUTORS", EXECUTORS);
+		}
 		setenv("PIZZA_STAGE_MS", "300", 1);
 		setenv("PIZZA_ACCEPT_DEADLINE_MS", "1500", 1);
 		setenv("PIZZA_STAGE_DEADLINE_MS", "3000", 1);
@@ -354,6 +381,20 @@ setup(void **state)
 	t.s.port = t.mqtt;
 	h_sleep(500); /* the services say ready once subscribed */
 	return h_observer(&t.s);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	return stack_start(0);
+}
+
+static int
+setup_pg(void **state)
+{
+	(void)state;
+	return stack_start(2);
 }
 
 static int
@@ -644,23 +685,18 @@ test_broker_killed_is_restarted(void **state)
 	}
 }
 
-/* SIGINT, as a Ctrl-C: everything stops within seconds, quietly, and nothing is left running. */
+/*
+ * SIGINT to the stack, as a Ctrl-C: it exits 0 within 15 s, none of the n
+ * processes names[] (pids[]) still runs, nothing else of the run folder
+ * does, and <run>/env and the pid files are gone.
+ */
 static void
-test_sigint_stops_everything(void **state)
+sigint_stops(const char *const *names, const pid_t *pids, size_t n)
 {
-	pid_t pids[NPROCS];
 	char what[4096], path[600];
-	size_t before;
 	int64_t t0, ms;
 	int st = 0;
-	char *log;
 
-	(void)state;
-	for (size_t i = 0; i < NPROCS; i++)
-		pids[i] = pid_of(procs[i]);
-	log = slurp(t.log);
-	before = strlen(log);
-	free(log);
 	t0 = mono_ms();
 	assert_int_equal(kill(t.pid, SIGINT), 0);
 	while (waitpid(t.pid, &st, WNOHANG) == 0 && mono_ms() - t0 < 15000)
@@ -672,15 +708,34 @@ test_sigint_stops_everything(void **state)
 	t.pid = 0;
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
-	for (size_t i = 0; i < NPROCS; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (alive(pids[i]))
-			fail_msg("%s (pid %d) still runs", procs[i], (int)pids[i]);
+			fail_msg("%s (pid %d) still runs", names[i], (int)pids[i]);
+		snprintf(path, sizeof(path), "%s/pids/%s.pid", t.run, names[i]);
+		if (access(path, F_OK) == 0)
+			fail_msg("%s is left behind", path);
+	}
 	if (leftovers(what, sizeof(what)) > 0)
 		fail_msg("still running:\n%s", what);
 	snprintf(path, sizeof(path), "%s/env", t.run);
 	assert_int_equal(access(path, F_OK), -1);
-	snprintf(path, sizeof(path), "%s/pids/exec-1.pid", t.run);
-	assert_int_equal(access(path, F_OK), -1);
+}
+
+/* SIGINT, as a Ctrl-C: everything stops within seconds, quietly, and nothing is left running. */
+static void
+test_sigint_stops_everything(void **state)
+{
+	pid_t pids[NPROCS];
+	size_t before;
+	char *log;
+
+	(void)state;
+	for (size_t i = 0; i < NPROCS; i++)
+		pids[i] = pid_of(procs[i]);
+	log = slurp(t.log);
+	before = strlen(log);
+	free(log);
+	sigint_stops(procs, pids, NPROCS);
 	/* quietly: every service said goodbye, nothing warned, failed or was killed */
 	log = slurp(t.log);
 	{
@@ -697,6 +752,168 @@ test_sigint_stops_everything(void **state)
 	assert_no_sanitizer_findings();
 }
 
+/* The uid a live process runs as (from /proc), or -1. */
+static long
+uid_of(pid_t pid)
+{
+	char path[64], *text, *at;
+	long uid = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((text = file_read_small(path, 1 << 16)) != NULL && (at = strstr(text, "\nUid:")) != NULL)
+		uid = strtol(at + 5, NULL, 10);
+	free(text);
+	return uid;
+}
+
+/* The argument after opt on a live process's command line, into out; -1 when absent. */
+static int
+arg_of(pid_t pid, const char *opt, char *out, size_t n)
+{
+	char path[64], cmd[8192];
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	if ((fd = open(path, O_RDONLY)) < 0)
+		return -1;
+	len = read(fd, cmd, sizeof(cmd) - 1);
+	close(fd);
+	if (len <= 0)
+		return -1;
+	cmd[len] = '\0';
+	for (char *a = cmd; a < cmd + len; a += strlen(a) + 1)
+		if (strcmp(a, opt) == 0 && a + strlen(a) + 1 < cmd + len) {
+			snprintf(out, n, "%s", a + strlen(a) + 1);
+			return 0;
+		}
+	return -1;
+}
+
+/*
+ * GET /v1/orders/id from the order-history at base (a URL ending in /),
+ * with the history secret, until it answers 200 with the order ready and its
+ * five stages, or ms pass.  Its body (caller frees), or NULL.
+ */
+static char *
+history_ready(const char *base, const char *auth, const char *id, int ms)
+{
+	const char *const headers[] = { auth, NULL };
+	int64_t deadline = mono_ms() + ms;
+	char url[400];
+
+	snprintf(url, sizeof(url), "%sv1/orders/%s", base, id);
+	do {
+		struct h_reply r;
+		if (h_http("GET", url, headers, NULL, &r) == 200) {
+			json_t *o = json_loads(r.body, 0, NULL);
+			int done = o != NULL && json_is_string(json_object_get(o, "status")) &&
+			    strcmp(json_string_value(json_object_get(o, "status")), "ready") == 0 &&
+			    json_array_size(json_object_get(o, "timeline")) == 5;
+			json_decref(o);
+			if (done) {
+				char *body = r.body;
+				r.body = NULL;
+				h_reply_free(&r);
+				return body;
+			}
+		}
+		h_reply_free(&r);
+		h_sleep(50);
+	} while (mono_ms() < deadline);
+	return NULL;
+}
+
+/*
+ * make run STORE=postgres INSTANCES=2: a private PostgreSQL (not as root),
+ * two order-history instances listed in <run>/env, an order placed with
+ * phone-sim completes, both instances answer it with the same body, and a
+ * Ctrl-C stops everything, PostgreSQL included.
+ */
+static void
+test_postgres_instances(void **state)
+{
+	static const char *const pg_procs[] = { "mosquitto", "postgres", "order-service", "order-history-1",
+		"order-history-2", "notifier", "exec-1", "exec-2" };
+	enum { NPG = sizeof(pg_procs) / sizeof(pg_procs[0]) };
+	char urls[600], v[700], out_file[600], id[NAME_MAX_LEN + 1], auth[600], path[600];
+	char *const order[] = { "phone-sim", "order", "--user", "alice", "--item", "margherita", "--timeout", "30", NULL };
+	char *out, *body[2], *secret, *log, *save = NULL;
+	const char *hist[2];
+	pid_t pids[NPG];
+
+	(void)state;
+	/* <run>/env: both history instances, the store, PostgreSQL's URL without its password */
+	assert_int_equal(env_get("PIZZA_HISTORY_URLS", urls, sizeof(urls)), 0);
+	assert_true(urls[0] == '\'');
+	memmove(urls, urls + 1, strlen(urls));
+	assert_non_null(strchr(urls, '\''));
+	*strchr(urls, '\'') = '\0';
+	hist[0] = strtok_r(urls, " ", &save);
+	hist[1] = strtok_r(NULL, " ", &save);
+	assert_non_null(hist[0]);
+	assert_non_null(hist[1]);
+	assert_null(strtok_r(NULL, " ", &save));
+	snprintf(v, sizeof(v), "http://127.0.0.1:%d/", t.hist);
+	assert_string_equal(hist[0], v);
+	assert_string_not_equal(hist[0], hist[1]);
+	assert_int_equal(env_get("PIZZA_HTTP_URLS", v, sizeof(v)), 0);
+	assert_non_null(strstr(v, hist[0]));
+	assert_non_null(strstr(v, hist[1]));
+	assert_int_equal(env_get("PIZZA_STORE", v, sizeof(v)), 0);
+	assert_string_equal(v, "postgres");
+	assert_int_equal(env_get("PIZZA_PG_URL", v, sizeof(v)), 0);
+	assert_non_null(strstr(v, "postgresql://pizza@127.0.0.1:"));
+	snprintf(path, sizeof(path), "%s/secrets/pg.pass", t.run);
+	assert_non_null(secret = file_read_small(path, 4096));
+	assert_true(strlen(secret) >= 16);
+	if (strstr(v, secret) != NULL)
+		fail_msg("PIZZA_PG_URL carries the password: %s", v);
+	free(secret);
+	log = slurp(t.log);
+	assert_non_null(strstr(log, "order-service, notifier: SQLite (PostgreSQL not yet: docs/scaling.md)"));
+	free(log);
+	for (int i = 0; i < NPG; i++) {
+		pids[i] = pid_of(pg_procs[i]);
+		if (!alive(pids[i]))
+			fail_msg("%s/pids/%s.pid does not name a live process", t.run, pg_procs[i]);
+	}
+	if (getuid() == 0 && uid_of(pids[1]) == 0)
+		fail_msg("PostgreSQL runs as root");
+	/* order-service reads from either: both URLs in its --history-url, the first first */
+	assert_int_equal(arg_of(pids[2], "--history-url", v, sizeof(v)), 0);
+	{
+		char want[200];
+		snprintf(want, sizeof(want), "%.*s,%.*s", (int)strlen(hist[0]) - 1, hist[0], (int)strlen(hist[1]) - 1, hist[1]);
+		assert_string_equal(v, want);
+	}
+
+	/* an order placed with phone-sim completes */
+	snprintf(out_file, sizeof(out_file), "%s/order-pg.out", t.dir);
+	if (h_collect(spawn_phone(order, h_password(&t.s, "alice"), out_file), out_file, &out, 30000) != 0)
+		fail_msg("phone-sim order did not complete:\n%s", out);
+	assert_non_null(strstr(out, "PICKUP"));
+	assert_non_null(strstr(out, "  order "));
+	assert_int_equal(sscanf(strstr(out, "  order "), "  order %64s", id), 1);
+	free(out);
+
+	/* each history instance answers it, with the same body */
+	snprintf(path, sizeof(path), "%s/secrets/history.secret", t.run);
+	assert_non_null(secret = file_read_small(path, 4096));
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", secret);
+	free(secret);
+	for (int i = 0; i < 2; i++)
+		if ((body[i] = history_ready(hist[i], auth, id, 10000)) == NULL)
+			fail_msg("%s does not answer order %s as ready within 10 s", hist[i], id);
+	assert_string_equal(body[0], body[1]);
+	free(body[0]);
+	free(body[1]);
+
+	/* Ctrl-C: everything stops, PostgreSQL too */
+	sigint_stops(pg_procs, pids, NPG);
+	assert_no_sanitizer_findings();
+}
+
 int
 main(void)
 {
@@ -707,7 +924,13 @@ main(void)
 		cmocka_unit_test(test_broker_killed_is_restarted),
 		cmocka_unit_test(test_sigint_stops_everything),
 	};
+	const struct CMUnitTest pg_tests[] = {
+		cmocka_unit_test(test_postgres_instances),
+	};
+	int rc;
 
 	cmocka_set_test_filter(getenv("PIZZA_TEST_FILTER"));
-	return cmocka_run_group_tests_name("make run's stack", tests, setup, teardown);
+	rc = cmocka_run_group_tests_name("make run's stack", tests, setup, teardown);
+	rc += cmocka_run_group_tests_name("make run STORE=postgres INSTANCES=2", pg_tests, setup_pg, teardown);
+	return rc;
 }
