@@ -224,19 +224,57 @@ seen_key(const struct event *ev, char *buf, size_t n)
 		snprintf(buf, n, "%.*s.%d", NAME_MAX_LEN - 3, ev->order_id, ev->seq);
 }
 
-/*
- * A bearer token for the user: $PIZZA_TOKEN if set, else POST /v1/login with
- * the user's password.  Copies it into tok (TOKEN_BUF bytes).  Returns 0, or
- * -1 with a one-line error printed.
- */
 #define TOKEN_BUF 256
+
+/*
+ * POST /v1/login for c's user (with device dev, or NULL) at base (NULL:
+ * http_base_url()).  Returns 0 with the HTTP status in *status, the parsed
+ * answer in *answer (new reference, NULL when not JSON) and its text in
+ * *raw (caller frees both); -1 with the reason in err when nothing was
+ * answered.
+ */
+static int
+login_post(const struct common *c, const char *base, const char *dev, long *status, json_t **answer, char **raw,
+    char *err, size_t errlen)
+{
+	char url[512], *body;
+	json_t *req = json_pack("{s:s, s:s}", "user_id", c->user, "password", c->password);
+	int rc;
+
+	if (dev != NULL)
+		json_object_set_new(req, "device", json_string(dev));
+	body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	snprintf(url, sizeof(url), "%s/v1/login", base != NULL ? base : http_base_url());
+	*raw = NULL;
+	rc = body != NULL ? http_call("POST", url, body, NULL, status, raw, err, errlen) : -1;
+	if (body == NULL)
+		snprintf(err, errlen, "out of memory");
+	free(body);
+	*answer = rc == 0 ? json_loads(*raw, 0, NULL) : NULL;
+	return rc;
+}
+
+/* Says why a login was refused: the answer's detail, else its text. */
+static void
+login_refused(const char *cmd, long status, json_t *answer, const char *raw)
+{
+	const char *detail = json_string_value(json_object_get(answer, "detail"));
+
+	fprintf(stderr, "%s %s: login refused (HTTP %ld): %s\n", PROG, cmd, status, detail != NULL ? detail : raw);
+}
+
+/*
+ * A bearer token for c's user into tok (TOKEN_BUF bytes): $PIZZA_TOKEN, or
+ * a login at base (NULL: the default).  Returns 0, or -1 after printing why.
+ */
 static int
 http_login(const char *cmd, const struct common *c, const char *base, char *tok)
 {
-	char url[512], err[300], *body, *resp = NULL;
+	char err[300], *resp = NULL;
 	const char *env = getenv("PIZZA_TOKEN"), *t;
 	long status = 0;
-	json_t *req, *r;
+	json_t *r;
 	int rc = -1;
 
 	if (env != NULL && env[0] != '\0') {
@@ -248,26 +286,17 @@ http_login(const char *cmd, const struct common *c, const char *base, char *tok)
 		    cmd, c->user);
 		return -1;
 	}
-	snprintf(url, sizeof(url), "%s/v1/login", base != NULL ? base : http_base_url());
-	req = json_pack("{s:s, s:s}", "user_id", c->user, "password", c->password);
-	body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	if (http_call("POST", url, body, NULL, &status, &resp, err, sizeof(err)) != 0) {
+	if (login_post(c, base, NULL, &status, &r, &resp, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s %s: %s\n", PROG, cmd, err);
-		free(body);
 		return -1;
 	}
-	r = json_loads(resp, 0, NULL);
 	if (status == 200 && (t = json_string_value(json_object_get(r, "token"))) != NULL && strlen(t) < TOKEN_BUF) {
 		snprintf(tok, TOKEN_BUF, "%s", t);
 		rc = 0;
-	} else {
-		const char *detail = json_string_value(json_object_get(r, "detail"));
-		fprintf(stderr, "%s %s: login refused (HTTP %ld): %s\n", PROG, cmd, status, detail != NULL ? detail : resp);
-	}
+	} else
+		login_refused(cmd, status, r, resp);
 	json_decref(r);
 	free(resp);
-	free(body);
 	return rc;
 }
 
@@ -287,26 +316,19 @@ struct device_cred {
 static int
 device_login(const char *cmd, const struct common *c, const char *dev, struct device_cred *cred)
 {
-	char url[512], err[300], *body, *resp = NULL;
+	char err[300], *resp = NULL;
 	const char *u, *p, *id;
 	long status = 0;
-	json_t *req, *r, *m;
+	json_t *r, *m;
 	int rc = -1;
 
 	if (c->password == NULL)
 		return 1; /* a token alone cannot log a device in: the user's account it is */
-	snprintf(url, sizeof(url), "%s/v1/login", http_base_url());
-	req = json_pack("{s:s, s:s, s:s}", "user_id", c->user, "password", c->password, "device", dev);
-	body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	if (http_call("POST", url, body, NULL, &status, &resp, err, sizeof(err)) != 0) {
+	if (login_post(c, NULL, dev, &status, &r, &resp, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s %s: no HTTP API to log device %s in (%s): connecting with %s's own account\n", PROG, cmd,
 		    dev, err, c->user);
-		free(body);
 		return 1;
 	}
-	free(body);
-	r = json_loads(resp, 0, NULL);
 	m = json_object_get(r, "mqtt");
 	u = json_string_value(json_object_get(m, "username"));
 	p = json_string_value(json_object_get(m, "password"));
@@ -320,10 +342,8 @@ device_login(const char *cmd, const struct common *c, const char *dev, struct de
 		fprintf(stderr, "%s %s: the server gives no device account: connecting with %s's own account\n", PROG, cmd,
 		    c->user);
 		rc = 1;
-	} else {
-		const char *detail = json_string_value(json_object_get(r, "detail"));
-		fprintf(stderr, "%s %s: login refused (HTTP %ld): %s\n", PROG, cmd, status, detail != NULL ? detail : resp);
-	}
+	} else
+		login_refused(cmd, status, r, resp);
 	json_decref(r);
 	free(resp);
 	return rc;
