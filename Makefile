@@ -193,6 +193,11 @@ $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard backend/$(1)/*.c)) $(L
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 $(BUILD)/backend/order-history/store_pg.o: CFLAGS += $(PQ_CFLAGS)
+# The PostgreSQL outbox and connection are in libpizza.a but reference libpq
+# only from their own objects (outbox.c reaches outbox_pg.c through function
+# pointers): a program that never calls outbox_pg_new(), outbox_pg_add() or
+# pgconn_*() does not pull them in and needs no -lpq.
+$(BUILD)/backend/common/outbox_pg.o $(BUILD)/backend/common/pgconn.o: CFLAGS += $(PQ_CFLAGS)
 $(BUILD)/bin/order-history $(BUILD)/tests/test_history_store: LDLIBS += $(PQ_LIBS)
 
 $(BUILD)/bin/phone-sim: $(patsubst %.c,$(BUILD)/%.o,$(wildcard client-sim/*.c)) $(LIB)

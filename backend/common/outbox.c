@@ -6,71 +6,19 @@
 #include <time.h>
 
 #include "log.h"
+#include "outbox_impl.h"
 #include "util.h"
-
-#define OUTBOX_BATCH 256
-
-/*
- * The outbox hands mq only what mq's publish window can take now
- * (mq_window_free()): the table is a durable queue already, so a backlog
- * of thousands waits there rather than in memory.
- */
-struct outbox {
-	struct db *db;
-	struct mq *mq;
-	int64_t retry_ms;
-	pthread_mutex_t lock; /* guards the fields below; never held across paho or sqlite calls */
-	int64_t high;         /* highest row id handed to the broker */
-	int64_t *acked;       /* row ids acknowledged, waiting to be deleted */
-	size_t nacked, capacked;
-	int64_t last_retry;
-	int64_t backlog;
-	int64_t last_count;   /* mono_ms() of the last backlog count */
-	/*
-	 * Publishes paho holds for us.  A row in flight is not "unacknowledged"
-	 * in the retry sense: under load thousands wait in paho's queue, and
-	 * sending them again only doubles the queue (a retry storm, seen at
-	 * 28,000 rows).  Rows come back through failed[] when paho gives up on
-	 * them; the timed scan for old rows runs only when nothing is in flight
-	 * (rows from before a restart) or when paho has completed nothing for
-	 * retry_ms (it may have lost some).
-	 */
-	int64_t inflight;
-	int64_t last_done; /* mono_ms() of paho's last completion */
-	int64_t *failed;
-	size_t nfailed, capfailed;
-	/*
-	 * outbox_kick() wakes outbox_wait(): a committed row, or room again in
-	 * mq's publish window after a flush that had to stop at it.
-	 */
-	pthread_cond_t wake;
-	int kicked;
-	int starved; /* the last flush stopped at the window: a completion kicks */
-};
-
-struct outbox_row {
-	int64_t id;
-	char *topic;
-	void *payload;
-	size_t len;
-	int qos, retained;
-	unsigned expiry_s;
-};
 
 struct outbox_ack {
 	struct outbox *ob;
 	int64_t id;
 };
 
-struct outbox *
-outbox_new(struct db *db, struct mq *mq, int64_t retry_ms)
+int
+outbox_init(struct outbox *ob, struct mq *mq, int64_t retry_ms)
 {
-	struct outbox *ob;
 	pthread_condattr_t ca;
 
-	if ((ob = calloc(1, sizeof(*ob))) == NULL)
-		return NULL;
-	ob->db = db;
 	ob->mq = mq;
 	ob->retry_ms = retry_ms;
 	ob->last_retry = ob->last_done = mono_ms();
@@ -78,10 +26,25 @@ outbox_new(struct db *db, struct mq *mq, int64_t retry_ms)
 	if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
 	    pthread_cond_init(&ob->wake, &ca) != 0) {
 		pthread_mutex_destroy(&ob->lock);
+		return -1;
+	}
+	pthread_condattr_destroy(&ca);
+	return 0;
+}
+
+struct outbox *
+outbox_new(struct db *db, struct mq *mq, int64_t retry_ms)
+{
+	struct outbox *ob;
+
+	if ((ob = calloc(1, sizeof(*ob))) == NULL)
+		return NULL;
+	ob->kind = OUTBOX_SQLITE;
+	ob->db = db;
+	if (outbox_init(ob, mq, retry_ms) != 0) {
 		free(ob);
 		return NULL;
 	}
-	pthread_condattr_destroy(&ca);
 	return ob;
 }
 
@@ -90,6 +53,8 @@ outbox_free(struct outbox *ob)
 {
 	if (ob == NULL)
 		return;
+	if (ob->ops != NULL)
+		ob->ops->fini(ob);
 	pthread_mutex_destroy(&ob->lock);
 	pthread_cond_destroy(&ob->wake);
 	free(ob->acked);
@@ -123,9 +88,8 @@ outbox_add(struct db *db, const char *topic, const void *payload, size_t len, in
 	return 0;
 }
 
-/* Appends id to a growing array; on allocation failure the id is dropped (the row then waits for the timed scan). */
-static void
-push_id(int64_t **arr, size_t *n, size_t *cap, int64_t id)
+void
+outbox_push_id(int64_t **arr, size_t *n, size_t *cap, int64_t id)
 {
 	if (*n == *cap) {
 		size_t c = *cap ? *cap * 2 : 64;
@@ -149,9 +113,9 @@ on_done(void *arg, int ok)
 	ob->inflight--;
 	ob->last_done = mono_ms();
 	if (ok)
-		push_id(&ob->acked, &ob->nacked, &ob->capacked, a->id);
+		outbox_push_id(&ob->acked, &ob->nacked, &ob->capacked, a->id);
 	else
-		push_id(&ob->failed, &ob->nfailed, &ob->capfailed, a->id);
+		outbox_push_id(&ob->failed, &ob->nfailed, &ob->capfailed, a->id);
 	if (ob->starved && mq_window_free(ob->mq) >= mq_window(ob->mq) / 2) {
 		ob->starved = 0;
 		ob->kicked = 1;
@@ -244,9 +208,8 @@ count_rows(struct outbox *ob)
 	return n;
 }
 
-/* Publishes rows (no lock held) and frees them.  Returns how many paho took. */
-static int
-send_rows(struct outbox *ob, struct outbox_row *rows, size_t n)
+int
+outbox_send_rows(struct outbox *ob, struct outbox_row *rows, size_t n)
 {
 	int sent = 0;
 
@@ -278,7 +241,7 @@ send_rows(struct outbox *ob, struct outbox_row *rows, size_t n)
 			/* refused: stays in the table and is sent again by the next flush */
 			pthread_mutex_lock(&ob->lock);
 			ob->inflight--;
-			push_id(&ob->failed, &ob->nfailed, &ob->capfailed, rows[i].id);
+			outbox_push_id(&ob->failed, &ob->nfailed, &ob->capfailed, rows[i].id);
 			pthread_mutex_unlock(&ob->lock);
 			free(a);
 		}
@@ -309,7 +272,7 @@ resend_failed(struct outbox *ob, struct outbox_row *rows)
 		if (k == OUTBOX_BATCH || (i == n - 1 && k > 0)) {
 			log_warn("outbox: re-sending messages the broker did not take", "count=%zu", k);
 			db_unlock(ob->db);
-			sent += send_rows(ob, rows, k);
+			sent += outbox_send_rows(ob, rows, k);
 			db_lock(ob->db);
 			k = 0;
 		}
@@ -326,6 +289,8 @@ outbox_flush(struct outbox *ob)
 	size_t n;
 	int sent = 0, retry = 0;
 
+	if (ob->ops != NULL)
+		return ob->ops->flush(ob);
 	if ((rows = calloc(OUTBOX_BATCH, sizeof(*rows))) == NULL)
 		return -1;
 	db_lock(ob->db);
@@ -348,7 +313,7 @@ outbox_flush(struct outbox *ob)
 		ob->high = rows[n - 1].id;
 		pthread_mutex_unlock(&ob->lock);
 		db_unlock(ob->db);
-		sent += send_rows(ob, rows, n);
+		sent += outbox_send_rows(ob, rows, n);
 		db_lock(ob->db);
 	}
 	sent += resend_failed(ob, rows);
@@ -366,7 +331,7 @@ outbox_flush(struct outbox *ob)
 			after = rows[n - 1].id;
 			log_warn("outbox: re-sending unacknowledged messages", "count=%zu", n);
 			db_unlock(ob->db);
-			sent += send_rows(ob, rows, n);
+			sent += outbox_send_rows(ob, rows, n);
 			db_lock(ob->db);
 		}
 	}
@@ -410,6 +375,12 @@ outbox_backlog(struct outbox *ob)
 {
 	int64_t n;
 
+	if (ob->kind != OUTBOX_SQLITE) {
+		pthread_mutex_lock(&ob->lock);
+		n = ob->backlog;
+		pthread_mutex_unlock(&ob->lock);
+		return n;
+	}
 	db_lock(ob->db);
 	n = ob->backlog;
 	db_unlock(ob->db);

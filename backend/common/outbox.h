@@ -64,4 +64,42 @@ int outbox_wait(struct outbox *ob, int timeout_ms);
 /* Rows not yet acknowledged by the broker (the backlog), as of the last count (at most a second old). */
 int64_t outbox_backlog(struct outbox *ob);
 
+/*
+ * The outbox on PostgreSQL (outbox_pg.c, links libpq): the same contract,
+ * for several processes sharing one table.  outbox_free(), outbox_flush(),
+ * outbox_kick(), outbox_wait() and outbox_backlog() work on either kind.
+ *
+ * libpq's own typedef, repeated (allowed in C11) so that this header needs
+ * no libpq include path where PostgreSQL is not used; callers of the
+ * functions below include <libpq-fe.h> themselves.
+ */
+typedef struct pg_conn PGconn;
+
+/* The outbox table on PostgreSQL; run it in the store's schema creation. */
+#define OUTBOX_PG_SCHEMA                                                                                      \
+	"CREATE TABLE IF NOT EXISTS outbox (id BIGSERIAL PRIMARY KEY, topic TEXT NOT NULL, payload BYTEA NOT NULL, " \
+	"qos INT NOT NULL, retained BOOLEAN NOT NULL, expiry_s INT NOT NULL, created_ms BIGINT NOT NULL, "          \
+	"claimed_by TEXT, claimed_until_ms BIGINT NOT NULL DEFAULT 0);"
+
+/*
+ * Adds one message inside the caller's open transaction on conn.  Returns
+ * 0, or -1 (logged): the caller rolls back.
+ */
+int outbox_pg_add(PGconn *conn, const char *topic, const void *payload, size_t len, int qos, int retained,
+    unsigned expiry_s);
+
+/*
+ * An outbox over the PostgreSQL database at conninfo (a postgresql:// URL
+ * or a conninfo string; its own connection, re-established when lost),
+ * publishing on mq.  Several processes may run one over the same table:
+ * each claims a batch of rows (FOR UPDATE SKIP LOCKED, claimed_by = its
+ * instance id, claimed_until_ms = now + lease), publishes them, and deletes
+ * each row on its PUBACK; rows whose lease ran out (a dead instance) are
+ * claimed again by anyone.  The lease is retry_ms, renewed by each flush
+ * while paho is completing the instance's publishes.  A row is published
+ * by one instance at a time; order across instances is not kept.  The
+ * table must exist (OUTBOX_PG_SCHEMA).  NULL on error (logged).
+ */
+struct outbox *outbox_pg_new(const char *conninfo, struct mq *mq, int64_t retry_ms);
+
 #endif
