@@ -198,7 +198,14 @@ $(BUILD)/backend/order-history/store_pg.o: CFLAGS += $(PQ_CFLAGS)
 # pointers): a program that never calls outbox_pg_new(), outbox_pg_add() or
 # pgconn_*() does not pull them in and needs no -lpq.
 $(BUILD)/backend/common/outbox_pg.o $(BUILD)/backend/common/pgconn.o: CFLAGS += $(PQ_CFLAGS)
+# The notifier's store picks SQLite or PostgreSQL at run time (--db).
+$(patsubst %.c,$(BUILD)/%.o,$(wildcard backend/notifier/store*.c)): CFLAGS += $(PQ_CFLAGS)
+$(BUILD)/bin/notifier $(BUILD)/tests/test_notifier_store $(BUILD)/tests/test_delivery: LDLIBS += $(PQ_LIBS)
 $(BUILD)/bin/order-history $(BUILD)/tests/test_history_store: LDLIBS += $(PQ_LIBS)
+# order-service's store picks SQLite or PostgreSQL at run time (--db).
+$(BUILD)/backend/order-service/store_pg.o: CFLAGS += $(PQ_CFLAGS)
+$(BUILD)/bin/order-service $(BUILD)/tests/test_intake $(BUILD)/tests/test_order_store \
+    $(BUILD)/tests/test_supervise: LDLIBS += $(PQ_LIBS)
 
 $(BUILD)/bin/phone-sim: $(patsubst %.c,$(BUILD)/%.o,$(wildcard client-sim/*.c)) $(LIB)
 	@mkdir -p $(dir $@)
@@ -217,11 +224,12 @@ $(BUILD)/bin/pizza-admin: $(patsubst %.c,$(BUILD)/%.o,$(wildcard admin/*.c)) \
 .SECONDEXPANSION:
 UNIT_EXTRA_test_history_store := $(patsubst %.c,$(BUILD)/%.o,$(wildcard backend/order-history/store*.c))
 UNIT_EXTRA_test_stages := $(BUILD)/backend/order-executor/stages.o
-UNIT_EXTRA_test_delivery := $(BUILD)/backend/notifier/delivery.o $(BUILD)/backend/notifier/store.o
-UNIT_EXTRA_test_notifier_store := $(BUILD)/backend/notifier/store.o
-UNIT_EXTRA_test_intake := $(BUILD)/backend/order-service/intake.o $(BUILD)/backend/order-service/store.o
-UNIT_EXTRA_test_order_store := $(BUILD)/backend/order-service/store.o
-UNIT_EXTRA_test_supervise := $(BUILD)/backend/order-service/supervise.o $(BUILD)/backend/order-service/store.o
+UNIT_EXTRA_test_delivery := $(BUILD)/backend/notifier/delivery.o $(patsubst %.c,$(BUILD)/%.o,$(wildcard backend/notifier/store*.c))
+UNIT_EXTRA_test_notifier_store := $(patsubst %.c,$(BUILD)/%.o,$(wildcard backend/notifier/store*.c))
+OSTORE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard backend/order-service/store*.c))
+UNIT_EXTRA_test_intake := $(BUILD)/backend/order-service/intake.o $(OSTORE_OBJ)
+UNIT_EXTRA_test_order_store := $(OSTORE_OBJ)
+UNIT_EXTRA_test_supervise := $(BUILD)/backend/order-service/supervise.o $(OSTORE_OBJ)
 UNIT_EXTRA_test_load_report := $(BUILD)/client-sim/load_report.o
 # Per-test link flags: the outbox test replaces the MQTT side (tests/unit/test_outbox.c).
 UNIT_LDFLAGS_test_outbox := -Wl,--wrap=mq_publish,--wrap=mq_window_free,--wrap=mq_window

@@ -272,6 +272,11 @@ count_rows(struct outbox *ob, struct outbox_pg *p, PGconn *conn)
 	PQclear(res);
 }
 
+/*
+ * The connection's lock is never held across mq_publish(): paho's thread
+ * may be waiting for it (a handler that flushes) while paho's own lock is
+ * what mq_publish() needs.
+ */
 static int
 pg_flush(struct outbox *ob)
 {
@@ -279,35 +284,36 @@ pg_flush(struct outbox *ob)
 	struct outbox_row *rows;
 	int64_t now = mono_ms();
 	PGconn *conn;
-	int sent = 0, n, rc = 0;
+	int sent = 0, n, rc = 0, first = 1;
 
-	if ((conn = pgconn_begin(p->pc)) == NULL)
+	if ((rows = calloc(OUTBOX_BATCH, sizeof(*rows))) == NULL)
 		return -1;
-	if ((rows = calloc(OUTBOX_BATCH, sizeof(*rows))) == NULL) {
-		pgconn_end(p->pc);
-		return -1;
-	}
-	if (settle(ob, p, conn) != 0 || renew(ob, p, conn) != 0)
-		rc = -1;
 	while (rc == 0) {
 		int room = mq_window_free(ob->mq);
 
+		if ((conn = pgconn_begin(p->pc)) == NULL) {
+			rc = -1;
+			break;
+		}
+		if (first && (settle(ob, p, conn) != 0 || renew(ob, p, conn) != 0))
+			rc = -1;
+		if (first && rc == 0 && now - ob->last_count >= 1000) {
+			count_rows(ob, p, conn);
+			ob->last_count = now;
+		}
+		first = 0;
 		pthread_mutex_lock(&ob->lock);
 		ob->starved = room <= 0;
 		pthread_mutex_unlock(&ob->lock);
-		if (room <= 0)
-			break; /* a completion kicks the next flush once half the window is free (starved) */
-		if ((n = claim(ob, p, conn, rows, room < OUTBOX_BATCH ? room : OUTBOX_BATCH)) <= 0) {
-			rc = n;
+		/* room <= 0: a completion kicks the next flush once half the window is free (starved) */
+		n = rc == 0 && room > 0 ? claim(ob, p, conn, rows, room < OUTBOX_BATCH ? room : OUTBOX_BATCH) : 0;
+		pgconn_end(p->pc);
+		if (n <= 0) {
+			rc = rc != 0 ? rc : n;
 			break;
 		}
 		sent += outbox_send_rows(ob, rows, (size_t)n);
 	}
-	if (rc == 0 && now - ob->last_count >= 1000) {
-		count_rows(ob, p, conn);
-		ob->last_count = now;
-	}
-	pgconn_end(p->pc);
 	free(rows);
 	return rc == 0 ? sent : -1;
 }

@@ -265,7 +265,9 @@ main(int argc, char **argv)
 {
 	const struct opt opts[] = {
 		SVC_OPTS(&cfg.so, "notifier", "notifier"),
-		{ "db", 0, OPT_STR, "PIZZA_NOTIFIER_DB", "notifier.db", "SQLite file for alerts and the outbox",
+		{ "db", 0, OPT_STR, "PIZZA_NOTIFIER_DB", "notifier.db",
+		    "the database for alerts and the outbox: a SQLite file, or a postgresql:// URL shared by several "
+		    "instances (each with its own --client-id)",
 		    &cfg.db_path, 0, 0 },
 		{ "alert-expiry", 0, OPT_DURATION_S, "PIZZA_ALERT_EXPIRY_S", "1h",
 		    "how long an undelivered pickup alert waits for an offline phone", &cfg.alert_expiry_s, 1, 604800 },
@@ -296,7 +298,7 @@ main(int argc, char **argv)
 	struct delivery_policy policy;
 	struct allowlist *allow;
 	struct httpd *ops;
-	char err[256];
+	char err[256], dblabel[256];
 	struct deliverer *deliverer;
 	struct consumer *consumer;
 	struct mq *mq;
@@ -317,8 +319,11 @@ main(int argc, char **argv)
 	if (consume_attach(consumer, mq) != 0)
 		fatal("cannot declare the subscriptions", NULL);
 	/* the store publishes through mq; nothing arrives before svc_mq_connect() */
+	nstore_label(cfg.db_path, dblabel, sizeof(dblabel)); /* a URL's password is never logged */
 	if ((store = nstore_open(cfg.db_path, mq, cfg.outbox_retry_ms)) == NULL)
-		fatal("cannot open the notifier database", "path=%s", LOGQ(cfg.db_path));
+		fatal("cannot open the notifier database", "db=%s", LOGQ(dblabel));
+	/* a delivery another instance holds is left to it for longer than one attempt can take */
+	nstore_claim_ms(store, 2 * cfg.cb_timeout_ms + 5000);
 	svc_metrics(mq);
 	m_alerts = metric_counter("pizza_alerts_sent_total",
 	    "Pickup alerts committed for sending: one per order that reached ready, stored with its outbox message in one "
@@ -339,7 +344,7 @@ main(int argc, char **argv)
 	policy.timeout_ms = cfg.cb_timeout_ms;
 	if ((deliverer = deliverer_start(store, &policy, secret, allow)) == NULL)
 		fatal("cannot start the callback deliverer", NULL);
-	svc_ready("db=%s", LOGQ(cfg.db_path));
+	svc_ready("db=%s", LOGQ(dblabel));
 
 	while (!svc_quit) {
 		devices_tick(mq);

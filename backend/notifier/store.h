@@ -3,8 +3,9 @@
  * has sent (once per order), the devices of each user and which alerts
  * each has confirmed (delivery receipts), the callback deliveries still to
  * make, and the outbox that publishes what a transaction decided.  The one place the
- * notifier keeps or reads anything (SQLite today: store.c; a second
- * backend is a second file behind this header).
+ * notifier keeps or reads anything: store.c picks the backend, SQLite
+ * (store_sqlite.c, one instance) or PostgreSQL (store_pg.c, any number of
+ * instances on one database, every outcome below still once per order).
  *
  * Every function locks the store itself: safe from paho's receive thread,
  * the callback deliverer's thread and the main loop at once.  Strings
@@ -29,13 +30,26 @@ enum nstore_result {
 };
 
 /*
- * Opens (creating) the store at path.  Messages queued by the functions
+ * Opens (creating) the store at target: a SQLite file path, or a
+ * postgresql:// (postgres://) URL.  Messages queued by the functions
  * below are published on mq by nstore_flush(), again after retry_ms while
- * the broker has not acknowledged them; mq may be NULL (nothing is then
- * published: tests).  mq is borrowed and must outlive the store.  NULL on
- * error (logged).
+ * the broker has not acknowledged them (on PostgreSQL retry_ms is also the
+ * lease after which another instance publishes a dead one's messages); mq
+ * may be NULL (nothing is then published: tests).  mq is borrowed and must
+ * outlive the store.  NULL on error (logged; a bad URL scheme too).
  */
-struct notifier_store *nstore_open(const char *path, struct mq *mq, int64_t retry_ms);
+struct notifier_store *nstore_open(const char *target, struct mq *mq, int64_t retry_ms);
+
+/* Writes target into buf as it may be logged (a URL without its password).  Returns buf. */
+const char *nstore_label(const char *target, char *buf, size_t n);
+
+/*
+ * How long a delivery nstore_due() hands out is held from other instances
+ * sharing the database (PostgreSQL): longer than one callback attempt
+ * takes.  Default 60 s; an instance that dies mid-attempt leaves its
+ * delivery to the others after that.
+ */
+void nstore_claim_ms(struct notifier_store *s, int64_t ms);
 /* Closes the store.  NULL is ignored. */
 void nstore_close(struct notifier_store *s);
 
@@ -144,7 +158,9 @@ typedef int (*nstore_due_fn)(void *arg, const struct nstore_delivery *d);
 
 /*
  * Calls fn for each pending delivery due at now_ms, earliest first, at
- * most limit of them, until fn returns nonzero.  fn runs with the store
+ * most limit of them, until fn returns nonzero.  On PostgreSQL each one
+ * handed out is claimed for nstore_claim_ms() first (SKIP LOCKED): no other
+ * instance is handed it meanwhile.  fn runs with the store
  * locked: it must be short and must not call the store.  Returns
  * NSTORE_OK or NSTORE_FAIL (the deliveries handed out so far stand).
  */
@@ -165,7 +181,8 @@ struct nstore_attempt {
 
 /*
  * Records an attempt's outcome and, in the same transaction, queues
- * announce.  Returns NSTORE_OK, NSTORE_NOT_FOUND (no such delivery) or
+ * announce.  Returns NSTORE_OK, NSTORE_NOT_FOUND (no such delivery; on
+ * PostgreSQL also one no longer pending: another instance finished it) or
  * NSTORE_FAIL; on either of those nothing changed and nothing was queued.
  */
 enum nstore_result nstore_record_attempt(struct notifier_store *s, const struct nstore_attempt *a);
