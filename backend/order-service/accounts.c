@@ -22,6 +22,7 @@
 #define CONFIRM_MS 5000             /* how long a change waits for the broker's confirmation */
 #define PASSWORD_MIN 10
 #define PASSWORD_MAX 256
+#define VERSION_EVERY_MS 1000       /* how often the store's change counter is read (accounts_tick()) */
 
 struct device {
 	char name[NAME_MAX_LEN + 1];
@@ -75,6 +76,9 @@ struct accounts {
 	uint64_t seq;
 	char instance[17]; /* tells this process's requests from another's */
 	char dummy_hash[OSTORE_HASH_MAX]; /* checked for unknown users, so timing does not tell them apart */
+	int64_t version;                  /* the store's change counter the copy was loaded at */
+	int64_t next_version_ms;          /* mono_ms() of the next look at it */
+	uint64_t changes;                 /* changes made to the copy here: a reload that overlaps one is not swapped in */
 };
 
 /* ---- the copy in memory ----------------------------------------------------- */
@@ -151,6 +155,7 @@ user_put(struct accounts *a, const struct ostore_account *acc)
 	snprintf(u->hash, sizeof(u->hash), "%s", acc->hash);
 	u->created_ms = acc->created_ms;
 	u->tokens_after = acc->tokens_after;
+	a->changes++;
 	return 0;
 }
 
@@ -166,6 +171,7 @@ user_remove(struct accounts *a, const char *name)
 			explicit_bzero(u->hash, sizeof(u->hash));
 			free(u);
 			a->nusers--;
+			a->changes++;
 			return;
 		}
 }
@@ -222,6 +228,7 @@ revoked_put(struct accounts *a, const char *mac, int64_t expiry)
 	r->expiry = expiry;
 	r->next = a->revoked;
 	a->revoked = r;
+	a->changes++;
 }
 
 /* Forgets revoked tokens expired by now.  Locked. */
@@ -259,6 +266,85 @@ load_revoked(void *arg, const char *mac, int64_t expiry)
 	revoked_put(arg, mac, expiry);
 }
 
+/* Frees a copy of the users (buckets, n of them) and revoked tokens. */
+static void
+copy_free(struct user **buckets, size_t n, struct revoked *revoked)
+{
+	for (size_t i = 0; buckets != NULL && i < n; i++)
+		while (buckets[i] != NULL) {
+			struct user *u = buckets[i];
+			buckets[i] = u->next;
+			devices_free(u->devices);
+			explicit_bzero(u, sizeof(*u));
+			free(u);
+		}
+	free(buckets);
+	while (revoked != NULL) {
+		struct revoked *r = revoked;
+		revoked = r->next;
+		free(r);
+	}
+}
+
+/*
+ * Loads the store's accounts into a fresh copy and swaps it for a's, which
+ * another instance's change made stale.  0, or -1 (the old copy kept).
+ * Called without the lock (the store is read outside it).
+ */
+static int
+reload(struct accounts *a)
+{
+	struct accounts fresh;
+	struct user **old;
+	struct revoked *old_revoked;
+	size_t old_n;
+	uint64_t changes;
+
+	pthread_mutex_lock(&a->lock);
+	changes = a->changes;
+	pthread_mutex_unlock(&a->lock);
+	memset(&fresh, 0, sizeof(fresh));
+	fresh.nbuckets = 1024;
+	if ((fresh.buckets = calloc(fresh.nbuckets, sizeof(*fresh.buckets))) == NULL)
+		return -1;
+	if (ostore_accounts_load(a->store, load_account, load_device, load_revoked, &fresh) != OSTORE_OK) {
+		copy_free(fresh.buckets, fresh.nbuckets, fresh.revoked);
+		return -1;
+	}
+	pthread_mutex_lock(&a->lock);
+	if (a->changes != changes) {
+		/* changed here meanwhile, maybe after the load read the store: the next tick loads again */
+		pthread_mutex_unlock(&a->lock);
+		copy_free(fresh.buckets, fresh.nbuckets, fresh.revoked);
+		return -1;
+	}
+	old = a->buckets;
+	old_n = a->nbuckets;
+	old_revoked = a->revoked;
+	a->buckets = fresh.buckets;
+	a->nbuckets = fresh.nbuckets;
+	a->nusers = fresh.nusers;
+	a->revoked = fresh.revoked;
+	pthread_mutex_unlock(&a->lock);
+	copy_free(old, old_n, old_revoked);
+	log_debug("accounts reloaded", "users=%zu", fresh.nusers);
+	return 0;
+}
+
+/* Reloads the accounts when the store's change counter moved since the copy was loaded. */
+static void
+follow_changes(struct accounts *a)
+{
+	int64_t v;
+
+	if (mono_ms() < a->next_version_ms)
+		return;
+	a->next_version_ms = mono_ms() + VERSION_EVERY_MS;
+	/* read before the load: a change committed after it moves it again, and the next look reloads */
+	if (ostore_accounts_version(a->store, &v) == OSTORE_OK && v != a->version && reload(a) == 0)
+		a->version = v;
+}
+
 struct accounts *
 accounts_new(struct order_store *store, struct mq *mq, const struct aclfile *acl, const char *token_secret,
     long token_ttl_s)
@@ -288,10 +374,12 @@ accounts_new(struct order_store *store, struct mq *mq, const struct aclfile *acl
 		accounts_free(a);
 		return NULL;
 	}
-	if (ostore_accounts_load(store, load_account, load_device, load_revoked, a) != OSTORE_OK) {
+	if (ostore_accounts_version(store, &a->version) != OSTORE_OK ||
+	    ostore_accounts_load(store, load_account, load_device, load_revoked, a) != OSTORE_OK) {
 		accounts_free(a);
 		return NULL;
 	}
+	a->next_version_ms = mono_ms() + VERSION_EVERY_MS;
 	log_info("accounts loaded", "users=%zu", a->nusers);
 	return a;
 }
@@ -312,20 +400,7 @@ accounts_free(struct accounts *a)
 		explicit_bzero(o, sizeof(*o));
 		free(o);
 	}
-	for (size_t i = 0; i < a->nbuckets; i++)
-		while (a->buckets[i] != NULL) {
-			struct user *u = a->buckets[i];
-			a->buckets[i] = u->next;
-			devices_free(u->devices);
-			explicit_bzero(u, sizeof(*u));
-			free(u);
-		}
-	free(a->buckets);
-	while (a->revoked != NULL) {
-		struct revoked *r = a->revoked;
-		a->revoked = r->next;
-		free(r);
-	}
+	copy_free(a->buckets, a->nbuckets, a->revoked);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 }
@@ -517,6 +592,7 @@ confirmed(struct accounts *a, struct op *o)
 			int64_t not_before = u->tokens_after;
 			struct device *d;
 			device_put(u, o->device, now, now);
+			a->changes++;
 			d = device_find(u, o->device);
 			if (d != NULL && ceil_s(d->created_ms) > not_before)
 				not_before = ceil_s(d->created_ms);
@@ -565,6 +641,7 @@ confirmed(struct accounts *a, struct op *o)
 			if ((u = user_find(a, o->user)) != NULL) {
 				snprintf(u->hash, sizeof(u->hash), "%s", o->hash);
 				u->tokens_after = after;
+				a->changes++;
 				devices_free(u->devices);
 				u->devices = NULL;
 			}
@@ -677,6 +754,7 @@ accounts_tick(struct accounts *a)
 		explicit_bzero(o, sizeof(*o));
 		free(o);
 	}
+	follow_changes(a);
 }
 
 /* ---- operations -------------------------------------------------------------- */
@@ -945,6 +1023,7 @@ accounts_revoke_device(struct accounts *a, const char *user, const char *device,
 	pthread_mutex_lock(&a->lock);
 	if ((u = user_find(a, user)) != NULL)
 		device_remove(u, device);
+	a->changes++;
 	pthread_mutex_unlock(&a->lock);
 	delete_device_account(cmds, user, device);
 	submit(a, o, cmds);
@@ -967,6 +1046,7 @@ accounts_revoke_tokens(struct accounts *a, const char *user)
 	pthread_mutex_lock(&a->lock);
 	if ((u = user_find(a, user)) != NULL)
 		u->tokens_after = after;
+	a->changes++;
 	pthread_mutex_unlock(&a->lock);
 	log_info("tokens revoked", "user_id=%s", user);
 	return ACCOUNTS_OK;

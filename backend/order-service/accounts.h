@@ -76,7 +76,14 @@ void accounts_free(struct accounts *a);
 
 /* A message on ACCOUNTS_RESPONSE_TOPIC (untrusted: anything not ours is ignored). */
 void accounts_control_reply(struct accounts *a, const void *payload, size_t len);
-/* Answers ACCOUNTS_UNAVAILABLE to operations the broker has not confirmed within their time.  From the main loop. */
+/*
+ * Answers ACCOUNTS_UNAVAILABLE to operations the broker has not confirmed
+ * within their time, and about once a second reads the store's change
+ * counter: when another instance sharing the store (PostgreSQL) changed an
+ * account, a device or a revoked token, reloads the copy in memory, so a
+ * revocation made through any instance reaches every one within about a
+ * second.  From the main loop.
+ */
 void accounts_tick(struct accounts *a);
 
 /*

@@ -62,6 +62,7 @@ static struct mq *mq;
 static struct intake *intake;
 static struct supervisor *supervisor;
 static struct accounts *accounts; /* NULL without --acl-file */
+static int shared_store;          /* PostgreSQL, shared with other instances (ostore_shared()) */
 
 /* A reply may only go back to the requester's own reply topics. */
 static int
@@ -129,6 +130,12 @@ on_request(void *arg, struct consume_msg *c)
 		return CONSUME_INVALID;
 	}
 	intake_place_raw(intake, c->user, m->payload, m->len, "mqtt", NULL, &res);
+	if (res.status == INTAKE_INTERNAL && shared_store)
+		/*
+		 * PostgreSQL out of reach (reconnecting, about a second): nothing
+		 * recorded, nothing answered; the broker delivers the request again
+		 */
+		return CONSUME_RETRY;
 	if (m->response_topic != NULL) {
 		reply(m, &res);
 		return CONSUME_DONE;
@@ -182,6 +189,20 @@ static const struct consume_row rows[] = {
 	{ ACCOUNTS_RESPONSE_TOPIC, 0, 0, CONSUME_RAW, on_control },
 };
 
+/*
+ * The same with a shared store (PostgreSQL, several instances): each order
+ * request goes to one instance of the group, which places and answers it
+ * (a plain subscription would have every instance place it).  Statuses
+ * still reach every instance: progress only moves forward, so the second
+ * finds it done.  The broker's answers to account changes reach every
+ * instance too; each takes only its own (accounts.c tells them apart).
+ */
+static const struct consume_row rows_shared[] = {
+	{ "$share/order-service/" TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, on_request },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_status },
+	{ ACCOUNTS_RESPONSE_TOPIC, 0, 0, CONSUME_RAW, on_control },
+};
+
 static double
 backlog(void *arg)
 {
@@ -207,7 +228,8 @@ parse_args(int argc, char **argv)
 {
 	const struct opt opts[] = {
 		SVC_OPTS(&cfg.so, "order-service", "order-service"),
-		{ "db", 0, OPT_STR, "PIZZA_ORDER_DB", "order-service.db", "SQLite file for orders and the outbox",
+		{ "db", 0, OPT_STR, "PIZZA_ORDER_DB", "order-service.db",
+		    "SQLite file for orders, accounts and the outbox, or a postgresql:// URL that several instances share",
 		    &cfg.db_path, 0, 0 },
 		{ "outbox-retry", 0, OPT_DURATION_MS, "PIZZA_OUTBOX_RETRY_MS", "10s",
 		    "re-publish events the broker has not acknowledged after this long", &cfg.outbox_retry_ms,
@@ -365,7 +387,7 @@ http_start(struct service *s)
 static void
 start(struct service *s)
 {
-	char err[256];
+	char err[256], label[300];
 
 	if ((s->allow = allowlist_parse(cfg.callback_allow, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s: --callback-allow: %s\n", SVC, err);
@@ -380,15 +402,20 @@ start(struct service *s)
 	s->history_secret = secret_read(cfg.history_secret_file, "PIZZA_HISTORY_SECRET",
 	    "--history-secret-file or PIZZA_HISTORY_SECRET (order-history's, for the reads)");
 	if ((s->store = ostore_open(cfg.db_path)) == NULL)
-		fatal("cannot open the order database", "path=%s", LOGQ(cfg.db_path));
-	if ((s->consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL)) == NULL)
+		fatal("cannot open the order database", "db=%s", LOGQ(ostore_label(cfg.db_path, label, sizeof(label))));
+	if ((shared_store = ostore_shared(s->store)))
+		s->consumer = consume_new(SVC, rows_shared, sizeof(rows_shared) / sizeof(rows_shared[0]), NULL);
+	else
+		s->consumer = consume_new(SVC, rows, sizeof(rows) / sizeof(rows[0]), NULL);
+	if (s->consumer == NULL)
 		fatal("out of memory", NULL);
 	mq = svc_mq_new(&cfg.so, consume_message, s->consumer);
 	if (consume_attach(s->consumer, mq) != 0)
 		fatal("cannot declare the subscriptions", NULL);
 	accounts_start(s);
-	if ((s->outbox = ostore_outbox_new(s->store, mq, cfg.outbox_retry_ms)) == NULL ||
-	    (supervisor = supervise_new(s->store, s->outbox, cfg.accept_deadline_ms, cfg.stage_deadline_ms)) == NULL)
+	if ((s->outbox = ostore_outbox_new(s->store, mq, cfg.outbox_retry_ms)) == NULL)
+		fatal("cannot start the outbox", NULL);
+	if ((supervisor = supervise_new(s->store, s->outbox, cfg.accept_deadline_ms, cfg.stage_deadline_ms)) == NULL)
 		fatal("out of memory", NULL);
 	if ((intake = intake_new(s->store, s->outbox, s->allow)) == NULL)
 		fatal("cannot start the intake", NULL);
@@ -459,14 +486,14 @@ int
 main(int argc, char **argv)
 {
 	struct service s;
-	char http_addr[300];
+	char http_addr[300], label[300];
 
 	memset(&s, 0, sizeof(s));
 	parse_args(argc, argv);
 	svc_signals();
 	start(&s);
 	snprintf(http_addr, sizeof(http_addr), "%s:%d", cfg.http_bind, s.http != NULL ? httpd_port(s.http) : 0);
-	svc_ready("db=%s http=%s", LOGQ(cfg.db_path), LOGQ(http_addr));
+	svc_ready("db=%s http=%s", LOGQ(ostore_label(cfg.db_path, label, sizeof(label))), LOGQ(http_addr));
 	run(&s);
 	svc_stopping();
 	stop(&s);

@@ -1,9 +1,10 @@
 /*
  * store.h - order-service's store: every order it accepted, the
  * idempotency keys of HTTP clients, each order's progress for supervision,
- * and the outbox of OrderPlaced events, in one file.  All of order-service's
- * SQL is in store.c; another database is another file implementing this
- * header.
+ * the outbox of OrderPlaced events, and the accounts.  All of
+ * order-service's SQL is in store*.c: store.c picks the backend from the
+ * database target, a SQLite file (store_sqlite.c, one instance) or a
+ * postgresql:// URL (store_pg.c, shared by several instances).
  *
  * An order and its OrderPlaced are recorded in one transaction (the
  * transactional outbox), so an order that was answered "accepted" is
@@ -36,20 +37,33 @@ enum ostore_result {
 };
 
 /*
- * Opens the store at path, creating it and adding what stores made by an
- * older version lack.  Returns a new store for ostore_close(), or NULL
- * (logged).
+ * Opens the store at target, a SQLite file path or a postgresql:// (or
+ * postgres://) URL, creating it (its schema) and adding what stores made
+ * by an older version lack.  Another URL scheme is refused.  Returns a new
+ * store for ostore_close(), or NULL (logged, without a password).
  */
-struct order_store *ostore_open(const char *path);
+struct order_store *ostore_open(const char *target);
+
+/* Writes target into buf as it may be logged: a PostgreSQL URL without its password.  Returns buf. */
+const char *ostore_label(const char *target, char *buf, size_t n);
+
+/*
+ * 1 when several order-service instances may share this store (PostgreSQL):
+ * the MQTT intake is then a shared subscription, and other instances'
+ * account changes must be reloaded (ostore_accounts_version()).  0 on SQLite.
+ */
+int ostore_shared(const struct order_store *s);
 
 /* Closes the store (free every outbox over it first).  NULL is ignored. */
 void ostore_close(struct order_store *s);
 
 /*
- * A new outbox over the store's file, publishing on mq (which it borrows):
- * what ostore_record() and ostore_republish_stalled() add goes out through
- * it.  The caller frees it with outbox_free() before ostore_close().  NULL
- * out of memory.
+ * A new outbox over the store's database, publishing on mq (which it
+ * borrows): what ostore_record() and ostore_republish_stalled() add goes out
+ * through it (on PostgreSQL over a connection of its own, claiming rows
+ * with a lease, so a dead instance's rows are published by another).  The
+ * caller frees it with outbox_free() before ostore_close().  NULL on
+ * failure (logged).
  */
 struct outbox *ostore_outbox_new(struct order_store *s, struct mq *mq, int64_t retry_ms);
 
@@ -117,7 +131,8 @@ struct ostore_stalled {
  * not accepted, with their last progress (placement, or last republish)
  * before placed_before; or accepted, with their last stage before
  * moved_before.  Each one's progress time becomes now, so its clock
- * restarts.  Returns OSTORE_OK with the orders in out[0 .. *n - 1] once
+ * restarts; on PostgreSQL the rows are claimed with FOR UPDATE SKIP
+ * LOCKED, so instances running it together never take the same order.  Returns OSTORE_OK with the orders in out[0 .. *n - 1] once
  * committed, or OSTORE_FAIL with *n = 0 (nothing republished).
  */
 enum ostore_result ostore_republish_stalled(struct order_store *s, int64_t placed_before, int64_t moved_before,
@@ -147,6 +162,14 @@ typedef void (*ostore_revoked_fn)(void *arg, const char *mac, int64_t expiry);
 /* Calls on_account for every account, on_device for every device, on_revoked for every revoked token.  OSTORE_OK or OSTORE_FAIL. */
 enum ostore_result ostore_accounts_load(struct order_store *s, ostore_account_fn on_account, ostore_device_fn on_device,
     ostore_revoked_fn on_revoked, void *arg);
+/*
+ * The accounts' change counter: *version moves with every account, device
+ * or revoked-token change committed by any instance (on SQLite, where one
+ * instance owns the file, it stays 0).  Read it before
+ * ostore_accounts_load(): a change committed after it moves it again.
+ * OSTORE_OK or OSTORE_FAIL.
+ */
+enum ostore_result ostore_accounts_version(struct order_store *s, int64_t *version);
 /* Adds an account: OSTORE_OK, OSTORE_DUP (one of that name exists: unchanged) or OSTORE_FAIL. */
 enum ostore_result ostore_account_add(struct order_store *s, const struct ostore_account *a);
 /* A new password hash and tokens_after, and the account's devices forgotten, in one transaction: OSTORE_OK, _NOT_FOUND or _FAIL. */
