@@ -288,9 +288,10 @@ PIZZA_HTTP_PORT ?= 8080
 HTTP_PORT_AUTO := $(if $(filter file,$(origin PIZZA_HTTP_PORT)),1,0)
 PIZZA_MQTT_WS_PORT ?= 9001
 WS_PORT_AUTO := $(if $(filter file,$(origin PIZZA_MQTT_WS_PORT)),1,0)
-# STORE=postgres: order-history on a private PostgreSQL in the run folder;
-# INSTANCES=N: N order-history instances (postgres only) and N executors (at
-# least 2), unless EXECUTORS is given (docs/operations.md).
+# STORE=postgres: every store in a private PostgreSQL in the run folder;
+# INSTANCES=N: N instances each of order-service, order-history and the
+# notifier (postgres only) and N executors (at least 2), unless EXECUTORS is
+# given (docs/operations.md).
 STORE ?= sqlite
 INSTANCES ?= 1
 STACK_EXECUTORS = $(if $(filter file,$(origin EXECUTORS)),,EXECUTORS=$(EXECUTORS))

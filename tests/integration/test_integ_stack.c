@@ -16,9 +16,11 @@
  *     running, and nothing on the way out looks like a crash.
  *
  * Then a second stack, make run STORE=postgres INSTANCES=2 (issue 16): a
- * private PostgreSQL in the run folder (not as root), two order-history
- * instances in <run>/env, an order by phone-sim answered alike by both, and
- * a Ctrl-C that stops PostgreSQL too.
+ * private PostgreSQL in the run folder (not as root), two instances of
+ * every service on it, all running and all in <run>/env, an order placed
+ * over HTTP on the second order-service completing with one pickup alert
+ * and answered alike by both order-histories, and a Ctrl-C that stops all
+ * of them and PostgreSQL too.
  *
  * Supervision deadlines are short (accept 1.5 s, stage 3 s, as in
  * test_integ_faults.c) so that orders an executor took with it are
@@ -283,8 +285,40 @@ setenvf(const char *name, int v)
 }
 
 /*
+ * Waits until every URL in <run>/env's PIZZA_HTTP_URLS answers GET /healthz
+ * with 200 (run/env is written once every process is started, not once each
+ * is ready: on PostgreSQL the services first make their schemas).  Returns
+ * 0, or -1 after ms.
+ */
+static int
+healthy(int ms)
+{
+	int64_t deadline = mono_ms() + ms;
+	char v[1000], *save = NULL, *q;
+
+	if (env_get("PIZZA_HTTP_URLS", v, sizeof(v)) != 0 || v[0] != '\'' || (q = strchr(v + 1, '\'')) == NULL)
+		return -1;
+	*q = '\0';
+	for (char *u = strtok_r(v + 1, " ", &save); u != NULL; u = strtok_r(NULL, " ", &save)) {
+		char url[300], *body = NULL;
+		int st;
+
+		snprintf(url, sizeof(url), "%shealthz", u);
+		while ((st = h_http_get(url, &body)) != 200 && mono_ms() < deadline) {
+			free(body);
+			body = NULL;
+			h_sleep(50);
+		}
+		free(body);
+		if (st != 200)
+			return -1;
+	}
+	return 0;
+}
+
+/*
  * broker-config/stack run in the background, as make run starts it, on free
- * ports; waits for <run>/env.  instances 0: plain make run (SQLite);
+ * ports; waits for <run>/env and for its HTTP servers to be healthy.  instances 0: plain make run (SQLite);
  * otherwise make run STORE=postgres INSTANCES=instances.
  */
 static int
@@ -310,8 +344,11 @@ stack_start(int instances)
 	}
 	/* the stack runs $BUILD/bin: the build these tests are from (build, or build-asan) */
 	snprintf(build, sizeof(build), "%.*s", bl > 4 && strcmp(b + bl - 4, "/bin") == 0 ? (int)(bl - 4) : (int)bl, b);
-	/* five listeners, then the metrics base: the stack takes +3 (notifier), +4, +5 (executors) */
-	if ((t.mqtt = free_run(5 + 3 + 1 + EXECUTORS + (instances > 0 ? instances : 0))) < 0)
+	/*
+	 * five listeners, then the metrics base: the stack takes +3 (notifier), +4, +5 (executors); with
+	 * instances, order-history-i and order-service-i's HTTP ports, PostgreSQL's, and notifier-i's metrics too
+	 */
+	if ((t.mqtt = free_run(5 + 3 + 1 + EXECUTORS + 3 * (instances > 0 ? instances : 0))) < 0)
 		return -1;
 	t.http = t.mqtt + 1;
 	t.hist = t.mqtt + 2;
@@ -319,11 +356,14 @@ stack_start(int instances)
 	t.ws = t.mqtt + 4;
 	t.mbase = t.mqtt + 5;
 	if (instances > 0) {
-		/* order-history-i on hist + i - 1 (the stack's rule), PostgreSQL after them, then the metrics */
+		/*
+		 * the stack's rules: order-history-i on hist + i - 1, order-service-i (i > 1) after them;
+		 * PostgreSQL after those, then the metrics (notifier-i, i > 1, after the executors')
+		 */
 		t.tls = t.mqtt + 2;
 		t.ws = t.mqtt + 3;
 		t.hist = t.mqtt + 4;
-		pg = t.hist + instances;
+		pg = t.hist + 2 * instances - 1;
 		t.mbase = pg + 1;
 	}
 	if ((t.pid = fork()) == 0) {
@@ -379,6 +419,12 @@ stack_start(int instances)
 	/* the harness's helpers (observer, passwords, SQL) on this stack's run folder and broker */
 	snprintf(t.s.dir, sizeof(t.s.dir), "%s", t.run);
 	t.s.port = t.mqtt;
+	if (healthy(30000) != 0) {
+		char *log = slurp(t.log);
+		fprintf(stderr, "the stack's HTTP servers did not all answer /healthz 200 within 30 s; it said:\n%s\n", log);
+		free(log);
+		return -1;
+	}
 	h_sleep(500); /* the services say ready once subscribed */
 	return h_observer(&t.s);
 }
@@ -825,41 +871,87 @@ history_ready(const char *base, const char *auth, const char *id, int ms)
 }
 
 /*
- * make run STORE=postgres INSTANCES=2: a private PostgreSQL (not as root),
- * two order-history instances listed in <run>/env, an order placed with
- * phone-sim completes, both instances answer it with the same body, and a
- * Ctrl-C stops everything, PostgreSQL included.
+ * The space-separated list NAME='a b' in <run>/env: its words into buf (n
+ * bytes), pointers to them in out[] (at most max).  Returns how many, or -1
+ * when NAME is absent or not quoted.
+ */
+static int
+env_list(const char *name, char *buf, size_t n, const char **out, int max)
+{
+	char *save = NULL, *w, *q;
+	int k = 0;
+
+	if (env_get(name, buf, n) != 0 || buf[0] != '\'' || (q = strchr(buf + 1, '\'')) == NULL)
+		return -1;
+	*q = '\0';
+	for (w = strtok_r(buf + 1, " ", &save); w != NULL && k < max; w = strtok_r(NULL, " ", &save))
+		out[k++] = w;
+	return k;
+}
+
+/* The sum of a Prometheus counter (name: "\nNAME ") over the notifiers' /metrics (ports from <run>/env), or -1. */
+static long
+notifiers_counter(const char *const *vars, int n, const char *name)
+{
+	long total = 0;
+
+	for (int i = 0; i < n; i++) {
+		char url[100], *body = NULL, *at;
+		long port = env_long(vars[i]);
+
+		snprintf(url, sizeof(url), "http://127.0.0.1:%ld/metrics", port);
+		if (port <= 0 || h_http_get(url, &body) != 200 || (at = strstr(body, name)) == NULL) {
+			free(body);
+			return -1;
+		}
+		total += strtol(at + strlen(name), NULL, 10);
+		free(body);
+	}
+	return total;
+}
+
+/*
+ * make run STORE=postgres INSTANCES=2: a private PostgreSQL (not as root)
+ * and two instances of order-service, order-history and the notifier on
+ * it, each with its own client id and port, all running and listed in
+ * <run>/env; an order placed over HTTP on the second order-service
+ * completes with one pickup alert (the phone's, the broker's, the
+ * notifiers' counts) and both order-histories answer it with the same
+ * body; a Ctrl-C stops everything, PostgreSQL included.
  */
 static void
 test_postgres_instances(void **state)
 {
-	static const char *const pg_procs[] = { "mosquitto", "postgres", "order-service", "order-history-1",
-		"order-history-2", "notifier", "exec-1", "exec-2" };
+	static const char *const pg_procs[] = { "mosquitto", "postgres", "order-service-1", "order-service-2",
+		"order-history-1", "order-history-2", "notifier-1", "notifier-2", "exec-1", "exec-2" };
+	static const char *const with_pg[] = { "order-service-1", "order-service-2", "order-history-1", "order-history-2",
+		"notifier-1", "notifier-2" };
+	static const char *const notifier_ports[] = { "PIZZA_METRICS_PORT_NOTIFIER_1", "PIZZA_METRICS_PORT_NOTIFIER_2" };
 	enum { NPG = sizeof(pg_procs) / sizeof(pg_procs[0]) };
-	char urls[600], v[700], out_file[600], id[NAME_MAX_LEN + 1], auth[600], path[600];
-	char *const order[] = { "phone-sim", "order", "--user", "alice", "--item", "margherita", "--timeout", "30", NULL };
-	char *out, *body[2], *secret, *log, *save = NULL;
-	const char *hist[2];
+	char hbuf[600], obuf[600], v[700], out_file[600], id[NAME_MAX_LEN + 1], auth[600], path[600];
+	char *out, *body[2], *secret, *log;
+	const char *hist[3], *front[3];
 	pid_t pids[NPG];
+	long alerts0;
 
 	(void)state;
-	/* <run>/env: both history instances, the store, PostgreSQL's URL without its password */
-	assert_int_equal(env_get("PIZZA_HISTORY_URLS", urls, sizeof(urls)), 0);
-	assert_true(urls[0] == '\'');
-	memmove(urls, urls + 1, strlen(urls));
-	assert_non_null(strchr(urls, '\''));
-	*strchr(urls, '\'') = '\0';
-	hist[0] = strtok_r(urls, " ", &save);
-	hist[1] = strtok_r(NULL, " ", &save);
-	assert_non_null(hist[0]);
-	assert_non_null(hist[1]);
-	assert_null(strtok_r(NULL, " ", &save));
+	/* <run>/env: both order-service and both history instances, the store, PostgreSQL's URL without its password */
+	assert_int_equal(env_list("PIZZA_HISTORY_URLS", hbuf, sizeof(hbuf), hist, 3), 2);
 	snprintf(v, sizeof(v), "http://127.0.0.1:%d/", t.hist);
 	assert_string_equal(hist[0], v);
 	assert_string_not_equal(hist[0], hist[1]);
+	assert_int_equal(env_list("PIZZA_ORDER_URLS", obuf, sizeof(obuf), front, 3), 2);
+	snprintf(v, sizeof(v), "http://127.0.0.1:%d/", t.http);
+	assert_string_equal(front[0], v);
+	assert_string_not_equal(front[0], front[1]);
 	assert_int_equal(env_get("PIZZA_HTTP_URLS", v, sizeof(v)), 0);
-	assert_non_null(strstr(v, hist[0]));
-	assert_non_null(strstr(v, hist[1]));
+	for (int i = 0; i < 2; i++) {
+		assert_non_null(strstr(v, hist[i]));
+		assert_non_null(strstr(v, front[i]));
+	}
+	assert_true(env_long(notifier_ports[0]) > 0);
+	assert_true(env_long(notifier_ports[1]) > 0);
+	assert_int_not_equal(env_long(notifier_ports[0]), env_long(notifier_ports[1]));
 	assert_int_equal(env_get("PIZZA_STORE", v, sizeof(v)), 0);
 	assert_string_equal(v, "postgres");
 	assert_int_equal(env_get("PIZZA_PG_URL", v, sizeof(v)), 0);
@@ -870,8 +962,11 @@ test_postgres_instances(void **state)
 	if (strstr(v, secret) != NULL)
 		fail_msg("PIZZA_PG_URL carries the password: %s", v);
 	free(secret);
+	/* the start says what runs how many times */
 	log = slurp(t.log);
-	assert_non_null(strstr(log, "order-service, notifier: SQLite (PostgreSQL not yet: docs/scaling.md)"));
+	assert_non_null(strstr(log, "order-service, order-history and notifier on a private PostgreSQL at"));
+	assert_non_null(strstr(log, "services: 2 instances each of order-service, order-history and notifier, and 2 executors"));
+	assert_null(strstr(log, "PostgreSQL not yet"));
 	free(log);
 	for (int i = 0; i < NPG; i++) {
 		pids[i] = pid_of(pg_procs[i]);
@@ -880,20 +975,42 @@ test_postgres_instances(void **state)
 	}
 	if (getuid() == 0 && uid_of(pids[1]) == 0)
 		fail_msg("PostgreSQL runs as root");
-	/* order-service reads from either: both URLs in its --history-url, the first first */
-	assert_int_equal(arg_of(pids[2], "--history-url", v, sizeof(v)), 0);
+	/* every instance on PostgreSQL, each under its own client id (its name: the broker's session) */
+	for (size_t i = 0; i < sizeof(with_pg) / sizeof(with_pg[0]); i++) {
+		pid_t p = pid_of(with_pg[i]);
+		assert_int_equal(arg_of(p, "--db", v, sizeof(v)), 0);
+		if (strncmp(v, "postgresql://", 13) != 0)
+			fail_msg("%s's --db is %s, not PostgreSQL", with_pg[i], v);
+		assert_int_equal(arg_of(p, "--client-id", v, sizeof(v)), 0);
+		assert_string_equal(v, with_pg[i]);
+	}
+	/* order-service-2 serves the second URL; both read from either history, the first first */
+	assert_int_equal(arg_of(pid_of("order-service-2"), "--http-port", v, sizeof(v)), 0);
 	{
 		char want[200];
+		snprintf(want, sizeof(want), "http://127.0.0.1:%.16s/", v);
+		assert_string_equal(front[1], want);
 		snprintf(want, sizeof(want), "%.*s,%.*s", (int)strlen(hist[0]) - 1, hist[0], (int)strlen(hist[1]) - 1, hist[1]);
-		assert_string_equal(v, want);
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(arg_of(pid_of(i == 0 ? "order-service-1" : "order-service-2"), "--history-url", v, sizeof(v)), 0);
+			assert_string_equal(v, want);
+		}
 	}
 
-	/* an order placed with phone-sim completes */
-	snprintf(out_file, sizeof(out_file), "%s/order-pg.out", t.dir);
-	if (h_collect(spawn_phone(order, h_password(&t.s, "alice"), out_file), out_file, &out, 30000) != 0)
-		fail_msg("phone-sim order did not complete:\n%s", out);
-	assert_non_null(strstr(out, "PICKUP"));
-	assert_non_null(strstr(out, "  order "));
+	/* an order placed over HTTP on the second order-service completes, with one pickup alert */
+	assert_true((alerts0 = notifiers_counter(notifier_ports, 2, "\npizza_alerts_sent_total ")) >= 0);
+	{
+		char url[200];
+		char *const order[] = { "phone-sim", "order", "--http", "--http-url", url, "--user", "alice", "--item",
+			"margherita", "--timeout", "30", NULL };
+
+		snprintf(url, sizeof(url), "%.*s", (int)strlen(front[1]) - 1, front[1]);
+		snprintf(out_file, sizeof(out_file), "%s/order-pg.out", t.dir);
+		if (h_collect(spawn_phone(order, h_password(&t.s, "alice"), out_file), out_file, &out, 30000) != 0)
+			fail_msg("phone-sim order --http on %s did not complete:\n%s", url, out);
+	}
+	assert_non_null(strstr(out, "(HTTP 202 Accepted)"));
+	assert_int_equal(count(out, "  PICKUP  "), 1);
 	assert_int_equal(sscanf(strstr(out, "  order "), "  order %64s", id), 1);
 	free(out);
 
@@ -908,8 +1025,11 @@ test_postgres_instances(void **state)
 	assert_string_equal(body[0], body[1]);
 	free(body[0]);
 	free(body[1]);
+	/* both notifiers have seen its ready by now: one alert on the broker, one sent between them */
+	assert_int_equal(h_count_events(&t.s, id, EVENT_PICKUP_ALERT, 0), 1);
+	assert_int_equal(notifiers_counter(notifier_ports, 2, "\npizza_alerts_sent_total ") - alerts0, 1);
 
-	/* Ctrl-C: everything stops, PostgreSQL too */
+	/* Ctrl-C: everything stops, every instance and PostgreSQL too */
 	sigint_stops(pg_procs, pids, NPG);
 	assert_no_sanitizer_findings();
 }
