@@ -33,6 +33,18 @@ pgconn_is_url(const char *target)
 	return target != NULL && (strncmp(target, "postgresql://", 13) == 0 || strncmp(target, "postgres://", 11) == 0);
 }
 
+char *
+pgconn_in_schema(const char *target, const char *schema)
+{
+	static const char param[] = "options=-c%20search_path%3D";
+	size_t n = strlen(target) + sizeof(param) + strlen(schema) + 2;
+	char *s = malloc(n);
+
+	if (s != NULL)
+		snprintf(s, n, "%s%c%s%s", target, strchr(target, '?') != NULL ? '&' : '?', param, schema);
+	return s;
+}
+
 const char *
 pgconn_label(const char *target, char *buf, size_t n)
 {

@@ -46,6 +46,18 @@ void pgconn_failed(struct pgconn *pc, const char *what, const PGresult *res);
  */
 int pgconn_command(struct pgconn *pc, const char *text);
 
+/*
+ * target (a postgresql:// URL) with the search_path set to schema as a URL
+ * parameter (options=-c search_path=schema), so that every connection made
+ * from it, and every reconnection, puts the service's tables in its own
+ * schema: one database can hold order-service, order-history and the
+ * notifier, whose tables share names (orders, outbox).  The schema is
+ * created by the store (it may not exist yet when connecting).  A new
+ * string (caller frees), or NULL out of memory.  A target with its own
+ * options parameter has it replaced.
+ */
+char *pgconn_in_schema(const char *target, const char *schema);
+
 /* 1 when target is a PostgreSQL URL (postgresql:// or postgres://). */
 int pgconn_is_url(const char *target);
 

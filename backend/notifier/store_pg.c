@@ -36,11 +36,20 @@
 #include "topic.h"
 #include "util.h"
 
+/*
+ * The tables live in their own schema, notifier (the connections'
+ * search_path, pgconn_in_schema()), so that order-service's and
+ * order-history's tables of the same names (orders, outbox) in one database
+ * stay apart.
+ */
+#define PG_SCHEMA_NAME "notifier"
 /* Two instances starting together would race on CREATE ... IF NOT EXISTS: the schema is created under an advisory lock. */
 #define SCHEMA_LOCK_KEY "7104111115"
 #define PG_SCHEMA                                                                                              \
 	"BEGIN;"                                                                                               \
-	"SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");" OUTBOX_PG_SCHEMA                                  \
+	"SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"                                                   \
+	"CREATE SCHEMA IF NOT EXISTS " PG_SCHEMA_NAME ";"                                                      \
+	"SET LOCAL search_path TO " PG_SCHEMA_NAME ";" OUTBOX_PG_SCHEMA                                        \
 	"CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"                \
 	"  items TEXT NOT NULL, callback_url TEXT, placed_ms BIGINT NOT NULL);"                               \
 	"CREATE TABLE IF NOT EXISTS alerts (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"                \
@@ -69,6 +78,7 @@ struct pgstore {
 	struct notifier_store base; /* first: store.c sees only this */
 	struct pgconn *pc;
 	struct outbox *outbox; /* NULL without an mq */
+	char *target;          /* the URL with our search_path, for both connections */
 };
 
 #define PG(ns) ((struct pgstore *)(ns))
@@ -157,13 +167,14 @@ pg_open(const char *target, struct mq *mq, int64_t retry_ms)
 	if (s == NULL)
 		return NULL;
 	s->base.ops = &nstore_pg_ops;
-	if ((s->pc = pgconn_open(target, "notifier", "store")) == NULL || (conn = pgconn_begin(s->pc)) == NULL)
+	if ((s->target = pgconn_in_schema(target, PG_SCHEMA_NAME)) == NULL ||
+	    (s->pc = pgconn_open(s->target, "notifier", "store")) == NULL || (conn = pgconn_begin(s->pc)) == NULL)
 		goto fail;
 	rc = pgconn_command(s->pc, PG_SCHEMA);
 	pgconn_end(s->pc);
 	if (rc != 0)
 		goto fail;
-	if (mq != NULL && (s->outbox = outbox_pg_new(target, mq, retry_ms)) == NULL)
+	if (mq != NULL && (s->outbox = outbox_pg_new(s->target, mq, retry_ms)) == NULL)
 		goto fail;
 	(void)conn;
 	return &s->base;
@@ -181,6 +192,7 @@ pg_close(struct notifier_store *ns)
 		return;
 	outbox_free(s->outbox);
 	pgconn_close(s->pc);
+	free(s->target);
 	free(s);
 }
 

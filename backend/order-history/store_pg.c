@@ -20,13 +20,14 @@
  *
  * A lost connection (the server restarted, the network dropped it) fails
  * the call that finds it (HSTORE_FAIL: the consumer leaves the message for
- * the broker to deliver again) and is re-established with PQresetStart()
- * and PQresetPoll(), driven by later calls, at most one attempt a second
- * and never waiting more than RESET_WAIT_MS on the caller's thread, which
- * may be paho's.
+ * the broker to deliver again) and is re-established by later calls
+ * without holding paho's thread for long (pgconn.h).
+ *
+ * The tables live in their own schema, order_history (the connections'
+ * search_path, pgconn_in_schema()), so that order-service's and the
+ * notifier's tables of the same names (orders) in one database stay apart.
+ * Tables an earlier version made in public are moved there once.
  */
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,11 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "pgconn.h"
 #include "store_backend.h"
 #include "util.h"
+
+#define PG_SCHEMA_NAME "order_history"
 
 /*
  * Two instances starting together would race on CREATE ... IF NOT EXISTS
@@ -43,10 +47,31 @@
  * lock, any key the same in every instance.
  */
 #define SCHEMA_LOCK_KEY "7104111114"
+/*
+ * An earlier version kept these tables in public: moved into the schema
+ * once (its statuses table tells them apart; orders only when it has
+ * order-history's event_id column, not the notifier's orders).
+ */
+#define FROM_PUBLIC                                                                                          \
+	"DO $$ BEGIN "                                                                                       \
+	"IF to_regclass('public.statuses') IS NOT NULL AND to_regclass('" PG_SCHEMA_NAME ".statuses') IS NULL " \
+	"THEN "                                                                                              \
+	"  ALTER TABLE public.statuses SET SCHEMA " PG_SCHEMA_NAME ";"                                       \
+	"  IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' "               \
+	"      AND table_name = 'orders' AND column_name = 'event_id') "                                    \
+	"  THEN ALTER TABLE public.orders SET SCHEMA " PG_SCHEMA_NAME "; END IF;"                           \
+	"  IF to_regclass('public.callbacks') IS NOT NULL THEN "                                             \
+	"    ALTER TABLE public.callbacks SET SCHEMA " PG_SCHEMA_NAME "; END IF;"                            \
+	"  IF to_regclass('public.receipts') IS NOT NULL THEN "                                              \
+	"    ALTER TABLE public.receipts SET SCHEMA " PG_SCHEMA_NAME "; END IF;"                             \
+	"  RAISE NOTICE 'order-history tables moved from public to " PG_SCHEMA_NAME "';"                     \
+	"END IF; END $$;"
 /* COLLATE "C": order ids sort (and page) by their bytes, as in SQLite, whatever the cluster's locale. */
 #define PG_SCHEMA                                                                                            \
 	"BEGIN;"                                                                                             \
 	"SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"                                                 \
+	"CREATE SCHEMA IF NOT EXISTS " PG_SCHEMA_NAME ";"                                                    \
+	"SET LOCAL search_path TO " PG_SCHEMA_NAME ";" FROM_PUBLIC                                           \
 	"CREATE TABLE IF NOT EXISTS orders (order_id TEXT COLLATE \"C\" PRIMARY KEY, user_id TEXT NOT NULL," \
 	"  items TEXT NOT NULL, callback_url TEXT, placed_ms BIGINT NOT NULL, event_id TEXT NOT NULL);"      \
 	"CREATE INDEX IF NOT EXISTS orders_user ON orders(user_id, order_id);"                               \
@@ -85,156 +110,26 @@ static const char *const sql[HS_NSTMTS] = {
 
 #define MAX_PARAMS 8
 #define MAX_COLS 8
-#define RESET_EVERY_MS 1000   /* between two reconnection attempts */
-#define RESET_WAIT_MS 250     /* the most one call waits for a reconnection */
-#define RESET_GIVE_UP_MS 5000 /* an attempt that long is dropped (libpq's connect_timeout does not apply to it) */
 
-/* One connection and what recovers it; used under lock only. */
-struct pgconn {
-	pthread_mutex_t lock;
-	PGconn *c;
-	const char *role; /* "write" or "read", for the logs */
-	const char *label;
-	int resetting, lost;
-	PostgresPollingStatusType pst;
-	int64_t next_reset_ms, give_up_ms;
-};
-
+/*
+ * The writer (paho's thread, the probe) and the reader (the HTTP threads),
+ * each under its own lock (pgconn.h).  rconn is the reader's connection
+ * between read_begin and read_end.
+ */
 struct pgstore {
-	struct pgconn w, r;
-	char label[256];
+	struct pgconn *w, *r;
+	PGconn *rconn;
 };
 
 const char *
 hstore_pg_label(const char *target, char *buf, size_t n)
 {
-	PQconninfoOption *opts = PQconninfoParse(target, NULL);
-	const char *user = "", *host = "", *port = "", *dbname = "";
-
-	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
-		if (o->val == NULL)
-			continue;
-		if (strcmp(o->keyword, "user") == 0)
-			user = o->val;
-		else if (strcmp(o->keyword, "host") == 0)
-			host = o->val;
-		else if (strcmp(o->keyword, "port") == 0)
-			port = o->val;
-		else if (strcmp(o->keyword, "dbname") == 0)
-			dbname = o->val;
-	}
-	if (opts == NULL)
-		snprintf(buf, n, "postgresql://(unparsable URL)");
-	else
-		snprintf(buf, n, "postgresql://%s%s%s%s%s/%s", user, user[0] != '\0' ? "@" : "", host,
-		    port[0] != '\0' ? ":" : "", port, dbname);
-	PQconninfoFree(opts);
-	return buf;
+	return pgconn_label(target, buf, n);
 }
 
-/* libpq's message without its trailing newline, for one log line. */
-static const char *
-errtext(const char *s, char *buf, size_t n)
-{
-	snprintf(buf, n, "%s", s != NULL ? s : "");
-	buf[strcspn(buf, "\n")] = '\0';
-	return buf;
-}
-
-/* The server's notices ("relation ... already exists, skipping") at debug, not on stderr. */
-static void
-on_notice(void *arg, const char *message)
-{
-	char e[256];
-
-	log_debug("PostgreSQL notice", "db=%s notice=%s", LOGQ((const char *)arg), LOGQ(errtext(message, e, sizeof(e))));
-}
-
-/*
- * Connects to target with our defaults first: the URL's own parameters
- * (listed later) override them.  Returns the connection, or NULL (logged).
- */
-static PGconn *
-connect_to(const char *target, const char *label)
-{
-	static const char *const keys[] = { "connect_timeout", "application_name", "keepalives_idle",
-		"keepalives_interval", "keepalives_count", "dbname", NULL };
-	const char *const vals[] = { "5", "order-history", "10", "5", "3", target, NULL };
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
-	char e[256];
-
-	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		log_error("cannot connect to PostgreSQL", "db=%s err=%s", LOGQ(label),
-		    LOGQ(errtext(c != NULL ? PQerrorMessage(c) : "out of memory", e, sizeof(e))));
-		PQfinish(c);
-		return NULL;
-	}
-	PQsetNoticeProcessor(c, on_notice, (void *)label);
-	return c;
-}
-
-/* Drives a reconnection until it ends or until is reached.  0 once connected, else -1.  Under pc->lock. */
-static int
-reset_poll(struct pgconn *pc, int64_t until)
-{
-	char e[256];
-
-	for (;;) {
-		int64_t now = mono_ms();
-		struct pollfd pfd;
-
-		if (pc->pst == PGRES_POLLING_OK) {
-			pc->resetting = pc->lost = 0;
-			log_info("reconnected to PostgreSQL", "db=%s conn=%s", LOGQ(pc->label), pc->role);
-			return 0;
-		}
-		if (pc->pst == PGRES_POLLING_FAILED || now >= pc->give_up_ms || (pfd.fd = PQsocket(pc->c)) < 0) {
-			pc->resetting = 0;
-			log_debug("PostgreSQL still unreachable", "db=%s conn=%s err=%s", LOGQ(pc->label), pc->role,
-			    LOGQ(errtext(PQerrorMessage(pc->c), e, sizeof(e))));
-			return -1;
-		}
-		if (now >= until)
-			return -1; /* still connecting: the next call goes on with it */
-		pfd.events = pc->pst == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-		if (poll(&pfd, 1, (int)(until - now)) > 0)
-			pc->pst = PQresetPoll(pc->c);
-	}
-}
-
-/*
- * 0 when pc's connection can take a statement now; else -1 (the caller
- * answers "failed"), having started or advanced a reconnection.  Under
- * pc->lock.
- */
-static int
-conn_ready(struct pgconn *pc)
-{
-	int64_t now = mono_ms();
-
-	if (!pc->resetting) {
-		if (PQstatus(pc->c) == CONNECTION_OK)
-			return 0;
-		if (!pc->lost) {
-			pc->lost = 1;
-			log_warn("lost the PostgreSQL connection; reconnecting (events are left for the broker meanwhile)",
-			    "db=%s conn=%s", LOGQ(pc->label), pc->role);
-		}
-		if (now < pc->next_reset_ms)
-			return -1;
-		pc->next_reset_ms = now + RESET_EVERY_MS;
-		if (!PQresetStart(pc->c))
-			return -1;
-		pc->resetting = 1;
-		pc->give_up_ms = now + RESET_GIVE_UP_MS;
-		pc->pst = PGRES_POLLING_WRITING; /* as libpq says to start */
-	}
-	return reset_poll(pc, now + RESET_WAIT_MS);
-}
-
-/* Runs sql with params on pc (ready, locked).  The result (caller clears it), or NULL when out of memory. */
+/* Runs sql with params on c.  The result (caller clears it), or NULL when out of memory. */
 static PGresult *
-run(struct pgconn *pc, const char *text, const struct hval *v, int n)
+run(PGconn *c, const char *text, const struct hval *v, int n)
 {
 	char ints[MAX_PARAMS][24];
 	const char *vals[MAX_PARAMS];
@@ -249,39 +144,7 @@ run(struct pgconn *pc, const char *text, const struct hval *v, int n)
 			vals[k] = ints[k];
 		}
 	}
-	return PQexecParams(pc->c, text, n < MAX_PARAMS ? n : MAX_PARAMS, NULL, vals, NULL, NULL, 0);
-}
-
-/* Logs a failed statement (and a connection it found lost).  Under pc->lock. */
-static void
-failed(struct pgconn *pc, const char *what, const PGresult *res)
-{
-	char e[256];
-
-	if (PQstatus(pc->c) != CONNECTION_OK) {
-		pc->lost = 1;
-		log_warn("lost the PostgreSQL connection; reconnecting (events are left for the broker meanwhile)",
-		    "db=%s conn=%s err=%s", LOGQ(pc->label), pc->role, LOGQ(errtext(PQerrorMessage(pc->c), e, sizeof(e))));
-		return;
-	}
-	log_error("PostgreSQL statement failed", "db=%s what=%s err=%s", LOGQ(pc->label), what,
-	    LOGQ(errtext(res != NULL ? PQresultErrorMessage(res) : "out of memory", e, sizeof(e))));
-}
-
-static int
-conn_init(struct pgconn *pc, const char *target, const char *label, const char *role)
-{
-	pthread_mutex_init(&pc->lock, NULL);
-	pc->role = role;
-	pc->label = label;
-	return (pc->c = connect_to(target, label)) != NULL ? 0 : -1;
-}
-
-static void
-conn_fini(struct pgconn *pc)
-{
-	PQfinish(pc->c);
-	pthread_mutex_destroy(&pc->lock);
+	return PQexecParams(c, text, n < MAX_PARAMS ? n : MAX_PARAMS, NULL, vals, NULL, NULL, 0);
 }
 
 static void pg_close(void *b);
@@ -290,21 +153,27 @@ static void *
 pg_open(const char *target)
 {
 	struct pgstore *s = calloc(1, sizeof(*s));
-	PGresult *res;
-	int ok;
+	char *url = pgconn_in_schema(target, PG_SCHEMA_NAME);
+	PGconn *c;
+	int rc;
 
-	if (s == NULL)
+	if (s == NULL || url == NULL) {
+		log_error("out of memory", NULL);
+		free(url);
+		free(s);
 		return NULL;
-	hstore_pg_label(target, s->label, sizeof(s->label));
-	if (conn_init(&s->w, target, s->label, "write") != 0 || conn_init(&s->r, target, s->label, "read") != 0) {
+	}
+	s->w = pgconn_open(url, "order-history", "write");
+	s->r = s->w != NULL ? pgconn_open(url, "order-history", "read") : NULL;
+	free(url);
+	if (s->r == NULL || (c = pgconn_begin(s->w)) == NULL) {
 		pg_close(s);
 		return NULL;
 	}
-	res = PQexec(s->w.c, PG_SCHEMA);
-	if (!(ok = PQresultStatus(res) == PGRES_COMMAND_OK))
-		failed(&s->w, "create the schema", res);
-	PQclear(res);
-	if (!ok) {
+	if ((rc = pgconn_command(s->w, PG_SCHEMA)) != 0 && PQtransactionStatus(c) != PQTRANS_IDLE)
+		PQclear(PQexec(c, "ROLLBACK"));
+	pgconn_end(s->w);
+	if (rc != 0) {
 		pg_close(s);
 		return NULL;
 	}
@@ -318,75 +187,61 @@ pg_close(void *b)
 
 	if (s == NULL)
 		return;
-	if (s->w.role != NULL)
-		conn_fini(&s->w);
-	if (s->r.role != NULL)
-		conn_fini(&s->r);
+	pgconn_close(s->w);
+	pgconn_close(s->r);
 	free(s);
 }
 
 static int
 pg_put(void *b, enum hstmt st, const struct hval *v, int n)
 {
-	struct pgconn *pc = &((struct pgstore *)b)->w;
+	struct pgconn *pc = ((struct pgstore *)b)->w;
 	PGresult *res;
+	PGconn *c;
 	int rc = -1;
 
-	pthread_mutex_lock(&pc->lock);
-	if (conn_ready(pc) == 0) {
-		res = run(pc, sql[st], v, n);
-		if (PQresultStatus(res) == PGRES_COMMAND_OK)
-			rc = strcmp(PQcmdTuples(res), "0") != 0; /* "1": stored; "0": the conflict, had it */
-		else
-			failed(pc, "store a history row", res);
-		PQclear(res);
-	}
-	pthread_mutex_unlock(&pc->lock);
-	return rc;
-}
-
-/* Runs a statement without parameters or results on pc (locked): 0 or -1 (logged). */
-static int
-command(struct pgconn *pc, const char *text)
-{
-	PGresult *res = PQexec(pc->c, text);
-	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
-
-	if (rc != 0)
-		failed(pc, text, res);
+	if ((c = pgconn_begin(pc)) == NULL)
+		return -1;
+	res = run(c, sql[st], v, n);
+	if (PQresultStatus(res) == PGRES_COMMAND_OK)
+		rc = strcmp(PQcmdTuples(res), "0") != 0; /* "1": stored; "0": the conflict, had it */
+	else
+		pgconn_failed(pc, "store a history row", res);
 	PQclear(res);
+	pgconn_end(pc);
 	return rc;
 }
 
 static int
 pg_read_begin(void *b)
 {
-	struct pgconn *pc = &((struct pgstore *)b)->r;
+	struct pgstore *s = b;
 
-	pthread_mutex_lock(&pc->lock);
+	if ((s->rconn = pgconn_begin(s->r)) == NULL)
+		return -1;
 	/* one snapshot for the reads of one answer, as SQLite's lock gives */
-	if (conn_ready(pc) == 0 && command(pc, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") == 0)
+	if (pgconn_command(s->r, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") == 0)
 		return 0;
-	pthread_mutex_unlock(&pc->lock);
+	pgconn_end(s->r);
 	return -1;
 }
 
 static void
 pg_read_end(void *b)
 {
-	struct pgconn *pc = &((struct pgstore *)b)->r;
+	struct pgstore *s = b;
 
 	/* after a failed read the transaction is aborted: COMMIT then ends it as a rollback */
-	if (PQstatus(pc->c) == CONNECTION_OK)
-		command(pc, "COMMIT");
-	pthread_mutex_unlock(&pc->lock);
+	if (PQstatus(s->rconn) == CONNECTION_OK)
+		pgconn_command(s->r, "COMMIT");
+	pgconn_end(s->r);
 }
 
 static int
 pg_select(void *b, enum hstmt st, const struct hval *v, int n, hrow_fn fn, void *arg)
 {
-	struct pgconn *pc = &((struct pgstore *)b)->r;
-	PGresult *res = run(pc, sql[st], v, n);
+	struct pgstore *s = b;
+	PGresult *res = run(s->rconn, sql[st], v, n);
 	const char *col[MAX_COLS];
 	int rows = -1;
 
@@ -396,13 +251,13 @@ pg_select(void *b, enum hstmt st, const struct hval *v, int n, hrow_fn fn, void 
 			for (int k = 0; k < ncols && k < MAX_COLS; k++)
 				col[k] = PQgetisnull(res, rows, k) ? NULL : PQgetvalue(res, rows, k);
 			if (fn(arg, col) != 0) {
-				log_error("cannot read the history", "db=%s err=%s", LOGQ(pc->label), "out of memory");
+				log_error("cannot read the history", "err=%s", "out of memory");
 				rows = -1;
 				break;
 			}
 		}
 	} else
-		failed(pc, "read the history", res);
+		pgconn_failed(s->r, "read the history", res);
 	PQclear(res);
 	return rows;
 }
@@ -410,22 +265,20 @@ pg_select(void *b, enum hstmt st, const struct hval *v, int n, hrow_fn fn, void 
 static int
 pg_probe(void *b)
 {
-	struct pgconn *pc = &((struct pgstore *)b)->w;
+	struct pgconn *pc = ((struct pgstore *)b)->w;
 	const struct hval v[] = { { .i = now_ms() } };
 	PGresult *res;
-	int rc = -1;
+	PGconn *c;
+	int rc;
 
-	pthread_mutex_lock(&pc->lock);
-	if (conn_ready(pc) == 0) {
-		res = run(pc, "INSERT INTO db_health(id, at_ms) VALUES (1, $1) "
-			      "ON CONFLICT (id) DO UPDATE SET at_ms = EXCLUDED.at_ms", v, 1);
-		rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
-		if (rc != 0)
-			log_debug("store not writable", "db=%s err=%s", LOGQ(pc->label),
-			    LOGQ(PQresultErrorMessage(res)));
-		PQclear(res);
-	}
-	pthread_mutex_unlock(&pc->lock);
+	if ((c = pgconn_begin(pc)) == NULL)
+		return -1;
+	res = run(c, "INSERT INTO db_health(id, at_ms) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at_ms = EXCLUDED.at_ms",
+	    v, 1);
+	if ((rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1) != 0)
+		log_debug("store not writable", "err=%s", LOGQ(PQresultErrorMessage(res)));
+	PQclear(res);
+	pgconn_end(pc);
 	return rc;
 }
 

@@ -45,8 +45,6 @@
 #include "util.h"
 
 #define PG_SCHEMA_NAME "order_service"
-/* the search_path as a URL parameter, percent-encoded: options=-c search_path=order_service */
-#define PG_SEARCH_PATH_PARAM "options=-c%20search_path%3D" PG_SCHEMA_NAME
 /* Instances starting together would race on CREATE ... IF NOT EXISTS: one at a time (any key, the same in all). */
 #define SCHEMA_LOCK_KEY "7104111116"
 #define PG_SCHEMA                                                                                          \
@@ -142,18 +140,6 @@ rollback(PGconn *c)
 		PQclear(PQexec(c, "ROLLBACK"));
 }
 
-/* target with our search_path added as a URL parameter: a new string, or NULL. */
-static char *
-with_search_path(const char *target)
-{
-	size_t n = strlen(target) + sizeof(PG_SEARCH_PATH_PARAM) + 2;
-	char *s = malloc(n);
-
-	if (s != NULL)
-		snprintf(s, n, "%s%c%s", target, strchr(target, '?') != NULL ? '&' : '?', PG_SEARCH_PATH_PARAM);
-	return s;
-}
-
 static void pg_close(void *b);
 
 static void *
@@ -163,7 +149,7 @@ pg_open(const char *target)
 	PGconn *c;
 	int rc;
 
-	if (s == NULL || (s->target = with_search_path(target)) == NULL) {
+	if (s == NULL || (s->target = pgconn_in_schema(target, PG_SCHEMA_NAME)) == NULL) {
 		log_error("out of memory", NULL);
 		pg_close(s);
 		return NULL;

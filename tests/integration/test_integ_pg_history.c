@@ -157,13 +157,13 @@ assert_stored_once(void)
 	char sql[300];
 
 	for (int i = 0; i < placed; i++) {
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM orders WHERE order_id = '%.64s'", ids[i]);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM order_history.orders WHERE order_id = '%.64s'", ids[i]);
 		assert_int_equal(h_pg_int(&pg, sql), 1);
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM statuses WHERE order_id = '%.64s'", ids[i]);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM order_history.statuses WHERE order_id = '%.64s'", ids[i]);
 		assert_int_equal(h_pg_int(&pg, sql), 5);
 	}
-	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM orders"), placed);
-	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM statuses"), 5 * placed);
+	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM order_history.orders"), placed);
+	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM order_history.statuses"), 5 * placed);
 }
 
 /* Waits until both instances show every order from first on ready; then they answer each, and alice's list, alike. */

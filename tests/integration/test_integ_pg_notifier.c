@@ -170,13 +170,13 @@ assert_once_each(int first)
 		char sql[300];
 
 		assert_int_equal(hits(i), 1);
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM alerts WHERE order_id = '%.64s'", ids[i]);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM notifier.alerts WHERE order_id = '%.64s'", ids[i]);
 		assert_int_equal(h_pg_int(&pg, sql), 1);
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM deliveries WHERE order_id = '%.64s' AND state = 'delivered'",
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM notifier.deliveries WHERE order_id = '%.64s' AND state = 'delivered'",
 		    ids[i]);
 		assert_int_equal(h_pg_int(&pg, sql), 1);
 	}
-	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM alerts"), placed);
+	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM notifier.alerts"), placed);
 	assert_false(rcv.mixed);
 }
 
@@ -201,7 +201,7 @@ test_one_instance_killed(void **state)
 	int64_t t0;
 
 	(void)state;
-	assert_true(h_pg_int(&pg, "INSERT INTO outbox(topic, payload, qos, retained, expiry_s, created_ms, claimed_by, "
+	assert_true(h_pg_int(&pg, "INSERT INTO notifier.outbox(topic, payload, qos, retained, expiry_s, created_ms, claimed_by, "
 				  "claimed_until_ms) VALUES ('pizza/users/zed/alerts', convert_to('{\"left\":\"by the dead\"}', "
 				  "'UTF8'), 1, false, 60, 0, 'dead', "
 				  "(extract(epoch from clock_timestamp()) * 1000)::bigint + 3000) RETURNING id") > 0);
@@ -215,7 +215,7 @@ test_one_instance_killed(void **state)
 		h_sleep(50);
 	assert_int_equal(h_count_topic(&st, "pizza/users/zed/alerts"), 1);
 	assert_true(mono_ms() - t0 >= 2500);
-	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM outbox WHERE claimed_by = 'dead'"), 0);
+	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM notifier.outbox WHERE claimed_by = 'dead'"), 0);
 	assert_int_equal(h_restart(&st, "notifier-1", SIGKILL), 0);
 }
 
@@ -231,7 +231,7 @@ test_postgres_restart(void **state)
 	assert_once_each(before);
 	assert_int_equal(h_wait_log(&st, "notifier-1", "msg=\"reconnected to PostgreSQL\"", 1, 10000), 0);
 	assert_int_equal(h_wait_log(&st, "notifier-2", "msg=\"reconnected to PostgreSQL\"", 1, 10000), 0);
-	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM outbox"), 0);
+	assert_int_equal(h_pg_int(&pg, "SELECT count(*) FROM notifier.outbox"), 0);
 }
 
 /* A bad --db is one clear line and a non-zero exit. */
