@@ -59,6 +59,7 @@ static struct {
 
 /* What the message handlers use, set up by start() before the broker connection. */
 static struct mq *mq;
+static struct mq *intake_mq; /* the shared store's intake connection, NULL otherwise */
 static struct intake *intake;
 static struct supervisor *supervisor;
 static struct accounts *accounts; /* NULL without --acl-file */
@@ -130,12 +131,16 @@ on_request(void *arg, struct consume_msg *c)
 		return CONSUME_INVALID;
 	}
 	intake_place_raw(intake, c->user, m->payload, m->len, "mqtt", NULL, &res);
-	if (res.status == INTAKE_INTERNAL && shared_store)
+	if (res.status == INTAKE_INTERNAL && shared_store && m->response_topic == NULL) {
 		/*
-		 * PostgreSQL out of reach (reconnecting, about a second): nothing
-		 * recorded, nothing answered; the broker delivers the request again
+		 * PostgreSQL out of reach (reconnecting, about a second), and nobody
+		 * to tell: the intake connection keeps no session, so a request left
+		 * unacknowledged would be lost with the connection, and every other
+		 * request in flight on it too.  Dead-lettered, so it is seen.
 		 */
-		return CONSUME_RETRY;
+		snprintf(c->reason, sizeof(c->reason), "the order could not be recorded (database unavailable); not placed");
+		return CONSUME_INVALID;
+	}
 	if (m->response_topic != NULL) {
 		reply(m, &res);
 		return CONSUME_DONE;
@@ -196,11 +201,22 @@ static const struct consume_row rows[] = {
  * still reach every instance: progress only moves forward, so the second
  * finds it done.  The broker's answers to account changes reach every
  * instance too; each takes only its own (accounts.c tells them apart).
+ *
+ * The requests come on a second connection of their own (rows_intake),
+ * with no session: Session Expiry 0, so the broker forgets it the moment
+ * the instance is gone.  On the persistent connection mosquitto would keep
+ * a killed instance in the $share group and queue its round-robin share of
+ * the requests until it came back (1/N of the phones unanswered); without
+ * a session, the live members get them all.  A request in flight at the
+ * kill is lost unanswered, and the phone's timeout and retry cover it: it
+ * was never answered "accepted", since the answer is sent after the commit.
  */
 static const struct consume_row rows_shared[] = {
-	{ "$share/order-service/" TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, on_request },
 	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_status },
 	{ ACCOUNTS_RESPONSE_TOPIC, 0, 0, CONSUME_RAW, on_control },
+};
+static const struct consume_row rows_intake[] = {
+	{ "$share/order-service/" TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, on_request },
 };
 
 static double
@@ -217,6 +233,8 @@ struct service {
 	struct ratelimit *signup_limit;
 	struct order_store *store;
 	struct consumer *consumer;
+	struct consumer *intake_consumer; /* rows_intake, on intake_mq */
+	char intake_id[300];              /* intake_mq's client id */
 	struct outbox *outbox;
 	struct api api;
 	struct httpd *http;
@@ -381,6 +399,27 @@ http_start(struct service *s)
 }
 
 /*
+ * The shared store's intake connection (rows_intake): client id
+ * <client-id>-intake, Session Expiry 0, so that no session outlives the
+ * instance.  Exits on failure.
+ */
+static void
+intake_connection(struct service *s)
+{
+	struct svc_opts so = cfg.so;
+
+	snprintf(s->intake_id, sizeof(s->intake_id), "%s-intake", cfg.so.client_id);
+	so.client_id = s->intake_id;
+	so.session_expiry_s = 0;
+	if ((s->intake_consumer = consume_new(SVC, rows_intake, sizeof(rows_intake) / sizeof(rows_intake[0]), NULL)) ==
+	    NULL)
+		fatal("out of memory", NULL);
+	intake_mq = svc_mq_new(&so, consume_message, s->intake_consumer);
+	if (consume_attach(s->intake_consumer, intake_mq) != 0)
+		fatal("cannot declare the subscriptions", NULL);
+}
+
+/*
  * Opens the store, creates the connection with its consumer, the intake
  * and the supervisor, connects and starts the HTTP API.  Exits on failure.
  */
@@ -412,6 +451,8 @@ start(struct service *s)
 	mq = svc_mq_new(&cfg.so, consume_message, s->consumer);
 	if (consume_attach(s->consumer, mq) != 0)
 		fatal("cannot declare the subscriptions", NULL);
+	if (shared_store)
+		intake_connection(s);
 	accounts_start(s);
 	if ((s->outbox = ostore_outbox_new(s->store, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("cannot start the outbox", NULL);
@@ -425,6 +466,8 @@ start(struct service *s)
 	    s->outbox);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	svc_mq_connect(mq, &cfg.so);
+	if (intake_mq != NULL)
+		svc_mq_connect(intake_mq, &cfg.so);
 	http_start(s);
 }
 
@@ -456,6 +499,9 @@ run(struct service *s)
 static void
 stop(struct service *s)
 {
+	/* no new MQTT requests; those being placed finish and are answered on mq */
+	if (intake_mq != NULL)
+		mq_disconnect(intake_mq, 1000);
 	httpd_stop(s->http);
 	api_stop(&s->api); /* after the server, which waited for the forwards in flight */
 	/* after the HTTP server (whose requests may still be queued), before the broker goes */
@@ -466,9 +512,11 @@ stop(struct service *s)
 	accounts_free(accounts); /* no answer from the broker can come now */
 	accounts = NULL;
 	mq_free(mq);
+	mq_free(intake_mq);
 	intake_free(intake);
 	supervise_free(supervisor);
 	consume_free(s->consumer);
+	consume_free(s->intake_consumer);
 	outbox_free(s->outbox);
 	ostore_close(s->store);
 	allowlist_free(s->allow);
