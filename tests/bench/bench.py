@@ -22,6 +22,11 @@ services in front of it, on this machine:
   6. phones    10,000 phones, one order each
   7. growth    each service's RSS after 10,000 and after 100,000 orders (a
                fresh stack)
+  8. postgres  make run STORE=postgres INSTANCES=1, then 2 (a fresh stack
+               each, its own private PostgreSQL in its run folder): the
+               maximum as in 2, and accepted->alert at step 3's rate (or
+               half the PostgreSQL maximum, when that is lower); quick: only
+               INSTANCES=2 at step 3's rate, that nothing is lost
 
 It prints a table and ends with one `bench:` line.  Results, the latency
 chart and every step's raw output go to $BENCH_DIR (build/bench).  The exit
@@ -116,12 +121,13 @@ def metric(port, name):
 class Stack:
     """broker-config/stack run in the background, in its own folder and ports."""
 
-    def __init__(self, workdir, name, accounts_file, executors):
+    def __init__(self, workdir, name, accounts_file, executors, store="sqlite", instances=1):
         self.dir = os.path.join(workdir, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         self.mqtt, self.http, self.hist, self.tls, self.ws = (free_port() for _ in range(5))
-        self.mbase = free_run(4 + executors)
+        # the notifier on the base + 3, the executors after it, then notifier-2... (broker-config/stack)
+        self.mbase = free_run(4 + executors + instances)
         self.env = dict(os.environ, PIZZA_RUN_DIR=os.path.join(self.dir, "run"), PIZZA_MQTT_PORT=str(self.mqtt),
                         PIZZA_HTTP_PORT=str(self.http), PIZZA_HISTORY_HTTP_PORT=str(self.hist),
                         PIZZA_MQTTS_PORT=str(self.tls), PIZZA_MQTT_WS_PORT=str(self.ws),
@@ -129,15 +135,39 @@ class Stack:
                         PIZZA_EXTRA_USERS=accounts_file, BUILD=os.path.relpath(BUILD, ROOT),
                         # wrk and the load generator all come from 127.0.0.1, and wrk orders as 32 users: the
                         # per-address and per-user limits would measure themselves, not the intake
-                        PIZZA_HTTP_RATE_LIMIT="0", PIZZA_ORDER_RATE_LIMIT="0")
+                        PIZZA_HTTP_RATE_LIMIT="0", PIZZA_ORDER_RATE_LIMIT="0", STORE=store, INSTANCES=str(instances))
+        if store == "postgres":
+            self.env["PIZZA_PG_PORT"] = str(free_port())
         self.log = open(os.path.join(self.dir, "stack.log"), "w")
         self.proc = subprocess.Popen([os.path.join(ROOT, "broker-config", "stack"), "run"], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        if not wait_port(self.http) or not wait_port(self.mbase + 3):
+        # run/env is written once every process is started (initdb first, with STORE=postgres)
+        self.runenv = self.read_env(60)
+        if self.runenv is None or not wait_port(self.http) or not wait_port(self.mbase + 3):
             self.stop()
             fail(f"the stack did not start: see {self.log.name}")
+        # every notifier's /metrics (one, or one per instance)
+        self.notifier_ports = [int(v) for k, v in sorted(self.runenv.items())
+                               if re.fullmatch(r"PIZZA_METRICS_PORT_NOTIFIER(_[0-9]+)?", k)]
+        if not self.notifier_ports or not all(wait_port(p) for p in self.notifier_ports):
+            self.stop()
+            fail(f"the stack's notifiers did not start: see {self.log.name}")
         time.sleep(0.5)  # services log "ready" once subscribed
         self.admin_pw = open(os.path.join(self.dir, "run", "secrets", "admin.pass")).read().strip()
+
+    def read_env(self, timeout):
+        """RUN_DIR/env as {name: value} once the stack has written it, or None when it exits or timeout passes."""
+        path = os.path.join(self.dir, "run", "env")
+        end = time.time() + timeout
+        while time.time() < end and self.proc.poll() is None:
+            try:
+                text = open(path).read()
+            except OSError:
+                text = ""
+            if "PIZZA_HTTP_URLS=" in text:
+                return {k: v.strip("'") for k, v in re.findall(r"^(\w+)=(.*)$", text, re.M)}
+            time.sleep(0.1)
+        return None
 
     def pids(self):
         """{name: pid} of the broker and services."""
@@ -150,7 +180,9 @@ class Stack:
             if prog == "order-executor":
                 m = re.search(r"--id (\S+)", args)
                 prog = m.group(1) if m else prog
-            if prog in ("mosquitto", "order-service", "order-history", "notifier") or prog.startswith("exec-"):
+            elif " --client-id " in args:  # one of INSTANCES: order-service-2, notifier-1...
+                prog = re.search(r"--client-id (\S+)", args).group(1)
+            if re.fullmatch(r"(mosquitto|order-service|order-history|notifier)(-[0-9]+)?|exec-.*", prog):
                 res[prog] = int(pid)
         return res
 
@@ -190,8 +222,8 @@ class Stack:
         return sum(self.cpu_by_process().values())
 
     def alerts_sent(self):
-        """The notifier's pizza_alerts_sent_total: orders completed so far."""
-        return metric(self.mbase + 3, "pizza_alerts_sent_total")
+        """The notifiers' pizza_alerts_sent_total (each alert is sent by one instance): orders completed so far."""
+        return sum(metric(p, "pizza_alerts_sent_total") for p in self.notifier_ports)
 
     def settle(self, timeout=180):
         """Waits until the stack is quiet: what a step leaves behind (order-history storing a backlog,
@@ -306,12 +338,12 @@ def step_raw(stack, prof, workdir, accounts):
     return ceiling, paced
 
 
-def step_max(stack, prof, workdir, accounts):
+def step_max(stack, prof, workdir, accounts, tag="max"):
     """Steps the offered rate up; returns (best passing result, every step)."""
     steps, best, rate, bad = [], None, prof["start_rate"], None
 
     def attempt(r):
-        res = load(stack, workdir, f"max-{r}", accounts, prof["phones"], orders=r * prof["step_s"], rate=r)
+        res = load(stack, workdir, f"{tag}-{r}", accounts, prof["phones"], orders=r * prof["step_s"], rate=r)
         p99 = res["latency_ms"]["accepted_to_alert"]["p99"]
         ok = lost_of(res) == 0 and p99 <= P99_LIMIT_MS
         steps.append((r, res, ok))
@@ -376,6 +408,32 @@ def step_burst(stack, prof, workdir, tokens):
                 command=f"BURST={prof['burst']} tests/bench/http/run.sh (wrk --latency -t 2 -c 32, orders.lua)")
 
 
+def step_pg(prof, workdir, accounts, phone_accounts, instances, rate, search):
+    """make run STORE=postgres INSTANCES=instances, a fresh stack with its own PostgreSQL: with search, the
+    maximum as step 2 finds it; then accepted->alert at `rate` (or half that maximum, when lower) for
+    prof["latency_s"]. Returns {instances, max (orders/s, or None), rate, latency (phone-sim's result), lost}."""
+    stack = Stack(workdir, f"pg{instances}", accounts, prof["executors"], store="postgres", instances=instances)
+    try:
+        best, steps = None, []
+        if search:
+            best, steps = step_max(stack, prof, workdir, phone_accounts, tag=f"pg{instances}-max")
+            if best is not None:
+                rate = min(rate, max(1, int(best[0] / 2)))
+            stack.settle()
+        log(f"  accepted->alert at {rate}/s for {prof['latency_s']} s")
+        lat = load(stack, workdir, f"pg{instances}-latency", phone_accounts, prof["phones"],
+                   orders=rate * prof["latency_s"], rate=rate)
+        la = lat["latency_ms"]["accepted_to_alert"]
+        log(f"  {lat['throughput']['orders_per_s']:.0f}/s completed, p50 {la['p50']:.1f} ms, p99 {la['p99']:.1f} ms, "
+            f"lost {lost_of(lat)}")
+    finally:
+        stack.stop()
+    return dict(instances=instances, max=best[1]["throughput"]["orders_per_s"] if best else None,
+                max_command=best[1]["command"] if best else "", rate=rate, latency=lat,
+                max_steps=[dict(rate=r, ok=ok, result=res) for r, res, ok in steps],
+                lost=sum(lost_of(r) for _, r, _ in steps) + lost_of(lat))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="the same steps, smaller (make bench-quick)")
@@ -397,12 +455,12 @@ def main():
 
     stack = Stack(workdir, "stack", accounts, prof["executors"])
     try:
-        log("1/7 raw ceiling: mqtt-raw, QoS 1, one publisher and one subscriber")
+        log("1/8 raw ceiling: mqtt-raw, QoS 1, one publisher and one subscriber")
         raw, raw_half = step_raw(stack, prof, workdir, accounts)
         lost_total += raw["lost"]
         log(f"  {raw['deliveries_per_s']:.0f} deliveries/s, p50 {raw['p50_ms']:.2f} ms, p99 {raw['p99_ms']:.2f} ms")
 
-        log(f"2/7 pipeline maximum: {prof['phones']} phones, stages 0 ms, rate stepped until p99 > "
+        log(f"2/8 pipeline maximum: {prof['phones']} phones, stages 0 ms, rate stepped until p99 > "
             f"{P99_LIMIT_MS:.0f} ms or a loss")
         best, steps = step_max(stack, prof, workdir, phone_accounts)
         lost_total += sum(lost_of(r) for _, r, _ in steps)
@@ -413,7 +471,7 @@ def main():
         max_rate = best[1]["throughput"]["orders_per_s"]
 
         half = max(1, int(best[0] / 2))
-        log(f"3/7 latency at half the maximum: {half}/s for {prof['latency_s']} s, with $SYS deliveries counted "
+        log(f"3/8 latency at half the maximum: {half}/s for {prof['latency_s']} s, with $SYS deliveries counted "
             f"and CPU per order over {prof['cpu_window_s']} s of it")
         sent0 = stack.sys_sent()
         cpu = {}
@@ -434,7 +492,7 @@ def main():
             f"{cpu['services']:.2f} ms, mosquitto {cpu['broker']:.2f} ms ({cpu_ratio:.2f}x)")
 
         stack.settle()
-        log(f"4/7 HTTP intake: wrk against order-service and against nginx, {prof['http_s']} s each")
+        log(f"4/8 HTTP intake: wrk against order-service and against nginx, {prof['http_s']} s each")
         tokens = os.path.join(workdir, "tokens.txt")
         with open(tokens, "w") as f:
             for ln in list(open(phone_accounts))[:32]:
@@ -454,7 +512,7 @@ def main():
             f"accepted, {int(alerts)} alerted")
 
         quiet = stack.settle()
-        log(f"5/7 flash-sale burst: {prof['burst']} HTTP orders as fast as wrk sends them (after {quiet:.0f} s "
+        log(f"5/8 flash-sale burst: {prof['burst']} HTTP orders as fast as wrk sends them (after {quiet:.0f} s "
             "for the stack to go quiet)")
         burst = step_burst(stack, prof, workdir, tokens)
         lost_total += burst["lost"]
@@ -462,7 +520,7 @@ def main():
             f"{burst['accepted']} accepted, {burst['alerted']} completed {burst['complete_s']:.0f} s after the burst")
 
         quiet = stack.settle()
-        log(f"6/7 phones: {prof['many_phones']} phones, one order each at {half}/s (after {quiet:.0f} s for the "
+        log(f"6/8 phones: {prof['many_phones']} phones, one order each at {half}/s (after {quiet:.0f} s for the "
             "stack to go quiet)")
         many = load(stack, workdir, "phones", phone_accounts, prof["many_phones"], orders=prof["many_phones"],
                     rate=half, timeout=60)
@@ -474,7 +532,7 @@ def main():
 
     g1, g2 = prof["growth"]
     grate = max(1, int(max_rate * 0.7))
-    log(f"7/7 growth: a fresh stack, RSS after {g1} and after {g2} orders at {grate}/s")
+    log(f"7/8 growth: a fresh stack, RSS after {g1} and after {g2} orders at {grate}/s")
     stack = Stack(workdir, "growth", accounts, prof["executors"])
     try:
         r1 = load(stack, workdir, "growth-1", phone_accounts, prof["phones"], orders=g1, rate=grate)
@@ -486,6 +544,15 @@ def main():
         lost_total += lost_of(r1) + lost_of(r2)
     finally:
         stack.stop()
+
+    # PostgreSQL: 1 and 2 instances of every service (quick: 2 only, no search: that nothing is lost)
+    pg_runs = {}
+    for k in ((2,) if args.quick else (1, 2)):
+        log(f"8/8 PostgreSQL, {k} instance{'s' if k > 1 else ''} of every service (make run STORE=postgres "
+            f"INSTANCES={k}), {prof['phones']} phones" + ("" if args.quick else ": the maximum, then") +
+            f" accepted->alert at up to {half}/s")
+        pg_runs[k] = step_pg(prof, workdir, accounts, phone_accounts, k, half, search=not args.quick)
+        lost_total += pg_runs[k]["lost"]
 
     # ---- the table ----
     pipeline_dps = max_rate * per_order
@@ -549,6 +616,23 @@ def main():
         if k in rss2:
             rows.append(("growth", f"{k} RSS after {g1} / {g2} orders",
                          f"{rss1[k] / 1024:.1f} / {rss2[k] / 1024:.1f} MiB ({rss2[k] / rss1[k]:.2f}x)", ""))
+    # PostgreSQL beside SQLite: the max (full) or what the run at the rate completed (quick), and its latency
+    pg_line = ""
+    for k, pg in sorted(pg_runs.items()):
+        pl = pg["latency"]["latency_ms"]["accepted_to_alert"]
+        done = pg["latency"]["throughput"]["orders_per_s"]
+        what = f"STORE=postgres INSTANCES={k}"
+        if pg["max"] is not None:
+            rows.append(("postgres", f"{what}: orders/s sustained (p99 <= 100 ms, 0 lost; SQLite: {max_rate:.0f})",
+                         f"{pg['max']:.0f}", pg["max_command"]))
+        rows += [
+            ("postgres", f"{what}: accepted->alert p50 / p99 / p99.9 at {pg['rate']}/s (SQLite at {half}/s: "
+             f"{la['p50']:.1f} / {la['p99']:.1f} / {la['p999']:.1f} ms)",
+             f"{pl['p50']:.1f} / {pl['p99']:.1f} / {pl['p999']:.1f} ms", pg["latency"]["command"]),
+            ("postgres", f"{what}: orders/s completed at {pg['rate']}/s; lost", f"{done:.0f}; {pg['lost']}", ""),
+        ]
+        pg_line += (f" pg{k}_orders_per_s={pg['max'] if pg['max'] is not None else done:.0f}"
+                    f" pg{k}_p99_ms={pl['p99']:.1f}")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print()
@@ -561,7 +645,8 @@ def main():
                   raw_half=raw_half, max_steps=[dict(rate=r, ok=ok, result=res) for r, res, ok in steps],
                   latency=lat, deliveries_per_order=per_order, cpu=cpu, cpu_ratio=cpu_ratio, http=http,
                   http_alerted=alerts, burst=burst, phones=many,
-                  growth=dict(after=[g1, g2], rss_kib=[rss1, rss2]), lost=lost_total,
+                  growth=dict(after=[g1, g2], rss_kib=[rss1, rss2]), postgres={str(k): v for k, v in pg_runs.items()},
+                  lost=lost_total,
                   targets={n: ok for n, ok, _ in targets})
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(result, f, indent=2)
@@ -572,7 +657,7 @@ def main():
           f"burst_accepted_per_s={burst['accepted_per_s']:.0f} burst_p99_ms={burst['p99_ms']:.1f} "
           f"phones={many['orders']['completed']} p50_ms={la['p50']:.1f} "
           f"raw_deliveries_per_s={raw['deliveries_per_s']:.0f} ratio={ratio:.2f} http_rps={http['http_rps']:.0f} "
-          f"nginx_rps={http['nginx_rps']:.0f}")
+          f"nginx_rps={http['nginx_rps']:.0f}{pg_line}")
     return 1 if lost_total > 0 else 0
 
 
