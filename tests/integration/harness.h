@@ -34,7 +34,7 @@ struct h_proc {
 	char name[64];
 	pid_t pid;
 	char log[640];
-	char *argv[32]; /* what it was started with, for h_restart */
+	char *argv[40]; /* what it was started with, for h_restart (h_service passes at most 39) */
 };
 
 struct stack {
