@@ -338,9 +338,10 @@ def step_raw(stack, prof, workdir, accounts):
     return ceiling, paced
 
 
-def step_max(stack, prof, workdir, accounts, tag="max"):
-    """Steps the offered rate up; returns (best passing result, every step)."""
-    steps, best, rate, bad = [], None, prof["start_rate"], None
+def step_max(stack, prof, workdir, accounts, tag="max", start=0):
+    """Steps the offered rate up from start (prof["start_rate"] when 0); returns (best passing result, every
+    step)."""
+    steps, best, rate, bad = [], None, start or prof["start_rate"], None
 
     def attempt(r):
         res = load(stack, workdir, f"{tag}-{r}", accounts, prof["phones"], orders=r * prof["step_s"], rate=r)
@@ -416,9 +417,17 @@ def step_pg(prof, workdir, accounts, phone_accounts, instances, rate, search):
     try:
         best, steps = None, []
         if search:
-            best, steps = step_max(stack, prof, workdir, phone_accounts, tag=f"pg{instances}-max")
-            if best is not None:
-                rate = min(rate, max(1, int(best[0] / 2)))
+            # from the usual start rate, or from half of it, and so on, when not even that held
+            start = prof["start_rate"]
+            while True:
+                best, more = step_max(stack, prof, workdir, phone_accounts, tag=f"pg{instances}-max", start=start)
+                steps += more
+                if best is not None or start <= 10:
+                    break
+                stack.settle()
+                start = max(10, start // 2)
+            # never offered more than it held: what is still open when phone-sim stops waiting counts as lost
+            rate = min(rate, max(1, int((best[0] if best else start) / 2)))
             stack.settle()
         log(f"  accepted->alert at {rate}/s for {prof['latency_s']} s")
         lat = load(stack, workdir, f"pg{instances}-latency", phone_accounts, prof["phones"],
@@ -625,6 +634,9 @@ def main():
         if pg["max"] is not None:
             rows.append(("postgres", f"{what}: orders/s sustained (p99 <= 100 ms, 0 lost; SQLite: {max_rate:.0f})",
                          f"{pg['max']:.0f}", pg["max_command"]))
+        elif pg["max_steps"]:
+            rows.append(("postgres", f"{what}: orders/s sustained (p99 <= 100 ms, 0 lost; SQLite: {max_rate:.0f})",
+                         f"none: not even {min(st['rate'] for st in pg['max_steps'])}/s held", ""))
         rows += [
             ("postgres", f"{what}: accepted->alert p50 / p99 / p99.9 at {pg['rate']}/s (SQLite at {half}/s: "
              f"{la['p50']:.1f} / {la['p99']:.1f} / {la['p999']:.1f} ms)",
