@@ -48,21 +48,57 @@ h_sleep(int ms)
 	sleep_ms(ms);
 }
 
+/* 1 if port can be bound on loopback now. */
 static int
-free_port(void)
+bindable(int port)
 {
 	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
 
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
+	a.sin_port = htons((uint16_t)port);
+	ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
 	if (fd >= 0)
 		close(fd);
+	return ok;
+}
+
+/*
+ * A port to listen on, below the kernel's ephemeral range: a port the
+ * kernel handed out with bind(0) came from that range, where any
+ * process's outgoing connection could take it before our service bound it
+ * (seen under make test with the bench's thousands of connections beside
+ * it: "Address already in use").  Each port is given once per process.
+ */
+static int
+free_port(void)
+{
+	static unsigned next;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	unsigned lo = 20000, hi = 32767, span;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	int port = -1;
+
+	if (f != NULL) {
+		unsigned elo, ehi;
+		if (fscanf(f, "%u %u", &elo, &ehi) == 2 && elo > 12000 && elo - 1 < hi)
+			hi = elo - 1;
+		fclose(f);
+	}
+	if (hi < lo + 1000)
+		lo = hi - 1000;
+	span = hi - lo + 1;
+	pthread_mutex_lock(&lock);
+	if (next == 0)
+		next = (unsigned)getpid() * 7919u + (unsigned)mono_ms();
+	for (unsigned i = 0; i < span && port < 0; i++) {
+		int p = (int)(lo + next++ % span);
+		if (bindable(p))
+			port = p;
+	}
+	pthread_mutex_unlock(&lock);
 	return port;
 }
 
