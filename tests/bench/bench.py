@@ -558,8 +558,8 @@ def main():
     pg_runs = {}
     for k in ((2,) if args.quick else (1, 2)):
         log(f"8/8 PostgreSQL, {k} instance{'s' if k > 1 else ''} of every service (make run STORE=postgres "
-            f"INSTANCES={k}), {prof['phones']} phones" + ("" if args.quick else ": the maximum, then") +
-            f" accepted->alert at up to {half}/s")
+            f"INSTANCES={k}), {prof['phones']} phones: " + ("" if args.quick else "the maximum, then ") +
+            f"accepted->alert at up to {half}/s")
         pg_runs[k] = step_pg(prof, workdir, accounts, phone_accounts, k, half, search=not args.quick)
         lost_total += pg_runs[k]["lost"]
 
