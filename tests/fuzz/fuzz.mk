@@ -24,13 +24,15 @@ FUZZ_OPTS   := -max_len=70000 -timeout=5 -rss_limit_mb=2048
 # database, the outbox (and through it MQTT), the callback-address check and
 # the metrics, and gains dependencies as the service grows, so the request
 # target takes the whole common library rather than a list that breaks the
-# build each time.
+# build each time.  The order store's backends include the PostgreSQL one,
+# hence libpq.
 FUZZ_SRC_fuzz_event          := backend/common/event.c backend/common/menu.c backend/common/util.c
 FUZZ_LIBS_fuzz_event         := -ljansson
 FUZZ_SRC_fuzz_token          := backend/common/token.c backend/common/sign.c backend/common/util.c
 FUZZ_LIBS_fuzz_token         := -lcrypto -lpthread
-FUZZ_SRC_fuzz_order_request  := backend/order-service/intake.c backend/order-service/store.c $(wildcard backend/common/*.c)
-FUZZ_LIBS_fuzz_order_request := -lpaho-mqtt3as -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto -lpthread
+FUZZ_SRC_fuzz_order_request  := backend/order-service/intake.c $(wildcard backend/order-service/store*.c) \
+                                $(wildcard backend/common/*.c)
+FUZZ_LIBS_fuzz_order_request  = -lpaho-mqtt3as -ljansson -lsqlite3 -lmicrohttpd -lcurl -lcrypto $(PQ_LIBS) -lpthread
 FUZZ_HDRS := $(wildcard backend/common/*.h backend/order-service/*.h)
 
 .PHONY: fuzz fuzz-build fuzz-replay fuzz-check-cc
@@ -42,7 +44,7 @@ fuzz-check-cc:
 define fuzz_rule
 $(FUZZ_DIR)/$(1): tests/fuzz/$(1).c $(FUZZ_SRC_$(1)) $(FUZZ_HDRS) tests/fuzz/fuzz.mk | fuzz-check-cc
 	@mkdir -p $$(dir $$@)
-	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ tests/fuzz/$(1).c $(FUZZ_SRC_$(1)) $(FUZZ_LIBS_$(1))
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) $$(PQ_CFLAGS) -o $$@ tests/fuzz/$(1).c $(FUZZ_SRC_$(1)) $$(FUZZ_LIBS_$(1))
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rule,$(t))))
 
