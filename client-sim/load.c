@@ -655,7 +655,8 @@ summarize_orders(struct summary *s)
 			s->acc_alert[s->n] = od->alert_us - od->accepted_us;
 			s->placed_acc[s->n] = od->accepted_us - r->placed_us;
 			s->n++;
-			if ((od->statuses & 0x3e) != 0x3e) /* seq 1..5 */
+			/* the phone's statuses: prep, bake, oven, ready (seq 2..5; accepted is in the reply) */
+			if ((od->statuses & 0x3c) != 0x3c)
 				s->missing++;
 		} else if (r->state != REQ_FAILED)
 			s->lost++;
