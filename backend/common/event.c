@@ -7,14 +7,15 @@
 
 #include "menu.h"
 
-static const char *const type_names[] = { NULL, "OrderPlaced", "OrderStatus", "PickupAlert", "CallbackDelivery" };
+static const char *const type_names[] = { NULL, "OrderPlaced", "OrderStatus", "PickupAlert", "CallbackDelivery",
+	"OrderReady" };
 static const char *const outcome_names[] = { NULL, "delivered", "failed" };
 static const char *const status_names[] = { NULL, "accepted", "prep", "bake", "oven", "ready" };
 
 const char *
 event_type_name(enum event_type t)
 {
-	return t >= EVENT_ORDER_PLACED && t <= EVENT_CALLBACK_DELIVERY ? type_names[t] : NULL;
+	return t >= EVENT_ORDER_PLACED && t <= EVENT_ORDER_READY ? type_names[t] : NULL;
 }
 
 const char *
@@ -41,7 +42,7 @@ event_status_from_name(const char *name)
 static enum event_type
 type_from_name(const char *name)
 {
-	for (int i = EVENT_ORDER_PLACED; i <= EVENT_CALLBACK_DELIVERY; i++)
+	for (int i = EVENT_ORDER_PLACED; i <= EVENT_ORDER_READY; i++)
 		if (strcmp(type_names[i], name) == 0)
 			return (enum event_type)i;
 	return 0;
@@ -180,6 +181,25 @@ event_items_from_json(const json_t *arr, struct item *items, size_t *n, char *er
 	return 0;
 }
 
+/* An order's items as the decoder accepts them.  Returns 0 or -1. */
+static int
+items_check(const struct event *ev)
+{
+	if (ev->n_items < 1 || ev->n_items > EVENT_MAX_ITEMS)
+		return -1;
+	for (size_t i = 0; i < ev->n_items; i++)
+		if (menu_find(ev->items[i].sku) == NULL || ev->items[i].qty < 1 || ev->items[i].qty > EVENT_MAX_QTY)
+			return -1;
+	return 0;
+}
+
+/* A status, seq and worker as the decoder accepts them.  Returns 0 or -1. */
+static int
+status_check(const struct event *ev)
+{
+	return event_status_name(ev->status) != NULL && ev->seq == (int)ev->status && name_valid(ev->worker) ? 0 : -1;
+}
+
 /* Checks the fields event_encode() is about to write, with the decoder's rules. */
 static int
 event_check(const struct event *ev)
@@ -189,18 +209,11 @@ event_check(const struct event *ev)
 		return -1;
 	switch (ev->type) {
 	case EVENT_ORDER_PLACED:
-		if (ev->n_items < 1 || ev->n_items > EVENT_MAX_ITEMS)
-			return -1;
-		for (size_t i = 0; i < ev->n_items; i++)
-			if (menu_find(ev->items[i].sku) == NULL || ev->items[i].qty < 1 ||
-			    ev->items[i].qty > EVENT_MAX_QTY)
-				return -1;
-		return 0;
+		return items_check(ev);
 	case EVENT_ORDER_STATUS:
-		if (event_status_name(ev->status) == NULL || ev->seq != (int)ev->status ||
-		    !name_valid(ev->worker))
-			return -1;
-		return 0;
+		return status_check(ev);
+	case EVENT_ORDER_READY:
+		return ev->status == STATUS_READY && status_check(ev) == 0 ? items_check(ev) : -1;
 	case EVENT_PICKUP_ALERT:
 		return ev->message[0] != '\0' ? 0 : -1;
 	case EVENT_CALLBACK_DELIVERY:
@@ -229,8 +242,12 @@ event_encode(const struct event *ev)
 	json_object_set_new(o, "order_id", json_string(ev->order_id));
 	json_object_set_new(o, "user_id", json_string(ev->user_id));
 	json_object_set_new(o, "at", json_string(at));
-	switch (ev->type) {
-	case EVENT_ORDER_PLACED:
+	if (ev->type == EVENT_ORDER_STATUS || ev->type == EVENT_ORDER_READY) {
+		json_object_set_new(o, "status", json_string(event_status_name(ev->status)));
+		json_object_set_new(o, "seq", json_integer(ev->seq));
+		json_object_set_new(o, "worker", json_string(ev->worker));
+	}
+	if (ev->type == EVENT_ORDER_PLACED || ev->type == EVENT_ORDER_READY) {
 		if ((items = json_array()) == NULL)
 			goto out;
 		json_object_set_new(o, "items", items);
@@ -239,11 +256,11 @@ event_encode(const struct event *ev)
 			    json_pack("{s:s, s:i}", "sku", ev->items[i].sku, "qty", ev->items[i].qty));
 		if (ev->callback_url[0] != '\0')
 			json_object_set_new(o, "callback_url", json_string(ev->callback_url));
-		break;
+	}
+	switch (ev->type) {
+	case EVENT_ORDER_PLACED:
 	case EVENT_ORDER_STATUS:
-		json_object_set_new(o, "status", json_string(event_status_name(ev->status)));
-		json_object_set_new(o, "seq", json_integer(ev->seq));
-		json_object_set_new(o, "worker", json_string(ev->worker));
+	case EVENT_ORDER_READY:
 		break;
 	case EVENT_PICKUP_ALERT:
 		json_object_set_new(o, "message", json_string(ev->message));
@@ -293,6 +310,17 @@ decode_status(const json_t *o, struct event *ev, char *err, size_t errlen)
 		    (long long)json_integer_value(seq), status, (int)ev->status);
 	ev->seq = (int)ev->status;
 	return get_name(o, "worker", ev->worker, err, errlen);
+}
+
+/* OrderReady: a ready status with the order's items and callback_url.  Returns 0, or -1. */
+static int
+decode_ready(const json_t *o, struct event *ev, char *err, size_t errlen)
+{
+	if (decode_status(o, ev, err, errlen) != 0)
+		return -1;
+	if (ev->status != STATUS_READY)
+		return fail(err, errlen, "an OrderReady's status must be 'ready', not '%s'", event_status_name(ev->status));
+	return decode_placed(o, ev, err, errlen);
 }
 
 /* PickupAlert's message, not empty.  Returns 0, or -1. */
@@ -377,6 +405,9 @@ event_decode(const void *buf, size_t len, struct event *ev, char *err, size_t er
 			break;
 		case EVENT_CALLBACK_DELIVERY:
 			rc = decode_callback(o, ev, err, errlen);
+			break;
+		case EVENT_ORDER_READY:
+			rc = decode_ready(o, ev, err, errlen);
 			break;
 		}
 	}

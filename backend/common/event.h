@@ -22,7 +22,18 @@
 #define EVENT_MESSAGE_MAX 256
 #define EVENT_URL_MAX 512
 
-enum event_type { EVENT_ORDER_PLACED = 1, EVENT_ORDER_STATUS, EVENT_PICKUP_ALERT, EVENT_CALLBACK_DELIVERY };
+/*
+ * OrderReady is the ready OrderStatus for the services that act on it
+ * (order-service, notifier), with the order's items and callback_url: the
+ * status's fields and OrderPlaced's together, on a topic no phone reads.
+ */
+enum event_type {
+	EVENT_ORDER_PLACED = 1,
+	EVENT_ORDER_STATUS,
+	EVENT_PICKUP_ALERT,
+	EVENT_CALLBACK_DELIVERY,
+	EVENT_ORDER_READY,
+};
 
 /* How a callback delivery ended (CallbackDelivery events). */
 enum delivery_outcome { DELIVERY_DELIVERED = 1, DELIVERY_FAILED };
@@ -49,11 +60,11 @@ struct event {
 	char order_id[NAME_MAX_LEN + 1];
 	char user_id[NAME_MAX_LEN + 1];
 	int64_t at_ms;
-	/* OrderPlaced */
+	/* OrderPlaced, OrderReady */
 	size_t n_items;
 	struct item items[EVENT_MAX_ITEMS];
 	char callback_url[EVENT_URL_MAX + 1]; /* optional: "" when absent */
-	/* OrderStatus */
+	/* OrderStatus, OrderReady (status ready, seq 5) */
 	enum order_status status;
 	int seq;
 	char worker[NAME_MAX_LEN + 1];

@@ -137,6 +137,27 @@ utf8_valid(const char *s)
 	return j != NULL;
 }
 
+/* OrderPlaced's fields (OrderReady has them too). */
+static void
+assert_items_equal(const struct event *a, const struct event *b)
+{
+	assert_int_equal(a->n_items, b->n_items);
+	for (size_t i = 0; i < a->n_items; i++) {
+		assert_string_equal(a->items[i].sku, b->items[i].sku);
+		assert_int_equal(a->items[i].qty, b->items[i].qty);
+	}
+	assert_string_equal(a->callback_url, b->callback_url);
+}
+
+/* OrderStatus's fields (OrderReady has them too). */
+static void
+assert_status_equal(const struct event *a, const struct event *b)
+{
+	assert_int_equal(a->status, b->status);
+	assert_int_equal(a->seq, b->seq);
+	assert_string_equal(a->worker, b->worker);
+}
+
 static void
 assert_event_equal(const struct event *a, const struct event *b)
 {
@@ -147,17 +168,14 @@ assert_event_equal(const struct event *a, const struct event *b)
 	assert_true(a->at_ms == b->at_ms);
 	switch (a->type) {
 	case EVENT_ORDER_PLACED:
-		assert_int_equal(a->n_items, b->n_items);
-		for (size_t i = 0; i < a->n_items; i++) {
-			assert_string_equal(a->items[i].sku, b->items[i].sku);
-			assert_int_equal(a->items[i].qty, b->items[i].qty);
-		}
-		assert_string_equal(a->callback_url, b->callback_url);
+		assert_items_equal(a, b);
 		break;
 	case EVENT_ORDER_STATUS:
-		assert_int_equal(a->status, b->status);
-		assert_int_equal(a->seq, b->seq);
-		assert_string_equal(a->worker, b->worker);
+		assert_status_equal(a, b);
+		break;
+	case EVENT_ORDER_READY:
+		assert_status_equal(a, b);
+		assert_items_equal(a, b);
 		break;
 	case EVENT_PICKUP_ALERT:
 		assert_string_equal(a->message, b->message);
@@ -212,6 +230,22 @@ status_event(struct event *ev, enum order_status s)
 	ev->status = s;
 	ev->seq = (int)s;
 	str_copy(ev->worker, sizeof(ev->worker), "exec-1");
+}
+
+/* The OrderReady an executor sends after ready: exec-1's ready of ord-1, with placed_event()'s items. */
+static void
+ready_event(struct event *ev)
+{
+	assert_int_equal(event_init(ev, EVENT_ORDER_READY, "ord-1", "alice"), 0);
+	ev->at_ms = AT_MS;
+	ev->status = STATUS_READY;
+	ev->seq = STATUS_READY;
+	str_copy(ev->worker, sizeof(ev->worker), "exec-1");
+	ev->n_items = 2;
+	str_copy(ev->items[0].sku, sizeof(ev->items[0].sku), "margherita");
+	ev->items[0].qty = 2;
+	str_copy(ev->items[1].sku, sizeof(ev->items[1].sku), "diavola");
+	ev->items[1].qty = 1;
 }
 
 static void
@@ -307,6 +341,47 @@ test_order_status_round_trip(void **state)
 		json_decref(o);
 		free(json);
 	}
+}
+
+/* OrderReady: the ready status's fields and the order's items, callback_url only when there is one. */
+static void
+test_order_ready_round_trip(void **state)
+{
+	struct event ev;
+	json_t *o, *items;
+	char *json;
+
+	(void)state;
+	ready_event(&ev);
+	json = round_trip(&ev);
+	o = check_common_json(json, "OrderReady", &ev);
+	assert_string_equal(json_string_value(json_object_get(o, "status")), "ready");
+	assert_true(json_is_integer(json_object_get(o, "seq")));
+	assert_int_equal(json_integer_value(json_object_get(o, "seq")), 5);
+	assert_string_equal(json_string_value(json_object_get(o, "worker")), "exec-1");
+	items = json_object_get(o, "items");
+	assert_true(json_is_array(items));
+	assert_int_equal(json_array_size(items), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "sku")), "margherita");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 0), "qty")), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(items, 1), "sku")), "diavola");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 1), "qty")), 1);
+	/* no callback_url: left out, not written as "" */
+	assert_null(json_object_get(o, "callback_url"));
+	assert_null(json_object_get(o, "message"));
+	json_decref(o);
+	free(json);
+
+	ready_event(&ev);
+	str_copy(ev.callback_url, sizeof(ev.callback_url), "https://example.com/hook?order=ord-1");
+	json = round_trip(&ev);
+	o = check_common_json(json, "OrderReady", &ev);
+	assert_string_equal(json_string_value(json_object_get(o, "callback_url")),
+	    "https://example.com/hook?order=ord-1");
+	assert_string_equal(json_string_value(json_object_get(o, "status")), "ready");
+	assert_int_equal(json_array_size(json_object_get(o, "items")), 2);
+	json_decref(o);
+	free(json);
 }
 
 static void
@@ -432,8 +507,9 @@ test_names(void **state)
 	assert_string_equal(event_type_name(EVENT_ORDER_STATUS), "OrderStatus");
 	assert_string_equal(event_type_name(EVENT_PICKUP_ALERT), "PickupAlert");
 	assert_string_equal(event_type_name(EVENT_CALLBACK_DELIVERY), "CallbackDelivery");
+	assert_string_equal(event_type_name(EVENT_ORDER_READY), "OrderReady");
 	assert_null(event_type_name((enum event_type)0));
-	assert_null(event_type_name((enum event_type)(EVENT_CALLBACK_DELIVERY + 1)));
+	assert_null(event_type_name((enum event_type)(EVENT_ORDER_READY + 1)));
 	assert_string_equal(event_status_name(STATUS_ACCEPTED), "accepted");
 	assert_string_equal(event_status_name(STATUS_PREP), "prep");
 	assert_string_equal(event_status_name(STATUS_BAKE), "bake");
@@ -496,6 +572,27 @@ test_encode_refuses_invalid(void **state)
 	assert_null(event_encode(&ev));
 	placed_event(&ev);
 	str_copy(ev.items[1].sku, sizeof(ev.items[1].sku), "calzone");
+	assert_null(event_encode(&ev));
+
+	/* an OrderReady is a ready status with the order's items */
+	ready_event(&ev);
+	ev.n_items = 0;
+	assert_null(event_encode(&ev));
+	ready_event(&ev);
+	ev.status = STATUS_OVEN;
+	ev.seq = STATUS_OVEN;
+	assert_null(event_encode(&ev));
+	ready_event(&ev);
+	ev.seq = STATUS_OVEN;
+	assert_null(event_encode(&ev));
+	ready_event(&ev);
+	ev.worker[0] = '\0';
+	assert_null(event_encode(&ev));
+	ready_event(&ev);
+	str_copy(ev.items[0].sku, sizeof(ev.items[0].sku), "calzone");
+	assert_null(event_encode(&ev));
+	ready_event(&ev);
+	ev.items[1].qty = EVENT_MAX_QTY + 1;
 	assert_null(event_encode(&ev));
 
 	alert_event(&ev);
@@ -626,6 +723,27 @@ test_decoded_fields(void **state)
 	assert_int_equal(ev.seq, 4);
 	assert_string_equal(ev.worker, "w-1");
 	assert_true(ev.at_ms == INT64_C(1709251199999));
+
+	assert_int_equal(decode_str("{\"type\":\"OrderReady\",\"event_id\":\"e5\",\"order_id\":\"o1\","
+				    "\"user_id\":\"u1\",\"at\":\"" AT_TEXT "\",\"status\":\"ready\",\"seq\":5,"
+				    "\"worker\":\"exec-2\",\"items\":[{\"sku\":\"funghi\",\"qty\":3},"
+				    "{\"sku\":\"hawaii\",\"qty\":1}],\"callback_url\":\"http://x.example/cb\"}",
+			     &ev, err, sizeof(err)),
+	    0);
+	assert_int_equal(ev.type, EVENT_ORDER_READY);
+	assert_string_equal(ev.event_id, "e5");
+	assert_string_equal(ev.order_id, "o1");
+	assert_string_equal(ev.user_id, "u1");
+	assert_true(ev.at_ms == AT_MS);
+	assert_int_equal(ev.status, STATUS_READY);
+	assert_int_equal(ev.seq, 5);
+	assert_string_equal(ev.worker, "exec-2");
+	assert_int_equal(ev.n_items, 2);
+	assert_string_equal(ev.items[0].sku, "funghi");
+	assert_int_equal(ev.items[0].qty, 3);
+	assert_string_equal(ev.items[1].sku, "hawaii");
+	assert_int_equal(ev.items[1].qty, 1);
+	assert_string_equal(ev.callback_url, "http://x.example/cb");
 }
 
 /* ---- event_items_from_json ------------------------------------------------------ */
@@ -837,6 +955,7 @@ main(void)
 		cmocka_unit_test(test_order_placed_round_trip),
 		cmocka_unit_test(test_order_placed_callback_round_trip),
 		cmocka_unit_test(test_order_status_round_trip),
+		cmocka_unit_test(test_order_ready_round_trip),
 		cmocka_unit_test(test_pickup_alert_round_trip),
 		cmocka_unit_test(test_callback_delivery_round_trip),
 		cmocka_unit_test(test_at_keeps_milliseconds),
