@@ -13,8 +13,14 @@
  *
  * sessionStorage (this tab only, gone when it closes) keeps the user id, the
  * token, the device's broker credential when there is one, and the current
- * order (id and items): a reload restores the page, and the retained status
- * messages plus the order's timeline restore the order's progress.
+ * order (id, items, when it was accepted): a reload restores the page, and the
+ * retained status messages plus the order's timeline restore the order's
+ * progress.
+ *
+ * The order's first stage, accepted, is the 202 of POST /v1/orders: the
+ * order's status topic carries prep, bake, oven and ready only
+ * (docs/events.md), and its timeline in the history starts with accepted at
+ * the order's placement.
  */
 'use strict';
 
@@ -33,6 +39,7 @@
 	let lastStageMs = null;    /* one kitchen stage, as last measured on a finished order */
 	const seen = new Set();    /* order_id + ':' + seq of every status applied */
 	const progress = new Map(); /* order_id -> Map(stage -> at) */
+	const localAccepted = new Set(); /* order ids whose accepted time is this browser's clock, until the server's comes */
 	const alerts = new Map();  /* order_id -> pickup message */
 	const receipted = new Set(); /* event ids of the alerts this device has confirmed */
 	let announced = '';
@@ -133,13 +140,13 @@
 		return { username: m.username, password: m.password, client_id: ok(m.client_id) ? m.client_id : null };
 	}
 
-	/* The current order: {id, items} or null. */
+	/* The current order: {id, items, at (ms: when its 202 came, or null)} or null. */
 	function currentOrder() {
 		if (!session)
 			return null;
 		const o = storedJson(KEY.order);
 		if (o && typeof o.id === 'string')
-			return { id: o.id, items: Array.isArray(o.items) ? o.items : null };
+			return { id: o.id, items: Array.isArray(o.items) ? o.items : null, at: Number.isFinite(o.at) ? o.at : null };
 		return null;
 	}
 
@@ -214,6 +221,7 @@
 		session = null;
 		seen.clear();
 		progress.clear();
+		localAccepted.clear();
 		alerts.clear();
 		receipted.clear();
 		history = [];
@@ -310,8 +318,11 @@
 		$('order-button').disabled = true;
 		try {
 			const r = await api('POST', '/v1/orders', { items }, { 'Idempotency-Key': randomId() });
-			store(KEY.order, { id: r.order_id, items });
-			announced = '';
+			const at = Date.now();
+			store(KEY.order, { id: r.order_id, items, at });
+			/* the 202 is the order's accepted stage; the announcement below says so */
+			recordAccepted(r.order_id, at, false);
+			announced = 'accepted';
 			renderCurrent();
 			announce('Order ' + shortId(r.order_id) + ' placed: ' + itemsText(items) + '.');
 			loadHistory();
@@ -331,14 +342,19 @@
 		try {
 			const o = await api('GET', '/v1/orders/' + encodeURIComponent(cur.id));
 			for (const t of o.timeline || [])
-				if (STAGES.includes(t.status))
+				if (t.status === 'accepted')
+					recordAccepted(cur.id, Date.parse(t.at), true);
+				else if (STAGES.includes(t.status))
 					record(cur.id, t.status, t.seq, t.at);
 			if (!cur.items && Array.isArray(o.items))
-				store(KEY.order, { id: cur.id, items: o.items });
+				store(KEY.order, { id: cur.id, items: o.items, at: cur.at });
 		} catch (e) {
 			/* 404: the history has not seen it yet; the broker's retained status still will */
 			expired(e);
 		}
+		/* no timeline yet (or no accepted in it): when its 202 came */
+		if (cur.at !== null)
+			recordAccepted(cur.id, cur.at, false);
 	}
 
 	async function loadHistory() {
@@ -350,6 +366,12 @@
 				return;
 			history = Array.isArray(r.orders) ? r.orders : [];
 			err.textContent = '';
+			/* an order accepted at this browser's time: order-service's own, from its timeline */
+			for (const o of history)
+				if (localAccepted.has(o.order_id))
+					for (const t of o.timeline || [])
+						if (t.status === 'accepted')
+							recordAccepted(o.order_id, Date.parse(t.at), true);
 		} catch (e) {
 			if (session === me && !expired(e))
 				err.textContent = 'Cannot load your past orders: ' + e.message;
@@ -505,6 +527,27 @@
 		return true;
 	}
 
+	/*
+	 * The order's accepted stage at ms: from its 202 (fromServer false, this browser's clock), or from its
+	 * timeline (order-service's clock, a server's like the kitchen's stage times, from which the estimates
+	 * subtract it), which replaces a time of the browser's.  False when it changed nothing.
+	 */
+	function recordAccepted(orderId, ms, fromServer) {
+		if (isNaN(ms))
+			return false;
+		const p = progress.get(orderId);
+		if (fromServer && p && localAccepted.has(orderId)) {
+			localAccepted.delete(orderId);
+			p.set('accepted', ms);
+			return true;
+		}
+		if (!record(orderId, 'accepted', 1, new Date(ms).toISOString()))
+			return false;
+		if (!fromServer)
+			localAccepted.add(orderId);
+		return true;
+	}
+
 	/* ---- estimates ------------------------------------------------------- */
 
 	function currentStage(orderId) {
@@ -624,7 +667,7 @@
 			if (a && r && r >= a)
 				lastStageMs = (r - a) / (STAGES.length - 1);
 			eta.classList.add('done');
-			eta.textContent = a && r ? 'Ready at ' + formatClock(r, seconds) + ', ' + duration(r - a) + ' after the kitchen took it.'
+			eta.textContent = a && r ? 'Ready at ' + formatClock(r, seconds) + ', ' + duration(r - a) + ' after you ordered.'
 				: 'Ready for pickup.';
 			return;
 		}

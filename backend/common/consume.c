@@ -145,6 +145,10 @@ consume_message(void *consumer, const struct mq_message *m)
 		refuse(c, s, m, "no handler for this topic");
 		return;
 	}
+	if (row->handler == NULL) {
+		log_debug("message of a retired subscription dropped", "topic=%s", LOGQ(m->topic));
+		return;
+	}
 	memset(&cm, 0, sizeof(cm));
 	cm.m = m;
 	if (topic_parse(m->topic, cm.user, cm.order) == TOPIC_KIND_OTHER) {

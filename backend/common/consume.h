@@ -32,6 +32,11 @@
  *                      again too): an order request without an idempotency
  *                      key must not be placed twice.
  *
+ * A row with MQ_RETIRED in its flags and no handler is a subscription an
+ * earlier version held: consume_attach() has it unsubscribed at every
+ * connect, and what its persistent session still delivers is acknowledged
+ * and dropped (counted as consumed, logged at debug).
+ *
  * Metrics, per row (label topic="<filter>"): pizza_events_consumed_total,
  * pizza_duplicates_dropped_total, pizza_deadletters_total and
  * pizza_events_redelivered_total (CONSUME_RETRY), registered once by

@@ -142,12 +142,14 @@ subscribe_all(struct mq *mq)
 	/* copy under the lock: mq_unsubscribe() may change the list from another thread */
 	pthread_mutex_lock(&mq->lock);
 	n = mq->nsubs;
+	mq->subs_pending = 0;
 	for (int i = 0; i < n; i++) {
 		subs[i] = mq->subs[i];
 		subs[i].filter = strdup(mq->subs[i].filter);
+		if (!(subs[i].flags & MQ_RETIRED))
+			mq->subs_pending++;
 	}
-	mq->subs_pending = n;
-	if (n == 0)
+	if (mq->subs_pending == 0)
 		mq->ready = 1;
 	pthread_cond_broadcast(&mq->cond);
 	pthread_mutex_unlock(&mq->lock);
@@ -156,6 +158,13 @@ subscribe_all(struct mq *mq)
 		MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
 		int rc = MQTTASYNC_FAILURE;
 
+		if (subs[i].flags & MQ_RETIRED) {
+			/* no answer awaited: "no subscription existed" is the usual one */
+			if (subs[i].filter == NULL || MQTTAsync_unsubscribe(mq->client, subs[i].filter, &opts) != MQTTASYNC_SUCCESS)
+				log_warn("unsubscribe not sent", "filter=%s", LOGQ(subs[i].filter != NULL ? subs[i].filter : "?"));
+			free(subs[i].filter);
+			continue;
+		}
 		opts.onSuccess5 = on_suback;
 		opts.onFailure5 = on_subfail;
 		opts.context = mq;

@@ -83,6 +83,12 @@ struct mq_publish {
 #define MQ_NO_LOCAL 0x1       /* do not deliver our own publishes back to us */
 #define MQ_RETAIN_NEW_ONLY 0x2 /* retained messages only when the subscription is new */
 #define MQ_NO_RETAINED 0x4     /* no retained messages at all: only what is published from now on */
+/*
+ * A filter an earlier version of this client subscribed to and this one does
+ * not: UNSUBSCRIBE is sent at every connect instead, so a persistent session
+ * left by the earlier version stops collecting messages nobody acts on.
+ */
+#define MQ_RETIRED 0x8
 
 /*
  * Creates a client; nothing is sent yet.  Every string of cfg is copied:

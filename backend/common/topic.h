@@ -9,6 +9,16 @@
 #define TOPIC_MAX 256
 
 #define TOPIC_PLACED "pizza/orders/placed"
+/*
+ * The kitchen's answers to order-service and the notifier, on topics no
+ * phone reads (docs/events.md): an executor took an order (an OrderStatus
+ * accepted, for order-service's supervision), and an order is ready
+ * (OrderReady, for order-service and the notifier).  The phone's status
+ * topic carries prep, bake, oven and ready; each service receives only
+ * what it acts on (docs/performance.md, "Deliveries per order").
+ */
+#define TOPIC_ACCEPTED "pizza/orders/accepted"
+#define TOPIC_READY "pizza/orders/ready"
 #define TOPIC_DEADLETTER "pizza/deadletter"
 /* How each order's callback delivery ended (CallbackDelivery), for the history. */
 #define TOPIC_CALLBACKS "pizza/orders/callbacks"

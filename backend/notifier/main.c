@@ -1,8 +1,9 @@
 /*
- * notifier - a fanout consumer.  Sees every OrderPlaced (plain
- * subscription) and every OrderStatus; when an order reaches ready it
- * publishes one PickupAlert to pizza/users/<user>/alerts (QoS 1, with a
- * message expiry).
+ * notifier - a fanout consumer.  Takes every OrderReady (plain
+ * subscription to pizza/orders/ready: the executors' ready, with the
+ * order's items and callback URL) and publishes one PickupAlert to
+ * pizza/users/<user>/alerts (QoS 1, with a message expiry); an order that
+ * came with a callback URL gets its callback too.
  *
  * One alert per order, across redeliveries and restarts: the decision is
  * recorded in the store (store.h: the alerts row, keyed by order id) in
@@ -53,51 +54,48 @@ static struct metric *m_alerts, *m_receipts, *m_resent;
 
 static struct notifier_store *store;
 
-/* Keeps what an OrderPlaced tells the alert: the items to name and the callback URL. */
-static enum consume_result
-on_placed(void *arg, struct consume_msg *c)
+#define ITEMS_TEXT_MAX (EVENT_MAX_ITEMS * (EVENT_SKU_MAX + 8))
+
+/* "2 x margherita, 1 x funghi": ev's items as the alert names them, into buf (n bytes). */
+static void
+items_text(const struct event *ev, char *buf, size_t n)
 {
-	(void)arg;
-	switch (nstore_put_order(store, c->ev)) {
-	case NSTORE_OK:
-		log_debug("order seen", "order_id=%s user_id=%s", c->ev->order_id, c->ev->user_id);
-		return CONSUME_DONE;
-	case NSTORE_DUP:
-		return CONSUME_DUPLICATE;
-	default:
-		return CONSUME_RETRY; /* never acknowledged unstored */
-	}
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ev->n_items && o < n; i++)
+		o += (size_t)snprintf(buf + o, n - o, "%s%d x %s", i ? ", " : "", ev->items[i].qty, ev->items[i].sku);
 }
 
 /*
- * The alert for status (a ready OrderStatus) into alert, naming the items
- * OrderPlaced listed ("" when it has not been seen), and its topic.
- * Returns 0, or -1 if it cannot be built (it never could).
+ * The alert for ready (an OrderReady) into alert, naming its items, and its
+ * topic.  Returns 0, or -1 if it cannot be built (it never could).
  */
 static int
-alert_build(const struct event *status, const char *items, struct event *alert, char *topic, size_t n)
+alert_build(const struct event *ready, struct event *alert, char *topic, size_t n)
 {
-	if (event_init(alert, EVENT_PICKUP_ALERT, status->order_id, status->user_id) != 0 ||
-	    topic_alerts(topic, n, status->user_id) != 0)
+	char items[ITEMS_TEXT_MAX + 1];
+
+	if (event_init(alert, EVENT_PICKUP_ALERT, ready->order_id, ready->user_id) != 0 ||
+	    topic_alerts(topic, n, ready->user_id) != 0)
 		return -1;
-	if (items[0] == '\0')
-		snprintf(alert->message, sizeof(alert->message), "Your order is ready for pickup.");
-	else if (snprintf(alert->message, sizeof(alert->message), "Your order is ready for pickup: %s.", items) >=
+	items_text(ready, items, sizeof(items));
+	if (snprintf(alert->message, sizeof(alert->message), "Your order is ready for pickup: %s.", items) >=
 	    (int)sizeof(alert->message))
-		log_debug("alert text cut to fit", "order_id=%s", status->order_id); /* a long order; the alert still goes */
+		log_debug("alert text cut to fit", "order_id=%s", ready->order_id); /* a long order; the alert still goes */
 	return 0;
 }
 
 /*
  * On ready: one PickupAlert per order (and its callback, if the order came
- * with a URL), recorded and queued in one store transaction.  Other
- * statuses need nothing.
+ * with a URL), recorded and queued in one store transaction.  OrderReady
+ * carries the order's items and callback URL, so nothing else of the
+ * order is needed here.
  */
 static enum consume_result
-on_status(void *arg, struct consume_msg *c)
+on_ready(void *arg, struct consume_msg *c)
 {
 	const struct event *st = c->ev;
-	struct nstore_order order;
 	struct nstore_alert a;
 	struct event alert;
 	char topic[TOPIC_MAX], *json = NULL, *body = NULL;
@@ -105,19 +103,14 @@ on_status(void *arg, struct consume_msg *c)
 	enum nstore_result sr;
 
 	(void)arg;
-	if (st->status != STATUS_READY)
-		return CONSUME_DONE;
-	/* NSTORE_NOT_FOUND: a ready before its OrderPlaced (another topic) gets a plain alert */
-	if (nstore_order(store, st->order_id, &order) == NSTORE_FAIL)
-		return CONSUME_RETRY;
-	if (alert_build(st, order.items, &alert, topic, sizeof(topic)) != 0 || (json = event_encode(&alert)) == NULL ||
-	    (order.callback_url[0] != '\0' && (body = delivery_body(st)) == NULL)) {
+	if (alert_build(st, &alert, topic, sizeof(topic)) != 0 || (json = event_encode(&alert)) == NULL ||
+	    (st->callback_url[0] != '\0' && (body = delivery_body(st)) == NULL)) {
 		snprintf(c->reason, sizeof(c->reason), "cannot build the pickup alert");
 		goto out;
 	}
 	a = (struct nstore_alert){ .order_id = st->order_id, .user_id = st->user_id, .event_id = alert.event_id,
 		.ready_ms = st->at_ms, .msg = { topic, json, strlen(json), 1, (unsigned)cfg.alert_expiry_s },
-		.callback_url = order.callback_url, .callback_body = body };
+		.callback_url = st->callback_url, .callback_body = body };
 	if ((sr = nstore_queue_alert(store, &a)) == NSTORE_OK) {
 		metric_inc(m_alerts);
 		log_info("pickup alert queued", "order_id=%s user_id=%s", st->order_id, st->user_id);
@@ -195,10 +188,12 @@ on_receipt(void *arg, struct consume_msg *c)
 
 /* What the notifier consumes, and who handles it. */
 static const struct consume_row rows[] = {
-	{ TOPIC_PLACED, 1, 0, EVENT_ORDER_PLACED, on_placed },
-	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_status },
+	{ TOPIC_READY, 1, 0, EVENT_ORDER_READY, on_ready },
 	{ TOPIC_ALL_HELLO, 1, 0, CONSUME_RAW, on_hello },
 	{ TOPIC_ALL_RECEIPTS, 1, 0, CONSUME_RAW, on_receipt },
+	/* until OrderReady carried the order, every OrderPlaced and every status came here */
+	{ TOPIC_PLACED, 1, MQ_RETIRED, EVENT_ORDER_PLACED, NULL },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, NULL },
 };
 
 /*

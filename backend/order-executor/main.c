@@ -2,7 +2,11 @@
  * order-executor - a competing worker.  Takes OrderPlaced events from the
  * shared subscription $share/executors/pizza/orders/placed (each order goes
  * to one executor) and walks each through accepted, prep, bake, oven and
- * ready, publishing a retained OrderStatus at each.
+ * ready.  Each stage goes only to who acts on it (docs/events.md): accepted
+ * to order-service's supervision (pizza/orders/accepted); prep, bake, oven
+ * and ready to the phone and the history as the order's retained status;
+ * ready also, with the order's items and callback, to order-service and the
+ * notifier as OrderReady (pizza/orders/ready).
  *
  * Threads: the MQTT handler (rows[] below) only queues (stages_take); the
  * main loop owns every timer and publishes.  Nothing sleeps in a callback.
@@ -48,18 +52,46 @@ static struct stages *stages;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;
 
+/* What an executor keeps of an order until it is ready: what OrderReady carries. */
+struct kitchen_order {
+	size_t n_items;
+	char *callback_url; /* into the same allocation; "" when none */
+	struct item items[];
+};
+
+/* A new copy of placed's items and callback URL (one allocation, for free()), or NULL. */
+static struct kitchen_order *
+kitchen_order_new(const struct event *placed)
+{
+	size_t items = placed->n_items * sizeof(struct item), url = strlen(placed->callback_url) + 1;
+	struct kitchen_order *o = malloc(sizeof(*o) + items + url);
+
+	if (o == NULL)
+		return NULL;
+	o->n_items = placed->n_items;
+	memcpy(o->items, placed->items, items);
+	o->callback_url = (char *)o->items + items;
+	memcpy(o->callback_url, placed->callback_url, url);
+	return o;
+}
+
 /* An OrderPlaced: queue it for the main loop, which owns the timers. */
 static enum consume_result
 on_placed(void *arg, struct consume_msg *c)
 {
 	const struct event *ev = c->ev;
+	struct kitchen_order *order;
 	enum stages_take r;
 
 	(void)arg;
+	if ((order = kitchen_order_new(ev)) == NULL)
+		return CONSUME_RETRY;
 	pthread_mutex_lock(&lock);
-	r = stages_take(stages, ev->order_id, ev->user_id, ev->event_id, mono_ms());
+	r = stages_take(stages, ev->order_id, ev->user_id, ev->event_id, order, mono_ms());
 	pthread_cond_signal(&wake);
 	pthread_mutex_unlock(&lock);
+	if (r != STAGES_TAKEN)
+		free(order);
 	switch (r) {
 	case STAGES_TAKEN:
 		metric_inc(m_taken);
@@ -81,38 +113,71 @@ static const struct consume_row rows[] = {
 	{ TOPIC_EXECUTORS, 1, 0, EVENT_ORDER_PLACED, on_placed },
 };
 
-/* Publishes job->next. Returns 0 if paho took it. */
+/* Publishes job->next as an event of type (OrderStatus or OrderReady) to topic.  Returns 0 if paho took it. */
 static int
-publish_status(const struct job *job)
+publish_event(const struct job *job, enum event_type type, const char *topic, int retained, long expiry)
 {
+	const struct kitchen_order *order = job->order;
 	struct event ev;
-	char topic[TOPIC_MAX], *json;
-	long expiry;
+	char *json;
 	int rc;
 
-	if (event_init(&ev, EVENT_ORDER_STATUS, job->order_id, job->user_id) != 0)
+	if (event_init(&ev, type, job->order_id, job->user_id) != 0)
 		return -1;
 	ev.status = job->next;
 	ev.seq = (int)job->next;
 	str_copy(ev.worker, sizeof(ev.worker), cfg.id);
-	if ((json = event_encode(&ev)) == NULL || topic_status(topic, sizeof(topic), job->user_id, job->order_id) != 0) {
-		free(json);
-		return -1;
+	if (type == EVENT_ORDER_READY) {
+		ev.n_items = order->n_items;
+		memcpy(ev.items, order->items, order->n_items * sizeof(struct item));
+		str_copy(ev.callback_url, sizeof(ev.callback_url), order->callback_url);
 	}
-	/*
-	 * retained: a phone that subscribes late sees the current stage; one paho gives up on is
-	 * published again by the order-service's supervision.  Once ready, the pickup alert and the
-	 * order history carry the order: its last status stays a short while only (never longer than
-	 * the others), so the broker does not hold every order of the last hour.
-	 */
-	expiry = job->next == STATUS_READY && cfg.ready_status_expiry_s < cfg.status_expiry_s ?
-	    cfg.ready_status_expiry_s : cfg.status_expiry_s;
-	rc = mq_publish_text(mq, topic, json, 1, 1, (unsigned)expiry);
-	if (rc == 0)
-		log_info("status", "order_id=%s status=%s seq=%d", job->order_id, event_status_name(job->next),
-		    (int)job->next);
+	if ((json = event_encode(&ev)) == NULL)
+		return -1;
+	rc = mq_publish_text(mq, topic, json, 1, retained, (unsigned)expiry);
 	free(json);
 	return rc;
+}
+
+/*
+ * Publishes job->next to who acts on it.  Returns 0 if paho took all of it;
+ * a ready whose OrderReady paho did not take is tried again without its
+ * status (job->ready_status_sent).
+ */
+static int
+publish_status(struct job *job)
+{
+	char topic[TOPIC_MAX];
+	long expiry;
+
+	if (job->next == STATUS_ACCEPTED) {
+		/* for order-service's supervision only: the phone already has "accepted" in its reply */
+		if (publish_event(job, EVENT_ORDER_STATUS, TOPIC_ACCEPTED, 0, 0) != 0)
+			return -1;
+	} else if (!job->ready_status_sent) {
+		if (topic_status(topic, sizeof(topic), job->user_id, job->order_id) != 0)
+			return -1;
+		/*
+		 * retained: a phone that subscribes late sees the current stage; one paho gives up on is
+		 * published again by the order-service's supervision.  Once ready, the pickup alert and the
+		 * order history carry the order: its last status stays a short while only (never longer
+		 * than the others), so the broker does not hold every order of the last hour.
+		 */
+		expiry = job->next == STATUS_READY && cfg.ready_status_expiry_s < cfg.status_expiry_s ?
+		    cfg.ready_status_expiry_s : cfg.status_expiry_s;
+		if (publish_event(job, EVENT_ORDER_STATUS, topic, 1, expiry) != 0)
+			return -1;
+		job->ready_status_sent = job->next == STATUS_READY;
+	}
+	/*
+	 * After the phone's ready, never before: if this executor dies in between, order-service never
+	 * hears ready and its supervision has the order walked again, so the history and the phone end
+	 * at ready and the alert still goes (once: the notifier keeps one per order).
+	 */
+	if (job->next == STATUS_READY && publish_event(job, EVENT_ORDER_READY, TOPIC_READY, 0, 0) != 0)
+		return -1;
+	log_info("status", "order_id=%s status=%s seq=%d", job->order_id, event_status_name(job->next), (int)job->next);
+	return 0;
 }
 
 /*
@@ -160,8 +225,7 @@ run(void)
 					metric_observe(m_stage_seconds[job.next - 1],
 					    (double)(mono_ms() - job.entered_ms) / 1000.0);
 				stages_done(stages, &job, mono_ms());
-			}
-			else {
+			} else {
 				stages_retry(stages, &job, now + 1000); /* mq's queue is full: try again */
 				break;
 			}

@@ -37,6 +37,8 @@ stages_free(struct stages *st)
 {
 	if (st == NULL)
 		return;
+	for (size_t i = 0; st->heap != NULL && i < st->n; i++)
+		free(st->heap[i].order);
 	free(st->heap);
 	idset_free(st->seen);
 	free(st);
@@ -95,7 +97,8 @@ in_progress(const struct stages *st, const char *order_id)
 }
 
 enum stages_take
-stages_take(struct stages *st, const char *order_id, const char *user_id, const char *event_id, int64_t now_ms)
+stages_take(struct stages *st, const char *order_id, const char *user_id, const char *event_id, void *order,
+    int64_t now_ms)
 {
 	struct job j;
 
@@ -114,6 +117,7 @@ stages_take(struct stages *st, const char *order_id, const char *user_id, const 
 	idset_add(st->seen, event_id);
 	j.next = STATUS_ACCEPTED;
 	j.due_ms = now_ms;
+	j.order = order;
 	push(st, &j);
 	return STAGES_TAKEN;
 }
@@ -136,8 +140,10 @@ stages_done(struct stages *st, const struct job *job, int64_t now_ms)
 
 	if (st->out > 0)
 		st->out--;
-	if (j.next >= STATUS_READY)
+	if (j.next >= STATUS_READY) {
+		free(j.order);
 		return; /* finished; its event id stays in seen so a redelivery is dropped */
+	}
 	j.due_ms = now_ms + st->plan.ms[j.next];
 	j.entered_ms = now_ms;
 	j.next++;

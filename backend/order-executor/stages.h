@@ -26,6 +26,8 @@ struct job {
 	enum order_status next; /* the status to publish when due */
 	int64_t due_ms;         /* monotonic */
 	int64_t entered_ms;     /* when the previous status was published (for stage durations) */
+	int ready_status_sent;  /* ready: the phone's status is out, OrderReady is not yet */
+	void *order;            /* the caller's copy of the order (for OrderReady); freed with free() when done */
 };
 
 struct stages;
@@ -43,10 +45,12 @@ enum stages_take { STAGES_TAKEN = 0, STAGES_DUPLICATE = 1, STAGES_FULL = -1 };
  * nothing.  An order finished here earlier is taken again when it comes in
  * a new event: order-service's supervision publishes a stalled order again
  * with a fresh event id, and it must complete even if every executor has
- * already walked it once (its statuses may have been lost).
+ * already walked it once (its statuses may have been lost).  order (may be
+ * NULL) becomes the job's when TAKEN, and is freed with free() once the
+ * order is done or with the queue; otherwise it stays the caller's.
  */
 enum stages_take stages_take(struct stages *st, const char *order_id, const char *user_id, const char *event_id,
-    int64_t now_ms);
+    void *order, int64_t now_ms);
 
 /*
  * If a job is due at now_ms, copies it to *out and returns 1; the caller
@@ -54,7 +58,7 @@ enum stages_take stages_take(struct stages *st, const char *order_id, const char
  * stages_retry() (not published, try again later).  Returns 0 if nothing is due.
  */
 int stages_pop_due(struct stages *st, int64_t now_ms, struct job *out);
-/* Records that job->next was published at now_ms: schedules the following status or finishes. */
+/* Records that job->next was published at now_ms: schedules the following status, or finishes (freeing job->order). */
 void stages_done(struct stages *st, const struct job *job, int64_t now_ms);
 /* Puts job back, due again at due_ms. */
 void stages_retry(struct stages *st, const struct job *job, int64_t due_ms);

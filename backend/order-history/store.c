@@ -152,6 +152,7 @@ time_json(const char *ms)
 struct order_build {
 	json_t *o, *timeline, *last, *deliveries;
 	const char *user;
+	int accepted; /* the timeline has its "accepted" entry */
 };
 
 static int
@@ -162,6 +163,17 @@ on_order_row(void *arg, const char *const *col)
 	json_object_set_new(ob->o, "user_id", json_string(col[0]));
 	json_object_set_new(ob->o, "items", json_loads(col[1], 0, NULL));
 	json_object_set_new(ob->o, "placed_at", time_json(col[2]));
+	/*
+	 * The order was accepted when it was placed: the 202 or the reply said so
+	 * then.  The executor that takes it tells only order-service's
+	 * supervision (docs/events.md), so the timeline's first stage is this.
+	 */
+	ob->last = json_pack("{s:s, s:i, s:o, s:s}", "status", "accepted", "seq", (int)STATUS_ACCEPTED, "at",
+	    time_json(col[2]), "worker", "order-service");
+	if (ob->last == NULL)
+		return -1;
+	json_array_append_new(ob->timeline, ob->last);
+	ob->accepted = 1;
 	return 0;
 }
 
@@ -170,6 +182,9 @@ on_status_row(void *arg, const char *const *col)
 {
 	struct order_build *ob = arg;
 
+	/* an executor's accepted, stored before executors stopped sending it here */
+	if (num(col[1]) == STATUS_ACCEPTED && ob->accepted)
+		return 0;
 	ob->last = json_pack("{s:s, s:i, s:o, s:s}", "status", col[0], "seq", (int)num(col[1]), "at", time_json(col[2]),
 	    "worker", col[3]);
 	if (ob->last == NULL)

@@ -3,8 +3,9 @@
  * over MQTT 5 request/response (pizza/users/<user>/orders/new with a
  * Response Topic and Correlation Data) and over HTTP (api.c), records each
  * accepted order and its OrderPlaced event (intake.c, store.c), answers,
- * and publishes the event from the outbox.  It follows every order's
- * statuses and publishes a stalled order again (supervise.c).
+ * and publishes the event from the outbox.  It follows every order from
+ * the kitchen's answers (accepted, ready) and publishes a stalled order
+ * again (supervise.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,7 +155,10 @@ on_request(void *arg, struct consume_msg *c)
 	return CONSUME_DONE;
 }
 
-/* A status from an executor: the supervision's view of the order's progress. */
+/*
+ * An executor took an order (OrderStatus accepted) or finished it
+ * (OrderReady): the supervision's view of the order's progress.
+ */
 static enum consume_result
 on_status(void *arg, struct consume_msg *c)
 {
@@ -165,9 +169,6 @@ on_status(void *arg, struct consume_msg *c)
 	case OSTORE_DUP:
 		return CONSUME_DUPLICATE;
 	case OSTORE_NOT_FOUND:
-		/* a retained status of an order this store never had (another store, or expired): nothing to follow */
-		if (c->m->retained)
-			return CONSUME_DONE;
 		/* order-service records every order before it is published, so this one never was */
 		snprintf(c->reason, sizeof(c->reason), "status for an unknown order");
 		return CONSUME_INVALID;
@@ -187,11 +188,18 @@ on_control(void *arg, struct consume_msg *c)
 	return CONSUME_DONE;
 }
 
-/* Who handles what: every subscription of order-service. */
+/*
+ * Who handles what: every subscription of order-service.  Every status on
+ * the phones' topics came here until the kitchen answered on topics of its
+ * own (accepted and ready are all the supervision needs): that subscription
+ * is retired.
+ */
 static const struct consume_row rows[] = {
 	{ TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, on_request },
-	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_status },
+	{ TOPIC_ACCEPTED, 1, 0, EVENT_ORDER_STATUS, on_status },
+	{ TOPIC_READY, 1, 0, EVENT_ORDER_READY, on_status },
 	{ ACCOUNTS_RESPONSE_TOPIC, 0, 0, CONSUME_RAW, on_control },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, NULL },
 };
 
 /*
@@ -212,8 +220,10 @@ static const struct consume_row rows[] = {
  * was never answered "accepted", since the answer is sent after the commit.
  */
 static const struct consume_row rows_shared[] = {
-	{ TOPIC_ALL_STATUS, 1, MQ_RETAIN_NEW_ONLY, EVENT_ORDER_STATUS, on_status },
+	{ TOPIC_ACCEPTED, 1, 0, EVENT_ORDER_STATUS, on_status },
+	{ TOPIC_READY, 1, 0, EVENT_ORDER_READY, on_status },
 	{ ACCOUNTS_RESPONSE_TOPIC, 0, 0, CONSUME_RAW, on_control },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, NULL },
 };
 static const struct consume_row rows_intake[] = {
 	{ "$share/order-service/" TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, on_request },
@@ -266,7 +276,8 @@ parse_args(int argc, char **argv)
 		    "publish an order again if no executor accepted it within this long", &cfg.accept_deadline_ms, 100,
 		    86400000 },
 		{ "stage-deadline", 0, OPT_DURATION_MS, "PIZZA_STAGE_DEADLINE_MS", "1m",
-		    "publish an order again if it made no progress for this long (keep it above the longest stage)",
+		    "publish an order again if it is not ready this long after an executor accepted it (keep it above "
+		    "the kitchen's whole time: accepted + prep + bake + oven)",
 		    &cfg.stage_deadline_ms, 100, 86400000 },
 		{ "callback-allow", 0, OPT_STR, "PIZZA_CALLBACK_ALLOW", NULL,
 		    "hosts, addresses or CIDR ranges callbacks may reach although private or local (comma-separated)",

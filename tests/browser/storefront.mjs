@@ -3,10 +3,12 @@
 //  - signed out (desktop and phone): only the sign-in form, nothing of the shop
 //    (checked on the computed layout, not on attributes), no developer hint;
 //  - alice (desktop) signs in after a wrong password, orders a margherita, sees
-//    a short order label, the total, an estimated ready time and every stage
-//    live over MQTT/WebSockets; reloads mid-order and gets the same order back
-//    without placing another (signing in again when the server issued no
-//    per-device broker credential); gets the ready banner with the menu's name,
+//    a short order label, the total, the accepted stage with its time as soon
+//    as the order is answered (the 202: no status says accepted any more), an
+//    estimated ready time and the other stages live over MQTT/WebSockets;
+//    reloads mid-order and gets the same order back without placing another
+//    (signing in again when the server issued no per-device broker
+//    credential); gets the ready banner with the menu's name,
 //    a changed tab title and a notification naming the order and the pizza;
 //    signs out and sees the signed-out page again, with no stale "connected";
 //  - her password is never in sessionStorage or localStorage;
@@ -226,10 +228,14 @@ try {
 
 	let beforeReload = [];
 	let label = '';
-	await step('alice orders a margherita: short label, total, estimate, accepted then prep live', async () => {
+	await step('alice orders a margherita: short label, total, accepted at once, estimate, prep live', async () => {
 		await page.locator('#sku-margherita').check();
 		await page.getByRole('button', { name: 'Order' }).click();
 		await page.locator('#current-id').filter({ hasText: /\S/ }).waitFor({ timeout: 15000 });
+		// the 202 is the accepted stage: shown done, with its time, as the order appears
+		const acc = await page.locator('#progress li[data-stage=accepted]').evaluate((li) =>
+			({ done: li.classList.contains('done'), time: li.querySelector('time').textContent.trim() }));
+		assert(acc.done && /^\d{1,2}:\d{2}(:\d{2})?(\s?[AP]M)?$/.test(acc.time), `accepted when the order appeared: ${JSON.stringify(acc)}`);
 		orderId = (await page.locator('#current-id').textContent()).trim();
 		assert(/^[0-9A-Z]{26}$/.test(orderId), `odd order id ${orderId}`);
 		label = (await page.locator('#current-label').textContent()).trim();
@@ -288,7 +294,7 @@ try {
 		const text = (await banner.textContent()).trim();
 		assert(text === `${label} is ready for pickup: 1 × Margherita.`, `ready banner: ${JSON.stringify(text)}`);
 		assert(/^Ready for pickup/.test(await page.title()), `tab title: ${await page.title()}`);
-		assert(/^Ready at \S.* after the kitchen took it\.$/.test((await page.locator('#eta').textContent()).trim()),
+		assert(/^Ready at \S.* after you ordered\.$/.test((await page.locator('#eta').textContent()).trim()),
 			`ready time reads ${JSON.stringify(await page.locator('#eta').textContent())}`);
 		const notes = await page.evaluate(() => window.__notes);
 		assert(notes.length === 1, `${notes.length} notifications: ${JSON.stringify(notes)}`);

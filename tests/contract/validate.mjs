@@ -602,7 +602,7 @@ function checkOpenapi(S, problems) {
 // refused, every other one accepted, as backend/common/event.c and intake.c judge them.
 function checkCorpus(S, topics, problems) {
   let n = 0;
-  const byType = { OrderPlaced: 'pizza/orders/placed', CallbackDelivery: 'pizza/orders/callbacks' };
+  const byType = { OrderPlaced: 'pizza/orders/placed', OrderReady: 'pizza/orders/ready', CallbackDelivery: 'pizza/orders/callbacks' };
   const ev = path.join(CORPUS, 'fuzz_event');
   if (fs.existsSync(ev))
     for (const name of fs.readdirSync(ev).sort()) {
@@ -611,7 +611,9 @@ function checkCorpus(S, topics, problems) {
       let topic = byType[type];
       if (type === 'OrderStatus' || type === 'PickupAlert') {
         const ids = (k) => new RegExp(`"${k}"\\s*:\\s*"([A-Za-z0-9_-]{1,64})"`).exec(text)?.[1] ?? 'x';
-        topic = type === 'OrderStatus' ? `pizza/users/${ids('user_id')}/orders/${ids('order_id')}/status` : `pizza/users/${ids('user_id')}/alerts`;
+        // an executor publishes accepted on pizza/orders/accepted, the other stages on the phone's status topic
+        if (type === 'OrderStatus' && /"status"\s*:\s*"accepted"/.test(text)) topic = 'pizza/orders/accepted';
+        else topic = type === 'OrderStatus' ? `pizza/users/${ids('user_id')}/orders/${ids('order_id')}/status` : `pizza/users/${ids('user_id')}/alerts`;
       }
       if (!topic) topic = 'pizza/orders/placed';
       n++;

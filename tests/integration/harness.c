@@ -586,6 +586,21 @@ h_wait_log(struct stack *s, const char *name, const char *needle, int count, int
 	return -1;
 }
 
+int
+h_wait_broker_log(struct stack *s, const char *needle, int count, int timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+	char log[sizeof(s->dir) + 20];
+
+	snprintf(log, sizeof(log), "%s/mosquitto.log", s->dir);
+	do {
+		if (count_in_file(log, needle) >= count)
+			return 0;
+		sleep_ms(20);
+	} while (mono_ms() < deadline);
+	return -1;
+}
+
 const char *
 h_password(struct stack *s, const char *user)
 {
@@ -718,10 +733,13 @@ h_wait_reply(struct stack *s, const char *corr, char *out, size_t n, int timeout
 }
 
 static int
-match(const struct h_msg *m, const char *order_id, enum event_type type, int status, struct event *ev)
+match(const struct h_msg *m, const char *filter, const char *order_id, enum event_type type, int status,
+    struct event *ev)
 {
 	char err[256];
 
+	if (filter != NULL && !topic_matches(filter, m->topic))
+		return 0;
 	if (event_decode(m->payload, m->len, ev, err, sizeof(err)) != 0)
 		return 0;
 	if (order_id != NULL && strcmp(ev->order_id, order_id) != 0)
@@ -734,14 +752,14 @@ match(const struct h_msg *m, const char *order_id, enum event_type type, int sta
 }
 
 int
-h_events(struct stack *s, const char *order_id, enum event_type type, struct event *out, int n)
+h_events_on(struct stack *s, const char *filter, const char *order_id, enum event_type type, struct event *out, int n)
 {
 	struct event ev;
 	int k = 0;
 
 	pthread_mutex_lock(&s->lock);
 	for (size_t i = 0; i < s->nmsgs; i++)
-		if (match(&s->msgs[i], order_id, type, 0, &ev)) {
+		if (match(&s->msgs[i], filter, order_id, type, 0, &ev)) {
 			if (k < n)
 				out[k] = ev;
 			k++;
@@ -751,27 +769,46 @@ h_events(struct stack *s, const char *order_id, enum event_type type, struct eve
 }
 
 int
-h_count_events(struct stack *s, const char *order_id, enum event_type type, int status)
+h_events(struct stack *s, const char *order_id, enum event_type type, struct event *out, int n)
+{
+	return h_events_on(s, NULL, order_id, type, out, n);
+}
+
+int
+h_count_events_on(struct stack *s, const char *filter, const char *order_id, enum event_type type, int status)
 {
 	struct event ev;
 	int k = 0;
 
 	pthread_mutex_lock(&s->lock);
 	for (size_t i = 0; i < s->nmsgs; i++)
-		k += match(&s->msgs[i], order_id, type, status, &ev);
+		k += match(&s->msgs[i], filter, order_id, type, status, &ev);
 	pthread_mutex_unlock(&s->lock);
+	return k;
+}
+
+int
+h_count_events(struct stack *s, const char *order_id, enum event_type type, int status)
+{
+	return h_count_events_on(s, NULL, order_id, type, status);
+}
+
+int
+h_wait_events_on(struct stack *s, const char *filter, const char *order_id, enum event_type type, int status,
+    int want, int timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+	int k;
+
+	while ((k = h_count_events_on(s, filter, order_id, type, status)) < want && mono_ms() < deadline)
+		sleep_ms(20);
 	return k;
 }
 
 int
 h_wait_events(struct stack *s, const char *order_id, enum event_type type, int status, int want, int timeout_ms)
 {
-	int64_t deadline = mono_ms() + timeout_ms;
-	int k;
-
-	while ((k = h_count_events(s, order_id, type, status)) < want && mono_ms() < deadline)
-		sleep_ms(20);
-	return k;
+	return h_wait_events_on(s, NULL, order_id, type, status, want, timeout_ms);
 }
 
 int

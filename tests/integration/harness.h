@@ -18,6 +18,7 @@
 
 #include "event.h"
 #include "mq.h"
+#include "topic.h" /* TOPIC_ALL_STATUS, TOPIC_ACCEPTED, TOPIC_READY for the _on variants */
 
 #define H_MAX_PROCS 16
 
@@ -110,6 +111,13 @@ int h_broker_restart(struct stack *s);
 
 /* Waits until the named process's log holds needle at least count times. Returns 0 or -1 on timeout. */
 int h_wait_log(struct stack *s, const char *name, const char *needle, int count, int timeout_ms);
+/*
+ * The same for the broker's log (<dir>/mosquitto.log, every run of it).
+ * What mosquitto logs there is its configuration's log_type lines: a test
+ * wanting more (e.g. "log_type unsubscribe") appends them to
+ * <dir>/mosquitto.conf and restarts the broker.
+ */
+int h_wait_broker_log(struct stack *s, const char *needle, int count, int timeout_ms);
 
 /* Starts the observer (admin, pizza/#). Returns 0 or -1. */
 int h_observer(struct stack *s);
@@ -130,12 +138,29 @@ int h_place(struct stack *s, const char *user, const char *sku, int qty, const c
  */
 int h_wait_reply(struct stack *s, const char *corr, char *out, size_t n, int timeout_ms);
 
-/* Number of recorded messages on topic (exact) decoding to an event, optionally for order_id and type. */
+/*
+ * Number of recorded messages, on any topic, decoding to an event,
+ * optionally for order_id (NULL: any), of type (0: any) and with status (0:
+ * any).  The same status can travel on more than one topic (an executor's
+ * accepted goes to TOPIC_ACCEPTED, prep..ready to the phone's status
+ * topic): the _on variants count only messages whose topic matches filter.
+ */
 int h_count_events(struct stack *s, const char *order_id, enum event_type type, int status);
 /* Waits until h_count_events(...) >= want. Returns the final count. */
 int h_wait_events(struct stack *s, const char *order_id, enum event_type type, int status, int want, int timeout_ms);
 /* Copies the recorded events for order_id of type (in arrival order) into out (max n). Returns how many. */
 int h_events(struct stack *s, const char *order_id, enum event_type type, struct event *out, int n);
+/*
+ * The same three on the messages whose topic matches filter (MQTT
+ * wildcards + and #; NULL: any topic), e.g. TOPIC_ALL_STATUS for what
+ * phones are shown, TOPIC_ACCEPTED or TOPIC_READY for what the kitchen
+ * tells the services.
+ */
+int h_count_events_on(struct stack *s, const char *filter, const char *order_id, enum event_type type, int status);
+int h_wait_events_on(struct stack *s, const char *filter, const char *order_id, enum event_type type, int status,
+    int want, int timeout_ms);
+int h_events_on(struct stack *s, const char *filter, const char *order_id, enum event_type type, struct event *out,
+    int n);
 /* Number of recorded messages whose topic equals topic. */
 int h_count_topic(struct stack *s, const char *topic);
 

@@ -208,10 +208,16 @@ test_post_answers_202_and_order_completes(void **state)
 	json_decref(o);
 	free(r.body);
 
-	/* the same journey as an MQTT order: OrderPlaced, five stages, one alert */
+	/*
+	 * the same journey as an MQTT order: OrderPlaced, the executor's accepted
+	 * to order-service, the four kitchen stages on the phone's topic (the
+	 * 202 was its accepted), one alert
+	 */
 	assert_int_equal(h_wait_events(&st, id, EVENT_ORDER_PLACED, 0, 1, 5000), 1);
 	assert_int_equal(h_wait_events(&st, id, EVENT_PICKUP_ALERT, 0, 1, 10000), 1);
-	assert_int_equal(h_count_events(&st, id, EVENT_ORDER_STATUS, 0), 5);
+	assert_int_equal(h_count_events_on(&st, TOPIC_ACCEPTED, id, EVENT_ORDER_STATUS, STATUS_ACCEPTED), 1);
+	assert_int_equal(h_count_events_on(&st, TOPIC_ALL_STATUS, id, EVENT_ORDER_STATUS, 0), 4);
+	assert_int_equal(h_count_events_on(&st, TOPIC_ALL_STATUS, id, EVENT_ORDER_STATUS, STATUS_ACCEPTED), 0);
 
 	/* and the Location answers with the whole timeline */
 	for (int i = 0; i < 50; i++) {
@@ -228,9 +234,26 @@ test_post_answers_202_and_order_completes(void **state)
 	assert_non_null(o);
 	assert_string_equal(json_string_value(json_object_get(o, "status")), "ready");
 	assert_string_equal(json_string_value(json_object_get(o, "user_id")), "alice");
-	assert_string_equal(json_string_value(json_object_get(json_array_get(tl, 0), "status")), "accepted");
-	assert_string_equal(json_string_value(json_object_get(json_array_get(tl, 4), "status")), "ready");
-	assert_non_null(json_string_value(json_object_get(json_array_get(tl, 4), "at")));
+	/* accepted (by order-service, when it was placed), then the kitchen's four, in order */
+	{
+		static const char *const stages[] = { "accepted", "prep", "bake", "oven", "ready" };
+		const char *placed_at = json_string_value(json_object_get(o, "placed_at"));
+		json_t *first = json_array_get(tl, 0);
+
+		assert_int_equal(json_array_size(tl), 5);
+		for (size_t k = 0; k < 5; k++) {
+			json_t *e = json_array_get(tl, k);
+			assert_string_equal(json_string_value(json_object_get(e, "status")), stages[k]);
+			assert_int_equal(json_integer_value(json_object_get(e, "seq")), (json_int_t)k + 1);
+			assert_non_null(json_string_value(json_object_get(e, "at")));
+		}
+		assert_non_null(placed_at);
+		assert_string_equal(json_string_value(json_object_get(first, "at")), placed_at);
+		assert_string_equal(json_string_value(json_object_get(first, "worker")), "order-service");
+		/* the kitchen's stages name the executor */
+		assert_int_equal(strncmp(json_string_value(json_object_get(json_array_get(tl, 1), "worker")), "exec-", 5),
+		    0);
+	}
 	json_decref(o);
 	free(r.body);
 }

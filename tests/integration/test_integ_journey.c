@@ -44,15 +44,19 @@ fast_teardown(void **state)
 	return rc;
 }
 
-/* phone-sim order, as a user types it: exit 0, every stage in order, then one alert. */
+/*
+ * phone-sim order, as a user types it: exit 0, the answer "accepted", then
+ * every kitchen stage in order (prep, bake, oven, ready: the answer was the
+ * accepted), then one alert.
+ */
 static void
 test_one_order_end_to_end(void **state)
 {
 	char *out = NULL, *line, *save = NULL, order_id[NAME_MAX_LEN + 1] = "";
 	char *const argv[] = { "phone-sim", "order", "--user", "alice", "--item", "margherita", "--json", "--timeout",
 		"20", NULL };
-	int seq = 0, alerts = 0, rc;
-	struct event ev;
+	int seq = 0, statuses = 0, alerts = 0, rc;
+	struct event ev, evs[8];
 
 	(void)state;
 	rc = h_run(&fast, h_password(&fast, "alice"), &out, argv);
@@ -65,15 +69,17 @@ test_one_order_end_to_end(void **state)
 			assert_string_equal(json_string_value(json_object_get(r, "status")), "accepted");
 			snprintf(order_id, sizeof(order_id), "%s", json_string_value(json_object_get(r, "order_id")));
 			json_decref(r);
+			seq = STATUS_ACCEPTED; /* the answer is the accepted: the statuses go on from there */
 			continue;
 		}
 		assert_int_equal(event_decode(line, strlen(line), &ev, err, sizeof(err)), 0);
 		assert_string_equal(ev.order_id, order_id);
 		assert_string_equal(ev.user_id, "alice");
 		if (ev.type == EVENT_ORDER_STATUS) {
-			assert_int_equal(alerts, 0);         /* no status after the alert */
-			assert_int_equal(ev.seq, seq + 1);   /* accepted, prep, bake, oven, ready in order */
+			assert_int_equal(alerts, 0);       /* no status after the alert */
+			assert_int_equal(ev.seq, seq + 1); /* prep, bake, oven, ready in order; no second accepted */
 			seq = ev.seq;
+			statuses++;
 		} else {
 			assert_int_equal(ev.type, EVENT_PICKUP_ALERT);
 			alerts++;
@@ -81,6 +87,7 @@ test_one_order_end_to_end(void **state)
 	}
 	free(out);
 	assert_int_equal(seq, STATUS_READY);
+	assert_int_equal(statuses, 4);
 	assert_int_equal(alerts, 1);
 
 	/* the bus carried exactly one alert for it, even a while later */
@@ -89,15 +96,44 @@ test_one_order_end_to_end(void **state)
 	assert_int_equal(h_count_events(&fast, order_id, EVENT_PICKUP_ALERT, 0), 1);
 	assert_int_equal(h_count_topic(&fast, "pizza/users/alice/alerts") >= 1, 1);
 
-	/* the history has the order and every stage, once */
+	/*
+	 * The phone's status topic carried the four kitchen stages, once each,
+	 * and no accepted: the executor told order-service alone, with one
+	 * accepted on pizza/orders/accepted, and the services that act on ready
+	 * one OrderReady on pizza/orders/ready naming what was ordered (an MQTT
+	 * order: no callback URL).  One executor did all of it.
+	 */
+	assert_int_equal(h_count_events_on(&fast, TOPIC_ALL_STATUS, order_id, EVENT_ORDER_STATUS, 0), 4);
+	assert_int_equal(h_count_events_on(&fast, TOPIC_ALL_STATUS, order_id, 0, STATUS_ACCEPTED), 0);
+	assert_int_equal(h_events_on(&fast, TOPIC_ACCEPTED, order_id, 0, evs, 8), 1);
+	assert_int_equal(evs[0].type, EVENT_ORDER_STATUS);
+	assert_int_equal(evs[0].status, STATUS_ACCEPTED);
+	assert_int_equal(evs[0].seq, 1);
+	assert_string_equal(evs[0].user_id, "alice");
+	assert_int_equal(strncmp(evs[0].worker, "exec-", 5), 0);
+	assert_int_equal(h_events_on(&fast, TOPIC_READY, order_id, 0, evs + 1, 7), 1);
+	assert_int_equal(evs[1].type, EVENT_ORDER_READY);
+	assert_int_equal(evs[1].status, STATUS_READY);
+	assert_int_equal(evs[1].seq, 5);
+	assert_string_equal(evs[1].user_id, "alice");
+	assert_string_equal(evs[1].worker, evs[0].worker);
+	assert_int_equal(evs[1].n_items, 1);
+	assert_string_equal(evs[1].items[0].sku, "margherita");
+	assert_int_equal(evs[1].items[0].qty, 1);
+	assert_string_equal(evs[1].callback_url, "");
+	assert_int_equal(h_events_on(&fast, TOPIC_ALL_STATUS, order_id, EVENT_ORDER_STATUS, evs + 2, 6), 4);
+	for (int k = 2; k < 6; k++)
+		assert_string_equal(evs[k].worker, evs[0].worker);
+
+	/* the history has the order and every kitchen stage, once (its read adds the accepted: test_integ_http) */
 	assert_int_equal(h_sql_int(&fast, "order-history", "SELECT count(*) FROM orders WHERE order_id = ?", order_id), 1);
 	assert_int_equal(h_sql_int(&fast, "order-history", "SELECT count(*) FROM statuses WHERE order_id = ?", order_id),
-	    5);
+	    4);
 	assert_int_equal(h_sql_int(&fast, "order-history",
 			     "SELECT count(DISTINCT status) FROM statuses WHERE order_id = ? AND "
-			     "status IN ('accepted','prep','bake','oven','ready')",
+			     "status IN ('prep','bake','oven','ready')",
 			     order_id),
-	    5);
+	    4);
 }
 
 /* 30 orders, 3 executors: each order handled by exactly one, every executor takes some. */
@@ -122,9 +158,11 @@ test_competing_executors(void **state)
 		int n;
 
 		assert_int_equal(h_wait_events(&fast, ids[i], EVENT_PICKUP_ALERT, 0, 1, 15000), 1);
-		n = h_events(&fast, ids[i], EVENT_ORDER_STATUS, evs, 16);
-		assert_int_equal(n, 5); /* one journey: no stage twice */
-		for (int k = 0; k < n; k++) {
+		/* one journey: one accepted (to order-service), no stage twice on the phone's topic */
+		assert_int_equal(h_events_on(&fast, TOPIC_ACCEPTED, ids[i], EVENT_ORDER_STATUS, evs, 16), 1);
+		n = h_events_on(&fast, TOPIC_ALL_STATUS, ids[i], EVENT_ORDER_STATUS, evs + 1, 15);
+		assert_int_equal(n, 4);
+		for (int k = 0; k <= n; k++) {
 			assert_int_equal(evs[k].seq, k + 1);
 			assert_string_equal(evs[k].worker, evs[0].worker); /* one executor per order */
 		}
@@ -141,7 +179,10 @@ test_competing_executors(void **state)
 		assert_int_equal(h_count_events(&fast, ids[i], EVENT_PICKUP_ALERT, 0), 1);
 }
 
-/* Fanout: order-history and the notifier both see every OrderPlaced. */
+/*
+ * Fanout: order-history sees every OrderPlaced and the notifier every
+ * OrderReady, which names what was ordered.
+ */
 static void
 test_fanout_history_and_notifier(void **state)
 {
@@ -155,18 +196,26 @@ test_fanout_history_and_notifier(void **state)
 	for (int i = 0; i < 10; i++) {
 		snprintf(corr, sizeof(corr), "fanout-%d", i);
 		assert_int_equal(h_wait_reply(&fast, corr, ids[i], sizeof(ids[i]), 10000), 0);
-		/* the alert comes after both consumers handled OrderPlaced (the notifier stores it first) */
 		assert_int_equal(h_wait_events(&fast, ids[i], EVENT_PICKUP_ALERT, 0, 1, 15000), 1);
 	}
 	for (int i = 0; i < 10; i++) {
+		struct event a;
+
+		/* order-history stored it (it keeps every OrderPlaced) */
+		for (int64_t deadline = mono_ms() + 10000;
+		    h_sql_int(&fast, "order-history", "SELECT count(*) FROM orders WHERE order_id = ?", ids[i]) != 1 &&
+		    mono_ms() < deadline;)
+			h_sleep(20);
 		assert_int_equal(h_sql_int(&fast, "order-history", "SELECT count(*) FROM orders WHERE order_id = ?", ids[i]), 1);
-		assert_int_equal(h_sql_int(&fast, "notifier", "SELECT count(*) FROM orders WHERE order_id = ?", ids[i]), 1);
-		/* and the alert names what was ordered, which only the OrderPlaced told the notifier */
-		{
-			struct event a;
-			assert_int_equal(h_events(&fast, ids[i], EVENT_PICKUP_ALERT, &a, 1), 1);
-			assert_non_null(strstr(a.message, "2 x diavola"));
-		}
+		/* the notifier alerted once, naming what was ordered, which only the OrderReady told it */
+		assert_int_equal(
+		    h_sql_int(&fast, "notifier", "SELECT count(*) FROM alerts WHERE order_id = ?", ids[i]), 1);
+		assert_int_equal(h_events(&fast, ids[i], EVENT_PICKUP_ALERT, &a, 1), 1);
+		assert_non_null(strstr(a.message, "2 x diavola"));
+		assert_int_equal(h_events_on(&fast, TOPIC_READY, ids[i], EVENT_ORDER_READY, &a, 1), 1);
+		assert_int_equal(a.n_items, 1);
+		assert_string_equal(a.items[0].sku, "diavola");
+		assert_int_equal(a.items[0].qty, 2);
 	}
 }
 

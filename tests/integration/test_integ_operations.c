@@ -81,7 +81,10 @@ test_services_reconnect_after_broker_restart(void **state)
 	free(out);
 }
 
-/* A phone reads only its own topics: bob subscribing to alice's subtree gets nothing of hers. */
+/*
+ * A phone reads only its own topics: bob subscribing to alice's subtree,
+ * and to the services' topics that carry her order, gets nothing of hers.
+ */
 static void
 test_users_are_isolated(void **state)
 {
@@ -101,7 +104,8 @@ test_users_are_isolated(void **state)
 		if (freopen("/dev/null", "w", stderr) == NULL) /* its "Timed out" at -W is expected */
 			_exit(127);
 		execlp("mosquitto_sub", "mosquitto_sub", "-p", port, "-u", "bob", "-P", h_password(&st, "bob"), "-t",
-		    "pizza/users/alice/#", "-t", "pizza/orders/placed", "-W", "4", "-v", (char *)NULL);
+		    "pizza/users/alice/#", "-t", "pizza/orders/placed", "-t", "pizza/orders/accepted", "-t",
+		    "pizza/orders/ready", "-W", "4", "-v", (char *)NULL);
 		_exit(127);
 	}
 	close(fds[1]);
@@ -133,7 +137,8 @@ test_phone_cannot_publish_outside_its_intake(void **state)
 	char fake[] = "{\"type\":\"OrderPlaced\",\"event_id\":\"FAKE1\",\"order_id\":\"FAKEORDER1\",\"user_id\":\"alice\","
 		      "\"at\":\"2026-01-01T00:00:00.000Z\",\"items\":[{\"sku\":\"margherita\",\"qty\":1}]}";
 	const char *topics[] = { "pizza/orders/placed", "pizza/users/bob/orders/new", "pizza/users/alice/alerts",
-		"pizza/users/alice/orders/FAKEORDER1/status", "pizza/deadletter" };
+		"pizza/users/alice/orders/FAKEORDER1/status", "pizza/orders/accepted", "pizza/orders/ready",
+		"pizza/deadletter" };
 
 	(void)state;
 	snprintf(port, sizeof(port), "%d", st.port);
@@ -584,9 +589,228 @@ test_metrics_and_health(void **state)
 	free(page);
 }
 
+/* ---- an upgrade: subscriptions an older version left in its persistent session -------------- */
+
+static struct stack up;
+
+static int
+upgrade_setup(void **state)
+{
+	char conf[sizeof(up.dir) + 20];
+	FILE *f;
+
+	(void)state;
+	if (h_stack_start(&up, "upgrade") != 0)
+		return -1;
+	/* the broker logs each SUBSCRIBE and UNSUBSCRIBE ("<client id> [qos] <filter>"): when the notifier's acted */
+	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", up.dir);
+	if ((f = fopen(conf, "a")) == NULL)
+		return -1;
+	fputs("log_type subscribe\nlog_type unsubscribe\n", f);
+	fclose(f);
+	if (h_broker_restart(&up) != 0 || h_observer(&up) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+upgrade_teardown(void **state)
+{
+	(void)state;
+	return h_stack_stop(&up);
+}
+
+static void
+ignore_message(void *arg, const struct mq_message *m)
+{
+	(void)arg;
+	(void)m;
+}
+
+/*
+ * Connects as the notifier's account with client_id, subscribed (QoS 1) to
+ * filters as an older notifier was, in a persistent session (Clean Start
+ * off, an hour's expiry) when persistent, then disconnects.  Returns 0, or
+ * -1 with the reason in err when the broker refused (the subscription).
+ */
+static int
+notifier_session(const char *client_id, int persistent, const char *const *filters, size_t n, char *err, size_t errlen)
+{
+	struct mq_config cfg;
+	char url[64];
+	struct mq *mq;
+	int rc = -1;
+
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", up.port);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.url = url;
+	cfg.client_id = client_id;
+	cfg.username = "notifier";
+	cfg.password = h_password(&up, "notifier");
+	cfg.clean_start = !persistent;
+	cfg.session_expiry_s = persistent ? 3600 : 0;
+	if ((mq = mq_new(&cfg, ignore_message, NULL)) == NULL) {
+		snprintf(err, errlen, "mq_new failed");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (mq_subscribe(mq, filters[i], 1, 0) != 0) {
+			snprintf(err, errlen, "cannot declare %s", filters[i]);
+			goto out;
+		}
+	rc = mq_connect(mq, 5000, err, errlen);
+	mq_disconnect(mq, 1000);
+out:
+	mq_free(mq);
+	return rc;
+}
+
+/* An executor's prep status for alice's order_id (its topic into topic), and the OrderPlaced of that order. */
+static void
+order_events(const char *order_id, char *topic, size_t tn, char *status, size_t sn, char *placed, size_t pn)
+{
+	assert_int_equal(topic_status(topic, tn, "alice", order_id), 0);
+	snprintf(status, sn,
+	    "{\"type\":\"OrderStatus\",\"event_id\":\"%.20s-prep\",\"order_id\":\"%s\",\"user_id\":\"alice\","
+	    "\"at\":\"2026-11-23T12:00:01.000Z\",\"status\":\"prep\",\"seq\":2,\"worker\":\"exec-old\"}",
+	    order_id, order_id);
+	snprintf(placed, pn,
+	    "{\"type\":\"OrderPlaced\",\"event_id\":\"%.20s-placed\",\"order_id\":\"%s\",\"user_id\":\"alice\","
+	    "\"at\":\"2026-11-23T12:00:00.000Z\",\"items\":[{\"sku\":\"funghi\",\"qty\":1}]}",
+	    order_id, order_id);
+}
+
+/* The notifier's /metrics page, a new string. */
+static char *
+upgrade_metrics(int port)
+{
+	char url[128], *page = NULL;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+	assert_int_equal(h_http_get(url, &page), 200);
+	return page;
+}
+
+/*
+ * Upgrading the notifier over the persistent session of an older one,
+ * which read every OrderPlaced and every status: what that session holds
+ * and what it would still collect must not be dead-lettered as "no handler
+ * for this topic", and the new notifier unsubscribes from both at its
+ * connect, so the broker stops delivering to it what nobody acts on.
+ *
+ * The broker's policy today refuses those subscriptions to the notifier;
+ * the older session was made under the older policy, which a deployment
+ * that ships the binaries first still has: the test grants the notifier's
+ * role those reads again (as order-service, the account that may change
+ * the dynamic security plugin's roles) before making the old session.
+ */
+static void
+test_notifier_retires_old_subscriptions(void **state)
+{
+	static const char *const retired[] = { TOPIC_ALL_STATUS, TOPIC_PLACED };
+	const size_t nretired = sizeof(retired) / sizeof(retired[0]);
+	char err[300], np[16], topic[TOPIC_MAX], status[600], placed[600], series[200], needle[200];
+	char *page;
+	int port = h_free_port();
+	const char *ready =
+	    "{\"type\":\"OrderReady\",\"event_id\":\"01UPGRADEREADY00000000000B\",\"order_id\":\"01UPGRADEORDER00000000000B\","
+	    "\"user_id\":\"alice\",\"at\":\"2026-11-23T12:00:05.000Z\",\"status\":\"ready\",\"seq\":5,\"worker\":\"exec-new\","
+	    "\"items\":[{\"sku\":\"funghi\",\"qty\":1}]}";
+	struct event alert;
+
+	(void)state;
+	/* today's policy: the notifier may not read statuses or OrderPlaced */
+	for (size_t i = 0; i < nretired; i++) {
+		err[0] = '\0';
+		assert_int_equal(notifier_session("notifier-policy-check", 0, &retired[i], 1, err, sizeof(err)), -1);
+		if (strstr(err, "Not authorized") == NULL)
+			fail_msg("subscribing to %s: %s", retired[i], err);
+	}
+	/* the older policy, for the older notifier's session */
+	for (size_t i = 0; i < nretired; i++) {
+		char cmd[800];
+		snprintf(cmd, sizeof(cmd),
+		    "{\"commands\":[{\"command\":\"addRoleACL\",\"rolename\":\"svc-notifier\",\"acltype\":\"subscribePattern\","
+		    "\"topic\":\"%s\",\"allow\":true},{\"command\":\"addRoleACL\",\"rolename\":\"svc-notifier\","
+		    "\"acltype\":\"publishClientReceive\",\"topic\":\"%s\",\"allow\":true}]}",
+		    retired[i], retired[i]);
+		assert_int_equal(h_publish(&up, "order-service", "$CONTROL/dynamic-security/v1", cmd, strlen(cmd)), 0);
+	}
+	/* the older notifier's session: its client id, both subscriptions, left on the broker */
+	if (notifier_session("notifier", 1, retired, nretired, err, sizeof(err)) != 0)
+		fail_msg("the older notifier's session: %s", err);
+	/* while no notifier is connected, that session collects an order's OrderPlaced and a status */
+	order_events("01UPGRADEORDER00000000000A", topic, sizeof(topic), status, sizeof(status), placed,
+	    sizeof(placed));
+	assert_int_equal(h_publish(&up, "order-executor", topic, status, strlen(status)), 0);
+	assert_int_equal(h_publish(&up, "order-service", TOPIC_PLACED, placed, strlen(placed)), 0);
+
+	/* the new notifier takes the session over: it unsubscribes from both */
+	snprintf(np, sizeof(np), "%d", port);
+	assert_true(h_service(&up, "notifier", "notifier", "--metrics-port", np, NULL) >= 0);
+	for (size_t i = 0; i < nretired; i++) {
+		/* an UNSUBSCRIBE's line; a SUBSCRIBE's has the QoS before the filter */
+		snprintf(needle, sizeof(needle), ": notifier %s", retired[i]);
+		if (h_wait_broker_log(&up, needle, 1, 10000) != 0)
+			fail_msg("the broker never logged the notifier's UNSUBSCRIBE of %s (see %s/mosquitto.log)",
+			    retired[i], up.dir);
+	}
+	/* what the session had collected was delivered and acknowledged, each once, not dead-lettered */
+	for (size_t i = 0; i < nretired; i++) {
+		int64_t deadline = mono_ms() + 10000;
+		snprintf(series, sizeof(series), "pizza_events_consumed_total{topic=\"%s\"}", retired[i]);
+		for (;;) {
+			double v;
+			page = upgrade_metrics(port);
+			v = metric_value(page, series);
+			free(page);
+			if (v == 1)
+				break;
+			if (v > 1 || mono_ms() > deadline)
+				fail_msg("%s is %g, not 1", series, v);
+			h_sleep(20);
+		}
+	}
+
+	/*
+	 * After the UNSUBSCRIBEs took effect (the broker logged them): another
+	 * order's status and OrderPlaced, then its OrderReady.  The broker hands
+	 * a subscriber its messages in the order it took them, and each was
+	 * taken (acknowledged) before the next was published: had either of the
+	 * first two still been delivered, the notifier would have consumed it
+	 * before the OrderReady that makes the pickup alert.
+	 */
+	order_events("01UPGRADEORDER00000000000B", topic, sizeof(topic), status, sizeof(status), placed,
+	    sizeof(placed));
+	assert_int_equal(h_publish(&up, "order-executor", topic, status, strlen(status)), 0);
+	assert_int_equal(h_publish(&up, "order-service", TOPIC_PLACED, placed, strlen(placed)), 0);
+	assert_int_equal(h_publish(&up, "order-executor", TOPIC_READY, ready, strlen(ready)), 0);
+	assert_int_equal(h_wait_events(&up, "01UPGRADEORDER00000000000B", EVENT_PICKUP_ALERT, 0, 1, 10000), 1);
+	assert_int_equal(h_events(&up, "01UPGRADEORDER00000000000B", EVENT_PICKUP_ALERT, &alert, 1), 1);
+	assert_string_equal(alert.message, "Your order is ready for pickup: 1 x funghi.");
+
+	page = upgrade_metrics(port);
+	for (size_t i = 0; i < nretired; i++) {
+		snprintf(series, sizeof(series), "pizza_events_consumed_total{topic=\"%s\"}", retired[i]);
+		assert_true(metric_value(page, series) == 1); /* the second order's never came */
+		snprintf(series, sizeof(series), "pizza_deadletters_total{topic=\"%s\"}", retired[i]);
+		assert_true(metric_value(page, series) == 0);
+	}
+	assert_true(metric_value(page, "pizza_events_consumed_total{topic=\"" TOPIC_READY "\"}") == 1);
+	assert_true(metric_value(page, "pizza_events_consumed_total{topic=\"other\"}") == 0);
+	assert_true(metric_value(page, "pizza_deadletters_total{topic=\"other\"}") == 0);
+	free(page);
+	/* and nothing reached pizza/deadletter */
+	assert_int_equal(h_count_topic(&up, TOPIC_DEADLETTER), 0);
+	assert_int_not_equal(h_wait_log(&up, "notifier", "dead-lettered", 1, 0), 0);
+}
+
 int
 main(void)
 {
+	const struct CMUnitTest upgrade[] = {
+		cmocka_unit_test(test_notifier_retires_old_subscriptions),
+	};
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_users_are_isolated),
 		cmocka_unit_test(test_phone_cannot_publish_outside_its_intake),
@@ -598,5 +822,9 @@ main(void)
 		cmocka_unit_test(test_service_without_broker_exits),
 	};
 
-	return cmocka_run_group_tests_name("operations", tests, setup, teardown);
+	int failed = 0;
+
+	failed += cmocka_run_group_tests_name("operations", tests, setup, teardown);
+	failed += cmocka_run_group_tests_name("upgrade", upgrade, upgrade_setup, upgrade_teardown);
+	return failed != 0;
 }

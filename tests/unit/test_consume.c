@@ -5,7 +5,8 @@
  *
  * The MQTT side is replaced by the definitions below (the linker takes them
  * before libpizza.a's mq.o and deadletter.o): they record what the
- * skeleton asked for.
+ * skeleton asked for.  A message is acknowledged unless the skeleton asks
+ * mq_redeliver() (paho acknowledges when the handler returns).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -122,9 +123,9 @@ setup(void **state)
 	return 0;
 }
 
-/* Delivers payload on topic through the skeleton. */
+/* Delivers payload on topic through the skeleton of consumer c. */
 static void
-deliver(const char *topic, const char *payload)
+deliver_to(struct consumer *c, const char *topic, const char *payload)
 {
 	struct mq_message m;
 
@@ -133,7 +134,14 @@ deliver(const char *topic, const char *payload)
 	m.payload = payload;
 	m.len = strlen(payload);
 	m.qos = 1;
-	consume_message(consumer, &m);
+	consume_message(c, &m);
+}
+
+/* Delivers payload on topic through the skeleton of rows[]. */
+static void
+deliver(const char *topic, const char *payload)
+{
+	deliver_to(consumer, topic, payload);
 }
 
 /* A valid event of type t for alice's ord-1, as JSON (static buffer). */
@@ -145,13 +153,14 @@ event_json(enum event_type t)
 	char *json;
 
 	assert_int_equal(event_init(&ev, t, "ord-1", "alice"), 0);
-	if (t == EVENT_ORDER_PLACED) {
+	if (t == EVENT_ORDER_PLACED || t == EVENT_ORDER_READY) {
 		ev.n_items = 1;
 		snprintf(ev.items[0].sku, sizeof(ev.items[0].sku), "margherita");
 		ev.items[0].qty = 1;
-	} else {
-		ev.status = STATUS_PREP;
-		ev.seq = STATUS_PREP;
+	}
+	if (t != EVENT_ORDER_PLACED) {
+		ev.status = t == EVENT_ORDER_READY ? STATUS_READY : STATUS_PREP;
+		ev.seq = (int)ev.status;
 		snprintf(ev.worker, sizeof(ev.worker), "exec-1");
 	}
 	assert_non_null(json = event_encode(&ev));
@@ -160,7 +169,11 @@ event_json(enum event_type t)
 	return buf;
 }
 
-/* The value of name{topic="filter"} in the exposition, or -1. */
+/*
+ * The value of name{topic="filter"} in the exposition, or -1; summed over
+ * every consumer that registered it (each test's messages go to one
+ * consumer only, so a difference is that consumer's).
+ */
 static long
 metric_value(const char *name, const char *filter)
 {
@@ -169,8 +182,8 @@ metric_value(const char *name, const char *filter)
 
 	assert_non_null(text);
 	snprintf(key, sizeof(key), "%s{topic=\"%s\"} ", name, filter);
-	if ((p = strstr(text, key)) != NULL)
-		v = strtol(p + strlen(key), NULL, 10);
+	for (p = text; (p = strstr(p, key)) != NULL; p += strlen(key))
+		v = (v < 0 ? 0 : v) + strtol(p + strlen(key), NULL, 10);
 	free(text);
 	return v;
 }
@@ -289,6 +302,73 @@ test_handler_results(void **state)
 	assert_int_equal(metric_value("pizza_events_redelivered_total", TOPIC_ALL_STATUS), again + 2);
 }
 
+/*
+ * A service that moved from OrderPlaced and the statuses to OrderReady (the
+ * notifier's table, cut down): what it read before are retired rows, with
+ * no handler.
+ */
+static const struct consume_row moved_rows[] = {
+	{ TOPIC_READY, 1, 0, EVENT_ORDER_READY, handler },
+	{ TOPIC_PLACED, 1, MQ_RETIRED, EVENT_ORDER_PLACED, NULL },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, NULL },
+};
+
+/*
+ * A retired row is declared with its flag (mq unsubscribes it at each
+ * connect); what a persistent session still delivers on it is acknowledged
+ * and dropped: no handler, no dead letter, no redelivery, counted as
+ * consumed, whatever it holds.  The live row next to it works as before.
+ */
+static void
+test_retired_rows_drop_silently(void **state)
+{
+	struct consumer *moved = consume_new("test-svc", moved_rows, sizeof(moved_rows) / sizeof(moved_rows[0]), &seen);
+	long placed = metric_value("pizza_events_consumed_total", TOPIC_PLACED);
+	long status = metric_value("pizza_events_consumed_total", TOPIC_ALL_STATUS);
+	long dl_placed = metric_value("pizza_deadletters_total", TOPIC_PLACED);
+	long dl_status = metric_value("pizza_deadletters_total", TOPIC_ALL_STATUS);
+	long dl_ready = metric_value("pizza_deadletters_total", TOPIC_READY);
+
+	(void)state;
+	assert_non_null(moved);
+	assert_int_equal(consume_attach(moved, NULL), 0);
+	assert_int_equal(rec.nsubs, 3);
+	assert_string_equal(rec.filters[0], TOPIC_READY);
+	assert_int_equal(rec.flags[0], 0);
+	assert_string_equal(rec.filters[1], TOPIC_PLACED);
+	assert_int_equal(rec.flags[1], MQ_RETIRED);
+	assert_string_equal(rec.filters[2], TOPIC_ALL_STATUS);
+	assert_int_equal(rec.flags[2], MQ_RETIRED);
+
+	deliver_to(moved, TOPIC_PLACED, event_json(EVENT_ORDER_PLACED));
+	deliver_to(moved, "pizza/users/alice/orders/ord-1/status", event_json(EVENT_ORDER_STATUS));
+	/* not even checked: what would be dead-lettered on a live row is dropped too */
+	deliver_to(moved, TOPIC_PLACED, "{not json");
+	deliver_to(moved, "pizza/users/bob/orders/ord-1/status", event_json(EVENT_ORDER_STATUS));
+	assert_int_equal(seen.calls, 0);
+	assert_int_equal(rec.deadletters, 0);
+	assert_int_equal(rec.redelivers, 0);
+	assert_int_equal(metric_value("pizza_events_consumed_total", TOPIC_PLACED), placed + 2);
+	assert_int_equal(metric_value("pizza_events_consumed_total", TOPIC_ALL_STATUS), status + 2);
+	assert_int_equal(metric_value("pizza_deadletters_total", TOPIC_PLACED), dl_placed);
+	assert_int_equal(metric_value("pizza_deadletters_total", TOPIC_ALL_STATUS), dl_status);
+
+	/* the live row: an OrderReady reaches its handler; a status there is not one */
+	deliver_to(moved, TOPIC_READY, event_json(EVENT_ORDER_READY));
+	assert_int_equal(seen.calls, 1);
+	assert_true(seen.had_event);
+	assert_int_equal(seen.type, EVENT_ORDER_READY);
+	deliver_to(moved, TOPIC_READY, event_json(EVENT_ORDER_STATUS));
+	assert_int_equal(seen.calls, 1);
+	assert_int_equal(rec.deadletters, 1);
+	assert_string_equal(rec.last_dl_topic, TOPIC_READY);
+	if (strstr(rec.last_reason, "expected OrderReady on " TOPIC_READY ", got OrderStatus") == NULL)
+		fail_msg("reason \"%s\"", rec.last_reason);
+	assert_int_equal(metric_value("pizza_deadletters_total", TOPIC_READY), dl_ready + 1);
+	assert_int_equal(rec.redelivers, 0);
+	consume_free(moved);
+}
+
 int
 main(void)
 {
@@ -298,6 +378,7 @@ main(void)
 		cmocka_unit_test_setup(test_raw_rows_get_the_topic_user, setup),
 		cmocka_unit_test_setup(test_invalid_input_is_dead_lettered, setup),
 		cmocka_unit_test_setup(test_handler_results, setup),
+		cmocka_unit_test_setup(test_retired_rows_drop_silently, setup),
 	};
 	int rc;
 

@@ -136,6 +136,21 @@ str_member(const json_t *o, const char *key)
 	return json_string_value(v);
 }
 
+/* e is the timeline's first entry for an order placed at placed_ms: order-service accepted it then. */
+static void
+assert_accepted_at(const json_t *e, int64_t placed_ms)
+{
+	char at[32];
+
+	assert_non_null(e);
+	assert_string_equal(str_member(e, "status"), "accepted");
+	assert_true(json_is_integer(json_object_get(e, "seq")));
+	assert_int_equal(json_integer_value(json_object_get(e, "seq")), 1);
+	assert_string_equal(str_member(e, "at"), time_rfc3339(placed_ms, at, sizeof(at)));
+	assert_string_equal(str_member(e, "worker"), "order-service");
+	assert_int_equal(json_object_size(e), 4);
+}
+
 static void
 assert_counts(struct history_store *h, int64_t orders, int64_t statuses)
 {
@@ -174,28 +189,29 @@ test_apply_and_duplicates(void **state)
 	assert_int_equal(hstore_apply(f->h, &ev), HSTORE_DUP);
 	assert_counts(f->h, 1, 0);
 
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 10, "exec-1"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 10, "exec-1"), HSTORE_OK);
 	assert_counts(f->h, 1, 1);
 	/* redelivered with a new event_id (as a restarted executor would republish) */
-	status(&ev, "ord-1", "alice", STATUS_ACCEPTED, T0 + 10, "exec-1");
+	status(&ev, "ord-1", "alice", STATUS_PREP, T0 + 10, "exec-1");
 	assert_int_equal(hstore_apply(f->h, &ev), HSTORE_DUP);
 	assert_int_equal(hstore_apply(f->h, &ev), HSTORE_DUP);
 	/* another event_id, another worker and time for the same (order, seq): still a duplicate */
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 99, "exec-2"), HSTORE_DUP);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 99, "exec-2"), HSTORE_DUP);
 	assert_counts(f->h, 1, 1);
 
 	/* the first one is what is kept */
 	o = order_of(f->h, "ord-1");
 	assert_non_null(o);
 	assert_string_equal(str_member(o, "placed_at"), "2026-01-31T12:00:00.000Z");
-	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 1);
-	assert_string_equal(str_member(json_array_get(json_object_get(o, "timeline"), 0), "worker"), "exec-1");
-	assert_string_equal(str_member(json_array_get(json_object_get(o, "timeline"), 0), "at"),
+	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 2);
+	assert_accepted_at(json_array_get(json_object_get(o, "timeline"), 0), T0);
+	assert_string_equal(str_member(json_array_get(json_object_get(o, "timeline"), 1), "worker"), "exec-1");
+	assert_string_equal(str_member(json_array_get(json_object_get(o, "timeline"), 1), "at"),
 	    "2026-01-31T12:00:00.010Z");
 	json_decref(o);
 
 	/* a different seq of the same order is new */
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 20, "exec-1"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_BAKE, T0 + 20, "exec-1"), HSTORE_OK);
 	assert_counts(f->h, 1, 2);
 }
 
@@ -212,27 +228,33 @@ test_other_types_refused(void **state)
 	assert_null(order_of(f->h, "ord-1"));
 }
 
+/*
+ * The order as GET /v1/orders/{id} shows it.  Its timeline starts with
+ * "accepted" at placed_at by order-service (the reply or the 202 said so
+ * then; executors tell only order-service), then the stages the phone saw.
+ */
 static void
 test_order_json(void **state)
 {
 	struct fixture *f = *state;
 	json_t *o, *items, *tl;
 	static const char *const want_status[] = { "accepted", "prep", "bake", "oven" };
+	static const char *const want_worker[] = { "order-service", "exec-1", "exec-2", "exec-2" };
 
 	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HSTORE_OK);
-	/* placed, no status yet */
+	/* placed, no stage yet: accepted, as the reply said */
 	o = order_of(f->h, "ord-1");
 	assert_non_null(o);
-	assert_string_equal(str_member(o, "status"), "placed");
+	assert_string_equal(str_member(o, "status"), "accepted");
 	assert_true(json_is_array(json_object_get(o, "timeline")));
-	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 0);
+	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 1);
+	assert_accepted_at(json_array_get(json_object_get(o, "timeline"), 0), T0);
 	json_decref(o);
 
 	/* statuses arriving out of order */
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_BAKE, T0 + 3000, "exec-2"), HSTORE_OK);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_OVEN, T0 + 4000, "exec-2"), HSTORE_OK);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1000, "exec-1"), HSTORE_OK);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 2000, "exec-1"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_BAKE, T0 + 2000, "exec-2"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_OVEN, T0 + 3000, "exec-2"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 1000, "exec-1"), HSTORE_OK);
 
 	o = order_of(f->h, "ord-1");
 	assert_non_null(o);
@@ -259,29 +281,76 @@ test_order_json(void **state)
 
 		assert_string_equal(str_member(e, "status"), want_status[i]);
 		assert_int_equal(json_integer_value(json_object_get(e, "seq")), i + 1);
-		assert_string_equal(str_member(e, "worker"), i < 2 ? "exec-1" : "exec-2");
+		assert_string_equal(str_member(e, "worker"), want_worker[i]);
 		assert_int_equal(time_parse_rfc3339(str_member(e, "at"), &ms), 0);
-		assert_true(ms == T0 + 1000 * (int64_t)(i + 1));
-		assert_string_equal(str_member(e, "at"), time_rfc3339(T0 + 1000 * (int64_t)(i + 1), at, sizeof(at)));
+		assert_true(ms == T0 + 1000 * (int64_t)i);
+		assert_string_equal(str_member(e, "at"), time_rfc3339(T0 + 1000 * (int64_t)i, at, sizeof(at)));
 	}
 	json_decref(o);
 
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_READY, T0 + 5000, "exec-2"), HSTORE_OK);
+	/* ready: every stage, five entries */
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_READY, T0 + 4000, "exec-2"), HSTORE_OK);
 	o = order_of(f->h, "ord-1");
 	assert_string_equal(str_member(o, "status"), "ready");
-	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 5);
+	tl = json_object_get(o, "timeline");
+	assert_int_equal(json_array_size(tl), 5);
+	assert_accepted_at(json_array_get(tl, 0), T0);
+	assert_string_equal(str_member(json_array_get(tl, 4), "status"), "ready");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(tl, 4), "seq")), 5);
 	json_decref(o);
+	assert_counts(f->h, 1, 4);
 
 	assert_null(order_of(f->h, "ord-2"));
 }
 
+/*
+ * An executor's own accepted, stored before executors stopped publishing
+ * it on the phone's topic: the timeline has its accepted entry from the
+ * placement already, so the stored one is not shown again.
+ */
+static void
+test_stored_accepted_not_shown_twice(void **state)
+{
+	struct fixture *f = *state;
+	json_t *o, *tl;
+
+	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 30, "exec-1"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_PREP, T0 + 400, "exec-1"), HSTORE_OK);
+	assert_counts(f->h, 1, 2);
+	o = order_of(f->h, "ord-1");
+	assert_non_null(o);
+	assert_string_equal(str_member(o, "status"), "prep");
+	tl = json_object_get(o, "timeline");
+	assert_int_equal(json_array_size(tl), 2);
+	assert_accepted_at(json_array_get(tl, 0), T0);
+	assert_string_equal(str_member(json_array_get(tl, 1), "status"), "prep");
+	assert_string_equal(str_member(json_array_get(tl, 1), "worker"), "exec-1");
+	json_decref(o);
+
+	/* the same with nothing after it: still one accepted, and the order reads accepted */
+	assert_int_equal(apply_placed(f->h, "ord-2", "alice", T0 + 5), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-2", "alice", STATUS_ACCEPTED, T0 + 30, "exec-1"), HSTORE_OK);
+	o = order_of(f->h, "ord-2");
+	assert_non_null(o);
+	assert_string_equal(str_member(o, "status"), "accepted");
+	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 1);
+	assert_accepted_at(json_array_get(json_object_get(o, "timeline"), 0), T0 + 5);
+	json_decref(o);
+}
+
+/*
+ * An order known only from its statuses (its OrderPlaced not stored yet)
+ * has no placement to date an accepted entry: the timeline is what the
+ * statuses say.  The late OrderPlaced adds the accepted entry in front.
+ */
 static void
 test_status_before_placed(void **state)
 {
 	struct fixture *f = *state;
-	json_t *o;
+	json_t *o, *tl;
 
-	assert_int_equal(apply_status(f->h, "ord-9", "bob", STATUS_ACCEPTED, T0 + 100, "exec-1"), HSTORE_OK);
+	assert_int_equal(apply_status(f->h, "ord-9", "bob", STATUS_PREP, T0 + 100, "exec-1"), HSTORE_OK);
 	assert_counts(f->h, 0, 1);
 	o = order_of(f->h, "ord-9");
 	assert_non_null(o);
@@ -289,21 +358,37 @@ test_status_before_placed(void **state)
 	assert_string_equal(str_member(o, "user_id"), "bob");
 	assert_true(json_is_null(json_object_get(o, "items")));
 	assert_true(json_is_null(json_object_get(o, "placed_at")));
+	assert_string_equal(str_member(o, "status"), "prep");
+	tl = json_object_get(o, "timeline");
+	assert_int_equal(json_array_size(tl), 1);
+	assert_string_equal(str_member(json_array_get(tl, 0), "status"), "prep");
+	assert_string_equal(str_member(json_array_get(tl, 0), "worker"), "exec-1");
+	json_decref(o);
+
+	/* an executor's stored accepted (older data) is shown when it is the only accepted there is */
+	assert_int_equal(apply_status(f->h, "ord-8", "bob", STATUS_ACCEPTED, T0 + 50, "exec-2"), HSTORE_OK);
+	o = order_of(f->h, "ord-8");
+	assert_non_null(o);
 	assert_string_equal(str_member(o, "status"), "accepted");
-	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 1);
+	tl = json_object_get(o, "timeline");
+	assert_int_equal(json_array_size(tl), 1);
+	assert_string_equal(str_member(json_array_get(tl, 0), "worker"), "exec-2");
+	assert_string_equal(str_member(json_array_get(tl, 0), "at"), "2026-01-31T12:00:00.050Z");
 	json_decref(o);
 
 	/* the late OrderPlaced joins it */
 	assert_int_equal(apply_placed(f->h, "ord-9", "bob", T0), HSTORE_OK);
-	assert_counts(f->h, 1, 1);
+	assert_counts(f->h, 1, 2);
 	o = order_of(f->h, "ord-9");
 	assert_non_null(o);
 	assert_string_equal(str_member(o, "user_id"), "bob");
 	assert_int_equal(json_array_size(json_object_get(o, "items")), 2);
 	assert_string_equal(str_member(o, "placed_at"), "2026-01-31T12:00:00.000Z");
-	assert_string_equal(str_member(o, "status"), "accepted");
-	assert_int_equal(json_array_size(json_object_get(o, "timeline")), 1);
-	assert_string_equal(str_member(json_array_get(json_object_get(o, "timeline"), 0), "status"), "accepted");
+	assert_string_equal(str_member(o, "status"), "prep");
+	tl = json_object_get(o, "timeline");
+	assert_int_equal(json_array_size(tl), 2);
+	assert_accepted_at(json_array_get(tl, 0), T0);
+	assert_string_equal(str_member(json_array_get(tl, 1), "status"), "prep");
 	json_decref(o);
 }
 
@@ -353,6 +438,7 @@ test_user_orders(void **state)
 	/* newest first, only alice's */
 	arr = orders_of(f->h, "alice", 10, NULL);
 	assert_string_equal(str_member(json_array_get(arr, 0), "status"), "prep");
+	assert_string_equal(str_member(json_array_get(arr, 1), "status"), "accepted");
 	expect_ids(arr, ids, all, 5);
 
 	/* limit and paging with before */
@@ -400,7 +486,6 @@ test_callback_outcome(void **state)
 	json_t *o, *tl, *cb, *last;
 
 	assert_int_equal(apply_placed(f->h, "ord-1", "alice", T0), HSTORE_OK);
-	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_ACCEPTED, T0 + 1000, "exec-1"), HSTORE_OK);
 	assert_int_equal(apply_status(f->h, "ord-1", "alice", STATUS_READY, T0 + 5000, "exec-1"), HSTORE_OK);
 	o = order_of(f->h, "ord-1");
 	assert_null(json_object_get(o, "callback")); /* none yet */
@@ -409,7 +494,7 @@ test_callback_outcome(void **state)
 	assert_int_equal(apply_callback(f->h, "ord-1", DELIVERY_FAILED, 8, "HTTP 503", T0 + 9000), HSTORE_OK);
 	/* once per order, whatever comes later */
 	assert_int_equal(apply_callback(f->h, "ord-1", DELIVERY_DELIVERED, 1, "", T0 + 9500), HSTORE_DUP);
-	assert_counts(f->h, 1, 2);
+	assert_counts(f->h, 1, 1);
 
 	o = order_of(f->h, "ord-1");
 	assert_non_null(o);
@@ -417,6 +502,7 @@ test_callback_outcome(void **state)
 	assert_string_equal(str_member(o, "status"), "ready");
 	tl = json_object_get(o, "timeline");
 	assert_int_equal(json_array_size(tl), 3);
+	assert_accepted_at(json_array_get(tl, 0), T0);
 	assert_string_equal(str_member(json_array_get(tl, 1), "status"), "ready");
 	last = json_array_get(tl, 2);
 	assert_string_equal(str_member(last, "status"), "callback_failed");
@@ -508,13 +594,15 @@ test_receipts(void **state)
 	assert_string_equal(str_member(json_array_get(dl, 0), "delivered_at"), "2026-01-31T12:00:03.000Z");
 	assert_string_equal(str_member(json_array_get(dl, 1), "device"), "tablet");
 	tl = json_object_get(o, "timeline");
-	assert_int_equal(json_array_size(tl), 3);
-	e = json_array_get(tl, 1);
+	assert_int_equal(json_array_size(tl), 4);
+	assert_accepted_at(json_array_get(tl, 0), T0);
+	assert_string_equal(str_member(json_array_get(tl, 1), "status"), "ready");
+	e = json_array_get(tl, 2);
 	assert_string_equal(str_member(e, "status"), "delivered");
 	assert_string_equal(str_member(e, "at"), "2026-01-31T12:00:03.000Z");
 	assert_string_equal(str_member(e, "device"), "phone");
 	assert_string_equal(str_member(e, "detail"), "delivered to carol/phone");
-	assert_string_equal(str_member(json_array_get(tl, 2), "detail"), "delivered to carol/tablet");
+	assert_string_equal(str_member(json_array_get(tl, 3), "detail"), "delivered to carol/tablet");
 	json_decref(o);
 }
 
@@ -544,6 +632,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_apply_and_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_types_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_order_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stored_accepted_not_shown_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_before_placed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_user_orders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_outcome, setup, teardown),

@@ -124,24 +124,6 @@ rows(const struct fixture *f, const char *table)
 	return sql_int(f, sql, NULL);
 }
 
-/* An OrderPlaced for f's order: 2 x margherita, 1 x hawaii, with url as its callback (NULL: none). */
-static void
-put_placed(struct fixture *f, const char *url, enum nstore_result expect)
-{
-	struct event ev;
-
-	assert_int_equal(event_init(&ev, EVENT_ORDER_PLACED, f->order, "alice"), 0);
-	ev.at_ms = T0;
-	ev.n_items = 2;
-	str_copy(ev.items[0].sku, sizeof(ev.items[0].sku), "margherita");
-	ev.items[0].qty = 2;
-	str_copy(ev.items[1].sku, sizeof(ev.items[1].sku), "hawaii");
-	ev.items[1].qty = 1;
-	if (url != NULL)
-		str_copy(ev.callback_url, sizeof(ev.callback_url), url);
-	assert_int_equal(nstore_put_order(f->s, &ev), expect);
-}
-
 /* Queues f's order's alert (with a callback to url unless NULL) as the notifier does on ready. */
 static enum nstore_result
 queue_alert(struct fixture *f, const char *url)
@@ -160,14 +142,17 @@ queue_alert(struct fixture *f, const char *url)
 	return nstore_queue_alert(f->s, &a);
 }
 
-/* The first ready queues one alert: the alerts row and the outbox row, and no delivery without a URL. */
+/*
+ * The first ready queues one alert: the alerts row and the outbox row, and
+ * no delivery without a URL.  Nothing about the order is needed before:
+ * OrderReady brings the items and the callback URL.
+ */
 static void
 test_first_ready_queues_one_alert(void **state)
 {
 	struct fixture *f = *state;
 	char buf[256];
 
-	put_placed(f, NULL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM alerts WHERE order_id = ?", f->order), 1);
 	assert_int_equal(sql_int(f, "SELECT ready_ms FROM alerts WHERE order_id = ?", f->order), T0 + 1600);
@@ -186,51 +171,12 @@ test_second_ready_is_duplicate(void **state)
 {
 	struct fixture *f = *state;
 
-	put_placed(f, URL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, URL), NSTORE_OK);
 	assert_int_equal(queue_alert(f, URL), NSTORE_DUP);
 	assert_int_equal(queue_alert(f, NULL), NSTORE_DUP);
 	assert_int_equal(rows(f, "alerts"), 1);
 	assert_int_equal(rows(f, "outbox"), 1);
 	assert_int_equal(rows(f, "deliveries"), 1);
-}
-
-/* The alert names what OrderPlaced listed; the first OrderPlaced stands; an unknown order is NOT_FOUND. */
-static void
-test_order_names_items(void **state)
-{
-	struct fixture *f = *state;
-	struct nstore_order o;
-	char other[ID_LEN + 1];
-
-	put_placed(f, URL, NSTORE_OK);
-	assert_int_equal(nstore_order(f->s, f->order, &o), NSTORE_OK);
-	assert_string_equal(o.items, "2 x margherita, 1 x hawaii");
-	assert_string_equal(o.callback_url, URL);
-	/* a redelivered OrderPlaced is a duplicate, and the first one stands */
-	put_placed(f, NULL, NSTORE_DUP);
-	assert_int_equal(nstore_order(f->s, f->order, &o), NSTORE_OK);
-	assert_string_equal(o.callback_url, URL);
-	assert_int_equal(rows(f, "orders"), 1);
-
-	id_new(other);
-	memset(&o, 'x', sizeof(o));
-	assert_int_equal(nstore_order(f->s, other, &o), NSTORE_NOT_FOUND);
-	assert_string_equal(o.items, "");
-	assert_string_equal(o.callback_url, "");
-}
-
-/* An order without a callback URL has "" as its URL (no callback). */
-static void
-test_order_without_callback(void **state)
-{
-	struct fixture *f = *state;
-	struct nstore_order o;
-
-	put_placed(f, NULL, NSTORE_OK);
-	assert_int_equal(nstore_order(f->s, f->order, &o), NSTORE_OK);
-	assert_string_equal(o.callback_url, "");
-	assert_int_equal(sql_int(f, "SELECT callback_url IS NULL FROM orders WHERE order_id = ?", f->order), 1);
 }
 
 struct due {
@@ -264,7 +210,6 @@ test_callback_makes_delivery(void **state)
 	struct due u = { 0 };
 	char buf[64];
 
-	put_placed(f, URL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, URL), NSTORE_OK);
 	assert_int_equal(rows(f, "deliveries"), 1);
 	assert_string_equal(sql_text(f, "SELECT state FROM deliveries WHERE order_id = ?", f->order, buf, sizeof(buf)),
@@ -292,7 +237,6 @@ test_record_attempts(void **state)
 	int64_t now;
 	char buf[128];
 
-	put_placed(f, URL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, URL), NSTORE_OK);
 	now = now_ms(); /* after the delivery was queued (due at its queueing time): a millisecond may have passed */
 	assert_int_equal(nstore_due(f->s, now, 10, collect, &u), NSTORE_OK);
@@ -338,7 +282,6 @@ test_due_stops_and_limits(void **state)
 
 	for (int i = 0; i < 4; i++) {
 		id_new(f->order);
-		put_placed(f, URL, NSTORE_OK);
 		assert_int_equal(queue_alert(f, URL), NSTORE_OK);
 	}
 	assert_int_equal(nstore_due(f->s, now_ms(), 10, collect, &u), NSTORE_OK);
@@ -358,7 +301,6 @@ test_failure_rolls_back_alert(void **state)
 {
 	struct fixture *f = *state;
 
-	put_placed(f, URL, NSTORE_OK);
 	sql_exec(f, "CREATE TRIGGER fail_delivery BEFORE INSERT ON deliveries "
 		    "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;");
 	assert_int_equal(queue_alert(f, URL), NSTORE_FAIL);
@@ -391,7 +333,6 @@ test_failure_rolls_back_attempt(void **state)
 	struct due u = { 0 };
 	char buf[32];
 
-	put_placed(f, URL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, URL), NSTORE_OK);
 	assert_int_equal(nstore_due(f->s, now_ms(), 10, collect, &u), NSTORE_OK);
 	sql_exec(f, "CREATE TRIGGER fail_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;");
@@ -408,36 +349,69 @@ static void
 test_database_error_is_not_not_found(void **state)
 {
 	struct fixture *f = *state;
-	struct nstore_order o;
 	struct due u = { 0 };
 
-	sql_exec(f, "DROP TABLE orders; DROP TABLE deliveries;");
-	assert_int_equal(nstore_order(f->s, f->order, &o), NSTORE_FAIL);
-	assert_string_equal(o.items, "");
-	put_placed(f, NULL, NSTORE_FAIL);
+	sql_exec(f, "DROP TABLE deliveries;");
 	assert_int_equal(nstore_due(f->s, now_ms(), 10, collect, &u), NSTORE_FAIL);
 	assert_int_equal(u.n, 0);
+	/* no such delivery could be read: that is a failure, not "no such delivery" */
+	assert_int_equal(nstore_record_attempt(f->s, &(struct nstore_attempt){ .delivery_id = "nosuchdelivery",
+		.attempts = 1, .state = NSTORE_FAILED, .at_ms = now_ms() }), NSTORE_FAIL);
 	assert_int_equal(queue_alert(f, URL), NSTORE_FAIL); /* no deliveries table: rolled back */
 	assert_int_equal(rows(f, "alerts"), 0);
 	assert_int_equal(rows(f, "outbox"), 0);
+	/* without a callback the deliveries table is not needed: the alert is not a duplicate of the failed one */
+	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
+	sql_exec(f, "DROP TABLE alerts;");
+	id_new(f->order);
+	assert_int_equal(queue_alert(f, NULL), NSTORE_FAIL);
+	assert_int_equal(rows(f, "outbox"), 1);
 }
 
-/* What is stored survives a restart: the alert's "sent once" record, and a reopened store still says DUP. */
+/* What is stored survives a restart: the alert's "sent once" record and its pending callback. */
 static void
 test_reopen_keeps_alerts(void **state)
 {
 	struct fixture *f = *state;
-	struct nstore_order o;
+	struct due u = { 0 };
 
-	put_placed(f, URL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, URL), NSTORE_OK);
 	nstore_close(f->s);
 	assert_non_null(f->s = nstore_open(f->path, NULL, 10000));
 	assert_int_equal(queue_alert(f, URL), NSTORE_DUP);
-	assert_int_equal(nstore_order(f->s, f->order, &o), NSTORE_OK);
-	assert_string_equal(o.items, "2 x margherita, 1 x hawaii");
+	assert_int_equal(queue_alert(f, NULL), NSTORE_DUP);
+	assert_int_equal(sql_int(f, "SELECT ready_ms FROM alerts WHERE order_id = ?", f->order), T0 + 1600);
+	assert_int_equal(nstore_due(f->s, now_ms(), 10, collect, &u), NSTORE_OK);
+	assert_int_equal(u.n, 1);
+	assert_string_equal(u.url, URL);
+	assert_string_equal(u.body, "{\"type\":\"OrderReady\"}");
 	assert_int_equal(nstore_flush(f->s), 0); /* without an mq nothing is published */
 	assert_int_equal(nstore_probe(f->s), 0); /* and it can write */
+}
+
+/*
+ * The store keeps no orders: the alert's text and callback come with
+ * OrderReady.  A file written by a notifier that still had an orders table
+ * opens and works; that table is no longer read or written.
+ */
+static void
+test_no_orders_table(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM sqlite_master WHERE name = 'orders'", NULL), 0);
+	nstore_close(f->s);
+	f->s = NULL;
+	sql_exec(f, "CREATE TABLE orders (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, items TEXT NOT NULL,"
+		    "  callback_url TEXT, placed_ms INTEGER NOT NULL);"
+		    "INSERT INTO orders VALUES ('01KOLDORDER000000000000000', 'alice', '1 x funghi', NULL,"
+		    "  1769860800000);");
+	assert_non_null(f->s = nstore_open(f->path, NULL, 10000));
+	assert_int_equal(queue_alert(f, URL), NSTORE_OK);
+	assert_int_equal(rows(f, "alerts"), 1);
+	assert_int_equal(rows(f, "deliveries"), 1);
+	assert_int_equal(rows(f, "orders"), 1);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM orders WHERE order_id = ?", f->order), 0);
 }
 
 /* A hello from each of alice's devices (and bob's): nothing was pending, nothing is sent. */
@@ -462,7 +436,6 @@ test_alert_pending_per_device(void **state)
 	int64_t t;
 
 	hello_devices(f);
-	put_placed(f, NULL, NSTORE_OK);
 	t = now_ms();
 	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
 	assert_int_equal(rows(f, "outbox"), 1);
@@ -487,7 +460,6 @@ test_hello_resends_until_receipt(void **state)
 	int resent = -1;
 
 	hello_devices(f);
-	put_placed(f, NULL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
 	sql_exec(f, "DELETE FROM outbox");
 	assert_int_equal(nstore_hello(f->s, "alice", "phone", now_ms(), &resent), NSTORE_OK);
@@ -522,7 +494,6 @@ test_receipt_must_name_an_alert(void **state)
 	struct fixture *f = *state;
 
 	hello_devices(f);
-	put_placed(f, NULL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
 	assert_int_equal(nstore_receipt(f->s, "alice", "phone", "01KNOSUCHEVENT000000000000", f->order, T0),
 	    NSTORE_NOT_FOUND);
@@ -546,7 +517,6 @@ test_expired_not_resent(void **state)
 	int resent = -1;
 
 	hello_devices(f);
-	put_placed(f, NULL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
 	later = now_ms() + 3601 * 1000;
 	assert_int_equal(nstore_pending(f->s, later), 0);
@@ -567,7 +537,6 @@ test_resend_all(void **state)
 	int resent = -1;
 
 	hello_devices(f);
-	put_placed(f, NULL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
 	sql_exec(f, "DELETE FROM outbox");
 	assert_int_equal(nstore_resend_all(f->s, now_ms(), &resent), NSTORE_OK);
@@ -588,7 +557,6 @@ test_hello_failure_rolls_back(void **state)
 	int resent = -1;
 
 	hello_devices(f);
-	put_placed(f, NULL, NSTORE_OK);
 	assert_int_equal(queue_alert(f, NULL), NSTORE_OK);
 	sql_exec(f, "CREATE TRIGGER fail_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;");
 	assert_int_equal(nstore_hello(f->s, "alice", "phone", now_ms(), &resent), NSTORE_FAIL);
@@ -607,8 +575,6 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_first_ready_queues_one_alert, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_ready_is_duplicate, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_order_names_items, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_order_without_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_makes_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_attempts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_due_stops_and_limits, setup, teardown),
@@ -616,6 +582,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_failure_rolls_back_attempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_database_error_is_not_not_found, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_alerts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_orders_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alert_pending_per_device, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hello_resends_until_receipt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_receipt_must_name_an_alert, setup, teardown),

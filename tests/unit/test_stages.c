@@ -64,7 +64,7 @@ test_one_order_walks_the_plan(void **state)
 
 	(void)state;
 	assert_non_null(st);
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 1000), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 1000), STAGES_TAKEN);
 	assert_int_equal(stages_active(st), 1);
 	/* accepted is due at once, at the take time */
 	assert_true(stages_next_due(st) == 1000);
@@ -109,7 +109,7 @@ test_durations_count_from_publish(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 0), STAGES_TAKEN);
 	/* popped late, published later still: the stage runs from the publish time */
 	expect_pop(st, 50, "ord-1", STATUS_ACCEPTED, 0, &j);
 	stages_done(st, &j, 70);
@@ -127,7 +127,7 @@ test_zero_durations(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 42), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 42), STAGES_TAKEN);
 	for (int s = STATUS_ACCEPTED; s <= STATUS_READY; s++) {
 		assert_true(stages_next_due(st) == 42);
 		expect_pop(st, 42, "ord-1", (enum order_status)s, 42, &j);
@@ -152,22 +152,22 @@ test_republish_takes_a_finished_order(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-1", 0), STAGES_TAKEN);
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-2", 0), STAGES_DUPLICATE); /* in progress */
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-1", NULL, 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-2", NULL, 0), STAGES_DUPLICATE); /* in progress */
 	/* popped and being published: still in progress */
 	expect_pop(st, 10, "ord-1", STATUS_ACCEPTED, 0, &j);
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-4", 10), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-4", NULL, 10), STAGES_DUPLICATE);
 	stages_retry(st, &j, 0);
 	for (int s = STATUS_ACCEPTED; s <= STATUS_READY; s++) {
 		expect_pop(st, 10, "ord-1", (enum order_status)s, s == STATUS_ACCEPTED ? 0 : 10, &j);
 		stages_done(st, &j, 10);
 	}
 	assert_int_equal(stages_active(st), 0);
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-1", 20), STAGES_DUPLICATE); /* redelivered */
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-3", 20), STAGES_TAKEN);     /* republished */
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-1", NULL, 20), STAGES_DUPLICATE); /* redelivered */
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-3", NULL, 20), STAGES_TAKEN);     /* republished */
 	expect_pop(st, 20, "ord-1", STATUS_ACCEPTED, 20, &j);
 	stages_done(st, &j, 20);
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-3", 21), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-3", NULL, 21), STAGES_DUPLICATE);
 	stages_free(st);
 }
 
@@ -178,21 +178,21 @@ test_duplicate_take(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 0), STAGES_TAKEN);
 	/* queued */
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 1), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 1), STAGES_DUPLICATE);
 	assert_int_equal(stages_active(st), 1);
 	assert_true(stages_next_due(st) == 0);
 
 	/* popped, being published */
 	expect_pop(st, 5, "ord-1", STATUS_ACCEPTED, 0, &j);
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 5), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 5), STAGES_DUPLICATE);
 	stages_done(st, &j, 5);
 
 	/* midway */
 	expect_pop(st, 5, "ord-1", STATUS_PREP, 5, &j);
 	stages_done(st, &j, 5);
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 6), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 6), STAGES_DUPLICATE);
 
 	/* finished */
 	for (int s = STATUS_BAKE; s <= STATUS_READY; s++) {
@@ -200,7 +200,7 @@ test_duplicate_take(void **state)
 		stages_done(st, &j, 5);
 	}
 	assert_int_equal(stages_active(st), 0);
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 20), STAGES_DUPLICATE);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 20), STAGES_DUPLICATE);
 	/* the duplicate changed nothing */
 	assert_int_equal(stages_active(st), 0);
 	assert_true(stages_next_due(st) == INT64_MAX);
@@ -215,9 +215,9 @@ test_capacity_full(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 0), STAGES_TAKEN);
-	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 0), STAGES_TAKEN);
-	assert_int_equal(stages_take(st, "ord-3", "carol", "ord-3", 0), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", NULL, 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-3", "carol", "ord-3", NULL, 0), STAGES_FULL);
 	assert_int_equal(stages_active(st), 2);
 	/* a refused order was not remembered: it can be taken once there is room */
 	for (int s = STATUS_ACCEPTED; s <= STATUS_READY; s++) {
@@ -230,9 +230,9 @@ test_capacity_full(void **state)
 		}
 	}
 	assert_int_equal(stages_active(st), 1);
-	assert_int_equal(stages_take(st, "ord-3", "carol", "ord-3", 1), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-3", "carol", "ord-3", NULL, 1), STAGES_TAKEN);
 	assert_int_equal(stages_active(st), 2);
-	assert_int_equal(stages_take(st, "ord-4", "dave", "ord-4", 1), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-4", "dave", "ord-4", NULL, 1), STAGES_FULL);
 	stages_free(st);
 }
 
@@ -248,26 +248,26 @@ test_capacity_counts_job_being_published(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 0), STAGES_TAKEN);
 	expect_pop(st, 0, "ord-1", STATUS_ACCEPTED, 0, &j);
 	assert_int_equal(stages_active(st), 1);
-	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 0), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", NULL, 0), STAGES_FULL);
 	stages_done(st, &j, 0);
 	assert_int_equal(stages_active(st), 1);
 
 	/* same through a retry */
 	expect_pop(st, 0, "ord-1", STATUS_PREP, 0, &j);
-	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 0), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", NULL, 0), STAGES_FULL);
 	stages_retry(st, &j, 10);
 	assert_int_equal(stages_active(st), 1);
-	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 0), STAGES_FULL);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", NULL, 0), STAGES_FULL);
 
 	for (int s = STATUS_PREP; s <= STATUS_READY; s++) {
 		expect_pop(st, 10, "ord-1", (enum order_status)s, 10, &j);
 		stages_done(st, &j, 10);
 	}
 	assert_int_equal(stages_active(st), 0);
-	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 11), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", NULL, 11), STAGES_TAKEN);
 	stages_free(st);
 }
 
@@ -303,8 +303,8 @@ test_interleaving(void **state)
 	int c_taken = 0;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "A", "u1", "A", 0), STAGES_TAKEN);
-	assert_int_equal(stages_take(st, "B", "u2", "B", 50), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "A", "u1", "A", NULL, 0), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "B", "u2", "B", NULL, 50), STAGES_TAKEN);
 	/* the main loop: jump the clock to the next due time, publish everything due */
 	while ((now = stages_next_due(st)) != INT64_MAX) {
 		while (stages_pop_due(st, now, &j)) {
@@ -318,7 +318,7 @@ test_interleaving(void **state)
 		}
 		/* C arrives at 210, while A and B are between stages */
 		if (!c_taken && now >= 150) {
-			assert_int_equal(stages_take(st, "C", "u3", "C", 210), STAGES_TAKEN);
+			assert_int_equal(stages_take(st, "C", "u3", "C", NULL, 210), STAGES_TAKEN);
 			assert_int_equal(stages_active(st), 3);
 			assert_true(stages_next_due(st) == 210);
 			c_taken = 1;
@@ -350,7 +350,7 @@ test_heap_order(void **state)
 		int64_t t = (int64_t)((i * 7919) % N) * 3;
 
 		snprintf(id, sizeof(id), "o%d", i);
-		assert_int_equal(stages_take(st, id, "u", id, t), STAGES_TAKEN);
+		assert_int_equal(stages_take(st, id, "u", id, NULL, t), STAGES_TAKEN);
 	}
 	assert_int_equal(stages_active(st), N);
 	assert_true(stages_next_due(st) == 0);
@@ -396,7 +396,7 @@ test_retry(void **state)
 	struct job j, again;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", 100), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 100), STAGES_TAKEN);
 	expect_pop(st, 100, "ord-1", STATUS_ACCEPTED, 100, &j);
 	assert_true(stages_next_due(st) == INT64_MAX);
 	/* not published: put back for later, same status */
@@ -407,7 +407,7 @@ test_retry(void **state)
 	expect_pop(st, 5000, "ord-1", STATUS_ACCEPTED, 5000, &again);
 	assert_string_equal(again.user_id, "alice");
 	/* retried to an earlier time than another order: it comes first */
-	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", 6000), STAGES_TAKEN);
+	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", NULL, 6000), STAGES_TAKEN);
 	stages_retry(st, &again, 5500);
 	assert_true(stages_next_due(st) == 5500);
 	expect_pop(st, 7000, "ord-1", STATUS_ACCEPTED, 5500, &again);
@@ -416,6 +416,87 @@ test_retry(void **state)
 	stages_done(st, &j, 7000);
 	assert_true(stages_next_due(st) == 7100);
 	assert_int_equal(stages_active(st), 2);
+	stages_free(st);
+}
+
+/* A malloc'd stand-in for the executor's copy of an OrderPlaced (what stages_take() is given). */
+static char *
+order_new(const char *order_id)
+{
+	char *o = malloc(64);
+
+	assert_non_null(o);
+	snprintf(o, 64, "the order %s", order_id);
+	return o;
+}
+
+/*
+ * The order given to stages_take() rides with its job (job.order, the same
+ * pointer at every stage and through a retry, as is ready_status_sent) and
+ * is the queue's once TAKEN: freed with free() when the order finishes in
+ * stages_done(), or by stages_free() while it is still in progress.  A
+ * duplicate or a refused take leaves it the caller's.  Whether each is
+ * freed exactly once is for the leak checkers to see: run under ASan
+ * (SANITIZE=address) and valgrind.
+ */
+static void
+test_order_owned_by_the_queue(void **state)
+{
+	static const char *const ids[] = { "ord-1", "ord-2", "ord-3" };
+	/* when each status falls due for an order taken at 0 (plan: 100, 200, 300, 400 ms) */
+	static const int64_t due[] = { 0, 0, 100, 300, 600, 1000 };
+	struct stages *st = stages_new(&plan, 3, 16);
+	char *orders[3], *dup, *full, *again_order;
+	struct job j, again;
+
+	(void)state;
+	assert_non_null(st);
+	for (int k = 0; k < 3; k++) {
+		orders[k] = order_new(ids[k]);
+		assert_int_equal(stages_take(st, ids[k], "alice", ids[k], orders[k], k), STAGES_TAKEN);
+	}
+	/* refused: the caller keeps it (freed here; had the queue kept it too, freeing the queue frees it twice) */
+	dup = order_new("ord-1");
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-dup", dup, 5), STAGES_DUPLICATE);
+	free(dup);
+	full = order_new("ord-4");
+	assert_int_equal(stages_take(st, "ord-4", "dave", "ord-4", full, 5), STAGES_FULL);
+	free(full);
+
+	/* every status of each order carries that order; ord-1 is always due first (taken at 0, ord-2 at 1, ...) */
+	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++)
+		for (int k = 0; k < 3; k++) {
+			expect_pop(st, due[s] + k, ids[k], (enum order_status)s, due[s] + k, &j);
+			assert_ptr_equal(j.order, orders[k]);
+			assert_int_equal(j.ready_status_sent, 0);
+			stages_done(st, &j, due[s] + k);
+		}
+
+	/* ord-1's ready: the phone's status went out, OrderReady did not; retried, the job remembers both */
+	expect_pop(st, 1000, "ord-1", STATUS_READY, 1000, &j);
+	assert_ptr_equal(j.order, orders[0]);
+	assert_int_equal(j.ready_status_sent, 0);
+	j.ready_status_sent = 1;
+	stages_retry(st, &j, 1000);
+	expect_pop(st, 1000, "ord-1", STATUS_READY, 1000, &again);
+	assert_ptr_equal(again.order, orders[0]);
+	assert_int_equal(again.ready_status_sent, 1);
+	assert_string_equal((const char *)again.order, "the order ord-1");
+	/* done: ord-1's order is freed by the queue */
+	stages_done(st, &again, 1000);
+	assert_int_equal(stages_active(st), 2);
+	expect_nothing(st, 1000);
+
+	/* republished with a new event after it finished: taken again, with a new order */
+	again_order = order_new("ord-1");
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ev-2", again_order, 1000), STAGES_TAKEN);
+	expect_pop(st, 1000, "ord-1", STATUS_ACCEPTED, 1000, &j);
+	assert_ptr_equal(j.order, again_order);
+	assert_int_equal(j.ready_status_sent, 0);
+	stages_done(st, &j, 1000);
+
+	/* ord-2 and ord-3 due at ready, ord-1 at prep: freeing the queue frees their orders */
+	assert_int_equal(stages_active(st), 3);
 	stages_free(st);
 }
 
@@ -434,6 +515,7 @@ main(void)
 		cmocka_unit_test(test_heap_order),
 		cmocka_unit_test(test_retry),
 		cmocka_unit_test(test_republish_takes_a_finished_order),
+		cmocka_unit_test(test_order_owned_by_the_queue),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
