@@ -32,10 +32,12 @@
  *                      again too): an order request without an idempotency
  *                      key must not be placed twice.
  *
- * A row with MQ_RETIRED in its flags and no handler is a subscription an
- * earlier version held: consume_attach() has it unsubscribed at every
- * connect, and what its persistent session still delivers is acknowledged
- * and dropped (counted as consumed, logged at debug).
+ * A row with MQ_RETIRED in its flags is a subscription an earlier version
+ * held: consume_attach() has it unsubscribed at every connect (mq.h), and
+ * what its persistent session still delivers goes to the row's handler,
+ * which acts on it as that version did, so nothing queued across an
+ * upgrade is lost.  A retired row without a handler has what still comes
+ * acknowledged and dropped (counted as consumed, logged at debug).
  *
  * Metrics, per row (label topic="<filter>"): pizza_events_consumed_total,
  * pizza_duplicates_dropped_total, pizza_deadletters_total and

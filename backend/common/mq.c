@@ -160,8 +160,11 @@ subscribe_all(struct mq *mq)
 
 		if (subs[i].flags & MQ_RETIRED) {
 			/* no answer awaited: "no subscription existed" is the usual one */
-			if (subs[i].filter == NULL || MQTTAsync_unsubscribe(mq->client, subs[i].filter, &opts) != MQTTASYNC_SUCCESS)
-				log_warn("unsubscribe not sent", "filter=%s", LOGQ(subs[i].filter != NULL ? subs[i].filter : "?"));
+			if (subs[i].filter != NULL)
+				rc = MQTTAsync_unsubscribe(mq->client, subs[i].filter, &opts);
+			if (rc != MQTTASYNC_SUCCESS)
+				log_warn("unsubscribe not sent", "filter=%s rc=%d",
+				    LOGQ(subs[i].filter != NULL ? subs[i].filter : "?"), rc);
 			free(subs[i].filter);
 			continue;
 		}

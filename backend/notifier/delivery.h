@@ -45,7 +45,7 @@ struct delivery_policy {
 int64_t delivery_backoff_ms(const struct delivery_policy *p, int failures, double jitter01);
 
 /*
- * The POST body announcing that status (a ready OrderStatus) finished its
+ * The POST body announcing that status (an OrderReady, or a ready OrderStatus) finished its
  * order, as a new string the caller frees:
  *   {"type":"OrderReady","order_id":…,"user_id":…,"status":"ready","at":…}
  * NULL when out of memory.

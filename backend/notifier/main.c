@@ -8,7 +8,7 @@
  * One alert per order, across redeliveries and restarts: the decision is
  * recorded in the store (store.h: the alerts row, keyed by order id) in
  * the same transaction as the alert itself goes into the outbox, before
- * the status message is acknowledged.  What is consumed and who handles
+ * the OrderReady is acknowledged.  What is consumed and who handles
  * it: rows[] below.
  *
  * Delivery receipts (docs/events.md, "Devices and delivery receipts"): a
@@ -68,55 +68,51 @@ items_text(const struct event *ev, char *buf, size_t n)
 }
 
 /*
- * The alert for ready (an OrderReady) into alert, naming its items, and its
- * topic.  Returns 0, or -1 if it cannot be built (it never could).
+ * The alert for ready (an OrderReady, or a ready OrderStatus) into alert,
+ * naming items ("" when unknown), and its topic.  Returns 0, or -1 if it
+ * cannot be built (it never could).
  */
 static int
-alert_build(const struct event *ready, struct event *alert, char *topic, size_t n)
+alert_build(const struct event *ready, const char *items, struct event *alert, char *topic, size_t n)
 {
-	char items[ITEMS_TEXT_MAX + 1];
-
 	if (event_init(alert, EVENT_PICKUP_ALERT, ready->order_id, ready->user_id) != 0 ||
 	    topic_alerts(topic, n, ready->user_id) != 0)
 		return -1;
-	items_text(ready, items, sizeof(items));
-	if (snprintf(alert->message, sizeof(alert->message), "Your order is ready for pickup: %s.", items) >=
+	if (items[0] == '\0')
+		snprintf(alert->message, sizeof(alert->message), "Your order is ready for pickup.");
+	else if (snprintf(alert->message, sizeof(alert->message), "Your order is ready for pickup: %s.", items) >=
 	    (int)sizeof(alert->message))
 		log_debug("alert text cut to fit", "order_id=%s", ready->order_id); /* a long order; the alert still goes */
 	return 0;
 }
 
 /*
- * On ready: one PickupAlert per order (and its callback, if the order came
- * with a URL), recorded and queued in one store transaction.  OrderReady
- * carries the order's items and callback URL, so nothing else of the
- * order is needed here.
+ * One PickupAlert per order for ready (and its callback, when callback_url
+ * is not ""), recorded and queued in one store transaction.
  */
 static enum consume_result
-on_ready(void *arg, struct consume_msg *c)
+alert_queue(struct consume_msg *c, const struct event *ready, const char *items, const char *callback_url)
 {
-	const struct event *st = c->ev;
 	struct nstore_alert a;
 	struct event alert;
 	char topic[TOPIC_MAX], *json = NULL, *body = NULL;
 	enum consume_result r = CONSUME_INVALID;
 	enum nstore_result sr;
 
-	(void)arg;
-	if (alert_build(st, &alert, topic, sizeof(topic)) != 0 || (json = event_encode(&alert)) == NULL ||
-	    (st->callback_url[0] != '\0' && (body = delivery_body(st)) == NULL)) {
+	if (alert_build(ready, items, &alert, topic, sizeof(topic)) != 0 || (json = event_encode(&alert)) == NULL ||
+	    (callback_url[0] != '\0' && (body = delivery_body(ready)) == NULL)) {
 		snprintf(c->reason, sizeof(c->reason), "cannot build the pickup alert");
 		goto out;
 	}
-	a = (struct nstore_alert){ .order_id = st->order_id, .user_id = st->user_id, .event_id = alert.event_id,
-		.ready_ms = st->at_ms, .msg = { topic, json, strlen(json), 1, (unsigned)cfg.alert_expiry_s },
-		.callback_url = st->callback_url, .callback_body = body };
+	a = (struct nstore_alert){ .order_id = ready->order_id, .user_id = ready->user_id, .event_id = alert.event_id,
+		.ready_ms = ready->at_ms, .msg = { topic, json, strlen(json), 1, (unsigned)cfg.alert_expiry_s },
+		.callback_url = callback_url, .callback_body = body };
 	if ((sr = nstore_queue_alert(store, &a)) == NSTORE_OK) {
 		metric_inc(m_alerts);
-		log_info("pickup alert queued", "order_id=%s user_id=%s", st->order_id, st->user_id);
+		log_info("pickup alert queued", "order_id=%s user_id=%s", ready->order_id, ready->user_id);
 		r = CONSUME_DONE;
 	} else if (sr == NSTORE_DUP) {
-		log_debug("pickup alert already sent", "order_id=%s", st->order_id);
+		log_debug("pickup alert already sent", "order_id=%s", ready->order_id);
 		r = CONSUME_DUPLICATE;
 	} else
 		r = CONSUME_RETRY;
@@ -126,6 +122,53 @@ out:
 	if (r == CONSUME_DONE || r == CONSUME_DUPLICATE)
 		nstore_flush(store);
 	return r;
+}
+
+/* On OrderReady, which carries the order's items and callback URL: the alert and the callback. */
+static enum consume_result
+on_ready(void *arg, struct consume_msg *c)
+{
+	char items[ITEMS_TEXT_MAX + 1];
+
+	(void)arg;
+	items_text(c->ev, items, sizeof(items));
+	return alert_queue(c, c->ev, items, c->ev->callback_url);
+}
+
+/*
+ * The upgrade: what a session of the version before OrderReady still
+ * holds on its retired subscriptions (rows[] below) is handled as that
+ * version did, so an order that became ready across the upgrade keeps its
+ * alert and callback.  An OrderPlaced keeps the items and callback URL in
+ * the store's orders table; a ready status takes them from there.
+ */
+static enum consume_result
+on_legacy_placed(void *arg, struct consume_msg *c)
+{
+	(void)arg;
+	switch (nstore_put_order(store, c->ev)) {
+	case NSTORE_OK:
+		return CONSUME_DONE;
+	case NSTORE_DUP:
+		return CONSUME_DUPLICATE;
+	default:
+		return CONSUME_RETRY; /* never acknowledged unstored */
+	}
+}
+
+static enum consume_result
+on_legacy_status(void *arg, struct consume_msg *c)
+{
+	struct nstore_order order;
+
+	(void)arg;
+	if (c->ev->status != STATUS_READY)
+		return CONSUME_DONE;
+	/* NSTORE_NOT_FOUND: a ready whose OrderPlaced this store never saw gets a plain alert */
+	if (nstore_order(store, c->ev->order_id, &order) == NSTORE_FAIL)
+		return CONSUME_RETRY;
+	log_info("ready from an older version's subscription", "order_id=%s", c->ev->order_id);
+	return alert_queue(c, c->ev, order.items, order.callback_url);
 }
 
 /*
@@ -192,8 +235,8 @@ static const struct consume_row rows[] = {
 	{ TOPIC_ALL_HELLO, 1, 0, CONSUME_RAW, on_hello },
 	{ TOPIC_ALL_RECEIPTS, 1, 0, CONSUME_RAW, on_receipt },
 	/* until OrderReady carried the order, every OrderPlaced and every status came here */
-	{ TOPIC_PLACED, 1, MQ_RETIRED, EVENT_ORDER_PLACED, NULL },
-	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, NULL },
+	{ TOPIC_PLACED, 1, MQ_RETIRED, EVENT_ORDER_PLACED, on_legacy_placed },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, on_legacy_status },
 };
 
 /*

@@ -53,9 +53,31 @@ nstore_label(const char *target, char *buf, size_t n)
 }
 
 void
+nstore_items_text(const struct event *ev, char *buf, size_t n)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ev->n_items && o < n; i++)
+		o += (size_t)snprintf(buf + o, n - o, "%s%d x %s", i ? ", " : "", ev->items[i].qty, ev->items[i].sku);
+}
+
+void
 nstore_claim_ms(struct notifier_store *s, int64_t ms)
 {
 	s->claim_ms = ms;
+}
+
+enum nstore_result
+nstore_put_order(struct notifier_store *s, const struct event *placed)
+{
+	return s->ops->put_order(s, placed);
+}
+
+enum nstore_result
+nstore_order(struct notifier_store *s, const char *order_id, struct nstore_order *out)
+{
+	return s->ops->order(s, order_id, out);
 }
 
 enum nstore_result

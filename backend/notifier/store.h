@@ -53,6 +53,35 @@ void nstore_claim_ms(struct notifier_store *s, int64_t ms);
 /* Closes the store.  NULL is ignored. */
 void nstore_close(struct notifier_store *s);
 
+/*
+ * The orders table, for the upgrade only.  Before OrderReady carried the
+ * items and callback URL, the notifier read every OrderPlaced and kept
+ * them here for the alert.  What a session of that older version still
+ * holds when this one starts (main.c's retired rows) is handled the old
+ * way, so an order that became ready across the upgrade keeps its alert
+ * and callback; nothing else writes the table.  It goes in the release
+ * after this one.
+ *
+ * Records what an OrderPlaced (placed) says the alert needs: its items
+ * and its callback URL.  Returns NSTORE_OK, NSTORE_DUP (the order was
+ * recorded before; the first one stands) or NSTORE_FAIL.
+ */
+enum nstore_result nstore_put_order(struct notifier_store *s, const struct event *placed);
+
+/* What nstore_put_order() kept of an order. */
+#define NSTORE_ITEMS_MAX (EVENT_MAX_ITEMS * (EVENT_SKU_MAX + 8))
+struct nstore_order {
+	char items[NSTORE_ITEMS_MAX + 1];     /* "2 x margherita, 1 x funghi" */
+	char callback_url[EVENT_URL_MAX + 1]; /* "" when the order has none */
+};
+
+/*
+ * Fills *out with what was kept of order_id.  Returns NSTORE_OK,
+ * NSTORE_NOT_FOUND (no OrderPlaced seen for it) or NSTORE_FAIL; *out is
+ * all empty strings unless NSTORE_OK.
+ */
+enum nstore_result nstore_order(struct notifier_store *s, const char *order_id, struct nstore_order *out);
+
 /* A message to publish once the transaction that queues it commits (never retained). */
 struct nstore_msg {
 	const char *topic;

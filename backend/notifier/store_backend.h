@@ -17,6 +17,8 @@ struct nstore_ops {
 	/* Opens target (creating the schema); NULL on failure, logged. */
 	struct notifier_store *(*open)(const char *target, struct mq *mq, int64_t retry_ms);
 	void (*close)(struct notifier_store *s);
+	enum nstore_result (*put_order)(struct notifier_store *s, const struct event *placed);
+	enum nstore_result (*order)(struct notifier_store *s, const char *order_id, struct nstore_order *out);
 	enum nstore_result (*queue_alert)(struct notifier_store *s, const struct nstore_alert *a);
 	enum nstore_result (*hello)(struct notifier_store *s, const char *user_id, const char *device, int64_t now_ms,
 	    int *resent);
@@ -36,6 +38,9 @@ struct notifier_store {
 	const struct nstore_ops *ops;
 	int64_t claim_ms; /* nstore_claim_ms() */
 };
+
+/* "2 x margherita, 1 x funghi": the items of an OrderPlaced as the alert names them, into buf (n bytes). */
+void nstore_items_text(const struct event *ev, char *buf, size_t n);
 
 extern const struct nstore_ops nstore_sqlite_ops;
 extern const struct nstore_ops nstore_pg_ops;

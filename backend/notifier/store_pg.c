@@ -14,7 +14,7 @@
  *    FOR UPDATE SKIP LOCKED by moving their next_ms a claim ahead, so no
  *    other instance is handed them while this one posts; an outcome is
  *    recorded only on a delivery still pending, so it is announced once;
- *  - devices, receipts: upserts and conditional updates that leave
+ *  - orders, devices, receipts: upserts and conditional updates that leave
  *    the same rows whoever applies them, and however often.
  *
  * One connection (pgconn.h) for the store, used under its mutex by paho's
@@ -50,6 +50,8 @@
 	"SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"                                                   \
 	"CREATE SCHEMA IF NOT EXISTS " PG_SCHEMA_NAME ";"                                                      \
 	"SET LOCAL search_path TO " PG_SCHEMA_NAME ";" OUTBOX_PG_SCHEMA                                        \
+	"CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"                \
+	"  items TEXT NOT NULL, callback_url TEXT, placed_ms BIGINT NOT NULL);"                               \
 	"CREATE TABLE IF NOT EXISTS alerts (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"                \
 	"  event_id TEXT NOT NULL, ready_ms BIGINT NOT NULL);"                                                \
 	"CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, order_id TEXT NOT NULL UNIQUE," \
@@ -192,6 +194,53 @@ pg_close(struct notifier_store *ns)
 	pgconn_close(s->pc);
 	free(s->target);
 	free(s);
+}
+
+static enum nstore_result
+pg_put_order(struct notifier_store *ns, const struct event *placed)
+{
+	struct pgstore *s = PG(ns);
+	char items[NSTORE_ITEMS_MAX + 1];
+	PGconn *conn;
+	int64_t rc;
+
+	nstore_items_text(placed, items, sizeof(items));
+	const struct pval v[] = { T(placed->order_id), T(placed->user_id), T(items),
+		TN(placed->callback_url[0] != '\0' ? placed->callback_url : NULL), I(placed->at_ms) };
+	if ((conn = pgconn_begin(s->pc)) == NULL)
+		return NSTORE_FAIL;
+	rc = write_rows(s, conn, "insert order",
+	    "INSERT INTO orders(order_id, user_id, items, callback_url, placed_ms) VALUES ($1, $2, $3, $4, $5) "
+	    "ON CONFLICT DO NOTHING",
+	    v, 5);
+	pgconn_end(s->pc);
+	return rc < 0 ? NSTORE_FAIL : rc == 0 ? NSTORE_DUP : NSTORE_OK;
+}
+
+static enum nstore_result
+pg_order(struct notifier_store *ns, const char *order_id, struct nstore_order *out)
+{
+	struct pgstore *s = PG(ns);
+	const struct pval v[] = { T(order_id) };
+	enum nstore_result r = NSTORE_FAIL;
+	PGresult *res;
+	PGconn *conn;
+
+	out->items[0] = out->callback_url[0] = '\0';
+	if ((conn = pgconn_begin(s->pc)) == NULL)
+		return NSTORE_FAIL;
+	if ((res = query(s, conn, "read order", "SELECT items, callback_url FROM orders WHERE order_id = $1", v, 1)) !=
+	    NULL) {
+		if (PQntuples(res) == 1) {
+			str_copy(out->items, sizeof(out->items), PQgetvalue(res, 0, 0));
+			str_copy(out->callback_url, sizeof(out->callback_url), PQgetvalue(res, 0, 1));
+			r = NSTORE_OK;
+		} else
+			r = NSTORE_NOT_FOUND;
+		PQclear(res);
+	}
+	pgconn_end(s->pc);
+	return r;
 }
 
 /* Queues m in the outbox inside the open transaction on conn.  0 or -1. */
@@ -565,6 +614,8 @@ const struct nstore_ops nstore_pg_ops = {
 	.name = "postgresql",
 	.open = pg_open,
 	.close = pg_close,
+	.put_order = pg_put_order,
+	.order = pg_order,
 	.queue_alert = pg_queue_alert,
 	.hello = pg_hello,
 	.resend_all = pg_resend_all,

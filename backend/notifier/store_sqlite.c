@@ -18,6 +18,8 @@
 
 #define NSTORE_SCHEMA                                                                                      \
 	OUTBOX_SCHEMA                                                                                      \
+	"CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"            \
+	"  items TEXT NOT NULL, callback_url TEXT, placed_ms INTEGER NOT NULL);"                            \
 	"CREATE TABLE IF NOT EXISTS alerts (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"            \
 	"  event_id TEXT NOT NULL, ready_ms INTEGER NOT NULL);"                                             \
 	"CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, order_id TEXT NOT NULL UNIQUE," \
@@ -71,6 +73,62 @@ sq_close(struct notifier_store *ns)
 	outbox_free(s->outbox);
 	db_close(s->db);
 	free(s);
+}
+
+static enum nstore_result
+sq_put_order(struct notifier_store *ns, const struct event *placed)
+{
+	struct sqstore *s = (struct sqstore *)ns;
+	char items[NSTORE_ITEMS_MAX + 1];
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	nstore_items_text(placed, items, sizeof(items));
+	db_lock(s->db);
+	st = db_prepare(s->db, "INSERT OR IGNORE INTO orders(order_id, user_id, items, callback_url, placed_ms) "
+			       "VALUES (?, ?, ?, ?, ?)");
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, placed->order_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, placed->user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, items, -1, SQLITE_STATIC);
+		if (placed->callback_url[0] != '\0')
+			sqlite3_bind_text(st, 4, placed->callback_url, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, placed->at_ms);
+		rc = db_step_done(s->db, st, "insert order");
+	}
+	db_unlock(s->db);
+	return rc < 0 ? NSTORE_FAIL : rc == 0 ? NSTORE_DUP : NSTORE_OK;
+}
+
+static enum nstore_result
+sq_order(struct notifier_store *ns, const char *order_id, struct nstore_order *out)
+{
+	struct sqstore *s = (struct sqstore *)ns;
+	enum nstore_result r = NSTORE_FAIL;
+	sqlite3_stmt *q;
+	int rc;
+
+	out->items[0] = out->callback_url[0] = '\0';
+	db_lock(s->db);
+	if ((q = db_prepare(s->db, "SELECT items, callback_url FROM orders WHERE order_id = ?")) == NULL)
+		goto out;
+	sqlite3_bind_text(q, 1, order_id, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *items = (const char *)sqlite3_column_text(q, 0);
+		const char *cb = (const char *)sqlite3_column_text(q, 1);
+
+		str_copy(out->items, sizeof(out->items), items != NULL ? items : "");
+		str_copy(out->callback_url, sizeof(out->callback_url), cb != NULL ? cb : "");
+		r = NSTORE_OK;
+	} else if (rc == SQLITE_DONE)
+		r = NSTORE_NOT_FOUND;
+	else
+		log_error("database error", "path=%s op=%s order_id=%s err=%s", LOGQ(db_path(s->db)), LOGQ("read order"),
+		    order_id, LOGQ(db_errmsg(s->db)));
+	db_done(s->db, q);
+out:
+	db_unlock(s->db);
+	return r;
 }
 
 /* Queues m in the outbox: call with the lock held, inside a transaction.  0 or -1. */
@@ -475,6 +533,8 @@ const struct nstore_ops nstore_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
 	.close = sq_close,
+	.put_order = sq_put_order,
+	.order = sq_order,
 	.queue_alert = sq_queue_alert,
 	.hello = sq_hello,
 	.resend_all = sq_resend_all,

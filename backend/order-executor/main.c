@@ -132,8 +132,10 @@ publish_event(const struct job *job, enum event_type type, const char *topic, in
 		memcpy(ev.items, order->items, order->n_items * sizeof(struct item));
 		str_copy(ev.callback_url, sizeof(ev.callback_url), order->callback_url);
 	}
-	if ((json = event_encode(&ev)) == NULL)
+	if ((json = event_encode(&ev)) == NULL) {
+		log_error("cannot encode a status", "order_id=%s type=%s", job->order_id, event_type_name(type));
 		return -1;
+	}
 	rc = mq_publish_text(mq, topic, json, 1, retained, (unsigned)expiry);
 	free(json);
 	return rc;
@@ -158,10 +160,9 @@ publish_status(struct job *job)
 		if (topic_status(topic, sizeof(topic), job->user_id, job->order_id) != 0)
 			return -1;
 		/*
-		 * retained: a phone that subscribes late sees the current stage; one paho gives up on is
-		 * published again by the order-service's supervision.  Once ready, the pickup alert and the
-		 * order history carry the order: its last status stays a short while only (never longer
-		 * than the others), so the broker does not hold every order of the last hour.
+		 * retained: a phone that subscribes late sees the current stage.  Once ready, the pickup
+		 * alert and the order history carry the order: its last status stays a short while only
+		 * (never longer than the others), so the broker does not hold every order of the last hour.
 		 */
 		expiry = job->next == STATUS_READY && cfg.ready_status_expiry_s < cfg.status_expiry_s ?
 		    cfg.ready_status_expiry_s : cfg.status_expiry_s;
@@ -170,9 +171,12 @@ publish_status(struct job *job)
 		job->ready_status_sent = job->next == STATUS_READY;
 	}
 	/*
-	 * After the phone's ready, never before: if this executor dies in between, order-service never
-	 * hears ready and its supervision has the order walked again, so the history and the phone end
-	 * at ready and the alert still goes (once: the notifier keeps one per order).
+	 * Handed to paho after the phone's ready, never before: if this executor dies in between,
+	 * order-service never hears ready and its supervision has the order walked again, so the
+	 * history and the phone end at ready and the alert still goes (once: the notifier keeps one
+	 * per order).  What paho took is not yet acknowledged, though: a ready status the broker
+	 * refused or paho dropped while its OrderReady went through leaves the phone's retained
+	 * status and the history at oven, the alert sent (docs/reliability.md).
 	 */
 	if (job->next == STATUS_READY && publish_event(job, EVENT_ORDER_READY, TOPIC_READY, 0, 0) != 0)
 		return -1;

@@ -45,9 +45,11 @@ enum stages_take { STAGES_TAKEN = 0, STAGES_DUPLICATE = 1, STAGES_FULL = -1 };
  * nothing.  An order finished here earlier is taken again when it comes in
  * a new event: order-service's supervision publishes a stalled order again
  * with a fresh event id, and it must complete even if every executor has
- * already walked it once (its statuses may have been lost).  order (may be
- * NULL) becomes the job's when TAKEN, and is freed with free() once the
- * order is done or with the queue; otherwise it stays the caller's.
+ * already walked it once (its statuses may have been lost).  order, the
+ * caller's copy of what the order's ready needs (the executor always has
+ * one; the queue only carries it), becomes the job's when TAKEN and is
+ * freed with free() once the order is done or with the queue; otherwise it
+ * stays the caller's.
  */
 enum stages_take stages_take(struct stages *st, const char *order_id, const char *user_id, const char *event_id,
     void *order, int64_t now_ms);

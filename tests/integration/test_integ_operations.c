@@ -693,57 +693,42 @@ upgrade_metrics(int port)
 
 /*
  * Upgrading the notifier over the persistent session of an older one,
- * which read every OrderPlaced and every status: what that session holds
- * and what it would still collect must not be dead-lettered as "no handler
- * for this topic", and the new notifier unsubscribes from both at its
- * connect, so the broker stops delivering to it what nobody acts on.
- *
- * The broker's policy today refuses those subscriptions to the notifier;
- * the older session was made under the older policy, which a deployment
- * that ships the binaries first still has: the test grants the notifier's
- * role those reads again (as order-service, the account that may change
- * the dynamic security plugin's roles) before making the old session.
+ * which read every OrderPlaced and every status (before OrderReady).  What
+ * that session collected while no notifier ran is handled as the older
+ * version did: an order that became ready then gets its alert, naming the
+ * items its OrderPlaced listed; nothing is dead-lettered as "no handler
+ * for this topic".  The new notifier unsubscribes from both at its
+ * connect, so the broker stops delivering to it what nobody acts on.  The
+ * policy still grants those reads for the upgrade (broker-config/acl).
  */
 static void
-test_notifier_retires_old_subscriptions(void **state)
+test_notifier_upgrade_keeps_alerts(void **state)
 {
 	static const char *const retired[] = { TOPIC_ALL_STATUS, TOPIC_PLACED };
+	static const double consumed[] = { 2, 1 }; /* prep and ready; the OrderPlaced */
 	const size_t nretired = sizeof(retired) / sizeof(retired[0]);
 	char err[300], np[16], topic[TOPIC_MAX], status[600], placed[600], series[200], needle[200];
 	char *page;
 	int port = h_free_port();
-	const char *ready =
+	const char *ready_a =
+	    "{\"type\":\"OrderStatus\",\"event_id\":\"01UPGRADEORDER0000-ready\",\"order_id\":\"01UPGRADEORDER00000000000A\","
+	    "\"user_id\":\"alice\",\"at\":\"2026-11-23T12:00:04.000Z\",\"status\":\"ready\",\"seq\":5,\"worker\":\"exec-old\"}";
+	const char *ready_b =
 	    "{\"type\":\"OrderReady\",\"event_id\":\"01UPGRADEREADY00000000000B\",\"order_id\":\"01UPGRADEORDER00000000000B\","
 	    "\"user_id\":\"alice\",\"at\":\"2026-11-23T12:00:05.000Z\",\"status\":\"ready\",\"seq\":5,\"worker\":\"exec-new\","
-	    "\"items\":[{\"sku\":\"funghi\",\"qty\":1}]}";
+	    "\"items\":[{\"sku\":\"margherita\",\"qty\":2}]}";
 	struct event alert;
 
 	(void)state;
-	/* today's policy: the notifier may not read statuses or OrderPlaced */
-	for (size_t i = 0; i < nretired; i++) {
-		err[0] = '\0';
-		assert_int_equal(notifier_session("notifier-policy-check", 0, &retired[i], 1, err, sizeof(err)), -1);
-		if (strstr(err, "Not authorized") == NULL)
-			fail_msg("subscribing to %s: %s", retired[i], err);
-	}
-	/* the older policy, for the older notifier's session */
-	for (size_t i = 0; i < nretired; i++) {
-		char cmd[800];
-		snprintf(cmd, sizeof(cmd),
-		    "{\"commands\":[{\"command\":\"addRoleACL\",\"rolename\":\"svc-notifier\",\"acltype\":\"subscribePattern\","
-		    "\"topic\":\"%s\",\"allow\":true},{\"command\":\"addRoleACL\",\"rolename\":\"svc-notifier\","
-		    "\"acltype\":\"publishClientReceive\",\"topic\":\"%s\",\"allow\":true}]}",
-		    retired[i], retired[i]);
-		assert_int_equal(h_publish(&up, "order-service", "$CONTROL/dynamic-security/v1", cmd, strlen(cmd)), 0);
-	}
 	/* the older notifier's session: its client id, both subscriptions, left on the broker */
 	if (notifier_session("notifier", 1, retired, nretired, err, sizeof(err)) != 0)
 		fail_msg("the older notifier's session: %s", err);
-	/* while no notifier is connected, that session collects an order's OrderPlaced and a status */
+	/* while no notifier is connected, an order is placed and becomes ready: the older executors' statuses */
 	order_events("01UPGRADEORDER00000000000A", topic, sizeof(topic), status, sizeof(status), placed,
 	    sizeof(placed));
-	assert_int_equal(h_publish(&up, "order-executor", topic, status, strlen(status)), 0);
 	assert_int_equal(h_publish(&up, "order-service", TOPIC_PLACED, placed, strlen(placed)), 0);
+	assert_int_equal(h_publish(&up, "order-executor", topic, status, strlen(status)), 0);
+	assert_int_equal(h_publish(&up, "order-executor", topic, ready_a, strlen(ready_a)), 0);
 
 	/* the new notifier takes the session over: it unsubscribes from both */
 	snprintf(np, sizeof(np), "%d", port);
@@ -755,6 +740,10 @@ test_notifier_retires_old_subscriptions(void **state)
 			fail_msg("the broker never logged the notifier's UNSUBSCRIBE of %s (see %s/mosquitto.log)",
 			    retired[i], up.dir);
 	}
+	/* the order that became ready across the upgrade has its alert, naming its items */
+	assert_int_equal(h_wait_events(&up, "01UPGRADEORDER00000000000A", EVENT_PICKUP_ALERT, 0, 1, 10000), 1);
+	assert_int_equal(h_events(&up, "01UPGRADEORDER00000000000A", EVENT_PICKUP_ALERT, &alert, 1), 1);
+	assert_string_equal(alert.message, "Your order is ready for pickup: 1 x funghi.");
 	/* what the session had collected was delivered and acknowledged, each once, not dead-lettered */
 	for (size_t i = 0; i < nretired; i++) {
 		int64_t deadline = mono_ms() + 10000;
@@ -764,10 +753,10 @@ test_notifier_retires_old_subscriptions(void **state)
 			page = upgrade_metrics(port);
 			v = metric_value(page, series);
 			free(page);
-			if (v == 1)
+			if (v == consumed[i])
 				break;
-			if (v > 1 || mono_ms() > deadline)
-				fail_msg("%s is %g, not 1", series, v);
+			if (v > consumed[i] || mono_ms() > deadline)
+				fail_msg("%s is %g, not %g", series, v, consumed[i]);
 			h_sleep(20);
 		}
 	}
@@ -784,15 +773,15 @@ test_notifier_retires_old_subscriptions(void **state)
 	    sizeof(placed));
 	assert_int_equal(h_publish(&up, "order-executor", topic, status, strlen(status)), 0);
 	assert_int_equal(h_publish(&up, "order-service", TOPIC_PLACED, placed, strlen(placed)), 0);
-	assert_int_equal(h_publish(&up, "order-executor", TOPIC_READY, ready, strlen(ready)), 0);
+	assert_int_equal(h_publish(&up, "order-executor", TOPIC_READY, ready_b, strlen(ready_b)), 0);
 	assert_int_equal(h_wait_events(&up, "01UPGRADEORDER00000000000B", EVENT_PICKUP_ALERT, 0, 1, 10000), 1);
 	assert_int_equal(h_events(&up, "01UPGRADEORDER00000000000B", EVENT_PICKUP_ALERT, &alert, 1), 1);
-	assert_string_equal(alert.message, "Your order is ready for pickup: 1 x funghi.");
+	assert_string_equal(alert.message, "Your order is ready for pickup: 2 x margherita.");
 
 	page = upgrade_metrics(port);
 	for (size_t i = 0; i < nretired; i++) {
 		snprintf(series, sizeof(series), "pizza_events_consumed_total{topic=\"%s\"}", retired[i]);
-		assert_true(metric_value(page, series) == 1); /* the second order's never came */
+		assert_true(metric_value(page, series) == consumed[i]); /* the second order's never came */
 		snprintf(series, sizeof(series), "pizza_deadletters_total{topic=\"%s\"}", retired[i]);
 		assert_true(metric_value(page, series) == 0);
 	}
@@ -800,7 +789,8 @@ test_notifier_retires_old_subscriptions(void **state)
 	assert_true(metric_value(page, "pizza_events_consumed_total{topic=\"other\"}") == 0);
 	assert_true(metric_value(page, "pizza_deadletters_total{topic=\"other\"}") == 0);
 	free(page);
-	/* and nothing reached pizza/deadletter */
+	/* one alert each, and nothing reached pizza/deadletter */
+	assert_int_equal(h_count_events(&up, "01UPGRADEORDER00000000000A", EVENT_PICKUP_ALERT, 0), 1);
 	assert_int_equal(h_count_topic(&up, TOPIC_DEADLETTER), 0);
 	assert_int_not_equal(h_wait_log(&up, "notifier", "dead-lettered", 1, 0), 0);
 }
@@ -809,7 +799,7 @@ int
 main(void)
 {
 	const struct CMUnitTest upgrade[] = {
-		cmocka_unit_test(test_notifier_retires_old_subscriptions),
+		cmocka_unit_test(test_notifier_upgrade_keeps_alerts),
 	};
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_users_are_isolated),

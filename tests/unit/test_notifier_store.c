@@ -124,6 +124,24 @@ rows(const struct fixture *f, const char *table)
 	return sql_int(f, sql, NULL);
 }
 
+/* An OrderPlaced for f's order: 2 x margherita, 1 x hawaii, with url as its callback (NULL: none). */
+static void
+put_placed(struct fixture *f, const char *url, enum nstore_result expect)
+{
+	struct event ev;
+
+	assert_int_equal(event_init(&ev, EVENT_ORDER_PLACED, f->order, "alice"), 0);
+	ev.at_ms = T0;
+	ev.n_items = 2;
+	str_copy(ev.items[0].sku, sizeof(ev.items[0].sku), "margherita");
+	ev.items[0].qty = 2;
+	str_copy(ev.items[1].sku, sizeof(ev.items[1].sku), "hawaii");
+	ev.items[1].qty = 1;
+	if (url != NULL)
+		str_copy(ev.callback_url, sizeof(ev.callback_url), url);
+	assert_int_equal(nstore_put_order(f->s, &ev), expect);
+}
+
 /* Queues f's order's alert (with a callback to url unless NULL) as the notifier does on ready. */
 static enum nstore_result
 queue_alert(struct fixture *f, const char *url)
@@ -389,29 +407,42 @@ test_reopen_keeps_alerts(void **state)
 	assert_int_equal(nstore_probe(f->s), 0); /* and it can write */
 }
 
-/*
- * The store keeps no orders: the alert's text and callback come with
- * OrderReady.  A file written by a notifier that still had an orders table
- * opens and works; that table is no longer read or written.
- */
+/* The orders table is the upgrade's only (store.h): what an older version's session still delivers. */
 static void
-test_no_orders_table(void **state)
+test_order_names_items(void **state)
 {
 	struct fixture *f = *state;
+	struct nstore_order o;
+	char other[ID_LEN + 1];
 
-	assert_int_equal(sql_int(f, "SELECT count(*) FROM sqlite_master WHERE name = 'orders'", NULL), 0);
-	nstore_close(f->s);
-	f->s = NULL;
-	sql_exec(f, "CREATE TABLE orders (order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, items TEXT NOT NULL,"
-		    "  callback_url TEXT, placed_ms INTEGER NOT NULL);"
-		    "INSERT INTO orders VALUES ('01KOLDORDER000000000000000', 'alice', '1 x funghi', NULL,"
-		    "  1769860800000);");
-	assert_non_null(f->s = nstore_open(f->path, NULL, 10000));
-	assert_int_equal(queue_alert(f, URL), NSTORE_OK);
-	assert_int_equal(rows(f, "alerts"), 1);
-	assert_int_equal(rows(f, "deliveries"), 1);
+	put_placed(f, URL, NSTORE_OK);
+	assert_int_equal(nstore_order(f->s, f->order, &o), NSTORE_OK);
+	assert_string_equal(o.items, "2 x margherita, 1 x hawaii");
+	assert_string_equal(o.callback_url, URL);
+	/* a redelivered OrderPlaced is a duplicate, and the first one stands */
+	put_placed(f, NULL, NSTORE_DUP);
+	assert_int_equal(nstore_order(f->s, f->order, &o), NSTORE_OK);
+	assert_string_equal(o.callback_url, URL);
 	assert_int_equal(rows(f, "orders"), 1);
-	assert_int_equal(sql_int(f, "SELECT count(*) FROM orders WHERE order_id = ?", f->order), 0);
+
+	id_new(other);
+	memset(&o, 'x', sizeof(o));
+	assert_int_equal(nstore_order(f->s, other, &o), NSTORE_NOT_FOUND);
+	assert_string_equal(o.items, "");
+	assert_string_equal(o.callback_url, "");
+}
+
+/* An order without a callback URL has "" as its URL (no callback). */
+static void
+test_order_without_callback(void **state)
+{
+	struct fixture *f = *state;
+	struct nstore_order o;
+
+	put_placed(f, NULL, NSTORE_OK);
+	assert_int_equal(nstore_order(f->s, f->order, &o), NSTORE_OK);
+	assert_string_equal(o.callback_url, "");
+	assert_int_equal(sql_int(f, "SELECT callback_url IS NULL FROM orders WHERE order_id = ?", f->order), 1);
 }
 
 /* A hello from each of alice's devices (and bob's): nothing was pending, nothing is sent. */
@@ -582,7 +613,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_failure_rolls_back_attempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_database_error_is_not_not_found, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_alerts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_no_orders_table, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_order_names_items, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_order_without_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alert_pending_per_device, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hello_resends_until_receipt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_receipt_must_name_an_alert, setup, teardown),
