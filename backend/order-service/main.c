@@ -36,6 +36,17 @@
 #define SVC "order-service"
 #define REPLY_EXPIRY_S 60
 #define EXPIRE_EVERY_MS 60000
+/*
+ * --ready-deadline: its default, and its range, wide enough for what an old
+ * --stage-deadline (100ms to 1d) becomes: every stage the executor reports
+ * on the way to ready (accepted, prep, bake, oven) within the stage
+ * deadline is ready within STAGES_TO_READY times it.
+ */
+#define READY_DEADLINE_DEFAULT_MS 120000
+#define DEADLINE_MIN_MS 100
+#define STAGE_DEADLINE_MAX_MS 86400000L
+#define STAGES_TO_READY 4
+#define READY_DEADLINE_MAX_MS (STAGES_TO_READY * STAGE_DEADLINE_MAX_MS)
 
 static struct {
 	struct svc_opts so;
@@ -45,7 +56,8 @@ static struct {
 	const char *http_bind;
 	const char *history_url;
 	long idempotency_ttl_h;
-	long accept_deadline_ms, stage_deadline_ms;
+	long accept_deadline_ms, ready_deadline_ms;
+	long stage_deadline_ms; /* the old option: -1 when not given; deadlines() reads it */
 	const char *callback_allow;
 	const char *token_secret_file, *password_file, *history_secret_file;
 	long token_ttl_s;
@@ -192,22 +204,23 @@ on_control(void *arg, struct consume_msg *c)
  * Who handles what: every subscription of order-service.  Every status on
  * the phones' topics came here until the kitchen answered on topics of its
  * own (accepted and ready are all the supervision needs): that subscription
- * is retired.
+ * is retired, and what an older version's session still holds of it is
+ * followed as before (a ready there finishes the order).
  */
 static const struct consume_row rows[] = {
 	{ TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, on_request },
 	{ TOPIC_ACCEPTED, 1, 0, EVENT_ORDER_STATUS, on_status },
 	{ TOPIC_READY, 1, 0, EVENT_ORDER_READY, on_status },
 	{ ACCOUNTS_RESPONSE_TOPIC, 0, 0, CONSUME_RAW, on_control },
-	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, NULL },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, on_status },
 };
 
 /*
  * The same with a shared store (PostgreSQL, several instances): each order
  * request goes to one instance of the group, which places and answers it
- * (a plain subscription would have every instance place it).  Statuses
- * still reach every instance: progress only moves forward, so the second
- * finds it done.  The broker's answers to account changes reach every
+ * (a plain subscription would have every instance place it).  accepted
+ * and OrderReady still reach every instance: progress only moves forward,
+ * so the second finds it done.  The broker's answers to account changes reach every
  * instance too; each takes only its own (accounts.c tells them apart).
  *
  * The requests come on a second connection of their own (rows_intake),
@@ -223,7 +236,7 @@ static const struct consume_row rows_shared[] = {
 	{ TOPIC_ACCEPTED, 1, 0, EVENT_ORDER_STATUS, on_status },
 	{ TOPIC_READY, 1, 0, EVENT_ORDER_READY, on_status },
 	{ ACCOUNTS_RESPONSE_TOPIC, 0, 0, CONSUME_RAW, on_control },
-	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, NULL },
+	{ TOPIC_ALL_STATUS, 1, MQ_RETIRED, EVENT_ORDER_STATUS, on_status },
 };
 static const struct consume_row rows_intake[] = {
 	{ "$share/order-service/" TOPIC_ALL_NEW, 1, 0, CONSUME_RAW, on_request },
@@ -250,6 +263,42 @@ struct service {
 	struct httpd *http;
 };
 
+/* Exits with status 2 when a deadline option that was given (not -1) is below DEADLINE_MIN_MS. */
+static void
+deadline_check(const char *name, const char *env, long ms)
+{
+	if (ms >= 0 && ms < DEADLINE_MIN_MS) {
+		fprintf(stderr, "%s: --%s (or %s): %ldms is below %dms\n", SVC, name, env, ms, DEADLINE_MIN_MS);
+		exit(2);
+	}
+}
+
+/*
+ * cfg.ready_deadline_ms, the supervisor's deadline after an executor
+ * accepted an order, from --ready-deadline or else the old
+ * --stage-deadline, which meant "no stage advanced for this long": an order
+ * whose every stage (accepted, prep, bake, oven) advanced within it is ready
+ * within 4 times it.  The old option logs a warning naming the new one.
+ * Exits with status 2 on a value out of range.
+ */
+static void
+deadlines(void)
+{
+	deadline_check("ready-deadline", "PIZZA_READY_DEADLINE_MS", cfg.ready_deadline_ms);
+	deadline_check("stage-deadline", "PIZZA_STAGE_DEADLINE_MS", cfg.stage_deadline_ms);
+	if (cfg.stage_deadline_ms < 0) {
+		if (cfg.ready_deadline_ms < 0)
+			cfg.ready_deadline_ms = READY_DEADLINE_DEFAULT_MS;
+	} else if (cfg.ready_deadline_ms < 0) {
+		cfg.ready_deadline_ms = STAGES_TO_READY * cfg.stage_deadline_ms;
+		log_warn("--stage-deadline is an old option: the ready deadline is 4 times it (accepted, prep, bake and "
+			 "oven each within it); set --ready-deadline instead",
+		    "stage_deadline_ms=%ld ready_deadline_ms=%ld", cfg.stage_deadline_ms, cfg.ready_deadline_ms);
+	} else
+		log_warn("--stage-deadline is an old option and is ignored: --ready-deadline is given and wins",
+		    "stage_deadline_ms=%ld ready_deadline_ms=%ld", cfg.stage_deadline_ms, cfg.ready_deadline_ms);
+}
+
 /* Parses the command line, the environment and the config file into cfg; exits on an error. */
 static void
 parse_args(int argc, char **argv)
@@ -275,10 +324,16 @@ parse_args(int argc, char **argv)
 		{ "accept-deadline", 0, OPT_DURATION_MS, "PIZZA_ACCEPT_DEADLINE_MS", "10s",
 		    "publish an order again if no executor accepted it within this long", &cfg.accept_deadline_ms, 100,
 		    86400000 },
-		{ "stage-deadline", 0, OPT_DURATION_MS, "PIZZA_STAGE_DEADLINE_MS", "1m",
+		{ "ready-deadline", 0, OPT_DURATION_MS, "PIZZA_READY_DEADLINE_MS", "-1",
 		    "publish an order again if it is not ready this long after an executor accepted it (keep it above "
-		    "the kitchen's whole time: accepted + prep + bake + oven)",
-		    &cfg.stage_deadline_ms, 100, 86400000 },
+		    "the kitchen's whole time: accepted + prep + bake + oven; -1: 2m, or 4 times --stage-deadline when "
+		    "only that is given)",
+		    &cfg.ready_deadline_ms, -1, READY_DEADLINE_MAX_MS },
+		{ "stage-deadline", 0, OPT_DURATION_MS, "PIZZA_STAGE_DEADLINE_MS", "-1",
+		    "the old form: publish an order again if no stage advanced for this long; read as --ready-deadline "
+		    "of 4 times it (accepted, prep, bake, oven), with a warning; --ready-deadline wins when both are "
+		    "given (-1: not given)",
+		    &cfg.stage_deadline_ms, -1, STAGE_DEADLINE_MAX_MS },
 		{ "callback-allow", 0, OPT_STR, "PIZZA_CALLBACK_ALLOW", NULL,
 		    "hosts, addresses or CIDR ranges callbacks may reach although private or local (comma-separated)",
 		    &cfg.callback_allow, 0, 0 },
@@ -327,6 +382,7 @@ parse_args(int argc, char **argv)
 	};
 	svc_parse(SVC, "Front door: accepts orders over MQTT request/response and HTTP, and publishes OrderPlaced.",
 	    opts, &cfg.so, argc, argv);
+	deadlines();
 }
 
 /*
@@ -467,7 +523,7 @@ start(struct service *s)
 	accounts_start(s);
 	if ((s->outbox = ostore_outbox_new(s->store, mq, cfg.outbox_retry_ms)) == NULL)
 		fatal("cannot start the outbox", NULL);
-	if ((supervisor = supervise_new(s->store, s->outbox, cfg.accept_deadline_ms, cfg.stage_deadline_ms)) == NULL)
+	if ((supervisor = supervise_new(s->store, s->outbox, cfg.accept_deadline_ms, cfg.ready_deadline_ms)) == NULL)
 		fatal("out of memory", NULL);
 	if ((intake = intake_new(s->store, s->outbox, s->allow)) == NULL)
 		fatal("cannot start the intake", NULL);

@@ -11,7 +11,7 @@
 struct supervisor {
 	struct order_store *store;
 	struct outbox *outbox;
-	int64_t accept_ms, stage_ms;
+	int64_t accept_ms, ready_ms;
 	int64_t last_run; /* mono_ms() of the last pass, for supervise_tick() */
 	struct ostore_stalled stalled[SUPERVISE_BATCH];
 };
@@ -29,7 +29,7 @@ register_metrics(void)
 }
 
 struct supervisor *
-supervise_new(struct order_store *store, struct outbox *outbox, int64_t accept_ms, int64_t stage_ms)
+supervise_new(struct order_store *store, struct outbox *outbox, int64_t accept_ms, int64_t ready_ms)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct supervisor *sv = calloc(1, sizeof(*sv));
@@ -40,7 +40,7 @@ supervise_new(struct order_store *store, struct outbox *outbox, int64_t accept_m
 	sv->store = store;
 	sv->outbox = outbox;
 	sv->accept_ms = accept_ms;
-	sv->stage_ms = stage_ms;
+	sv->ready_ms = ready_ms;
 	return sv;
 }
 
@@ -68,7 +68,7 @@ supervise_run(struct supervisor *sv, int64_t now)
 {
 	size_t n;
 
-	if (ostore_republish_stalled(sv->store, now - sv->accept_ms, now - sv->stage_ms, now, sv->stalled,
+	if (ostore_republish_stalled(sv->store, now - sv->accept_ms, now - sv->ready_ms, now, sv->stalled,
 		SUPERVISE_BATCH, &n) != OSTORE_OK)
 		return -1;
 	for (size_t i = 0; i < n; i++) {

@@ -1,13 +1,13 @@
 /*
- * supervise.h - order supervision: order-service follows every order's
- * statuses and publishes an order again when it stalls, so a lost
- * OrderPlaced, a dead executor or a broker restart cannot leave it
- * unfinished (docs/reliability.md).
+ * supervise.h - order supervision: order-service follows every order
+ * (the kitchen's accepted and ready) and publishes it again when it
+ * stalls, so a lost OrderPlaced, a dead executor or a broker restart
+ * cannot leave it unfinished (docs/reliability.md).
  *
- * An order no executor accepted within the accept deadline, or that made
- * no progress for the stage deadline, has its original OrderPlaced
- * published again (through the outbox), and its clock restarts; this
- * repeats until it is ready.
+ * An order no executor accepted within the accept deadline, or that is
+ * not ready within the ready deadline after an executor accepted it, has
+ * its original OrderPlaced published again (through the outbox), and its
+ * clock restarts; this repeats until it is ready.
  *
  * Metrics: pizza_orders_completed_total, pizza_order_ready_seconds,
  * pizza_orders_republished_total.
@@ -31,11 +31,11 @@ struct supervisor;
 /*
  * Creates the supervisor of the orders in store (borrowed), which kicks
  * outbox (borrowed, over the same store) after a republish, for the main
- * loop to publish: an order with no accepted status after accept_ms, or no
- * new stage for stage_ms, is published again.  Registers the metrics (once per process).  NULL out of
- * memory.
+ * loop to publish: an order with no accepted status after accept_ms, or
+ * not ready ready_ms after it was accepted, is published again.  Registers
+ * the metrics (once per process).  NULL out of memory.
  */
-struct supervisor *supervise_new(struct order_store *store, struct outbox *outbox, int64_t accept_ms, int64_t stage_ms);
+struct supervisor *supervise_new(struct order_store *store, struct outbox *outbox, int64_t accept_ms, int64_t ready_ms);
 /* Frees sv (not the store or the outbox).  NULL is ignored. */
 void supervise_free(struct supervisor *sv);
 

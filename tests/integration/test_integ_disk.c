@@ -43,7 +43,7 @@ setup(void **state)
 		fprintf(stderr, "test: cannot mount a tmpfs on %s: %s\n", full, strerror(errno));
 		return -1;
 	}
-	if (h_service(&st, "order-service", "order-service", "--accept-deadline-ms", "3000", "--stage-deadline-ms",
+	if (h_service(&st, "order-service", "order-service", "--accept-deadline-ms", "3000", "--ready-deadline",
 		"5000", NULL) < 0 ||
 	    h_service(&st, "exec-1", "order-executor", "--id", "exec-1", "--stage-ms", "20", NULL) < 0 ||
 	    h_service(&st, "exec-2", "order-executor", "--id", "exec-2", "--stage-ms", "20", NULL) < 0)

@@ -4,7 +4,7 @@
  * and its pickup alert reaches the phone; the phone shows each stage and the
  * alert exactly once, in order; a bad message never stops a service.
  *
- * Supervision deadlines are short here (accept 1.5 s, stage 3 s) so the
+ * Supervision deadlines are short here (accept 1.5 s, ready 3 s) so the
  * tests finish quickly; production defaults are in docs/reliability.md.
  */
 #include <setjmp.h>
@@ -31,7 +31,7 @@ setup(void **state)
 	(void)state;
 	if (h_stack_start(&st, "faults") != 0 || h_observer(&st) != 0)
 		return -1;
-	if (h_service(&st, "order-service", "order-service", "--accept-deadline-ms", "1500", "--stage-deadline-ms", "3000",
+	if (h_service(&st, "order-service", "order-service", "--accept-deadline-ms", "1500", "--ready-deadline", "3000",
 		NULL) < 0 ||
 	    h_service(&st, "order-history", "order-history", NULL) < 0 ||
 	    h_service(&st, "notifier", "notifier", NULL) < 0)

@@ -2,7 +2,9 @@
  * test_integ_options.c - the programs' command lines as a user meets them
  * (issue 18): one config file for every phone-sim command, durations with
  * units and the old names, --connect-timeout meaning one thing everywhere,
- * --version naming the program.  No broker: nothing here connects.
+ * order-service's --ready-deadline and the old --stage-deadline read with
+ * its old meaning, --version naming the program.  No broker: nothing here
+ * connects.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -195,6 +197,112 @@ test_durations(void **state)
 	free(out);
 }
 
+/* The number of times needle occurs in hay. */
+static int
+occurrences(const char *hay, const char *needle)
+{
+	int k = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		k++;
+	return k;
+}
+
+/*
+ * order-service's ready deadline, and the old --stage-deadline kept with its
+ * old meaning: no stage (accepted, prep, bake, oven) advanced for this long,
+ * so ready within 4 times it.  A bad --callback-allow stops order-service
+ * right after it read its options, before it opens a store or dials the
+ * broker, so what it printed is what it says about its options at start.
+ */
+#define WARN_OLD "level=warn svc=order-service msg=\"--stage-deadline is an old option: the ready deadline is 4 times " \
+		 "it (accepted, prep, bake and oven each within it); set --ready-deadline instead\""
+#define WARN_BOTH "level=warn svc=order-service msg=\"--stage-deadline is an old option and is ignored: " \
+		  "--ready-deadline is given and wins\""
+#define STOP "order-service: --callback-allow: " /* what stops it, after the warning if any */
+
+static void
+test_ready_deadline(void **state)
+{
+	char *const help[] = { "order-service", "--help", NULL };
+	char *const old[] = { "order-service", "--stage-deadline", "10m", "--callback-allow", "10.0.0.0/99", NULL };
+	char *const old_ms[] = { "order-service", "--stage-deadline-ms", "3000", "--callback-allow", "10.0.0.0/99",
+		NULL };
+	char *const env[] = { "order-service", "--callback-allow", "10.0.0.0/99", NULL };
+	char *const both[] = { "order-service", "--stage-deadline", "10m", "--ready-deadline", "45m",
+		"--callback-allow", "10.0.0.0/99", NULL };
+	char *const new_only[] = { "order-service", "--ready-deadline", "45m", "--callback-allow", "10.0.0.0/99",
+		NULL };
+	char *const too_short[] = { "order-service", "--ready-deadline", "50ms", NULL };
+	char *const old_too_short[] = { "order-service", "--stage-deadline", "99", NULL };
+	char *out;
+
+	(void)state;
+	assert_int_equal(run(&out, help), 0);
+	assert_non_null(strstr(out, "--ready-deadline DURATION"));
+	assert_non_null(strstr(out, "publish an order again if it is not ready this long after an executor accepted it "
+				    "(keep it above the kitchen's whole time: accepted + prep + bake + oven; -1: 2m, or 4 "
+				    "times --stage-deadline when only that is given) (default -1; a bare number is "
+				    "milliseconds) [env PIZZA_READY_DEADLINE_MS]"));
+	assert_non_null(strstr(out, "--stage-deadline DURATION"));
+	assert_non_null(strstr(out, "the old form: publish an order again if no stage advanced for this long; read as "
+				    "--ready-deadline of 4 times it (accepted, prep, bake, oven), with a warning; "
+				    "--ready-deadline wins when both are given (-1: not given) (default -1; a bare number "
+				    "is milliseconds) [env PIZZA_STAGE_DEADLINE_MS]"));
+	assert_non_null(strstr(out, "--stage-deadline-ms (--stage-deadline)"));
+	free(out);
+
+	/* the old option alone: one warning naming --ready-deadline, and 4 times it */
+	assert_int_equal(run(&out, old), 2);
+	assert_int_equal(occurrences(out, "level=warn"), 1);
+	assert_non_null(strstr(out, WARN_OLD " stage_deadline_ms=600000 ready_deadline_ms=2400000\n" STOP));
+	free(out);
+	assert_int_equal(run(&out, old_ms), 2);
+	assert_int_equal(occurrences(out, "level=warn"), 1);
+	assert_non_null(strstr(out, WARN_OLD " stage_deadline_ms=3000 ready_deadline_ms=12000\n" STOP));
+	free(out);
+	setenv("PIZZA_STAGE_DEADLINE_MS", "3000", 1);
+	assert_int_equal(run(&out, env), 2);
+	assert_int_equal(occurrences(out, "level=warn"), 1);
+	assert_non_null(strstr(out, WARN_OLD " stage_deadline_ms=3000 ready_deadline_ms=12000\n" STOP));
+	free(out);
+	unsetenv("PIZZA_STAGE_DEADLINE_MS");
+	{
+		/* a deployment's config file from before: "stage-deadline = 10m" with a 16 minute kitchen */
+		char *const file[] = { "order-service", "--config", conf, "--callback-allow", "10.0.0.0/99", NULL };
+
+		write_conf("stage-deadline = 10m\n");
+		assert_int_equal(run(&out, file), 2);
+		assert_int_equal(occurrences(out, "level=warn"), 1);
+		assert_non_null(strstr(out, WARN_OLD " stage_deadline_ms=600000 ready_deadline_ms=2400000\n" STOP));
+		free(out);
+	}
+
+	/* both: --ready-deadline wins, and the warning says the old one is ignored */
+	assert_int_equal(run(&out, both), 2);
+	assert_int_equal(occurrences(out, "level=warn"), 1);
+	assert_non_null(strstr(out, WARN_BOTH " stage_deadline_ms=600000 ready_deadline_ms=2700000\n" STOP));
+	free(out);
+
+	/* the new option alone, or neither: nothing to warn about, only the line that stops it */
+	assert_int_equal(run(&out, new_only), 2);
+	assert_int_equal(strncmp(out, STOP, strlen(STOP)), 0);
+	assert_int_equal(occurrences(out, "\n"), 1);
+	free(out);
+	assert_int_equal(run(&out, env), 2);
+	assert_int_equal(strncmp(out, STOP, strlen(STOP)), 0);
+	assert_int_equal(occurrences(out, "\n"), 1);
+	free(out);
+
+	/* -1 says "not given"; any other value under 100ms is refused, as before */
+	assert_int_equal(run(&out, too_short), 2);
+	assert_string_equal(out, "order-service: --ready-deadline (or PIZZA_READY_DEADLINE_MS): 50ms is below 100ms\n");
+	free(out);
+	assert_int_equal(run(&out, old_too_short), 2);
+	assert_string_equal(out, "order-service: --stage-deadline (or PIZZA_STAGE_DEADLINE_MS): 99ms is below 100ms\n");
+	free(out);
+}
+
 /* --version names the program, for a service and for every phone-sim command. */
 static void
 test_version(void **state)
@@ -244,6 +352,7 @@ main(void)
 		cmocka_unit_test(test_phone_sim_shared_config),
 		cmocka_unit_test(test_phone_sim_every_option_shared),
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_ready_deadline),
 		cmocka_unit_test(test_version),
 	};
 

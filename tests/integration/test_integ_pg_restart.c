@@ -234,9 +234,9 @@ setup(void **state)
 	    h_service(&st, "notifier-b", "notifier", "--db", pg.url, "--client-id", "notifier-b", "--outbox-retry",
 		"1s", NULL) < 0 ||
 	    h_service(&st, "svc-a", "order-service", "--db", pg.url, "--client-id", "order-service-a", "--outbox-retry",
-		"1s", "--accept-deadline", "2s", "--stage-deadline", "3s", NULL) < 0 ||
+		"1s", "--accept-deadline", "2s", "--ready-deadline", "3s", NULL) < 0 ||
 	    h_service(&st, "svc-b", "order-service", "--db", pg.url, "--client-id", "order-service-b", "--http-port",
-		port, "--outbox-retry", "1s", "--accept-deadline", "2s", "--stage-deadline", "3s", NULL) < 0)
+		port, "--outbox-retry", "1s", "--accept-deadline", "2s", "--ready-deadline", "3s", NULL) < 0)
 		return -1;
 	return 0;
 }

@@ -35,7 +35,7 @@ setup(void **state)
 	if (h_stack_start(&st, "republish") != 0 || h_observer(&st) != 0)
 		return -1;
 	if (h_service(&st, "order-service", "order-service", "--session-expiry", "1", "--accept-deadline-ms", "1500",
-		"--stage-deadline-ms", "3000", NULL) < 0 ||
+		"--ready-deadline", "3000", NULL) < 0 ||
 	    h_service(&st, "notifier", "notifier", NULL) < 0 ||
 	    h_service(&st, "exec-1", "order-executor", "--id", "exec-1", "--stage-ms", "0", "--status-expiry", "1", NULL) <
 		0)

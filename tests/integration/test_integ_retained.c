@@ -36,7 +36,7 @@ setup(void **state)
 	if (h_stack_start(&st, "retained") != 0 || h_observer(&st) != 0)
 		return -1;
 	/* supervision must not walk the order held in the oven again while the test looks at it */
-	if (h_service(&st, "order-service", "order-service", "--stage-deadline", "10m", NULL) < 0 ||
+	if (h_service(&st, "order-service", "order-service", "--ready-deadline", "10m", NULL) < 0 ||
 	    h_service(&st, "order-history", "order-history", NULL) < 0)
 		return -1;
 	return 0;

@@ -22,7 +22,7 @@
  * and answered alike by both order-histories, and a Ctrl-C that stops all
  * of them and PostgreSQL too.
  *
- * Supervision deadlines are short (accept 1.5 s, stage 3 s, as in
+ * Supervision deadlines are short (accept 1.5 s, ready 3 s, as in
  * test_integ_faults.c) so that orders an executor took with it are
  * published again quickly.
  */
@@ -402,7 +402,7 @@ stack_start(int instances)
 		}
 		setenv("PIZZA_STAGE_MS", "300", 1);
 		setenv("PIZZA_ACCEPT_DEADLINE_MS", "1500", 1);
-		setenv("PIZZA_STAGE_DEADLINE_MS", "3000", 1);
+		setenv("PIZZA_READY_DEADLINE_MS", "3000", 1);
 		setenv("BUILD", build, 1);
 		unsetenv("PIZZA_MQTT_URL");
 		close_range(3, ~0U, 0);

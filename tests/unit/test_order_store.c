@@ -317,7 +317,7 @@ test_republish_stalled(void **state)
 		    placed.id);
 		assert_int_equal(sql_int(f, sql), 2 * 10 + 1);
 	}
-	/* its clock restarted at T0 + 500; the accepted one stalls once its stage deadline passes */
+	/* its clock restarted at T0 + 500; the accepted one stalls once its ready deadline passes */
 	assert_int_equal(ostore_republish_stalled(f->s, T0 + 500, T0 + 101, T0 + 600, out, 8, &n), OSTORE_OK);
 	assert_int_equal(n, 1);
 	assert_string_equal(out[0].order_id, accepted.id);

@@ -28,7 +28,7 @@
 #include "tmpdb.h"
 
 #define ACCEPT_MS 10000
-#define STAGE_MS 60000
+#define READY_MS 60000
 
 struct fixture {
 	char dir[TMPDB_DIR_MAX];
@@ -50,7 +50,7 @@ setup(void **state)
 		return -1;
 	}
 	if ((f->s = ostore_open(f->path)) == NULL || (f->ob = ostore_outbox_new(f->s, NULL, 10000)) == NULL ||
-	    (f->sv = supervise_new(f->s, f->ob, ACCEPT_MS, STAGE_MS)) == NULL)
+	    (f->sv = supervise_new(f->s, f->ob, ACCEPT_MS, READY_MS)) == NULL)
 		return -1;
 	*state = f;
 	return 0;
@@ -171,12 +171,12 @@ test_stalled_order_republished_once_per_deadline(void **state)
 	assert_int_equal(published(f), 3);
 	assert_true(metric_value("pizza_orders_republished_total") == before + 2);
 
-	/* once accepted, the stage deadline applies; once ready, never again */
+	/* once accepted, the ready deadline applies; once ready, never again */
 	assert_int_equal(progress(f, id, STATUS_ACCEPTED), OSTORE_OK);
-	assert_int_equal(supervise_run(f->sv, now_ms() + STAGE_MS - 1000), 0);
-	assert_int_equal(supervise_run(f->sv, now_ms() + STAGE_MS + 1000), 1);
+	assert_int_equal(supervise_run(f->sv, now_ms() + READY_MS - 1000), 0);
+	assert_int_equal(supervise_run(f->sv, now_ms() + READY_MS + 1000), 1);
 	assert_int_equal(progress(f, id, STATUS_READY), OSTORE_OK);
-	assert_int_equal(supervise_run(f->sv, now_ms() + 100 * STAGE_MS), 0);
+	assert_int_equal(supervise_run(f->sv, now_ms() + 100 * READY_MS), 0);
 	assert_int_equal(published(f), 4);
 	assert_true(metric_value("pizza_orders_republished_total") == before + 3);
 }
