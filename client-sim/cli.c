@@ -24,6 +24,7 @@ static const char *const cli_all_options[] = {
 	"limit",
 	/* load */
 	"accounts", "phones", "orders", "rate", "duration", "http-conns", "procs", "per-proc", "connect-timeout", "out",
+	"connect-rate", "hold",
 	NULL,
 };
 

@@ -11,6 +11,13 @@
  * record the phones send back is joined by order id; at the end it prints
  * a table, and writes PREFIX.json and a latency chart PREFIX.svg.
  *
+ * For many phones from one machine (tests/bench/phones.py): --mqtt-url may
+ * name several listeners of the broker, comma-separated, and phone i uses
+ * the (i mod n)th, since loopback has only ip_local_port_range source ports
+ * (~28k) per destination address and port; --connect-rate paces the
+ * CONNECTs (each costs the broker a PBKDF2 check and a new session), and
+ * --hold keeps the phones idle a while before the orders (keepalives).
+ *
  * Exit status: 0 when every placed order reached its pickup alert; 1 when
  * any was lost or refused (or phones could not connect); 2 for bad usage.
  */
@@ -430,6 +437,8 @@ start_shards(struct shard *sh, int nsh, const struct load_shard_cfg *base, uint3
 			signal(SIGINT, SIG_IGN); /* Ctrl-C is the coordinator's to handle */
 			c.first = sh[i].first;
 			c.count = sh[i].count;
+			/* the shards share --connect-rate by their phones */
+			c.connect_rate = base->connect_rate * (double)c.count / (double)nphones;
 			c.index = (uint16_t)i;
 			c.cmd_fd = cmd[0];
 			c.rec_fd = rec[1];
@@ -580,7 +589,12 @@ fail:
 struct opts {
 	const char *accounts, *url, *cafile, *http_url, *sku, *out;
 	long phones, orders, rate, duration, procs, per_proc, timeout, http_conns, connect_timeout_ms;
+	long connect_rate, hold_s;
 	int http, json, verbose;
+	/* --mqtt-url split at its commas: phone i connects to urls[i % nurls] */
+	char *urls_buf;
+	const char *urls[LOAD_URLS_MAX];
+	unsigned nurls;
 };
 
 static void
@@ -695,6 +709,9 @@ report_json(const struct opts *o, const struct summary *s, int64_t t0, const cha
 	    "config", "phones", (json_int_t)nphones, "orders", (json_int_t)o->orders, "rate", (json_int_t)o->rate,
 	    "duration_s", (json_int_t)o->duration, "transport", o->http ? "http" : "mqtt", "procs", (json_int_t)s->nsh,
 	    "item", o->sku, "interrupted", s->interrupted);
+	json_object_set_new(json_object_get(j, "config"), "listeners", json_integer((json_int_t)o->nurls));
+	json_object_set_new(json_object_get(j, "config"), "connect_rate", json_integer((json_int_t)o->connect_rate));
+	json_object_set_new(json_object_get(j, "config"), "hold_s", json_integer((json_int_t)o->hold_s));
 	json_object_set_new(j, "connect",
 	    json_pack("{s:f, s:i, s:i}", "seconds", s->connect_s, "connected", (json_int_t)agg.connected, "failed",
 		(json_int_t)agg.connect_failed));
@@ -888,7 +905,8 @@ run_connect(struct run *run, int64_t t_start, double *connect_s)
 {
 	const struct opts *o = run->o;
 	uint32_t nphones = run->nphones;
-	int64_t deadline = t_start + (o->connect_timeout_ms + 5000) * 1000;
+	int64_t pacing_us = o->connect_rate > 0 ? (int64_t)nphones * 1000000 / o->connect_rate : 0;
+	int64_t deadline = t_start + pacing_us + (o->connect_timeout_ms + 5000) * 1000;
 
 	while (!quit && agg.connected + agg.connect_failed < nphones && load_now_us() < deadline &&
 	    run->ended < run->nsh)
@@ -1044,23 +1062,39 @@ http_stop(struct run *run)
 		pthread_join(run->threads[i], NULL);
 }
 
-/* Tells every shard to stop (SIGTERM if its pipe will not take it) and reaps it, filling in sh[i].ru. */
+/*
+ * Tells every shard to stop (SIGTERM if its pipe will not take it), then
+ * reaps them all, filling in sh[i].ru.  All are told first: a shard takes a
+ * while to say goodbye for each of its phones, and 1,000 shards stopped one
+ * after the other took minutes.
+ */
 static void
 shards_stop(struct run *run)
 {
+	int left = run->nsh;
+
 	for (int i = 0; i < run->nsh; i++) {
 		struct shard *s = &run->sh[i];
 		struct load_cmd stop = { LOAD_CMD_STOP, 0 };
-		int status;
 
 		shard_flush(s);
 		fcntl(s->cmd_fd, F_SETFL, 0);
 		if (write(s->cmd_fd, &stop, sizeof(stop)) != (ssize_t)sizeof(stop))
 			kill(s->pid, SIGTERM);
 		close(s->cmd_fd);
+	}
+	while (left > 0) {
 		/* keep draining records so a shard blocked on a full pipe can finish */
-		while (wait4(s->pid, &status, WNOHANG, &s->ru) == 0)
-			pump(run->sh, run->nsh, 10);
+		pump(run->sh, run->nsh, 10);
+		for (int i = 0; i < run->nsh; i++) {
+			struct shard *s = &run->sh[i];
+			int status;
+
+			if (s->pid > 0 && wait4(s->pid, &status, WNOHANG, &s->ru) != 0) {
+				s->pid = 0;
+				left--;
+			}
+		}
 	}
 }
 
@@ -1088,6 +1122,21 @@ run_free(struct run *run)
 	free(run->spare);
 }
 
+/* --hold: the phones stay connected and idle this long before the first order (what idle phones cost). */
+static void
+hold(struct run *run)
+{
+	int64_t end = load_now_us() + run->o->hold_s * 1000000;
+
+	if (quit || run->o->hold_s <= 0)
+		return;
+	if (!run->o->json)
+		printf("%s: holding the phones idle for %ld s\n", PROG, run->o->hold_s);
+	fflush(stdout);
+	while (!quit && load_now_us() < end && run->ended < run->nsh)
+		run->ended += pump(run->sh, run->nsh, 100);
+}
+
 /*
  * The whole run: connect the phones in shard processes, log them in (over
  * HTTP), place the orders, stop the shards and report.  Returns the exit
@@ -1104,14 +1153,19 @@ run(const struct opts *o, struct load_account *accounts, uint32_t nphones)
 
 	run_init(&r, o, nphones);
 	memset(&base, 0, sizeof(base));
-	base.url = o->url;
+	base.urls = o->urls;
+	base.nurls = o->nurls;
+	base.connect_rate = (double)o->connect_rate;
 	base.cafile = o->cafile;
 	base.sku = o->sku;
 	base.accounts = accounts;
 	base.connect_timeout_ms = (int)o->connect_timeout_ms;
 	base.verbose = o->verbose;
 
-	if (!o->json)
+	if (!o->json && o->nurls > 1)
+		printf("%s: connecting %u phones in %d process%s to %u listeners (%s) ...\n", PROG, nphones, r.nsh,
+		    r.nsh == 1 ? "" : "es", o->nurls, o->url);
+	else if (!o->json)
 		printf("%s: connecting %u phones in %d process%s to %s ...\n", PROG, nphones, r.nsh,
 		    r.nsh == 1 ? "" : "es", o->url);
 	fflush(stdout);
@@ -1122,6 +1176,7 @@ run(const struct opts *o, struct load_account *accounts, uint32_t nphones)
 		quit = 1; /* nothing worth measuring: stop, without a report */
 		interrupted = no_report = 1;
 	}
+	hold(&r);
 
 	r.t0 = load_now_us();
 	run_orders(&r);
@@ -1176,6 +1231,28 @@ opts_default_urls(struct opts *o)
 	}
 }
 
+/* Splits --mqtt-url at its commas into o->urls.  Returns 0, or 2 with a one-line error printed. */
+static int
+opts_split_urls(struct opts *o)
+{
+	char *save = NULL, *u;
+
+	if ((o->urls_buf = strdup(o->url)) == NULL)
+		abort();
+	for (u = strtok_r(o->urls_buf, ", ", &save); u != NULL; u = strtok_r(NULL, ", ", &save)) {
+		if (o->nurls == LOAD_URLS_MAX) {
+			fprintf(stderr, "%s: --mqtt-url: at most %d URLs\n", PROG, LOAD_URLS_MAX);
+			return 2;
+		}
+		o->urls[o->nurls++] = u;
+	}
+	if (o->nurls == 0) {
+		fprintf(stderr, "%s: --mqtt-url is empty\n", PROG);
+		return 2;
+	}
+	return 0;
+}
+
 int
 cmd_load(int argc, char **argv)
 {
@@ -1200,7 +1277,9 @@ cmd_load(int argc, char **argv)
 		    256 },
 		{ "item", 0, OPT_STR, NULL, "margherita", "what every order asks for", &o.sku, 0, 0 },
 		{ "mqtt-url", 0, OPT_STR, "PIZZA_MQTT_URL", NULL,
-		    "broker URL, tcp:// or mqtts://; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883)", &o.url, 0, 0 },
+		    "broker URL, tcp:// or mqtts://; default tcp://127.0.0.1:$PIZZA_MQTT_PORT (1883); several, "
+		    "comma-separated (listeners of one broker): phone i connects to the (i mod n)th",
+		    &o.url, 0, 0 },
 		{ "cafile", 0, OPT_STR, "PIZZA_MQTT_CAFILE", NULL, "CA certificate that must sign the broker's (mqtts://)",
 		    &o.cafile, 0, 0 },
 		{ "procs", 0, OPT_INT, NULL, "0", "processes holding the phones (0: phones / --per-proc)", &o.procs, 0,
@@ -1209,6 +1288,11 @@ cmd_load(int argc, char **argv)
 		    "phones per process when --procs is 0 (0: 25, or phones / 40 up to 100)", &o.per_proc, 0, 100000 },
 		{ "connect-timeout", 0, OPT_DURATION_MS, NULL, "60s", "how long every phone may take to connect",
 		    &o.connect_timeout_ms, 1000, 3600000 },
+		{ "connect-rate", 0, OPT_INT, NULL, "0",
+		    "phones starting to connect a second, over all processes (0: every phone at once)", &o.connect_rate, 0,
+		    1000000 },
+		{ "hold", 0, OPT_DURATION_S, NULL, "0", "keep the phones connected and idle this long before the first order",
+		    &o.hold_s, 0, 86400 },
 		{ "timeout", 0, OPT_DURATION_S, NULL, "30s",
 		    "how long to wait after the last order is placed; what is open then is lost", &o.timeout, 1, 86400 },
 		{ "out", 'o', OPT_STR, NULL, "load", "write the results to OUT.json and the latency chart to OUT.svg",
@@ -1243,6 +1327,8 @@ cmd_load(int argc, char **argv)
 	if (o.orders == 0)
 		o.orders = o.rate > 0 && o.duration > 0 ? o.rate * o.duration : o.phones;
 	opts_default_urls(&o);
+	if ((rc = opts_split_urls(&o)) != 0)
+		goto out;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
@@ -1250,6 +1336,7 @@ cmd_load(int argc, char **argv)
 	rc = run(&o, accounts, (uint32_t)o.phones);
 	curl_global_cleanup();
 out:
+	free(o.urls_buf);
 	for (uint32_t i = 0; i < naccounts; i++) {
 		free(accounts[i].user);
 		free(accounts[i].password);

@@ -51,8 +51,11 @@ struct load_account {
 	char *password;
 };
 
+#define LOAD_URLS_MAX 64
+
 struct load_shard_cfg {
-	const char *url;
+	const char *const *urls; /* phone i (global index) connects to urls[i % nurls] */
+	unsigned nurls;
 	const char *cafile;
 	const char *sku;
 	const struct load_account *accounts; /* every account; this shard uses [first, first + count) */
@@ -60,6 +63,7 @@ struct load_shard_cfg {
 	uint16_t index;
 	int cmd_fd, rec_fd;
 	int connect_timeout_ms;
+	double connect_rate; /* this shard's CONNECTs started a second; 0: all at once */
 	int verbose;
 };
 

@@ -149,17 +149,36 @@ place(struct phone *ph, uint32_t req, const char *body)
 	send_rec(ph->cfg, &r);
 }
 
-/* Creates and connects every phone: all CONNECTs go out first, then the answers are awaited. */
+/* Sleeps until CLOCK_MONOTONIC reads at_us. */
+static void
+sleep_until(int64_t at_us)
+{
+	int64_t left;
+
+	while ((left = at_us - load_now_us()) > 0) {
+		struct timespec ts = { (time_t)(left / 1000000), (long)(left % 1000000) * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/*
+ * Creates and connects every phone: all CONNECTs go out first (at
+ * cfg->connect_rate a second when it is set), then the answers are awaited.
+ */
 static int
 connect_all(const struct load_shard_cfg *cfg, struct phone *phones)
 {
 	char err[512], client_id[TOPIC_MAX], filter[TOPIC_MAX];
 	struct mq_config mc;
 	int connected = 0, failed = 0;
+	int64_t t0 = load_now_us();
 
 	for (uint32_t i = 0; i < cfg->count; i++) {
 		struct phone *ph = &phones[i];
 		const struct load_account *a = &cfg->accounts[cfg->first + i];
+
+		if (cfg->connect_rate > 0)
+			sleep_until(t0 + (int64_t)((double)i * 1e6 / cfg->connect_rate));
 
 		ph->cfg = cfg;
 		ph->index = cfg->first + i;
@@ -168,7 +187,7 @@ connect_all(const struct load_shard_cfg *cfg, struct phone *phones)
 		topic_reply(ph->reply_topic, sizeof(ph->reply_topic), a->user, "load");
 		topic_user_all(filter, sizeof(filter), a->user);
 		memset(&mc, 0, sizeof(mc));
-		mc.url = cfg->url;
+		mc.url = cfg->urls[ph->index % cfg->nurls];
 		mc.client_id = client_id;
 		mc.username = a->user;
 		mc.password = a->password;
