@@ -54,19 +54,6 @@ static struct metric *m_alerts, *m_receipts, *m_resent;
 
 static struct notifier_store *store;
 
-#define ITEMS_TEXT_MAX (EVENT_MAX_ITEMS * (EVENT_SKU_MAX + 8))
-
-/* "2 x margherita, 1 x funghi": ev's items as the alert names them, into buf (n bytes). */
-static void
-items_text(const struct event *ev, char *buf, size_t n)
-{
-	size_t o = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < ev->n_items && o < n; i++)
-		o += (size_t)snprintf(buf + o, n - o, "%s%d x %s", i ? ", " : "", ev->items[i].qty, ev->items[i].sku);
-}
-
 /*
  * The alert for ready (an OrderReady, or a ready OrderStatus) into alert,
  * naming items ("" when unknown), and its topic.  Returns 0, or -1 if it
@@ -128,10 +115,10 @@ out:
 static enum consume_result
 on_ready(void *arg, struct consume_msg *c)
 {
-	char items[ITEMS_TEXT_MAX + 1];
+	char items[NSTORE_ITEMS_MAX + 1];
 
 	(void)arg;
-	items_text(c->ev, items, sizeof(items));
+	nstore_items_text(c->ev, items, sizeof(items));
 	return alert_queue(c, c->ev, items, c->ev->callback_url);
 }
 

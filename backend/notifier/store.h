@@ -70,6 +70,8 @@ enum nstore_result nstore_put_order(struct notifier_store *s, const struct event
 
 /* What nstore_put_order() kept of an order. */
 #define NSTORE_ITEMS_MAX (EVENT_MAX_ITEMS * (EVENT_SKU_MAX + 8))
+/* "2 x margherita, 1 x funghi": ev's items (OrderPlaced, OrderReady) as the alert names them, into buf (n bytes). */
+void nstore_items_text(const struct event *ev, char *buf, size_t n);
 struct nstore_order {
 	char items[NSTORE_ITEMS_MAX + 1];     /* "2 x margherita, 1 x funghi" */
 	char callback_url[EVENT_URL_MAX + 1]; /* "" when the order has none */

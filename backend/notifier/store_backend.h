@@ -39,9 +39,6 @@ struct notifier_store {
 	int64_t claim_ms; /* nstore_claim_ms() */
 };
 
-/* "2 x margherita, 1 x funghi": the items of an OrderPlaced as the alert names them, into buf (n bytes). */
-void nstore_items_text(const struct event *ev, char *buf, size_t n);
-
 extern const struct nstore_ops nstore_sqlite_ops;
 extern const struct nstore_ops nstore_pg_ops;
 
