@@ -32,6 +32,12 @@
 
 #define SVC "order-executor"
 
+/*
+ * A ready status the broker refuses this often (over 15 s: it is tried again
+ * after 1, 2, 4 and 8 s) is given up, so that OrderReady and the alert still go.
+ */
+#define READY_REFUSALS_MAX 5
+
 static struct {
 	struct svc_opts so;
 	const char *id;
@@ -113,11 +119,17 @@ static const struct consume_row rows[] = {
 	{ TOPIC_EXECUTORS, 1, 0, EVENT_ORDER_PLACED, on_placed },
 };
 
-/* Publishes job->next as an event of type (OrderStatus or OrderReady) to topic.  Returns 0 if paho took it. */
+/*
+ * Publishes job->next as an event of type (OrderStatus or OrderReady) to
+ * topic; done, if set, hears the broker's verdict.  Returns 0 if paho took
+ * it (or mq queued it), -1 if not (done is then not called).
+ */
 static int
-publish_event(const struct job *job, enum event_type type, const char *topic, int retained, long expiry)
+publish_event(const struct job *job, enum event_type type, const char *topic, int retained, long expiry,
+    mq_done done, void *done_arg)
 {
 	const struct kitchen_order *order = job->order;
+	struct mq_publish p;
 	struct event ev;
 	char *json;
 	int rc;
@@ -136,50 +148,115 @@ publish_event(const struct job *job, enum event_type type, const char *topic, in
 		log_error("cannot encode a status", "order_id=%s type=%s", job->order_id, event_type_name(type));
 		return -1;
 	}
-	rc = mq_publish_text(mq, topic, json, 1, retained, (unsigned)expiry);
+	memset(&p, 0, sizeof(p));
+	p.topic = topic;
+	p.payload = json;
+	p.len = strlen(json);
+	p.qos = 1;
+	p.retained = retained;
+	p.expiry_s = (unsigned)expiry;
+	p.done = done;
+	p.done_arg = done_arg;
+	rc = mq_publish(mq, &p);
 	free(json);
 	return rc;
 }
 
+/* A ready status handed to paho, waiting for the broker's verdict (the job is parked meanwhile). */
+struct ready_wait {
+	int refusals; /* the job's ready_refusals when this status went out */
+	char order_id[NAME_MAX_LEN + 1];
+};
+
 /*
- * Publishes job->next to who acts on it.  Returns 0 if paho took all of it;
- * a ready whose OrderReady paho did not take is tried again without its
- * status (job->ready_status_sent).
+ * The broker's verdict on a phone's ready status, on paho's thread: once it
+ * is acknowledged OrderReady may go; refused (or given up by paho), the
+ * status is published again 1, 2, 4 and 8 s later, then given up.
  */
+static void
+on_ready_status_done(void *arg, int ok)
+{
+	struct ready_wait *w = arg;
+	int64_t due = mono_ms();
+
+	if (!ok && w->refusals + 1 < READY_REFUSALS_MAX)
+		due += (int64_t)1000 << w->refusals;
+
+	pthread_mutex_lock(&lock);
+	if (stages_wake(stages, w->order_id, due, ok, ok ? w->refusals : w->refusals + 1) == 0)
+		pthread_cond_signal(&wake);
+	pthread_mutex_unlock(&lock);
+	if (!ok)
+		log_warn("ready status not acknowledged; publishing it again", "order_id=%s attempt=%d", w->order_id,
+		    w->refusals + 1);
+	free(w);
+}
+
+/* The phone's retained status for job->next; ready's with done to hear the broker's verdict. */
 static int
-publish_status(struct job *job)
+publish_phone_status(const struct job *job, mq_done done, void *done_arg)
 {
 	char topic[TOPIC_MAX];
 	long expiry;
 
-	if (job->next == STATUS_ACCEPTED) {
-		/* for order-service's supervision only: the phone already has "accepted" in its reply */
-		if (publish_event(job, EVENT_ORDER_STATUS, TOPIC_ACCEPTED, 0, 0) != 0)
-			return -1;
-	} else if (!job->ready_status_sent) {
-		if (topic_status(topic, sizeof(topic), job->user_id, job->order_id) != 0)
-			return -1;
-		/*
-		 * retained: a phone that subscribes late sees the current stage.  Once ready, the pickup
-		 * alert and the order history carry the order: its last status stays a short while only
-		 * (never longer than the others), so the broker does not hold every order of the last hour.
-		 */
-		expiry = job->next == STATUS_READY && cfg.ready_status_expiry_s < cfg.status_expiry_s ?
-		    cfg.ready_status_expiry_s : cfg.status_expiry_s;
-		if (publish_event(job, EVENT_ORDER_STATUS, topic, 1, expiry) != 0)
-			return -1;
-		job->ready_status_sent = job->next == STATUS_READY;
-	}
-	/*
-	 * Handed to paho after the phone's ready, never before: if this executor dies in between,
-	 * order-service never hears ready and its supervision has the order walked again, so the
-	 * history and the phone end at ready and the alert still goes (once: the notifier keeps one
-	 * per order).  What paho took is not yet acknowledged, though: a ready status the broker
-	 * refused or paho dropped while its OrderReady went through leaves the phone's retained
-	 * status and the history at oven, the alert sent (docs/reliability.md).
-	 */
-	if (job->next == STATUS_READY && publish_event(job, EVENT_ORDER_READY, TOPIC_READY, 0, 0) != 0)
+	if (topic_status(topic, sizeof(topic), job->user_id, job->order_id) != 0)
 		return -1;
+	/*
+	 * retained: a phone that subscribes late sees the current stage.  Once ready, the pickup
+	 * alert and the order history carry the order: its last status stays a short while only
+	 * (never longer than the others), so the broker does not hold every order of the last hour.
+	 */
+	expiry = job->next == STATUS_READY && cfg.ready_status_expiry_s < cfg.status_expiry_s ?
+	    cfg.ready_status_expiry_s : cfg.status_expiry_s;
+	return publish_event(job, EVENT_ORDER_STATUS, topic, 1, expiry, done, done_arg);
+}
+
+/*
+ * Publishes job->next to who acts on it, except a ready status still to be
+ * acknowledged (publish_ready_status()).  Returns 0 if paho took all of it.
+ */
+static int
+publish_status(const struct job *job)
+{
+	int rc;
+
+	if (job->next == STATUS_ACCEPTED)
+		/* for order-service's supervision only: the phone already has "accepted" in its reply */
+		rc = publish_event(job, EVENT_ORDER_STATUS, TOPIC_ACCEPTED, 0, 0, NULL, NULL);
+	else if (job->next < STATUS_READY)
+		rc = publish_phone_status(job, NULL, NULL);
+	else
+		/*
+		 * Only once the broker has acknowledged the phone's ready (or refused it
+		 * READY_REFUSALS_MAX times): the phone's retained status and the history are at
+		 * ready before order-service finishes the order and the notifier alerts.  If this
+		 * executor dies before, nobody hears ready and supervision has the order walked again.
+		 */
+		rc = publish_event(job, EVENT_ORDER_READY, TOPIC_READY, 0, 0, NULL, NULL);
+	if (rc == 0 && job->next < STATUS_READY)
+		log_info("status", "order_id=%s status=%s seq=%d", job->order_id, event_status_name(job->next),
+		    (int)job->next);
+	return rc;
+}
+
+/*
+ * Hands the phone's ready status to paho for the parked job; its verdict
+ * wakes the job (on_ready_status_done).  Returns 0, or -1 if paho did not
+ * take it (the job stays parked: the caller wakes it).
+ */
+static int
+publish_ready_status(const struct job *job)
+{
+	struct ready_wait *w = malloc(sizeof(*w));
+
+	if (w == NULL)
+		return -1;
+	w->refusals = job->ready_refusals;
+	str_copy(w->order_id, sizeof(w->order_id), job->order_id);
+	if (publish_phone_status(job, on_ready_status_done, w) != 0) {
+		free(w);
+		return -1;
+	}
 	log_info("status", "order_id=%s status=%s seq=%d", job->order_id, event_status_name(job->next), (int)job->next);
 	return 0;
 }
@@ -220,12 +297,33 @@ run(void)
 		while (stages_pop_due(stages, now, &job)) {
 			int rc;
 
+			if (job.next == STATUS_READY && !job.ready_status_sent &&
+			    job.ready_refusals < READY_REFUSALS_MAX) {
+				/* parked before it is handed over: the verdict may come before publish returns */
+				stages_park(stages, &job);
+				if (job.ready_refusals == 0)
+					metric_observe(m_stage_seconds[STATUS_OVEN],
+					    (double)(mono_ms() - job.entered_ms) / 1000.0);
+				pthread_mutex_unlock(&lock);
+				rc = publish_ready_status(&job);
+				pthread_mutex_lock(&lock);
+				if (rc != 0) {
+					/* mq's queue is full: try again */
+					stages_wake(stages, job.order_id, now + 1000, 0, job.ready_refusals);
+					break;
+				}
+				continue;
+			}
+			if (job.next == STATUS_READY && !job.ready_status_sent)
+				log_error("the broker refused the ready status every time; sending OrderReady so the "
+					  "alert goes",
+				    "order_id=%s attempts=%d", job.order_id, job.ready_refusals);
 			pthread_mutex_unlock(&lock);
 			rc = publish_status(&job);
 			pthread_mutex_lock(&lock);
 			if (rc == 0) {
-				/* the stage that just ended lasted from its due time until now */
-				if (job.next > STATUS_ACCEPTED)
+				/* the stage that just ended lasted from its due time until now (ready's: when parked) */
+				if (job.next > STATUS_ACCEPTED && job.next < STATUS_READY)
 					metric_observe(m_stage_seconds[job.next - 1],
 					    (double)(mono_ms() - job.entered_ms) / 1000.0);
 				stages_done(stages, &job, mono_ms());

@@ -52,16 +52,21 @@ swap(struct job *a, struct job *b)
 	*b = t;
 }
 
+/* Moves heap[i] up while it is due before its parent. */
 static void
-push(struct stages *st, const struct job *j)
+sift_up(struct stages *st, size_t i)
 {
-	size_t i = st->n++;
-
-	st->heap[i] = *j;
 	while (i > 0 && st->heap[(i - 1) / 2].due_ms > st->heap[i].due_ms) {
 		swap(&st->heap[(i - 1) / 2], &st->heap[i]);
 		i = (i - 1) / 2;
 	}
+}
+
+static void
+push(struct stages *st, const struct job *j)
+{
+	st->heap[st->n] = *j;
+	sift_up(st, st->n++);
 }
 
 static void
@@ -125,7 +130,7 @@ stages_take(struct stages *st, const char *order_id, const char *user_id, const 
 int
 stages_pop_due(struct stages *st, int64_t now_ms, struct job *out)
 {
-	if (st->n == 0 || st->heap[0].due_ms > now_ms)
+	if (st->n == 0 || st->heap[0].parked || st->heap[0].due_ms > now_ms)
 		return 0;
 	pop(st, out);
 	st->out++;
@@ -159,6 +164,33 @@ stages_retry(struct stages *st, const struct job *job, int64_t due_ms)
 		st->out--;
 	j.due_ms = due_ms;
 	push(st, &j);
+}
+
+void
+stages_park(struct stages *st, const struct job *job)
+{
+	struct job j = *job;
+
+	j.parked = 1;
+	stages_retry(st, &j, INT64_MAX);
+}
+
+int
+stages_wake(struct stages *st, const char *order_id, int64_t due_ms, int ready_status_sent, int ready_refusals)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		struct job *j = &st->heap[i];
+
+		if (!j->parked || strcmp(j->order_id, order_id) != 0)
+			continue;
+		j->parked = 0;
+		j->ready_status_sent = ready_status_sent;
+		j->ready_refusals = ready_refusals;
+		j->due_ms = due_ms;
+		sift_up(st, i); /* earlier than INT64_MAX, so never further down */
+		return 0;
+	}
+	return -1;
 }
 
 int64_t

@@ -26,7 +26,9 @@ struct job {
 	enum order_status next; /* the status to publish when due */
 	int64_t due_ms;         /* monotonic */
 	int64_t entered_ms;     /* when the previous status was published (for stage durations) */
-	int ready_status_sent;  /* ready: the phone's status is out, OrderReady is not yet */
+	int ready_status_sent;  /* ready: the broker acknowledged the phone's status; OrderReady is next */
+	int ready_refusals;     /* ready: times the broker refused (or paho gave up) the phone's status */
+	int parked;             /* waiting in the queue for stages_wake(), never due by itself */
 	void *order;            /* the caller's copy of the order (for OrderReady); freed with free() when done */
 };
 
@@ -64,6 +66,19 @@ int stages_pop_due(struct stages *st, int64_t now_ms, struct job *out);
 void stages_done(struct stages *st, const struct job *job, int64_t now_ms);
 /* Puts job back, due again at due_ms. */
 void stages_retry(struct stages *st, const struct job *job, int64_t due_ms);
+/*
+ * Puts job (popped, about to be published) back to wait for stages_wake():
+ * it stays in progress (a duplicate take, the capacity, the drain) and is
+ * never due by itself.  For a publish whose broker acknowledgement decides
+ * what comes next.
+ */
+void stages_park(struct stages *st, const struct job *job);
+/*
+ * Makes the parked job of order_id due at due_ms, with ready_status_sent
+ * and ready_refusals set as given.  Returns 0, or -1 if no job of order_id
+ * is parked.
+ */
+int stages_wake(struct stages *st, const char *order_id, int64_t due_ms, int ready_status_sent, int ready_refusals);
 
 /* Monotonic ms of the earliest due job, or INT64_MAX when idle. */
 int64_t stages_next_due(const struct stages *st);

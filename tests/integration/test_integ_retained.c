@@ -210,6 +210,73 @@ test_ready_expires_a_stage_in_progress_stays(void **state)
 	assert_page_says("alice", done, "ready");
 }
 
+/*
+ * Has the broker refuse (deny 1) or allow again (deny 0) the executors'
+ * statuses for every order of user.  The dynamic security plugin
+ * disconnects the clients of a changed role: the executor reconnects.
+ */
+static void
+deny_statuses(const char *user, int deny)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd),
+	    "{\"commands\":[{\"command\":\"%s\",\"rolename\":\"svc-order-executor\",\"acltype\":\"publishClientSend\","
+	    "\"topic\":\"pizza/users/%s/orders/+/status\"%s}]}",
+	    deny ? "addRoleACL" : "removeRoleACL", user, deny ? ",\"allow\":false,\"priority\":100" : "");
+	/* order-service's account may manage the broker's accounts (broker-config/acl) */
+	assert_int_equal(h_publish(&st, "order-service", "$CONTROL/dynamic-security/v1", cmd, strlen(cmd)), 0);
+}
+
+/*
+ * OrderReady (what finishes the order and brings the alert) goes only once
+ * the broker has acknowledged the phone's ready status, so that the phone's
+ * retained status and the history say ready first.  A status the broker
+ * refuses is published again after 1, 2, 4 and 8 s; one it refuses five
+ * times is given up, and OrderReady goes anyway: the alert matters more
+ * than the status.  The refusal: the executor's role loses the right to publish on
+ * the statuses of carol's and bob's orders.
+ */
+static void
+test_order_ready_waits_for_the_ready_status(void **state)
+{
+	char held[NAME_MAX_LEN + 1], given_up[NAME_MAX_LEN + 1], needle[NAME_MAX_LEN + 64], status[16] = "";
+
+	(void)state;
+	assert_true(h_service(&st, "exec-acl", "order-executor", "--id", "exec-acl", "--stage", "0", "--drain", "0",
+			NULL) >= 0);
+	deny_statuses("carol", 1);
+	deny_statuses("bob", 1);
+	place("carol", "refused-1", held, sizeof(held));
+	place("bob", "refused-2", given_up, sizeof(given_up));
+
+	/* carol's ready refused: nobody heard ready */
+	snprintf(needle, sizeof(needle), "order_id=%s attempt=1", held);
+	assert_int_equal(h_wait_log(&st, "exec-acl", needle, 1, 20000), 0);
+	assert_int_equal(h_count_events(&st, held, EVENT_ORDER_READY, 0), 0);
+	assert_int_equal(h_count_events(&st, held, EVENT_ORDER_STATUS, STATUS_READY), 0);
+	/* allowed again: the next attempt goes through, then OrderReady */
+	deny_statuses("carol", 0);
+	assert_int_equal(h_wait_events(&st, held, EVENT_ORDER_READY, 0, 1, 20000), 1);
+	assert_int_equal(h_count_events(&st, held, EVENT_ORDER_STATUS, STATUS_READY), 1);
+	assert_int_equal(probe("carol", held, status, sizeof(status)), 1);
+	assert_string_equal(status, "ready");
+	assert_page_says("carol", held, "ready");
+
+	/* bob's refused every time: given up after five, and OrderReady still goes, once */
+	snprintf(needle, sizeof(needle), "order_id=%s attempts=5", given_up);
+	assert_int_equal(h_wait_log(&st, "exec-acl", needle, 1, 30000), 0);
+	assert_int_equal(h_wait_events(&st, given_up, EVENT_ORDER_READY, 0, 1, 10000), 1);
+	assert_int_equal(h_count_events(&st, given_up, EVENT_ORDER_STATUS, STATUS_READY), 0);
+
+	h_signal(&st, "exec-acl", SIGTERM); /* the next test brings its own executors */
+	for (int64_t deadline = mono_ms() + 10000; h_alive(&st, "exec-acl") && mono_ms() < deadline;)
+		h_sleep(20);
+	assert_false(h_alive(&st, "exec-acl"));
+	deny_statuses("bob", 0);
+	assert_int_equal(h_count_events(&st, given_up, EVENT_ORDER_READY, 0), 1);
+}
+
 /* A ready expiry that is not a whole number of seconds, or 0, is refused with a line naming the option. */
 static void
 test_ready_expiry_option(void **state)
@@ -231,6 +298,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_order_ready_waits_for_the_ready_status),
 		cmocka_unit_test(test_ready_expires_a_stage_in_progress_stays),
 		cmocka_unit_test(test_ready_expiry_option),
 	};
