@@ -289,6 +289,8 @@ outbox_flush(struct outbox *ob)
 	size_t n;
 	int sent = 0, retry = 0;
 
+	if (outbox_held(ob))
+		return 0;
 	if (ob->ops != NULL)
 		return ob->ops->flush(ob);
 	if ((rows = calloc(OUTBOX_BATCH, sizeof(*rows))) == NULL)
@@ -368,6 +370,25 @@ outbox_wait(struct outbox *ob, int timeout_ms)
 	ob->kicked = 0;
 	pthread_mutex_unlock(&ob->lock);
 	return kicked;
+}
+
+void
+outbox_hold(struct outbox *ob, int64_t until_ms)
+{
+	pthread_mutex_lock(&ob->lock);
+	ob->hold_until = until_ms;
+	pthread_mutex_unlock(&ob->lock);
+}
+
+int
+outbox_held(struct outbox *ob)
+{
+	int held;
+
+	pthread_mutex_lock(&ob->lock);
+	held = ob->hold_until > mono_ms();
+	pthread_mutex_unlock(&ob->lock);
+	return held;
 }
 
 int64_t

@@ -61,6 +61,17 @@ void outbox_kick(struct outbox *ob);
  */
 int outbox_wait(struct outbox *ob, int timeout_ms);
 
+/*
+ * Holds new rows back until until_ms (mono_ms()): outbox_flush() publishes
+ * nothing meanwhile (the rows wait in the table, durably, and go out in
+ * order once the hold ends; the waiting thread's next timed flush).  A
+ * later until_ms extends the hold, an earlier one ends it sooner.  For an
+ * intake that gives orders coming in priority over the work they cause.
+ */
+void outbox_hold(struct outbox *ob, int64_t until_ms);
+/* 1 while outbox_hold() holds rows back. */
+int outbox_held(struct outbox *ob);
+
 /* Rows not yet acknowledged by the broker (the backlog), as of the last count (at most a second old). */
 int64_t outbox_backlog(struct outbox *ob);
 

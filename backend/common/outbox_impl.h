@@ -64,6 +64,7 @@ struct outbox {
 	pthread_cond_t wake;
 	int kicked;
 	int starved; /* the last flush stopped at the window: a completion kicks */
+	int64_t hold_until; /* mono_ms() until which outbox_flush() publishes nothing (outbox_hold()) */
 };
 
 struct outbox_row {

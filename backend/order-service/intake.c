@@ -30,6 +30,10 @@ struct intake {
 	int started, stopping;
 	int committing; /* the committer, or a waiting intake_place() caller, is recording a batch */
 	struct ratelimit *per_user; /* orders per user, whichever front door (intake_limit()) */
+	/* intake first (intake_first()); only the thread recording a batch touches these */
+	int64_t first_ms;   /* how long a busy spell may hold OrderPlaced back; 0: never */
+	int64_t busy_since; /* mono_ms() when the current busy spell began, 0 when not busy */
+	int64_t last_busy;  /* mono_ms() of the spell's last busy batch */
 };
 
 static void
@@ -275,6 +279,39 @@ pending_free(struct intake_pending *p)
 	free(p);
 }
 
+/*
+ * Intake first: a batch of INTAKE_BUSY_BATCH orders or more means they come
+ * faster than one commit takes, so the outbox holds their OrderPlaced back
+ * until INTAKE_HOLD_MS after the last such batch (the rest of the pipeline
+ * would take the CPU the intake needs; the orders are recorded and wait in
+ * order).  A busy spell holds for first_ms at most; then publishing goes
+ * on beside the intake until the spell ends: INTAKE_HOLD_MS with no busy
+ * batch.
+ */
+static void
+hold_if_busy(struct intake *in, int n)
+{
+	int64_t now;
+
+	if (in->first_ms <= 0)
+		return;
+	now = mono_ms();
+	if (in->busy_since != 0 && now - in->last_busy >= INTAKE_HOLD_MS) {
+		log_info("intake no longer busy: publishing what was held back", "busy_ms=%lld",
+		    (long long)(in->last_busy - in->busy_since));
+		in->busy_since = 0;
+	}
+	if (n < INTAKE_BUSY_BATCH)
+		return;
+	if (in->busy_since == 0) {
+		in->busy_since = now;
+		log_info("orders arriving faster than one commit: holding OrderPlaced back", "batch=%d max_ms=%lld", n,
+		    (long long)in->first_ms);
+	}
+	in->last_busy = now;
+	outbox_hold(in->outbox, now - in->busy_since < in->first_ms ? now + INTAKE_HOLD_MS : 0);
+}
+
 /* Records a batch taken from the queue, then answers and frees each order in it. */
 static void
 run_batch(struct intake *in, struct intake_pending *batch)
@@ -291,6 +328,7 @@ run_batch(struct intake *in, struct intake_pending *batch)
 		n++;
 	}
 	metric_observe(m_batch, (double)n);
+	hold_if_busy(in, n);
 }
 
 /*
@@ -366,6 +404,14 @@ intake_new(struct order_store *store, struct outbox *outbox, const struct allowl
 		return NULL;
 	}
 	return in;
+}
+
+void
+intake_first(struct intake *in, int64_t max_ms)
+{
+	pthread_mutex_lock(&in->group_lock);
+	in->first_ms = max_ms;
+	pthread_mutex_unlock(&in->group_lock);
 }
 
 void

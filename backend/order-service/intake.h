@@ -72,6 +72,22 @@ void intake_free(struct intake *in);
  */
 void intake_limit(struct intake *in, double per_user, double burst);
 
+/* A batch of at least this many orders: the intake is busy (intake_first()). */
+#define INTAKE_BUSY_BATCH 8
+/* How long one busy batch holds the outbox (ms); each busy batch extends it. */
+#define INTAKE_HOLD_MS 500
+
+/*
+ * Intake first: while orders arrive faster than one commit takes (a batch
+ * of INTAKE_BUSY_BATCH or more), the outbox holds their OrderPlaced back, for
+ * max_ms of one busy spell at most, so that the pipeline's work does not
+ * take the CPU that answering the orders needs (a flash sale).  The orders
+ * are recorded and answered as ever; they go out in order once the spell
+ * ends or max_ms has passed.  max_ms <= 0: never (the default).  Call
+ * before traffic.
+ */
+void intake_first(struct intake *in, int64_t max_ms);
+
 typedef void (*intake_done)(void *arg, const struct intake_result *res);
 
 /*

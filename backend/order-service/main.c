@@ -56,6 +56,7 @@ static struct {
 	const char *http_bind;
 	const char *history_url;
 	long idempotency_ttl_h;
+	long intake_first_ms;
 	long accept_deadline_ms, ready_deadline_ms;
 	long stage_deadline_ms; /* the old option: -1 when not given; deadlines() reads it */
 	const char *callback_allow;
@@ -321,6 +322,10 @@ parse_args(int argc, char **argv)
 		    &cfg.history_url, 0, 0 },
 		{ "idempotency-ttl", 0, OPT_DURATION_H, "PIZZA_IDEMPOTENCY_TTL_H", "48h",
 		    "how long an Idempotency-Key is remembered (at least 24h)", &cfg.idempotency_ttl_h, 24, 24 * 365 },
+		{ "intake-first", 0, OPT_DURATION_MS, "PIZZA_INTAKE_FIRST_MS", "30s",
+		    "while orders arrive faster than one commit takes (a flash sale), hold their OrderPlaced back "
+		    "for up to this long so that answering orders keeps the CPU; they go out in order after (0: never)",
+		    &cfg.intake_first_ms, 0, 3600000 },
 		{ "accept-deadline", 0, OPT_DURATION_MS, "PIZZA_ACCEPT_DEADLINE_MS", "10s",
 		    "publish an order again if no executor accepted it within this long", &cfg.accept_deadline_ms, 100,
 		    86400000 },
@@ -528,6 +533,7 @@ start(struct service *s)
 	if ((intake = intake_new(s->store, s->outbox, s->allow)) == NULL)
 		fatal("cannot start the intake", NULL);
 	intake_limit(intake, (double)cfg.order_limit, (double)cfg.order_burst);
+	intake_first(intake, cfg.intake_first_ms);
 	svc_metrics(mq);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog,
 	    s->outbox);

@@ -13,6 +13,13 @@ struct supervisor {
 	struct outbox *outbox;
 	int64_t accept_ms, ready_ms;
 	int64_t last_run; /* mono_ms() of the last pass, for supervise_tick() */
+	/*
+	 * Whether the executors are taking orders: written on paho's thread by
+	 * supervise_progress(), read by the pass.  Wall-clock ms, 0 for never.
+	 */
+	pthread_mutex_t lock;
+	int64_t last_taken_ms;   /* when an order was last accepted (or the outbox last held orders back) */
+	int64_t newest_taken_ms; /* the latest placement among the orders accepted */
 	struct ostore_stalled stalled[SUPERVISE_BATCH];
 };
 
@@ -37,6 +44,7 @@ supervise_new(struct order_store *store, struct outbox *outbox, int64_t accept_m
 	if (sv == NULL)
 		return NULL;
 	pthread_once(&once, register_metrics);
+	pthread_mutex_init(&sv->lock, NULL);
 	sv->store = store;
 	sv->outbox = outbox;
 	sv->accept_ms = accept_ms;
@@ -47,6 +55,9 @@ supervise_new(struct order_store *store, struct outbox *outbox, int64_t accept_m
 void
 supervise_free(struct supervisor *sv)
 {
+	if (sv == NULL)
+		return;
+	pthread_mutex_destroy(&sv->lock);
 	free(sv);
 }
 
@@ -56,6 +67,13 @@ supervise_progress(struct supervisor *sv, const struct event *status)
 	int64_t now = now_ms(), created_ms = 0;
 	enum ostore_result rc = ostore_progress(sv->store, status->order_id, status->seq, now, &created_ms);
 
+	if (rc == OSTORE_OK && status->seq == STATUS_ACCEPTED) {
+		pthread_mutex_lock(&sv->lock);
+		sv->last_taken_ms = now;
+		if (created_ms > sv->newest_taken_ms)
+			sv->newest_taken_ms = created_ms;
+		pthread_mutex_unlock(&sv->lock);
+	}
 	if (rc == OSTORE_OK && status->seq == STATUS_READY) {
 		metric_inc(m_completed);
 		metric_observe(m_ready_seconds, (double)(now - created_ms) / 1000.0);
@@ -66,9 +84,20 @@ supervise_progress(struct supervisor *sv, const struct event *status)
 int
 supervise_run(struct supervisor *sv, int64_t now)
 {
+	int64_t placed_before = now - sv->accept_ms;
 	size_t n;
 
-	if (ostore_republish_stalled(sv->store, now - sv->accept_ms, now - sv->ready_ms, now, sv->stalled,
+	/*
+	 * While the executors are taking orders, one not accepted yet is waiting
+	 * its turn behind a backlog (a flash sale) until orders placed an accept
+	 * deadline after it have been taken: only then was it lost.  Publishing
+	 * every order of a backlog again would double the kitchen's work.
+	 */
+	pthread_mutex_lock(&sv->lock);
+	if (sv->last_taken_ms > now - sv->accept_ms && sv->newest_taken_ms - sv->accept_ms < placed_before)
+		placed_before = sv->newest_taken_ms - sv->accept_ms;
+	pthread_mutex_unlock(&sv->lock);
+	if (ostore_republish_stalled(sv->store, placed_before, now - sv->ready_ms, now, sv->stalled,
 		SUPERVISE_BATCH, &n) != OSTORE_OK)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
@@ -87,6 +116,13 @@ supervise_run(struct supervisor *sv, int64_t now)
 void
 supervise_tick(struct supervisor *sv, int64_t connected_for_ms)
 {
+	if (outbox_held(sv->outbox)) {
+		/* the intake holds OrderPlaced back (intake_first()): nobody can take those orders yet */
+		pthread_mutex_lock(&sv->lock);
+		sv->last_taken_ms = now_ms();
+		pthread_mutex_unlock(&sv->lock);
+		return;
+	}
 	if (mono_ms() - sv->last_run < SUPERVISE_EVERY_MS || connected_for_ms < SUPERVISE_SETTLE_MS)
 		return;
 	supervise_run(sv, now_ms());

@@ -219,6 +219,63 @@ test_tick_waits_for_a_settled_connection(void **state)
 	assert_int_equal(published(f), 4);
 }
 
+/*
+ * A flash sale: orders queued behind a backlog are not lost.  While the
+ * executors are taking orders, one not accepted yet is published again only
+ * once orders placed an accept deadline after it have been accepted; when
+ * nothing has been accepted for an accept deadline, the deadline alone
+ * counts again.
+ */
+static void
+test_backlog_is_not_stalled(void **state)
+{
+	struct fixture *f = *state;
+	char a[ID_LEN + 1], b[ID_LEN + 1], c[ID_LEN + 1], d[ID_LEN + 1];
+	int64_t t0 = now_ms() - 3 * ACCEPT_MS, now;
+
+	place(f, t0, a);
+	place(f, t0 + ACCEPT_MS / 2, b);
+	place(f, t0 + ACCEPT_MS + ACCEPT_MS / 5, c);
+	place(f, t0 + ACCEPT_MS + ACCEPT_MS / 2 + 1, d);
+	assert_int_equal(published(f), 4);
+	/* all four are older than the deadline, but the kitchen is taking the oldest: a backlog */
+	assert_int_equal(progress(f, a, STATUS_ACCEPTED), OSTORE_OK);
+	now = now_ms();
+	assert_int_equal(supervise_run(f->sv, now), 0);
+	/* c, placed 0.7 deadlines after b, taken: b is still within a deadline of it */
+	assert_int_equal(progress(f, c, STATUS_ACCEPTED), OSTORE_OK);
+	assert_int_equal(supervise_run(f->sv, now), 0);
+	/* d, placed more than a deadline after b, taken while b was not: b was lost */
+	assert_int_equal(progress(f, d, STATUS_ACCEPTED), OSTORE_OK);
+	assert_int_equal(supervise_run(f->sv, now), 1);
+	assert_int_equal(published(f), 5);
+	assert_int_equal(sql_int(f, "SELECT republished FROM orders WHERE stage = 0"), 1);
+	/* nothing taken for a deadline: b's own deadline counts again, from its republish */
+	assert_int_equal(supervise_run(f->sv, now + ACCEPT_MS + 1000), 1);
+	assert_int_equal(published(f), 6);
+}
+
+/* While the intake holds OrderPlaced back (a flash sale) nobody can take them: no pass, and the wait does not count. */
+static void
+test_held_outbox_is_not_stalled(void **state)
+{
+	struct fixture *f = *state;
+	char a[ID_LEN + 1];
+
+	place(f, now_ms() - 2 * ACCEPT_MS, a);
+	outbox_hold(f->ob, mono_ms() + 60000);
+	assert_true(outbox_held(f->ob));
+	supervise_tick(f->sv, SUPERVISE_SETTLE_MS);
+	assert_int_equal(published(f), 1);
+	/* released: the orders are being published now, so the accept deadline counts from here */
+	outbox_hold(f->ob, 0);
+	assert_false(outbox_held(f->ob));
+	supervise_tick(f->sv, SUPERVISE_SETTLE_MS);
+	assert_int_equal(published(f), 1);
+	assert_int_equal(supervise_run(f->sv, now_ms() + ACCEPT_MS + 1000), 1);
+	assert_int_equal(published(f), 2);
+}
+
 int
 main(void)
 {
@@ -227,6 +284,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_stalled_order_republished_once_per_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_pass_counts_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tick_waits_for_a_settled_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backlog_is_not_stalled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_outbox_is_not_stalled, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("supervise", tests, NULL, NULL);
