@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -14,14 +15,68 @@ struct supervisor {
 	int64_t accept_ms, ready_ms;
 	int64_t last_run; /* mono_ms() of the last pass, for supervise_tick() */
 	/*
-	 * Whether the executors are taking orders: written on paho's thread by
-	 * supervise_progress(), read by the pass.  Wall-clock ms, 0 for never.
+	 * Which executors are taking orders, and how far each has come: written
+	 * on paho's thread by supervise_progress(), read by the pass.  Wall-clock
+	 * ms, 0 for never.
 	 */
 	pthread_mutex_t lock;
-	int64_t last_taken_ms;   /* when an order was last accepted (or the outbox last held orders back) */
-	int64_t newest_taken_ms; /* the latest placement among the orders accepted */
+	struct taker {
+		char worker[NAME_MAX_LEN + 1];
+		int64_t last_ms;   /* when it last accepted an order */
+		int64_t newest_ms; /* the latest placement among the orders it accepted */
+	} takers[SUPERVISE_TAKERS];
+	int ntakers;
+	int64_t held_ms; /* when the outbox last held OrderPlaced back (intake first) */
 	struct ostore_stalled stalled[SUPERVISE_BATCH];
 };
+
+/* Records that worker accepted an order placed at placed_ms.  sv->lock held. */
+static void
+taken(struct supervisor *sv, const char *worker, int64_t placed_ms, int64_t now)
+{
+	struct taker *t = NULL;
+
+	for (int i = 0; i < sv->ntakers && t == NULL; i++)
+		if (strcmp(sv->takers[i].worker, worker) == 0)
+			t = &sv->takers[i];
+	if (t == NULL) {
+		if (sv->ntakers < SUPERVISE_TAKERS)
+			t = &sv->takers[sv->ntakers++];
+		else /* the one silent longest makes room */
+			for (int i = 0; i < sv->ntakers; i++)
+				if (t == NULL || sv->takers[i].last_ms < t->last_ms)
+					t = &sv->takers[i];
+		str_copy(t->worker, sizeof(t->worker), worker);
+		t->newest_ms = 0;
+	}
+	t->last_ms = now;
+	if (placed_ms > t->newest_ms)
+		t->newest_ms = placed_ms;
+}
+
+/*
+ * The placement time before which an order not accepted yet is stalled, at
+ * now.  While executors are taking orders (one accepted within the accept
+ * deadline), an order not accepted yet is waiting its turn behind a backlog
+ * (a flash sale) until every such executor has taken orders placed an accept
+ * deadline after it: only then was it lost (or its executor died).  With
+ * none taking orders, the deadline alone counts, but not until a deadline
+ * after the outbox last held orders back: those went out only then.
+ * Publishing every order of a backlog again would double the kitchen's work.
+ * sv->lock held.
+ */
+static int64_t
+stalled_before(const struct supervisor *sv, int64_t now)
+{
+	int64_t before = now - sv->accept_ms, slowest = INT64_MAX;
+
+	for (int i = 0; i < sv->ntakers; i++)
+		if (sv->takers[i].last_ms > now - sv->accept_ms && sv->takers[i].newest_ms < slowest)
+			slowest = sv->takers[i].newest_ms;
+	if (slowest != INT64_MAX)
+		return slowest - sv->accept_ms < before ? slowest - sv->accept_ms : before;
+	return sv->held_ms > now - sv->accept_ms ? 0 : before;
+}
 
 static struct metric *m_completed, *m_ready_seconds, *m_republished;
 
@@ -69,9 +124,7 @@ supervise_progress(struct supervisor *sv, const struct event *status)
 
 	if (rc == OSTORE_OK && status->seq == STATUS_ACCEPTED) {
 		pthread_mutex_lock(&sv->lock);
-		sv->last_taken_ms = now;
-		if (created_ms > sv->newest_taken_ms)
-			sv->newest_taken_ms = created_ms;
+		taken(sv, status->worker, created_ms, now);
 		pthread_mutex_unlock(&sv->lock);
 	}
 	if (rc == OSTORE_OK && status->seq == STATUS_READY) {
@@ -84,18 +137,11 @@ supervise_progress(struct supervisor *sv, const struct event *status)
 int
 supervise_run(struct supervisor *sv, int64_t now)
 {
-	int64_t placed_before = now - sv->accept_ms;
+	int64_t placed_before;
 	size_t n;
 
-	/*
-	 * While the executors are taking orders, one not accepted yet is waiting
-	 * its turn behind a backlog (a flash sale) until orders placed an accept
-	 * deadline after it have been taken: only then was it lost.  Publishing
-	 * every order of a backlog again would double the kitchen's work.
-	 */
 	pthread_mutex_lock(&sv->lock);
-	if (sv->last_taken_ms > now - sv->accept_ms && sv->newest_taken_ms - sv->accept_ms < placed_before)
-		placed_before = sv->newest_taken_ms - sv->accept_ms;
+	placed_before = stalled_before(sv, now);
 	pthread_mutex_unlock(&sv->lock);
 	if (ostore_republish_stalled(sv->store, placed_before, now - sv->ready_ms, now, sv->stalled,
 		SUPERVISE_BATCH, &n) != OSTORE_OK)
@@ -119,7 +165,7 @@ supervise_tick(struct supervisor *sv, int64_t connected_for_ms)
 	if (outbox_held(sv->outbox)) {
 		/* the intake holds OrderPlaced back (intake_first()): nobody can take those orders yet */
 		pthread_mutex_lock(&sv->lock);
-		sv->last_taken_ms = now_ms();
+		sv->held_ms = now_ms();
 		pthread_mutex_unlock(&sv->lock);
 		return;
 	}

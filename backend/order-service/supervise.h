@@ -7,7 +7,10 @@
  * An order no executor accepted within the accept deadline, or that is
  * not ready within the ready deadline after an executor accepted it, has
  * its original OrderPlaced published again (through the outbox), and its
- * clock restarts; this repeats until it is ready.
+ * clock restarts; this repeats until it is ready.  While executors are
+ * taking orders, the accept deadline counts from the orders they take, not
+ * the clock: an order is stalled once every executor taking orders has
+ * taken some placed an accept deadline after it (a backlog is not a loss).
  *
  * Metrics: pizza_orders_completed_total, pizza_order_ready_seconds,
  * pizza_orders_republished_total.
@@ -19,6 +22,9 @@
 
 #include "event.h"
 #include "store.h"
+
+/* Executors supervision follows by name (an accepted status's worker); the one silent longest makes room. */
+#define SUPERVISE_TAKERS 64
 
 /* Orders published again per pass at most; the rest wait for the next pass. */
 #define SUPERVISE_BATCH 500

@@ -118,6 +118,19 @@ place(struct fixture *f, int64_t placed_ms, char id[ID_LEN + 1])
 	assert_int_equal(o.result, OSTORE_OK);
 }
 
+/* An accepted status from worker, to sv. */
+static enum ostore_result
+accepted_by(struct supervisor *sv, const char *id, const char *worker)
+{
+	struct event ev;
+
+	assert_int_equal(event_init(&ev, EVENT_ORDER_STATUS, id, "alice"), 0);
+	ev.status = STATUS_ACCEPTED;
+	ev.seq = (int)STATUS_ACCEPTED;
+	snprintf(ev.worker, sizeof(ev.worker), "%s", worker);
+	return supervise_progress(sv, &ev);
+}
+
 static enum ostore_result
 progress(struct fixture *f, const char *id, enum order_status s)
 {
@@ -255,6 +268,38 @@ test_backlog_is_not_stalled(void **state)
 	assert_int_equal(published(f), 6);
 }
 
+/*
+ * Two executors, one behind the other: an order not accepted is stalled
+ * only once every executor taking orders has taken some placed a deadline
+ * after it (it may be queued for the one behind); an executor silent for a
+ * deadline (dead, or its share lost) no longer holds the others back.
+ */
+static void
+test_slowest_executor_counts(void **state)
+{
+	enum { SHORT = 300 };
+	struct fixture *f = *state;
+	struct supervisor *sv = supervise_new(f->s, f->ob, SHORT, READY_MS);
+	char a[ID_LEN + 1], b[ID_LEN + 1], c[ID_LEN + 1], e[ID_LEN + 1];
+	int64_t t0 = now_ms() - 10 * SHORT;
+
+	assert_non_null(sv);
+	place(f, t0, a);
+	place(f, t0 + 1, b);
+	place(f, t0 + 3 * SHORT, c);
+	place(f, t0 + 4 * SHORT, e);
+	assert_int_equal(accepted_by(sv, a, "exec-1"), OSTORE_OK);
+	assert_int_equal(accepted_by(sv, c, "exec-2"), OSTORE_OK);
+	/* b is older than the deadline, and exec-2 took c, placed long after it; but exec-1 may have it queued */
+	assert_int_equal(supervise_run(sv, now_ms()), 0);
+	/* exec-1 says nothing for a deadline while exec-2 goes on: b was lost */
+	usleep((SHORT + 100) * 1000);
+	assert_int_equal(accepted_by(sv, e, "exec-2"), OSTORE_OK);
+	assert_int_equal(supervise_run(sv, now_ms()), 1);
+	assert_int_equal(sql_int(f, "SELECT republished FROM orders WHERE stage = 0"), 1);
+	supervise_free(sv);
+}
+
 /* While the intake holds OrderPlaced back (a flash sale) nobody can take them: no pass, and the wait does not count. */
 static void
 test_held_outbox_is_not_stalled(void **state)
@@ -285,6 +330,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_failed_pass_counts_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tick_waits_for_a_settled_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_is_not_stalled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slowest_executor_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_held_outbox_is_not_stalled, setup, teardown),
 	};
 
