@@ -30,7 +30,8 @@ struct intake {
 	int started, stopping;
 	int committing; /* the committer, or a waiting intake_place() caller, is recording a batch */
 	struct ratelimit *per_user; /* orders per user, whichever front door (intake_limit()) */
-	/* intake first (intake_first()); only the thread recording a batch touches these */
+	/* intake first (intake_first()), under hold_lock: the thread recording a batch, and intake_tick() */
+	pthread_mutex_t hold_lock;
 	int64_t first_ms;   /* how long a busy spell may hold OrderPlaced back; 0: never */
 	int64_t busy_since; /* mono_ms() when the current busy spell began, 0 when not busy */
 	int64_t last_busy;  /* mono_ms() of the spell's last busy batch */
@@ -288,28 +289,34 @@ pending_free(struct intake_pending *p)
  * on beside the intake until the spell ends: INTAKE_HOLD_MS with no busy
  * batch.
  */
+/* Ends a busy spell INTAKE_HOLD_MS after its last busy batch.  hold_lock held. */
+static void
+end_spell(struct intake *in, int64_t now)
+{
+	if (in->busy_since == 0 || now - in->last_busy < INTAKE_HOLD_MS)
+		return;
+	log_info("intake no longer busy: publishing what was held back", "busy_ms=%lld",
+	    (long long)(in->last_busy - in->busy_since));
+	in->busy_since = 0;
+}
+
 static void
 hold_if_busy(struct intake *in, int n)
 {
-	int64_t now;
+	int64_t now = mono_ms();
 
-	if (in->first_ms <= 0)
-		return;
-	now = mono_ms();
-	if (in->busy_since != 0 && now - in->last_busy >= INTAKE_HOLD_MS) {
-		log_info("intake no longer busy: publishing what was held back", "busy_ms=%lld",
-		    (long long)(in->last_busy - in->busy_since));
-		in->busy_since = 0;
+	pthread_mutex_lock(&in->hold_lock);
+	end_spell(in, now);
+	if (in->first_ms > 0 && n >= INTAKE_BUSY_BATCH) {
+		if (in->busy_since == 0) {
+			in->busy_since = now;
+			log_info("orders arriving faster than one commit: holding OrderPlaced back",
+			    "batch=%d max_ms=%lld", n, (long long)in->first_ms);
+		}
+		in->last_busy = now;
+		outbox_hold(in->outbox, now - in->busy_since < in->first_ms ? now + INTAKE_HOLD_MS : 0);
 	}
-	if (n < INTAKE_BUSY_BATCH)
-		return;
-	if (in->busy_since == 0) {
-		in->busy_since = now;
-		log_info("orders arriving faster than one commit: holding OrderPlaced back", "batch=%d max_ms=%lld", n,
-		    (long long)in->first_ms);
-	}
-	in->last_busy = now;
-	outbox_hold(in->outbox, now - in->busy_since < in->first_ms ? now + INTAKE_HOLD_MS : 0);
+	pthread_mutex_unlock(&in->hold_lock);
 }
 
 /* Records a batch taken from the queue, then answers and frees each order in it. */
@@ -394,6 +401,7 @@ intake_new(struct order_store *store, struct outbox *outbox, const struct allowl
 	in->outbox = outbox;
 	in->callback_allow = callback_allow;
 	pthread_mutex_init(&in->group_lock, NULL);
+	pthread_mutex_init(&in->hold_lock, NULL);
 	pthread_cond_init(&in->group_work, NULL);
 	pthread_cond_init(&in->group_done, NULL);
 	in->started = 1;
@@ -409,9 +417,17 @@ intake_new(struct order_store *store, struct outbox *outbox, const struct allowl
 void
 intake_first(struct intake *in, int64_t max_ms)
 {
-	pthread_mutex_lock(&in->group_lock);
+	pthread_mutex_lock(&in->hold_lock);
 	in->first_ms = max_ms;
-	pthread_mutex_unlock(&in->group_lock);
+	pthread_mutex_unlock(&in->hold_lock);
+}
+
+void
+intake_tick(struct intake *in)
+{
+	pthread_mutex_lock(&in->hold_lock);
+	end_spell(in, mono_ms());
+	pthread_mutex_unlock(&in->hold_lock);
 }
 
 void
@@ -438,6 +454,7 @@ intake_free(struct intake *in)
 		return;
 	intake_stop(in);
 	pthread_mutex_destroy(&in->group_lock);
+	pthread_mutex_destroy(&in->hold_lock);
 	pthread_cond_destroy(&in->group_work);
 	pthread_cond_destroy(&in->group_done);
 	ratelimit_free(in->per_user);

@@ -87,6 +87,8 @@ void intake_limit(struct intake *in, double per_user, double burst);
  * before traffic.
  */
 void intake_first(struct intake *in, int64_t max_ms);
+/* The main loop's call: logs the end of a busy spell when it ends rather than at the next order. */
+void intake_tick(struct intake *in);
 
 typedef void (*intake_done)(void *arg, const struct intake_result *res);
 

@@ -249,6 +249,12 @@ backlog(void *arg)
 	return (double)outbox_backlog(arg);
 }
 
+static double
+holding(void *arg)
+{
+	return (double)outbox_held(arg);
+}
+
 /* Everything main() starts, in the order it starts them; stop() undoes them in reverse. */
 struct service {
 	struct allowlist *allow;
@@ -537,6 +543,8 @@ start(struct service *s)
 	svc_metrics(mq);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog,
 	    s->outbox);
+	metric_gauge_fn("pizza_intake_holding", "1 while the intake holds OrderPlaced back (--intake-first)", NULL,
+	    holding, s->outbox);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	svc_mq_connect(mq, &cfg.so);
 	if (intake_mq != NULL)
@@ -557,6 +565,7 @@ run(struct service *s)
 		 * outage left in the outbox.
 		 */
 		outbox_flush(s->outbox);
+		intake_tick(intake);
 		supervise_tick(supervisor, mq_connected_for(mq));
 		if (accounts != NULL)
 			accounts_tick(accounts);
