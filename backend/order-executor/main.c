@@ -37,6 +37,8 @@
  * after 1, 2, 4 and 8 s) is given up, so that OrderReady and the alert still go.
  */
 #define READY_REFUSALS_MAX 5
+/* How long a ready status waits for the broker's verdict before it is published again (counted as a refusal). */
+#define READY_VERDICT_MS 15000
 
 static struct {
 	struct svc_opts so;
@@ -165,6 +167,7 @@ publish_event(const struct job *job, enum event_type type, const char *topic, in
 /* A ready status handed to paho, waiting for the broker's verdict (the job is parked meanwhile). */
 struct ready_wait {
 	int refusals; /* the job's ready_refusals when this status went out */
+	int attempt;  /* the job's ready_attempt for this status: a late verdict on an earlier one wakes nothing */
 	char order_id[NAME_MAX_LEN + 1];
 };
 
@@ -183,7 +186,7 @@ on_ready_status_done(void *arg, int ok)
 		due += (int64_t)1000 << w->refusals;
 
 	pthread_mutex_lock(&lock);
-	if (stages_wake(stages, w->order_id, due, ok, ok ? w->refusals : w->refusals + 1) == 0)
+	if (stages_wake(stages, w->order_id, w->attempt, due, ok, ok ? w->refusals : w->refusals + 1) == 0)
 		pthread_cond_signal(&wake);
 	pthread_mutex_unlock(&lock);
 	if (!ok)
@@ -252,6 +255,7 @@ publish_ready_status(const struct job *job)
 	if (w == NULL)
 		return -1;
 	w->refusals = job->ready_refusals;
+	w->attempt = job->ready_attempt;
 	str_copy(w->order_id, sizeof(w->order_id), job->order_id);
 	if (publish_phone_status(job, on_ready_status_done, w) != 0) {
 		free(w);
@@ -297,19 +301,27 @@ run(void)
 		while (stages_pop_due(stages, now, &job)) {
 			int rc;
 
+			if (job.parked) {
+				/* no verdict on the ready status in time (paho can lose one over a reconnect) */
+				job.parked = 0;
+				job.ready_refusals++;
+				log_warn("no verdict on the ready status; publishing it again", "order_id=%s attempt=%d",
+				    job.order_id, job.ready_refusals);
+			}
 			if (job.next == STATUS_READY && !job.ready_status_sent &&
 			    job.ready_refusals < READY_REFUSALS_MAX) {
 				/* parked before it is handed over: the verdict may come before publish returns */
-				stages_park(stages, &job);
-				if (job.ready_refusals == 0)
+				if (job.ready_attempt++ == 0)
 					metric_observe(m_stage_seconds[STATUS_OVEN],
 					    (double)(mono_ms() - job.entered_ms) / 1000.0);
+				stages_park(stages, &job, now + READY_VERDICT_MS);
 				pthread_mutex_unlock(&lock);
 				rc = publish_ready_status(&job);
 				pthread_mutex_lock(&lock);
 				if (rc != 0) {
 					/* mq's queue is full: try again */
-					stages_wake(stages, job.order_id, now + 1000, 0, job.ready_refusals);
+					stages_wake(stages, job.order_id, job.ready_attempt, now + 1000, 0,
+					    job.ready_refusals);
 					break;
 				}
 				continue;

@@ -69,13 +69,10 @@ push(struct stages *st, const struct job *j)
 	sift_up(st, st->n++);
 }
 
+/* Moves heap[i] down while a child is due before it. */
 static void
-pop(struct stages *st, struct job *out)
+sift_down(struct stages *st, size_t i)
 {
-	size_t i = 0;
-
-	*out = st->heap[0];
-	st->heap[0] = st->heap[--st->n];
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = i;
 		if (l < st->n && st->heap[l].due_ms < st->heap[m].due_ms)
@@ -83,10 +80,18 @@ pop(struct stages *st, struct job *out)
 		if (r < st->n && st->heap[r].due_ms < st->heap[m].due_ms)
 			m = r;
 		if (m == i)
-			break;
+			return;
 		swap(&st->heap[i], &st->heap[m]);
 		i = m;
 	}
+}
+
+static void
+pop(struct stages *st, struct job *out)
+{
+	*out = st->heap[0];
+	st->heap[0] = st->heap[--st->n];
+	sift_down(st, 0);
 }
 
 /* 1 if order_id is in progress here: in the heap, or popped and being published. */
@@ -130,9 +135,9 @@ stages_take(struct stages *st, const char *order_id, const char *user_id, const 
 int
 stages_pop_due(struct stages *st, int64_t now_ms, struct job *out)
 {
-	if (st->n == 0 || st->heap[0].parked || st->heap[0].due_ms > now_ms)
+	if (st->n == 0 || st->heap[0].due_ms > now_ms)
 		return 0;
-	pop(st, out);
+	pop(st, out); /* a parked one stays marked: its wait for a verdict ran out */
 	st->out++;
 	str_copy(st->out_order, sizeof(st->out_order), out->order_id); /* the executor has one out at a time */
 	return 1;
@@ -143,6 +148,7 @@ stages_done(struct stages *st, const struct job *job, int64_t now_ms)
 {
 	struct job j = *job;
 
+	j.parked = 0;
 	if (st->out > 0)
 		st->out--;
 	if (j.next >= STATUS_READY) {
@@ -160,6 +166,7 @@ stages_retry(struct stages *st, const struct job *job, int64_t due_ms)
 {
 	struct job j = *job;
 
+	j.parked = 0;
 	if (st->out > 0)
 		st->out--;
 	j.due_ms = due_ms;
@@ -167,27 +174,32 @@ stages_retry(struct stages *st, const struct job *job, int64_t due_ms)
 }
 
 void
-stages_park(struct stages *st, const struct job *job)
+stages_park(struct stages *st, const struct job *job, int64_t due_ms)
 {
 	struct job j = *job;
 
+	if (st->out > 0)
+		st->out--;
 	j.parked = 1;
-	stages_retry(st, &j, INT64_MAX);
+	j.due_ms = due_ms;
+	push(st, &j);
 }
 
 int
-stages_wake(struct stages *st, const char *order_id, int64_t due_ms, int ready_status_sent, int ready_refusals)
+stages_wake(struct stages *st, const char *order_id, int ready_attempt, int64_t due_ms, int ready_status_sent,
+    int ready_refusals)
 {
 	for (size_t i = 0; i < st->n; i++) {
 		struct job *j = &st->heap[i];
 
-		if (!j->parked || strcmp(j->order_id, order_id) != 0)
+		if (!j->parked || j->ready_attempt != ready_attempt || strcmp(j->order_id, order_id) != 0)
 			continue;
 		j->parked = 0;
 		j->ready_status_sent = ready_status_sent;
 		j->ready_refusals = ready_refusals;
 		j->due_ms = due_ms;
-		sift_up(st, i); /* earlier than INT64_MAX, so never further down */
+		sift_up(st, i);
+		sift_down(st, i);
 		return 0;
 	}
 	return -1;

@@ -27,8 +27,9 @@ struct job {
 	int64_t due_ms;         /* monotonic */
 	int64_t entered_ms;     /* when the previous status was published (for stage durations) */
 	int ready_status_sent;  /* ready: the broker acknowledged the phone's status; OrderReady is next */
-	int ready_refusals;     /* ready: times the broker refused (or paho gave up) the phone's status */
-	int parked;             /* waiting in the queue for stages_wake(), never due by itself */
+	int ready_refusals;     /* ready: times the broker refused the phone's status (or said nothing in time) */
+	int ready_attempt;      /* ready: the phone's status was handed to paho this many times */
+	int parked;             /* waiting for stages_wake(); popped with it set: its wait ran out */
 	void *order;            /* the caller's copy of the order (for OrderReady); freed with free() when done */
 };
 
@@ -59,7 +60,8 @@ enum stages_take stages_take(struct stages *st, const char *order_id, const char
 /*
  * If a job is due at now_ms, copies it to *out and returns 1; the caller
  * publishes out->next and then calls stages_done() (published) or
- * stages_retry() (not published, try again later).  Returns 0 if nothing is due.
+ * stages_retry() (not published, try again later).  A parked job whose
+ * wait ran out comes with out->parked set.  Returns 0 if nothing is due.
  */
 int stages_pop_due(struct stages *st, int64_t now_ms, struct job *out);
 /* Records that job->next was published at now_ms: schedules the following status, or finishes (freeing job->order). */
@@ -67,18 +69,22 @@ void stages_done(struct stages *st, const struct job *job, int64_t now_ms);
 /* Puts job back, due again at due_ms. */
 void stages_retry(struct stages *st, const struct job *job, int64_t due_ms);
 /*
- * Puts job (popped, about to be published) back to wait for stages_wake():
- * it stays in progress (a duplicate take, the capacity, the drain) and is
- * never due by itself.  For a publish whose broker acknowledgement decides
- * what comes next.
+ * Puts job (popped, about to be published) back to wait for stages_wake()
+ * until due_ms at most: it stays in progress (a duplicate take, the
+ * capacity, the drain).  For a publish whose broker acknowledgement decides
+ * what comes next; due_ms bounds the wait for a verdict that never comes
+ * (paho 1.3.12 can lose a completion over a reconnect): the job is then
+ * popped as it was parked, for the caller to try again.
  */
-void stages_park(struct stages *st, const struct job *job);
+void stages_park(struct stages *st, const struct job *job, int64_t due_ms);
 /*
- * Makes the parked job of order_id due at due_ms, with ready_status_sent
- * and ready_refusals set as given.  Returns 0, or -1 if no job of order_id
- * is parked.
+ * Makes the job of order_id parked for its attempt ready_attempt due at
+ * due_ms, with ready_status_sent and ready_refusals set as given.  Returns
+ * 0, or -1 if no job of order_id is parked for that attempt (a verdict that
+ * came after its wait ran out).
  */
-int stages_wake(struct stages *st, const char *order_id, int64_t due_ms, int ready_status_sent, int ready_refusals);
+int stages_wake(struct stages *st, const char *order_id, int ready_attempt, int64_t due_ms, int ready_status_sent,
+    int ready_refusals);
 
 /* Monotonic ms of the earliest due job, or INT64_MAX when idle. */
 int64_t stages_next_due(const struct stages *st);

@@ -265,7 +265,7 @@ test_order_ready_waits_for_the_ready_status(void **state)
 
 	/* bob's refused every time: given up after five, and OrderReady still goes, once */
 	snprintf(needle, sizeof(needle), "order_id=%s attempts=5", given_up);
-	assert_int_equal(h_wait_log(&st, "exec-acl", needle, 1, 30000), 0);
+	assert_int_equal(h_wait_log(&st, "exec-acl", needle, 1, 60000), 0);
 	assert_int_equal(h_wait_events(&st, given_up, EVENT_ORDER_READY, 0, 1, 10000), 1);
 	assert_int_equal(h_count_events(&st, given_up, EVENT_ORDER_STATUS, STATUS_READY), 0);
 

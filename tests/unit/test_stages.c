@@ -419,7 +419,10 @@ test_retry(void **state)
 	stages_free(st);
 }
 
-/* A ready status waiting for the broker: parked, in progress, never due, until woken with the verdict. */
+/*
+ * A ready status waiting for the broker: parked, in progress, not due until
+ * woken with the verdict for its attempt, or until its wait runs out.
+ */
 static void
 test_park_until_woken(void **state)
 {
@@ -433,30 +436,35 @@ test_park_until_woken(void **state)
 		stages_done(st, &j, 100);
 	}
 	expect_pop(st, 100, "ord-1", STATUS_READY, 100, &j);
-	stages_park(st, &j);
-	/* parked: still in progress (duplicates, capacity), never due, not even at the end of time */
+	j.ready_attempt = 1;
+	stages_park(st, &j, 10000);
+	/* parked: still in progress (duplicates, capacity), not due before its wait runs out */
 	assert_int_equal(stages_active(st), 1);
-	assert_true(stages_next_due(st) == INT64_MAX);
-	expect_nothing(st, INT64_MAX);
+	assert_true(stages_next_due(st) == 10000);
+	expect_nothing(st, 9999);
 	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1-again", NULL, 200), STAGES_DUPLICATE);
 	assert_int_equal(stages_take(st, "ord-2", "bob", "ord-2", NULL, 200), STAGES_TAKEN);
 	assert_int_equal(stages_take(st, "ord-3", "carol", "ord-3", NULL, 200), STAGES_FULL);
-	/* only a parked job wakes: ord-2 is queued, not parked */
-	assert_int_equal(stages_wake(st, "ord-2", 300, 1, 0), -1);
-	assert_int_equal(stages_wake(st, "ord-9", 300, 1, 0), -1);
+	/* only a parked job wakes, and only for its attempt: ord-2 is queued, not parked */
+	assert_int_equal(stages_wake(st, "ord-2", 0, 300, 1, 0), -1);
+	assert_int_equal(stages_wake(st, "ord-9", 1, 300, 1, 0), -1);
+	assert_int_equal(stages_wake(st, "ord-1", 2, 300, 1, 0), -1);
 
 	/* refused: due again later, with the count; it comes before ord-2 only once due */
-	assert_int_equal(stages_wake(st, "ord-1", 150, 0, 1), 0);
-	assert_int_equal(stages_wake(st, "ord-1", 150, 0, 1), -1); /* woken once */
+	assert_int_equal(stages_wake(st, "ord-1", 1, 150, 0, 1), 0);
+	assert_int_equal(stages_wake(st, "ord-1", 1, 150, 0, 1), -1); /* woken once */
 	expect_pop(st, 150, "ord-1", STATUS_READY, 150, &again);
 	assert_int_equal(again.ready_status_sent, 0);
 	assert_int_equal(again.ready_refusals, 1);
-	stages_park(st, &again);
+	assert_int_equal(again.parked, 0);
+	again.ready_attempt = 2;
+	stages_park(st, &again, 20000);
 	expect_pop(st, 200, "ord-2", STATUS_ACCEPTED, 200, &j);
 	stages_done(st, &j, 200);
 
-	/* acknowledged: due at once, ahead of ord-2's later stages */
-	assert_int_equal(stages_wake(st, "ord-1", 190, 1, 1), 0);
+	/* acknowledged: due at once, ahead of ord-2's later stages; a late verdict on attempt 1 wakes nothing */
+	assert_int_equal(stages_wake(st, "ord-1", 1, 190, 1, 1), -1);
+	assert_int_equal(stages_wake(st, "ord-1", 2, 190, 1, 1), 0);
 	assert_true(stages_next_due(st) == 190);
 	expect_pop(st, 400, "ord-1", STATUS_READY, 190, &again);
 	assert_int_equal(again.ready_status_sent, 1);
@@ -464,6 +472,36 @@ test_park_until_woken(void **state)
 	assert_int_equal(again.parked, 0);
 	stages_done(st, &again, 400);
 	assert_int_equal(stages_active(st), 1);
+	stages_free(st);
+}
+
+/* A verdict that never comes (paho lost it over a reconnect): the job comes back when its wait runs out. */
+static void
+test_park_wait_runs_out(void **state)
+{
+	struct stages *st = stages_new(&zero_plan, 2, 16);
+	struct job j;
+
+	(void)state;
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 100), STAGES_TAKEN);
+	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++) {
+		expect_pop(st, 100, "ord-1", (enum order_status)s, 100, &j);
+		stages_done(st, &j, 100);
+	}
+	expect_pop(st, 100, "ord-1", STATUS_READY, 100, &j);
+	j.ready_attempt = 1;
+	stages_park(st, &j, 5000);
+	expect_nothing(st, 4999);
+	expect_pop(st, 5000, "ord-1", STATUS_READY, 5000, &j);
+	assert_int_equal(j.parked, 1); /* marked: its wait ran out */
+	assert_int_equal(j.ready_attempt, 1);
+	/* the verdict arriving now finds nothing to wake */
+	assert_int_equal(stages_wake(st, "ord-1", 1, 5000, 1, 0), -1);
+	stages_retry(st, &j, 6000);
+	expect_pop(st, 6000, "ord-1", STATUS_READY, 6000, &j);
+	assert_int_equal(j.parked, 0);
+	stages_done(st, &j, 6000);
+	assert_int_equal(stages_active(st), 0);
 	stages_free(st);
 }
 
@@ -563,6 +601,7 @@ main(void)
 		cmocka_unit_test(test_heap_order),
 		cmocka_unit_test(test_retry),
 		cmocka_unit_test(test_park_until_woken),
+		cmocka_unit_test(test_park_wait_runs_out),
 		cmocka_unit_test(test_republish_takes_a_finished_order),
 		cmocka_unit_test(test_order_owned_by_the_queue),
 	};
