@@ -289,10 +289,15 @@ outbox_flush(struct outbox *ob)
 	size_t n;
 	int sent = 0, retry = 0;
 
-	if (outbox_held(ob))
-		return 0;
 	if (ob->ops != NULL)
-		return ob->ops->flush(ob);
+		return ob->ops->flush(ob); /* PostgreSQL: a table the instances share, never held (outbox_hold()) */
+	if (outbox_held(ob)) {
+		/* nothing goes out, so nothing in flight is late: the retry scan counts from the hold's end */
+		pthread_mutex_lock(&ob->lock);
+		ob->last_done = ob->last_retry = now;
+		pthread_mutex_unlock(&ob->lock);
+		return 0;
+	}
 	if ((rows = calloc(OUTBOX_BATCH, sizeof(*rows))) == NULL)
 		return -1;
 	db_lock(ob->db);
@@ -375,6 +380,8 @@ outbox_wait(struct outbox *ob, int timeout_ms)
 void
 outbox_hold(struct outbox *ob, int64_t until_ms)
 {
+	if (ob->kind != OUTBOX_SQLITE)
+		return;
 	pthread_mutex_lock(&ob->lock);
 	ob->hold_until = until_ms;
 	pthread_mutex_unlock(&ob->lock);

@@ -67,6 +67,8 @@ int outbox_wait(struct outbox *ob, int timeout_ms);
  * order once the hold ends; the waiting thread's next timed flush).  A
  * later until_ms extends the hold, an earlier one ends it sooner.  For an
  * intake that gives orders coming in priority over the work they cause.
+ * A PostgreSQL outbox is never held: its table is shared by instances that
+ * each publish it, and its leases are renewed by flushing.
  */
 void outbox_hold(struct outbox *ob, int64_t until_ms);
 /* 1 while outbox_hold() holds rows back. */

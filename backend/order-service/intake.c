@@ -35,6 +35,7 @@ struct intake {
 	int64_t first_ms;   /* how long a busy spell may hold OrderPlaced back; 0: never */
 	int64_t busy_since; /* mono_ms() when the current busy spell began, 0 when not busy */
 	int64_t last_busy;  /* mono_ms() of the spell's last busy batch */
+	int64_t calm_until; /* mono_ms() before which no new spell holds anything (as long as the last one) */
 };
 
 static void
@@ -287,7 +288,8 @@ pending_free(struct intake_pending *p)
  * would take the CPU the intake needs; the orders are recorded and wait in
  * order).  A busy spell holds for first_ms at most; then publishing goes
  * on beside the intake until the spell ends: INTAKE_HOLD_MS with no busy
- * batch.
+ * batch.  After a spell, none starts for as long as it lasted, so that the
+ * outbox is held half the time at most.
  */
 /* Ends a busy spell INTAKE_HOLD_MS after its last busy batch.  hold_lock held. */
 static void
@@ -297,6 +299,8 @@ end_spell(struct intake *in, int64_t now)
 		return;
 	log_info("intake no longer busy: publishing what was held back", "busy_ms=%lld",
 	    (long long)(in->last_busy - in->busy_since));
+	/* no new hold for as long as this one lasted: orders in waves must not keep the kitchen waiting */
+	in->calm_until = now + (in->last_busy - in->busy_since);
 	in->busy_since = 0;
 }
 
@@ -307,7 +311,7 @@ hold_if_busy(struct intake *in, int n)
 
 	pthread_mutex_lock(&in->hold_lock);
 	end_spell(in, now);
-	if (in->first_ms > 0 && n >= INTAKE_BUSY_BATCH) {
+	if (in->first_ms > 0 && n >= INTAKE_BUSY_BATCH && (in->busy_since != 0 || now >= in->calm_until)) {
 		if (in->busy_since == 0) {
 			in->busy_since = now;
 			log_info("orders arriving faster than one commit: holding OrderPlaced back",

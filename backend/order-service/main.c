@@ -588,6 +588,7 @@ stop(struct service *s)
 	api_stop(&s->api); /* after the server, which waited for the forwards in flight */
 	/* after the HTTP server (whose requests may still be queued), before the broker goes */
 	intake_stop(intake);
+	outbox_hold(s->outbox, 0); /* what the intake held back goes now */
 	log_info("shutting down", "outbox_backlog=%lld", (long long)outbox_backlog(s->outbox));
 	outbox_flush(s->outbox);
 	mq_disconnect(mq, 2000);

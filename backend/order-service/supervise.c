@@ -163,11 +163,13 @@ void
 supervise_tick(struct supervisor *sv, int64_t connected_for_ms)
 {
 	if (outbox_held(sv->outbox)) {
-		/* the intake holds OrderPlaced back (intake_first()): nobody can take those orders yet */
+		/*
+		 * The intake holds OrderPlaced back (intake_first()): nobody can take those orders
+		 * yet, so the accept deadline waits (stalled_before()); the ready deadline does not.
+		 */
 		pthread_mutex_lock(&sv->lock);
 		sv->held_ms = now_ms();
 		pthread_mutex_unlock(&sv->lock);
-		return;
 	}
 	if (mono_ms() - sv->last_run < SUPERVISE_EVERY_MS || connected_for_ms < SUPERVISE_SETTLE_MS)
 		return;

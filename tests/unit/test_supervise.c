@@ -277,7 +277,7 @@ test_backlog_is_not_stalled(void **state)
 static void
 test_slowest_executor_counts(void **state)
 {
-	enum { SHORT = 300 };
+	enum { SHORT = 1000 };
 	struct fixture *f = *state;
 	struct supervisor *sv = supervise_new(f->s, f->ob, SHORT, READY_MS);
 	char a[ID_LEN + 1], b[ID_LEN + 1], c[ID_LEN + 1], e[ID_LEN + 1];
