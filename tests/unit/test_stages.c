@@ -419,6 +419,19 @@ test_retry(void **state)
 	stages_free(st);
 }
 
+/* Takes ord-1 at 100 (a zero plan) and walks it to its ready, popped into *j as its first attempt. */
+static void
+take_to_ready(struct stages *st, struct job *j)
+{
+	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 100), STAGES_TAKEN);
+	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++) {
+		expect_pop(st, 100, "ord-1", (enum order_status)s, 100, j);
+		stages_done(st, j, 100);
+	}
+	expect_pop(st, 100, "ord-1", STATUS_READY, 100, j);
+	j->ready_attempt = 1;
+}
+
 /*
  * A ready status waiting for the broker: parked, in progress, not due until
  * woken with the verdict for its attempt, or until its wait runs out.
@@ -430,13 +443,7 @@ test_park_until_woken(void **state)
 	struct job j, again;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 100), STAGES_TAKEN);
-	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++) {
-		expect_pop(st, 100, "ord-1", (enum order_status)s, 100, &j);
-		stages_done(st, &j, 100);
-	}
-	expect_pop(st, 100, "ord-1", STATUS_READY, 100, &j);
-	j.ready_attempt = 1;
+	take_to_ready(st, &j);
 	stages_park(st, &j, 10000);
 	/* parked: still in progress (duplicates, capacity), not due before its wait runs out */
 	assert_int_equal(stages_active(st), 1);
@@ -483,13 +490,7 @@ test_park_wait_runs_out(void **state)
 	struct job j;
 
 	(void)state;
-	assert_int_equal(stages_take(st, "ord-1", "alice", "ord-1", NULL, 100), STAGES_TAKEN);
-	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++) {
-		expect_pop(st, 100, "ord-1", (enum order_status)s, 100, &j);
-		stages_done(st, &j, 100);
-	}
-	expect_pop(st, 100, "ord-1", STATUS_READY, 100, &j);
-	j.ready_attempt = 1;
+	take_to_ready(st, &j);
 	stages_park(st, &j, 5000);
 	expect_nothing(st, 4999);
 	expect_pop(st, 5000, "ord-1", STATUS_READY, 5000, &j);
