@@ -539,7 +539,8 @@ start(struct service *s)
 	if ((intake = intake_new(s->store, s->outbox, s->allow)) == NULL)
 		fatal("cannot start the intake", NULL);
 	intake_limit(intake, (double)cfg.order_limit, (double)cfg.order_burst);
-	intake_first(intake, cfg.intake_first_ms);
+	/* a shared (PostgreSQL) outbox is never held: the instances each publish it */
+	intake_first(intake, shared_store ? 0 : cfg.intake_first_ms);
 	svc_metrics(mq);
 	metric_gauge_fn("pizza_outbox_backlog", "Outbox messages the broker has not acknowledged yet", NULL, backlog,
 	    s->outbox);
