@@ -22,7 +22,7 @@
 #define CONFIRM_MS 5000             /* how long a change waits for the broker's confirmation */
 #define PASSWORD_MIN 10
 #define PASSWORD_MAX 256
-#define VERSION_EVERY_MS 1000       /* how often the store's change counter is read (accounts_tick()) */
+#define VERSION_EVERY_MS 200        /* how often the store's change counter is read (accounts_tick(), the main loop's pace) */
 
 struct device {
 	char name[NAME_MAX_LEN + 1];
