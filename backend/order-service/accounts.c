@@ -64,6 +64,7 @@ struct op {
 
 struct accounts {
 	pthread_mutex_t lock;
+	pthread_mutex_t reloading; /* held over a reload and the version it sets: catch_up() */
 	struct order_store *store;
 	struct mq *mq;
 	const struct aclfile *acl;
@@ -331,18 +332,50 @@ reload(struct accounts *a)
 	return 0;
 }
 
-/* Reloads the accounts when the store's change counter moved since the copy was loaded. */
+/*
+ * Brings the copy up to the store's change counter if it moved past seen
+ * (the copy's version when the caller looked); 1 when the copy is newer
+ * than seen now, reloaded here or by another thread meanwhile.  Any
+ * thread: a miss on a user another instance added a moment ago catches up
+ * at once rather than at the next tick.
+ */
+static int
+catch_up(struct accounts *a, int64_t seen)
+{
+	int64_t v, now;
+	int ok;
+
+	/* read before the load: a change committed after it moves it again, and the next look reloads */
+	if (ostore_accounts_version(a->store, &v) != OSTORE_OK || v == seen)
+		return 0;
+	/* one reload at a time, so that a->version always names a copy at least that new */
+	pthread_mutex_lock(&a->reloading);
+	pthread_mutex_lock(&a->lock);
+	now = a->version;
+	pthread_mutex_unlock(&a->lock);
+	ok = now >= v || reload(a) == 0;
+	if (ok && now < v) {
+		pthread_mutex_lock(&a->lock);
+		a->version = v;
+		pthread_mutex_unlock(&a->lock);
+	}
+	pthread_mutex_unlock(&a->reloading);
+	return ok || now != seen;
+}
+
+/* The main loop's look at the change counter, every VERSION_EVERY_MS. */
 static void
 follow_changes(struct accounts *a)
 {
-	int64_t v;
+	int64_t seen;
 
 	if (mono_ms() < a->next_version_ms)
 		return;
 	a->next_version_ms = mono_ms() + VERSION_EVERY_MS;
-	/* read before the load: a change committed after it moves it again, and the next look reloads */
-	if (ostore_accounts_version(a->store, &v) == OSTORE_OK && v != a->version && reload(a) == 0)
-		a->version = v;
+	pthread_mutex_lock(&a->lock);
+	seen = a->version;
+	pthread_mutex_unlock(&a->lock);
+	catch_up(a, seen);
 }
 
 struct accounts *
@@ -359,6 +392,7 @@ accounts_new(struct order_store *store, struct mq *mq, const struct aclfile *acl
 	}
 	a->nbuckets = 1024;
 	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->reloading, NULL);
 	a->store = store;
 	a->mq = mq;
 	a->acl = acl;
@@ -402,6 +436,7 @@ accounts_free(struct accounts *a)
 	}
 	copy_free(a->buckets, a->nbuckets, a->revoked);
 	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->reloading);
 	free(a);
 }
 
@@ -821,26 +856,51 @@ token_mac(const char *token)
 	return dot != NULL && strlen(dot + 1) == 64 ? dot + 1 : NULL;
 }
 
+/*
+ * Whether the copy knows got's user and device: 1, 0 (its user or device
+ * is not in the copy), or -1 (revoked, or issued before a revocation).
+ * *seen is the copy's version the answer comes from.
+ */
+static int
+token_known(struct accounts *a, const struct token_claims *got, const char *mac, int64_t *seen)
+{
+	const struct device *d;
+	struct user *u;
+	int ok;
+
+	pthread_mutex_lock(&a->lock);
+	if ((u = user_find(a, got->user)) == NULL)
+		ok = 0;
+	else if (got->issued < u->tokens_after)
+		ok = -1;
+	else if (got->device[0] == '\0')
+		ok = 1;
+	else if ((d = device_find(u, got->device)) == NULL)
+		ok = 0;
+	else /* issued before the device was (last) added: for an earlier device of that name */
+		ok = got->issued >= ceil_s(d->created_ms) ? 1 : -1;
+	for (const struct revoked *r = a->revoked; ok == 1 && r != NULL; r = r->next)
+		if (CRYPTO_memcmp(r->mac, mac, 64) == 0)
+			ok = -1;
+	*seen = a->version;
+	pthread_mutex_unlock(&a->lock);
+	return ok;
+}
+
 int
 accounts_authenticate(struct accounts *a, const char *token, int64_t now_s, struct token_claims *c)
 {
 	struct token_claims got;
 	const char *mac;
-	struct user *u;
-	int ok = 0;
+	int64_t seen;
+	int ok;
 
 	if (token_verify(a->token_secret, token, now_s, &got) != 0 || (mac = token_mac(token)) == NULL)
 		return -1;
-	pthread_mutex_lock(&a->lock);
-	if ((u = user_find(a, got.user)) != NULL && got.issued >= u->tokens_after) {
-		const struct device *d = got.device[0] != '\0' ? device_find(u, got.device) : NULL;
-		ok = got.device[0] == '\0' || (d != NULL && got.issued >= ceil_s(d->created_ms));
-		for (const struct revoked *r = a->revoked; ok && r != NULL; r = r->next)
-			if (CRYPTO_memcmp(r->mac, mac, 64) == 0)
-				ok = 0;
-	}
-	pthread_mutex_unlock(&a->lock);
-	if (!ok)
+	/* signed by us but for a user or device this copy lacks: added on another instance a moment ago? */
+	if ((ok = token_known(a, &got, mac, &seen)) == 0 && catch_up(a, seen))
+		ok = token_known(a, &got, mac, &seen);
+	if (ok != 1)
 		return -1;
 	*c = got;
 	return 0;
@@ -853,21 +913,27 @@ accounts_login(struct accounts *a, const char *user, const char *password, const
 	struct accounts_answer ans;
 	char hash[OSTORE_HASH_MAX] = "", role[NAME_MAX_LEN + 16], name[ACCOUNTS_MQTT_USER_MAX], cid[ACCOUNTS_CLIENT_ID_MAX];
 	unsigned char r[24];
-	int64_t after = 0;
+	int64_t after = 0, seen;
 	struct user *u;
 	struct op *o;
 	json_t *cmds;
 	int match;
 
-	pthread_mutex_lock(&a->lock);
-	if ((u = user_find(a, user)) != NULL) {
-		snprintf(hash, sizeof(hash), "%s", u->hash);
-		after = u->tokens_after;
+	for (int look = 0;; look++) {
+		pthread_mutex_lock(&a->lock);
+		if ((u = user_find(a, user)) != NULL) {
+			snprintf(hash, sizeof(hash), "%s", u->hash);
+			after = u->tokens_after;
+		}
+		seen = a->version;
+		pthread_mutex_unlock(&a->lock);
+		/* the hash is computed for unknown users too, so that timing does not tell which exist */
+		match = token_password_check(hash[0] != '\0' ? hash : a->dummy_hash, password) == 0;
+		explicit_bzero(hash, sizeof(hash));
+		/* refused by this copy: another instance may have added the user or set the password a moment ago */
+		if ((u != NULL && match) || look > 0 || !catch_up(a, seen))
+			break;
 	}
-	pthread_mutex_unlock(&a->lock);
-	/* the hash is computed for unknown users too, so that timing does not tell which exist */
-	match = token_password_check(hash[0] != '\0' ? hash : a->dummy_hash, password) == 0;
-	explicit_bzero(hash, sizeof(hash));
 	if (u == NULL || !match) {
 		answer_now(done, arg, ACCOUNTS_REFUSED);
 		return;
