@@ -7,7 +7,8 @@
 
 #define ACL_LINE_MAX 512
 
-enum acl_access { ACL_READ = 1, ACL_WRITE = 2, ACL_DENY = 4 };
+/* ACL_SUBSCRIBE: may subscribe, receives nothing (a walk over retained messages: mq_walk()) */
+enum acl_access { ACL_READ = 1, ACL_WRITE = 2, ACL_DENY = 4, ACL_SUBSCRIBE = 8 };
 
 struct acl_rule {
 	char *owner; /* the user block's name, or NULL for a pattern */
@@ -113,8 +114,11 @@ aclfile_load(const char *path, char *err, size_t errlen)
 				access = ACL_WRITE;
 			else if (strcmp(w2, "deny") == 0)
 				access = ACL_DENY;
+			else if (strcmp(w2, "subscribe") == 0)
+				access = ACL_SUBSCRIBE;
 			else if (strcmp(w2, "readwrite") != 0) {
-				snprintf(err, errlen, "%s:%d: access must be read, write, readwrite or deny, not \"%s\"", path, n, w2);
+				snprintf(err, errlen, "%s:%d: access must be read, write, readwrite, subscribe or deny, not \"%s\"",
+				    path, n, w2);
 				goto fail;
 			}
 		}
@@ -221,6 +225,8 @@ aclfile_dynsec_acls(const struct aclfile *a, const char *user)
 		}
 		if (r->access & (ACL_WRITE | ACL_DENY))
 			rc |= acl_add(arr, "publishClientSend", topic, allow);
+		if (r->access & ACL_SUBSCRIBE)
+			rc |= acl_add(arr, "subscribePattern", topic, 1);
 		if (rc != 0) {
 			json_decref(arr);
 			return NULL;

@@ -8,9 +8,12 @@
  *     role is that block;
  *   - any other (a customer): its role is the "pattern" lines with %u
  *     replaced by the customer's user id.
- * Supported lines: "user NAME", "topic [read|write|readwrite|deny] TOPIC",
- * "pattern [read|write|readwrite|deny] TOPIC" (with %u as a whole level),
- * comments and blank lines.  Anything else is an error naming the line.
+ * Supported lines: "user NAME", "topic [read|write|readwrite|subscribe|deny]
+ * TOPIC", "pattern [read|write|readwrite|subscribe|deny] TOPIC" (with %u as
+ * a whole level), comments and blank lines.  Anything else is an error
+ * naming the line.  "subscribe" (ours, not mosquitto's) lets the account
+ * subscribe but receive nothing there: a walk over retained messages
+ * (mq_walk()).
  */
 #ifndef PIZZA_ACLFILE_H
 #define PIZZA_ACLFILE_H
@@ -33,8 +36,9 @@ int aclfile_has_user(const struct aclfile *a, const char *user);
  * {"acltype":..,"topic":..,"allow":..,"priority":..}: "read" becomes
  * subscribePattern (for the topic and for "$share/+/" before it, since the
  * plugin sees shared subscriptions whole) and publishClientReceive, "write"
- * publishClientSend, "deny" the same types with allow false and a higher
- * priority.  NULL out of memory.
+ * publishClientSend, "subscribe" subscribePattern alone, "deny" the same
+ * types as read and write with allow false and a higher priority.  NULL out
+ * of memory.
  */
 json_t *aclfile_dynsec_acls(const struct aclfile *a, const char *user);
 

@@ -74,6 +74,8 @@ struct mq {
 	struct mq_pending *qhead, **qtail;
 	int qlen;
 	int pumping; /* queued publishes taken by pump() and not yet handed to paho: later ones wait */
+
+	int walk_refused; /* mq_walk(): the broker refused one (logged once) */
 };
 
 /* Completion context of a publish in the window. */
@@ -552,6 +554,56 @@ mq_unsubscribe(struct mq *mq, const char *filter)
 		log_warn("unsubscribe not sent", "filter=%s", LOGQ(filter));
 		return -1;
 	}
+	return 0;
+}
+
+/* mq_walk()'s SUBACK: a refusal is logged once, with what grants it. */
+static void
+walk_refused(struct mq *mq, unsigned reason)
+{
+	int first;
+
+	pthread_mutex_lock(&mq->lock);
+	first = !mq->walk_refused;
+	mq->walk_refused = 1;
+	pthread_mutex_unlock(&mq->lock);
+	if (first)
+		log_warn("the broker refused the walk over retained messages; expired ones stay in its memory until "
+			 "something subscribes over them (grant the account \"topic subscribe\" on the filter in the acl file)",
+		    "reason=0x%02x", reason);
+}
+
+static void
+on_walk_suback(void *ctx, MQTTAsync_successData5 *resp)
+{
+	if (resp->reasonCode >= 0x80)
+		walk_refused(ctx, (unsigned)resp->reasonCode);
+}
+
+static void
+on_walk_subfail(void *ctx, MQTTAsync_failureData5 *resp)
+{
+	/* not sent, or the connection went meanwhile: the next walk tries again */
+	if (resp->reasonCode >= 0x80)
+		walk_refused(ctx, (unsigned)resp->reasonCode);
+}
+
+int
+mq_walk(struct mq *mq, const char *filter)
+{
+	MQTTAsync_responseOptions sub = MQTTAsync_responseOptions_initializer;
+	MQTTAsync_responseOptions unsub = MQTTAsync_responseOptions_initializer;
+
+	if (!mq_is_connected(mq))
+		return -1;
+	sub.onSuccess5 = on_walk_suback;
+	sub.onFailure5 = on_walk_subfail;
+	sub.context = mq;
+	sub.subscribeOptions.retainHandling = 0; /* every retained message under filter: the walk */
+	/* the broker handles the two in order: the walk is over when the UNSUBSCRIBE comes */
+	if (MQTTAsync_subscribe(mq->client, filter, 0, &sub) != MQTTASYNC_SUCCESS ||
+	    MQTTAsync_unsubscribe(mq->client, filter, &unsub) != MQTTASYNC_SUCCESS)
+		return -1;
 	return 0;
 }
 

@@ -112,6 +112,19 @@ int mq_subscribe(struct mq *mq, const char *filter, int qos, int flags);
 int mq_unsubscribe(struct mq *mq, const char *filter);
 
 /*
+ * Has the broker walk the retained messages under filter once: a SUBSCRIBE
+ * (retain handling 0) and an UNSUBSCRIBE at once, not declared (nothing is
+ * sent at a reconnect).  mosquitto 2.0 frees an expired retained message
+ * only when a subscription walks over it, so a client that retains with an
+ * expiry calls this now and then.  The account must be allowed to
+ * subscribe to filter and should not be allowed to receive there (acl file:
+ * "topic subscribe FILTER"): then nothing is delivered.  A refusal is
+ * logged once.  Returns 0 when both were handed to paho, -1 when not
+ * connected or paho refused them.
+ */
+int mq_walk(struct mq *mq, const char *filter);
+
+/*
  * Connects and waits (at most timeout_ms) until the broker accepted the
  * connection and every declared subscription.  Returns 0, or -1 with a
  * one-line reason in err (unreachable, bad credentials, not authorised,

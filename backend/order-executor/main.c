@@ -46,13 +46,14 @@ static struct {
 	long stage_ms, ms[STATUS_COUNT + 1];
 	long status_expiry_s;
 	long ready_status_expiry_s;
+	long retained_walk_s;
 	long max_active;
 	long drain_ms;
 	long metrics_port;
 	const char *metrics_bind;
 } cfg;
 
-static struct metric *m_taken, *m_stage_seconds[STATUS_COUNT + 1];
+static struct metric *m_taken, *m_walks, *m_stage_seconds[STATUS_COUNT + 1];
 
 static struct mq *mq;
 static struct consumer *consumer;
@@ -266,6 +267,25 @@ publish_ready_status(const struct job *job)
 }
 
 /*
+ * Every --retained-walk, the broker walks the retained statuses (mq_walk()):
+ * mosquitto 2.0 frees an expired one only when a subscription walks over it,
+ * so the ready statuses of phones that never come back would stay in its
+ * memory for good (docs/performance.md, "Retained statuses").  The role may
+ * subscribe there and receives nothing (broker-config/acl).
+ */
+static void
+walk_retained(int64_t now, int64_t *next)
+{
+	if (cfg.retained_walk_s == 0 || now < *next)
+		return;
+	*next = now + cfg.retained_walk_s * 1000;
+	if (mq_walk(mq, TOPIC_ALL_STATUS) == 0) {
+		metric_inc(m_walks);
+		log_debug("walked the retained statuses", NULL);
+	}
+}
+
+/*
  * The main loop: publishes each due status.  On SIGTERM/SIGINT it stops
  * taking orders (unsubscribes) and keeps going until the orders in progress
  * are ready or drain_ms has passed; what is left then is published again by
@@ -276,7 +296,7 @@ run(void)
 {
 	struct timespec ts;
 	struct job job;
-	int64_t drain_until = 0;
+	int64_t drain_until = 0, next_walk = mono_ms() + cfg.retained_walk_s * 1000;
 
 	pthread_mutex_lock(&lock);
 	for (;;) {
@@ -346,6 +366,7 @@ run(void)
 		}
 		pthread_mutex_unlock(&lock);
 		svc_tick(mq); /* the watchdog; STOPPING=1 when the drain begins */
+		walk_retained(now, &next_walk);
 		pthread_mutex_lock(&lock);
 		until = stages_next_due(stages);
 		if (until > now + 200)
@@ -381,6 +402,9 @@ main(int argc, char **argv)
 		{ "ready-status-expiry", 0, OPT_DURATION_S, "PIZZA_READY_STATUS_EXPIRY_S", "1m",
 		    "how long the retained ready status stays on the broker (at most --status-expiry)",
 		    &cfg.ready_status_expiry_s, 1, 604800 },
+		{ "retained-walk", 0, OPT_DURATION_S, "PIZZA_RETAINED_WALK_S", "1m",
+		    "how often the broker is asked to walk the retained statuses, which frees the expired ones (0: never)",
+		    &cfg.retained_walk_s, 0, 86400 },
 		{ "max-active", 0, OPT_INT, "PIZZA_EXECUTOR_MAX_ACTIVE", "100000",
 		    "orders in progress at once", &cfg.max_active, 1, 10000000 },
 		SVC_METRICS_OPTS(&cfg.metrics_port, &cfg.metrics_bind),
@@ -427,6 +451,8 @@ main(int argc, char **argv)
 	mq = svc_mq_new(&cfg.so, consume_message, consumer);
 	svc_metrics(mq);
 	m_taken = metric_counter("pizza_orders_taken_total", "Orders this executor took", NULL);
+	m_walks = metric_counter("pizza_retained_walks_total",
+	    "Walks over the retained statuses this executor asked the broker for (--retained-walk)", NULL);
 	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++) {
 		char labels[32];
 		snprintf(labels, sizeof(labels), "stage=\"%s\"", event_status_name((enum order_status)s));

@@ -6,9 +6,11 @@ Starts the bench's private stack (tests/bench/bench.py's Stack) with order-execu
 prints mosquitto's RSS and `$SYS/broker/retained messages/count` after each round.  With --sweep,
 after each round the admin account subscribes once to pizza/users/+/orders/+/status (retain
 handling 0) and leaves: mosquitto 2.0 frees an expired retained message only when a subscription
-walks over it (src/retain.c, retain__process), so without one the expiry frees nothing.
+walks over it (src/retain.c, retain__process), so without one the expiry frees nothing.  --walk sets
+the executors' own walk (--retained-walk; 0 turns it off, as before it existed).
 
   BUILD=build python3 tests/bench/retained.py --orders 20000 --rate 400 --ready-expiry 1 --sweep
+  BUILD=build python3 tests/bench/retained.py --orders 20000 --rate 400 --ready-expiry 1 --walk 5
 """
 import argparse
 import os
@@ -32,6 +34,8 @@ def main():
     ap.add_argument("--rate", type=int, default=400, help="orders per second offered")
     ap.add_argument("--ready-expiry", default="60", help="order-executor --ready-status-expiry, in seconds")
     ap.add_argument("--sweep", action="store_true", help="one walking subscription after each round")
+    ap.add_argument("--walk", default=None,
+                    help="order-executor --retained-walk, in seconds (0: off; default: the executor's, 60)")
     args = ap.parse_args()
     work = os.path.join(bench.BUILD, "bench", "retained")
     os.makedirs(work, exist_ok=True)
@@ -40,10 +44,13 @@ def main():
     with open(phones, "w") as f:
         f.writelines(ln for ln in open(accounts) if not ln.startswith("bench:"))
     os.environ["PIZZA_READY_STATUS_EXPIRY_S"] = args.ready_expiry
+    if args.walk is not None:
+        os.environ["PIZZA_RETAINED_WALK_S"] = args.walk
     stack = bench.Stack(work, "stack", accounts, 2)
     lost = 0
     try:
-        line = [f"ready-status-expiry {args.ready_expiry} s{', sweep' if args.sweep else ''}: mosquitto "
+        walk = f", walk {args.walk} s" if args.walk is not None else ""
+        line = [f"ready-status-expiry {args.ready_expiry} s{walk}{', sweep' if args.sweep else ''}: mosquitto "
                 f"{stack.rss_kib()['mosquitto'] / 1024:.1f} MiB at start"]
         for i in (1, 2):
             r = bench.load(stack, work, f"round{i}", phones, 100, orders=args.orders, rate=args.rate)

@@ -3,7 +3,8 @@
  * expires after order-executor's --ready-status-expiry, while an order still
  * in the kitchen keeps its current status for --status-expiry, and the
  * order's page (GET /v1/orders/{id}) still says ready once the retained
- * status is gone.
+ * status is gone; the executor's walk frees expired statuses nobody looks
+ * at again.
  *
  * "Retained" is what a phone sees when it subscribes: probe() subscribes as
  * the user to the order's status topic, then publishes a marker the same
@@ -277,6 +278,133 @@ test_order_ready_waits_for_the_ready_status(void **state)
 	assert_int_equal(h_count_events(&st, given_up, EVENT_ORDER_READY, 0), 1);
 }
 
+/*
+ * The broker's retained-message count, from $SYS: written on paho's thread.
+ * mosquitto publishes the count every 10 s, and only when it changed, so a
+ * value alone says nothing of when it was true.  Each pass publishes the
+ * uptime first and then, after the count, messages/sent (which changes
+ * every pass: this watcher receives the uptime): the count last received
+ * when messages/sent comes is the count at that pass.
+ */
+static struct {
+	pthread_mutex_t lock;
+	long value;          /* the last count received */
+	int64_t pass_ms;     /* mono_ms() when the current pass's uptime came */
+	long settled;        /* the count at the last complete pass */
+	int64_t settled_ms;  /* that pass's pass_ms */
+} sys_count = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+#define SYS_UPTIME "$SYS/broker/uptime"
+#define SYS_RETAINED "$SYS/broker/retained messages/count"
+#define SYS_SENT "$SYS/broker/messages/sent"
+
+static void
+on_sys(void *arg, const struct mq_message *m)
+{
+	char text[32];
+
+	(void)arg;
+	snprintf(text, sizeof(text), "%.*s", (int)(m->len < 31 ? m->len : 31), (const char *)m->payload);
+	pthread_mutex_lock(&sys_count.lock);
+	if (strcmp(m->topic, SYS_UPTIME) == 0 && !m->retained)
+		sys_count.pass_ms = mono_ms();
+	else if (strcmp(m->topic, SYS_RETAINED) == 0)
+		sys_count.value = strtol(text, NULL, 10);
+	else if (strcmp(m->topic, SYS_SENT) == 0 && !m->retained && sys_count.pass_ms > 0) {
+		sys_count.settled = sys_count.value;
+		sys_count.settled_ms = sys_count.pass_ms;
+	}
+	pthread_mutex_unlock(&sys_count.lock);
+}
+
+/*
+ * The retained count at the first pass of $SYS that began after since_ms
+ * (mono_ms()) and found at most at_most (any, when at_most < 0); -1 when
+ * none did within timeout_ms.
+ */
+static long
+retained_count(int64_t since_ms, long at_most, int timeout_ms)
+{
+	for (int64_t deadline = mono_ms() + timeout_ms; mono_ms() < deadline; h_sleep(50)) {
+		long v = -1;
+
+		pthread_mutex_lock(&sys_count.lock);
+		if (sys_count.settled_ms > since_ms && (at_most < 0 || sys_count.settled <= at_most))
+			v = sys_count.settled;
+		pthread_mutex_unlock(&sys_count.lock);
+		if (v >= 0)
+			return v;
+	}
+	return -1;
+}
+
+/*
+ * The walk (order-executor --retained-walk): mosquitto 2.0.11 frees an
+ * expired retained status only when a subscription walks over it, so the
+ * ready statuses of phones that never look again stay in its memory.  With
+ * the walk off they are still counted well past their expiry; an executor
+ * with it on has the broker free them, and receives none of the statuses
+ * it walks over (its role may subscribe there, not receive: nothing comes
+ * to it, so nothing is dead-lettered).
+ */
+static void
+test_walk_frees_expired_statuses(void **state)
+{
+	enum { ORDERS = 5 };
+	char ids[ORDERS][NAME_MAX_LEN + 1], corr[32], url[64], err[256];
+	struct mq_config cfg;
+	struct mq *sys;
+	long before, after, walked;
+	int64_t t;
+	int dead0;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", st.port);
+	cfg.url = url;
+	cfg.client_id = "test-sys-retained";
+	cfg.username = "admin";
+	cfg.password = h_password(&st, "admin");
+	cfg.clean_start = 1;
+	assert_non_null(sys = mq_new(&cfg, on_sys, NULL));
+	assert_int_equal(mq_subscribe(sys, SYS_UPTIME, 0, 0), 0);
+	assert_int_equal(mq_subscribe(sys, SYS_RETAINED, 0, 0), 0);
+	assert_int_equal(mq_subscribe(sys, SYS_SENT, 0, 0), 0);
+	if (mq_connect(sys, 5000, err, sizeof(err)) != 0)
+		fail_msg("$SYS watcher: %s", err);
+	assert_true((before = retained_count(mono_ms(), -1, 25000)) >= 0);
+	dead0 = h_count_topic(&st, TOPIC_DEADLETTER);
+
+	/* orders walked to ready by an executor that does not walk the retained statuses */
+	assert_true(h_service(&st, "exec-nowalk", "order-executor", "--id", "exec-nowalk", "--stage", "0",
+			"--ready-status-expiry", "1s", "--retained-walk", "0", NULL) >= 0);
+	for (int i = 0; i < ORDERS; i++) {
+		snprintf(corr, sizeof(corr), "walk-%d", i);
+		place("carol", corr, ids[i], sizeof(ids[i]));
+	}
+	for (int i = 0; i < ORDERS; i++)
+		assert_int_equal(h_wait_events(&st, ids[i], EVENT_ORDER_STATUS, STATUS_READY, 1, 10000), 1);
+	h_signal(&st, "exec-nowalk", SIGTERM);
+	/* expired 1 s after (whole seconds), and still held at the first pass after that */
+	t = mono_ms() + 2000;
+	assert_true((after = retained_count(t, -1, 25000)) >= 0);
+	print_message("retained: %ld before, %ld with %d expired ready statuses and no walk\n", before, after, ORDERS);
+	assert_true(after >= before + ORDERS);
+
+	/* an executor that walks every second: the broker frees them */
+	assert_true(h_service(&st, "exec-walk", "order-executor", "--id", "exec-walk", "--stage", "0",
+			"--retained-walk", "1s", NULL) >= 0);
+	t = mono_ms();
+	walked = retained_count(t, after - ORDERS, 25000);
+	print_message("retained after the walk: %ld\n", walked);
+	assert_true(walked >= 0);
+	/* the walk delivered nothing to the executor: nothing refused, nothing dead-lettered */
+	assert_int_equal(h_count_topic(&st, TOPIC_DEADLETTER), dead0);
+	h_signal(&st, "exec-walk", SIGTERM);
+	mq_disconnect(sys, 1000);
+	mq_free(sys);
+}
+
 /* A ready expiry that is not a whole number of seconds, or 0, is refused with a line naming the option. */
 static void
 test_ready_expiry_option(void **state)
@@ -301,6 +429,7 @@ main(void)
 		cmocka_unit_test(test_order_ready_waits_for_the_ready_status),
 		cmocka_unit_test(test_ready_expires_a_stage_in_progress_stays),
 		cmocka_unit_test(test_ready_expiry_option),
+		cmocka_unit_test(test_walk_frees_expired_statuses),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
