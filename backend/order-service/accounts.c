@@ -22,6 +22,8 @@
 #define CONFIRM_MS 5000             /* how long a change waits for the broker's confirmation */
 #define PASSWORD_MIN 10
 #define PASSWORD_MAX 256
+#define TOKEN_FRESH_S 10            /* a token this new, for a user or device the copy lacks, catches up */
+#define RELOAD_TRIES 3               /* loads a reload makes when changes made here race it: reload() */
 #define VERSION_EVERY_MS 200        /* how often the store's change counter is read (accounts_tick(), the main loop's pace) */
 
 struct device {
@@ -287,13 +289,17 @@ copy_free(struct user **buckets, size_t n, struct revoked *revoked)
 	}
 }
 
+enum swap_result { SWAP_DONE, SWAP_RACED, SWAP_FAILED };
+
 /*
- * Loads the store's accounts into a fresh copy and swaps it for a's, which
- * another instance's change made stale.  0, or -1 (the old copy kept).
- * Called without the lock (the store is read outside it).
+ * Loads the store's accounts into a fresh copy and swaps it for a's:
+ * SWAP_DONE, SWAP_FAILED (the store or memory; the old copy kept), or
+ * SWAP_RACED: the copy changed here during the load, maybe after the load
+ * read the store, and swapping would undo that change (a revocation made
+ * through this instance), so the old copy is kept.  Called without the lock.
  */
-static int
-reload(struct accounts *a)
+static enum swap_result
+load_swap(struct accounts *a)
 {
 	struct accounts fresh;
 	struct user **old;
@@ -307,17 +313,16 @@ reload(struct accounts *a)
 	memset(&fresh, 0, sizeof(fresh));
 	fresh.nbuckets = 1024;
 	if ((fresh.buckets = calloc(fresh.nbuckets, sizeof(*fresh.buckets))) == NULL)
-		return -1;
+		return SWAP_FAILED;
 	if (ostore_accounts_load(a->store, load_account, load_device, load_revoked, &fresh) != OSTORE_OK) {
 		copy_free(fresh.buckets, fresh.nbuckets, fresh.revoked);
-		return -1;
+		return SWAP_FAILED;
 	}
 	pthread_mutex_lock(&a->lock);
 	if (a->changes != changes) {
-		/* changed here meanwhile, maybe after the load read the store: the next tick loads again */
 		pthread_mutex_unlock(&a->lock);
 		copy_free(fresh.buckets, fresh.nbuckets, fresh.revoked);
-		return -1;
+		return SWAP_RACED;
 	}
 	old = a->buckets;
 	old_n = a->nbuckets;
@@ -329,13 +334,31 @@ reload(struct accounts *a)
 	pthread_mutex_unlock(&a->lock);
 	copy_free(old, old_n, old_revoked);
 	log_debug("accounts reloaded", "users=%zu", fresh.nusers);
-	return 0;
+	return SWAP_DONE;
 }
 
 /*
- * Brings the copy up to the store's change counter if it moved past seen
- * (the copy's version when the caller looked); 1 when the copy is newer
- * than seen now, reloaded here or by another thread meanwhile.  Any
+ * Reloads the copy from the store, which another instance's change made
+ * stale: 0, or -1 (the old copy kept; the next tick tries again).  A load
+ * that raced a change made here is tried again at once, RELOAD_TRIES times
+ * in all, so that a busy instance (a device login is a change) still
+ * catches up.
+ */
+static int
+reload(struct accounts *a)
+{
+	enum swap_result r = SWAP_RACED;
+
+	for (int i = 0; i < RELOAD_TRIES && r == SWAP_RACED; i++)
+		r = load_swap(a);
+	return r == SWAP_DONE ? 0 : -1;
+}
+
+/*
+ * Brings the copy up to the store's change counter if it is not seen (the
+ * copy's version when the caller looked): 1 when the copy is another than
+ * the one the caller looked at, reloaded here or by another thread
+ * meanwhile; 0 when nothing changed or the store could not be read.  Any
  * thread: a miss on a user another instance added a moment ago catches up
  * at once rather than at the next tick.
  */
@@ -348,13 +371,17 @@ catch_up(struct accounts *a, int64_t seen)
 	/* read before the load: a change committed after it moves it again, and the next look reloads */
 	if (ostore_accounts_version(a->store, &v) != OSTORE_OK || v == seen)
 		return 0;
-	/* one reload at a time, so that a->version always names a copy at least that new */
+	/* one reload at a time, so that a->version always names the copy's load */
 	pthread_mutex_lock(&a->reloading);
 	pthread_mutex_lock(&a->lock);
 	now = a->version;
 	pthread_mutex_unlock(&a->lock);
-	ok = now >= v || reload(a) == 0;
-	if (ok && now < v) {
+	/*
+	 * Another thread's reload may have got there meanwhile.  Any other
+	 * difference reloads, a counter gone back too (a restored database).
+	 */
+	ok = now == v || reload(a) == 0;
+	if (ok && now != v) {
 		pthread_mutex_lock(&a->lock);
 		a->version = v;
 		pthread_mutex_unlock(&a->lock);
@@ -856,35 +883,38 @@ token_mac(const char *token)
 	return dot != NULL && strlen(dot + 1) == 64 ? dot + 1 : NULL;
 }
 
-/*
- * Whether the copy knows got's user and device: 1, 0 (its user or device
- * is not in the copy), or -1 (revoked, or issued before a revocation).
- * *seen is the copy's version the answer comes from.
- */
-static int
+/* What the copy says of a token whose signature and expiry are good. */
+enum token_state {
+	TOKEN_KNOWN,   /* its user (and device) are there, and nothing revoked it */
+	TOKEN_UNKNOWN, /* its user or device is not in the copy */
+	TOKEN_REFUSED  /* revoked, or issued before a password change or before its device was added */
+};
+
+/* What the copy says of got; *seen is the copy's version the answer comes from. */
+static enum token_state
 token_known(struct accounts *a, const struct token_claims *got, const char *mac, int64_t *seen)
 {
 	const struct device *d;
+	enum token_state ts;
 	struct user *u;
-	int ok;
 
 	pthread_mutex_lock(&a->lock);
 	if ((u = user_find(a, got->user)) == NULL)
-		ok = 0;
+		ts = TOKEN_UNKNOWN;
 	else if (got->issued < u->tokens_after)
-		ok = -1;
+		ts = TOKEN_REFUSED;
 	else if (got->device[0] == '\0')
-		ok = 1;
+		ts = TOKEN_KNOWN;
 	else if ((d = device_find(u, got->device)) == NULL)
-		ok = 0;
+		ts = TOKEN_UNKNOWN;
 	else /* issued before the device was (last) added: for an earlier device of that name */
-		ok = got->issued >= ceil_s(d->created_ms) ? 1 : -1;
-	for (const struct revoked *r = a->revoked; ok == 1 && r != NULL; r = r->next)
+		ts = got->issued >= ceil_s(d->created_ms) ? TOKEN_KNOWN : TOKEN_REFUSED;
+	for (const struct revoked *r = a->revoked; ts == TOKEN_KNOWN && r != NULL; r = r->next)
 		if (CRYPTO_memcmp(r->mac, mac, 64) == 0)
-			ok = -1;
+			ts = TOKEN_REFUSED;
 	*seen = a->version;
 	pthread_mutex_unlock(&a->lock);
-	return ok;
+	return ts;
 }
 
 int
@@ -892,18 +922,48 @@ accounts_authenticate(struct accounts *a, const char *token, int64_t now_s, stru
 {
 	struct token_claims got;
 	const char *mac;
+	enum token_state ts;
 	int64_t seen;
-	int ok;
 
 	if (token_verify(a->token_secret, token, now_s, &got) != 0 || (mac = token_mac(token)) == NULL)
 		return -1;
-	/* signed by us but for a user or device this copy lacks: added on another instance a moment ago? */
-	if ((ok = token_known(a, &got, mac, &seen)) == 0 && catch_up(a, seen))
-		ok = token_known(a, &got, mac, &seen);
-	if (ok != 1)
+	/*
+	 * Signed by us for a user or device this copy lacks: issued a moment ago
+	 * by another instance, for a user or device added there?  Only a fresh
+	 * token can be that (the copies follow within VERSION_EVERY_MS): an old
+	 * one of a deleted user or device does not cost a look at the store.
+	 */
+	if ((ts = token_known(a, &got, mac, &seen)) == TOKEN_UNKNOWN && got.issued + TOKEN_FRESH_S >= now_s &&
+	    catch_up(a, seen))
+		ts = token_known(a, &got, mac, &seen);
+	if (ts != TOKEN_KNOWN)
 		return -1;
 	*c = got;
 	return 0;
+}
+
+/*
+ * 1 when the copy has user with password (*after: the user's tokens_after),
+ * else 0; *seen is the copy's version the answer comes from.  The hash is
+ * computed for unknown users too, so that timing does not tell which exist.
+ */
+static int
+password_matches(struct accounts *a, const char *user, const char *password, int64_t *after, int64_t *seen)
+{
+	char hash[OSTORE_HASH_MAX] = "";
+	struct user *u;
+	int match;
+
+	pthread_mutex_lock(&a->lock);
+	if ((u = user_find(a, user)) != NULL) {
+		snprintf(hash, sizeof(hash), "%s", u->hash);
+		*after = u->tokens_after;
+	}
+	*seen = a->version;
+	pthread_mutex_unlock(&a->lock);
+	match = token_password_check(hash[0] != '\0' ? hash : a->dummy_hash, password) == 0;
+	explicit_bzero(hash, sizeof(hash));
+	return u != NULL && match; /* u only says it was found: not read after the unlock */
 }
 
 void
@@ -911,30 +971,15 @@ accounts_login(struct accounts *a, const char *user, const char *password, const
     void *arg)
 {
 	struct accounts_answer ans;
-	char hash[OSTORE_HASH_MAX] = "", role[NAME_MAX_LEN + 16], name[ACCOUNTS_MQTT_USER_MAX], cid[ACCOUNTS_CLIENT_ID_MAX];
+	char role[NAME_MAX_LEN + 16], name[ACCOUNTS_MQTT_USER_MAX], cid[ACCOUNTS_CLIENT_ID_MAX];
 	unsigned char r[24];
 	int64_t after = 0, seen;
-	struct user *u;
 	struct op *o;
 	json_t *cmds;
-	int match;
 
-	for (int look = 0;; look++) {
-		pthread_mutex_lock(&a->lock);
-		if ((u = user_find(a, user)) != NULL) {
-			snprintf(hash, sizeof(hash), "%s", u->hash);
-			after = u->tokens_after;
-		}
-		seen = a->version;
-		pthread_mutex_unlock(&a->lock);
-		/* the hash is computed for unknown users too, so that timing does not tell which exist */
-		match = token_password_check(hash[0] != '\0' ? hash : a->dummy_hash, password) == 0;
-		explicit_bzero(hash, sizeof(hash));
-		/* refused by this copy: another instance may have added the user or set the password a moment ago */
-		if ((u != NULL && match) || look > 0 || !catch_up(a, seen))
-			break;
-	}
-	if (u == NULL || !match) {
+	/* refused by this copy: another instance may have added the user or set the password a moment ago */
+	if (!password_matches(a, user, password, &after, &seen) &&
+	    (!catch_up(a, seen) || !password_matches(a, user, password, &after, &seen))) {
 		answer_now(done, arg, ACCOUNTS_REFUSED);
 		return;
 	}
