@@ -225,8 +225,11 @@ aclfile_dynsec_acls(const struct aclfile *a, const char *user)
 		}
 		if (r->access & (ACL_WRITE | ACL_DENY))
 			rc |= acl_add(arr, "publishClientSend", topic, allow);
-		if (r->access & ACL_SUBSCRIBE)
+		if (r->access & ACL_SUBSCRIBE) {
+			/* receiving is refused outright, not left to the plugin's default */
 			rc |= acl_add(arr, "subscribePattern", topic, 1);
+			rc |= acl_add(arr, "publishClientReceive", topic, 0);
+		}
 		if (rc != 0) {
 			json_decref(arr);
 			return NULL;

@@ -557,53 +557,82 @@ mq_unsubscribe(struct mq *mq, const char *filter)
 	return 0;
 }
 
-/* mq_walk()'s SUBACK: a refusal is logged once, with what grants it. */
-static void
-walk_refused(struct mq *mq, unsigned reason)
-{
-	int first;
+/* A walk handed to paho: what its SUBACK needs. */
+struct mq_walkctx {
+	struct mq *mq;
+	char *filter;
+	mq_walked done;
+	void *arg;
+};
 
-	pthread_mutex_lock(&mq->lock);
-	first = !mq->walk_refused;
-	mq->walk_refused = 1;
-	pthread_mutex_unlock(&mq->lock);
-	if (first)
-		log_warn("the broker refused the walk over retained messages; expired ones stay in its memory until "
-			 "something subscribes over them (grant the account \"topic subscribe\" on the filter in the acl file)",
-		    "reason=0x%02x", reason);
+static void
+walk_free(struct mq_walkctx *w)
+{
+	free(w->filter);
+	free(w);
 }
 
 static void
 on_walk_suback(void *ctx, MQTTAsync_successData5 *resp)
 {
-	if (resp->reasonCode >= 0x80)
-		walk_refused(ctx, (unsigned)resp->reasonCode);
+	struct mq_walkctx *w = ctx;
+	MQTTAsync_responseOptions unsub = MQTTAsync_responseOptions_initializer;
+
+	(void)resp;
+	/* the broker walked the retained messages before this SUBACK: leave at once */
+	if (MQTTAsync_unsubscribe(w->mq->client, w->filter, &unsub) != MQTTASYNC_SUCCESS)
+		log_warn("unsubscribe not sent; the next walk leaves", "filter=%s", LOGQ(w->filter));
+	if (w->done != NULL)
+		w->done(w->arg, 1);
+	walk_free(w);
 }
 
 static void
 on_walk_subfail(void *ctx, MQTTAsync_failureData5 *resp)
 {
-	/* not sent, or the connection went meanwhile: the next walk tries again */
-	if (resp->reasonCode >= 0x80)
-		walk_refused(ctx, (unsigned)resp->reasonCode);
+	struct mq_walkctx *w = ctx;
+	int first;
+
+	/* refused (paho hands a refusing SUBACK here), or not sent: the connection went */
+	if (resp->reasonCode >= 0x80) {
+		pthread_mutex_lock(&w->mq->lock);
+		first = !w->mq->walk_refused;
+		w->mq->walk_refused = 1;
+		pthread_mutex_unlock(&w->mq->lock);
+		if (first)
+			log_warn("the broker refused the walk over retained messages; expired ones stay in its memory "
+				 "until something subscribes over them (grant \"topic subscribe\" on the filter in the "
+				 "acl file, then pizza-admin broker-init)",
+			    "filter=%s reason=0x%02x", LOGQ(w->filter), (unsigned)resp->reasonCode);
+	}
+	if (w->done != NULL)
+		w->done(w->arg, 0);
+	walk_free(w);
 }
 
 int
-mq_walk(struct mq *mq, const char *filter)
+mq_walk(struct mq *mq, const char *filter, mq_walked done, void *arg)
 {
 	MQTTAsync_responseOptions sub = MQTTAsync_responseOptions_initializer;
-	MQTTAsync_responseOptions unsub = MQTTAsync_responseOptions_initializer;
+	struct mq_walkctx *w;
 
 	if (!mq_is_connected(mq))
 		return -1;
+	if ((w = calloc(1, sizeof(*w))) == NULL || (w->filter = strdup(filter)) == NULL) {
+		free(w);
+		return -1;
+	}
+	w->mq = mq;
+	w->done = done;
+	w->arg = arg;
 	sub.onSuccess5 = on_walk_suback;
 	sub.onFailure5 = on_walk_subfail;
-	sub.context = mq;
+	sub.context = w;
 	sub.subscribeOptions.retainHandling = 0; /* every retained message under filter: the walk */
-	/* the broker handles the two in order: the walk is over when the UNSUBSCRIBE comes */
-	if (MQTTAsync_subscribe(mq->client, filter, 0, &sub) != MQTTASYNC_SUCCESS ||
-	    MQTTAsync_unsubscribe(mq->client, filter, &unsub) != MQTTASYNC_SUCCESS)
+	if (MQTTAsync_subscribe(mq->client, filter, 0, &sub) != MQTTASYNC_SUCCESS) {
+		walk_free(w);
 		return -1;
+	}
 	return 0;
 }
 

@@ -111,18 +111,23 @@ int mq_subscribe(struct mq *mq, const char *filter, int qos, int flags);
  */
 int mq_unsubscribe(struct mq *mq, const char *filter);
 
+/* mq_walk()'s verdict, on paho's thread: walked 1 (the broker did), or 0 (refused, or not sent). */
+typedef void (*mq_walked)(void *arg, int walked);
+
 /*
  * Has the broker walk the retained messages under filter once: a SUBSCRIBE
- * (retain handling 0) and an UNSUBSCRIBE at once, not declared (nothing is
- * sent at a reconnect).  mosquitto 2.0 frees an expired retained message
- * only when a subscription walks over it, so a client that retains with an
+ * with retain handling 0, and an UNSUBSCRIBE as soon as it is granted (the
+ * broker walks before it answers).  Not declared: a reconnect does not
+ * subscribe again.  mosquitto 2.0 frees an expired retained message only
+ * when a subscription walks over it, so a client that retains with an
  * expiry calls this now and then.  The account must be allowed to
- * subscribe to filter and should not be allowed to receive there (acl file:
- * "topic subscribe FILTER"): then nothing is delivered.  A refusal is
- * logged once.  Returns 0 when both were handed to paho, -1 when not
- * connected or paho refused them.
+ * subscribe to filter and not to receive there (acl file: "topic subscribe
+ * FILTER"): then nothing is delivered.  A refusal is logged once.  done
+ * (may be NULL) gets the verdict.  Returns 0 when the SUBSCRIBE was handed
+ * to paho (done will be called), -1 when not connected, out of memory or
+ * refused by paho (it will not).
  */
-int mq_walk(struct mq *mq, const char *filter);
+int mq_walk(struct mq *mq, const char *filter, mq_walked done, void *arg);
 
 /*
  * Connects and waits (at most timeout_ms) until the broker accepted the

@@ -266,6 +266,22 @@ publish_ready_status(const struct job *job)
 	return 0;
 }
 
+/* mq_walk()'s verdict, on paho's thread: counts the walks the broker made, and logs the first. */
+static void
+walked(void *arg, int ok)
+{
+	static int logged;
+
+	(void)arg;
+	if (!ok)
+		return;
+	metric_inc(m_walks);
+	if (!logged) {
+		logged = 1;
+		log_info("walked the retained statuses; expired ones are freed", "every_s=%ld", cfg.retained_walk_s);
+	}
+}
+
 /*
  * Every --retained-walk, the broker walks the retained statuses (mq_walk()):
  * mosquitto 2.0 frees an expired one only when a subscription walks over it,
@@ -279,10 +295,7 @@ walk_retained(int64_t now, int64_t *next)
 	if (cfg.retained_walk_s == 0 || now < *next)
 		return;
 	*next = now + cfg.retained_walk_s * 1000;
-	if (mq_walk(mq, TOPIC_ALL_STATUS) == 0) {
-		metric_inc(m_walks);
-		log_debug("walked the retained statuses", NULL);
-	}
+	mq_walk(mq, TOPIC_ALL_STATUS, walked, NULL); /* not connected: the next one */
 }
 
 /*
@@ -452,7 +465,7 @@ main(int argc, char **argv)
 	svc_metrics(mq);
 	m_taken = metric_counter("pizza_orders_taken_total", "Orders this executor took", NULL);
 	m_walks = metric_counter("pizza_retained_walks_total",
-	    "Walks over the retained statuses this executor asked the broker for (--retained-walk)", NULL);
+	    "Walks over the retained statuses the broker made for this executor (--retained-walk)", NULL);
 	for (int s = STATUS_ACCEPTED; s < STATUS_READY; s++) {
 		char labels[32];
 		snprintf(labels, sizeof(labels), "stage=\"%s\"", event_status_name((enum order_status)s));

@@ -137,6 +137,16 @@ out:
 	return rc;
 }
 
+/* SIGTERM to the named executor, and waits until it is gone. */
+static void
+stop_executor(const char *name)
+{
+	h_signal(&st, name, SIGTERM);
+	for (int64_t deadline = mono_ms() + 10000; h_alive(&st, name) && mono_ms() < deadline;)
+		h_sleep(20);
+	assert_false(h_alive(&st, name));
+}
+
 /* Places an order for user and returns its id in id (asserts it was accepted). */
 static void
 place(const char *user, const char *corr, char *id, size_t n)
@@ -183,7 +193,7 @@ test_ready_expires_a_stage_in_progress_stays(void **state)
 	(void)state;
 	/* an executor whose oven takes an hour: the order stays "oven", retained with --status-expiry */
 	assert_true(h_service(&st, "exec-slow", "order-executor", "--id", "exec-slow", "--stage", "0", "--oven", "1h",
-			"--drain", "0", "--ready-status-expiry", "1s", NULL) >= 0);
+			"--drain", "0", "--ready-status-expiry", "1s", "--retained-walk", "0", NULL) >= 0);
 	place("alice", "held-1", held, sizeof(held));
 	assert_int_equal(h_wait_events(&st, held, EVENT_ORDER_STATUS, STATUS_OVEN, 1, 10000), 1);
 	assert_int_equal(probe("alice", held, status, sizeof(status)), 1);
@@ -192,7 +202,7 @@ test_ready_expires_a_stage_in_progress_stays(void **state)
 
 	/* an order walked to ready at once */
 	assert_true(h_service(&st, "exec-fast", "order-executor", "--id", "exec-fast", "--stage", "0",
-			"--ready-status-expiry", "1s", NULL) >= 0);
+			"--ready-status-expiry", "1s", "--retained-walk", "0", NULL) >= 0);
 	place("alice", "done-1", done, sizeof(done));
 	assert_int_equal(h_wait_events(&st, done, EVENT_ORDER_STATUS, STATUS_READY, 1, 10000), 1);
 
@@ -209,6 +219,7 @@ test_ready_expires_a_stage_in_progress_stays(void **state)
 	assert_string_equal(status, "oven");
 	/* and the finished one's page still says ready: what the storefront reads after a reload */
 	assert_page_says("alice", done, "ready");
+	stop_executor("exec-fast"); /* the next tests bring their own */
 }
 
 /*
@@ -245,7 +256,7 @@ test_order_ready_waits_for_the_ready_status(void **state)
 
 	(void)state;
 	assert_true(h_service(&st, "exec-acl", "order-executor", "--id", "exec-acl", "--stage", "0", "--drain", "0",
-			NULL) >= 0);
+			"--retained-walk", "0", NULL) >= 0);
 	deny_statuses("carol", 1);
 	deny_statuses("bob", 1);
 	place("carol", "refused-1", held, sizeof(held));
@@ -270,10 +281,7 @@ test_order_ready_waits_for_the_ready_status(void **state)
 	assert_int_equal(h_wait_events(&st, given_up, EVENT_ORDER_READY, 0, 1, 10000), 1);
 	assert_int_equal(h_count_events(&st, given_up, EVENT_ORDER_STATUS, STATUS_READY), 0);
 
-	h_signal(&st, "exec-acl", SIGTERM); /* the next test brings its own executors */
-	for (int64_t deadline = mono_ms() + 10000; h_alive(&st, "exec-acl") && mono_ms() < deadline;)
-		h_sleep(20);
-	assert_false(h_alive(&st, "exec-acl"));
+	stop_executor("exec-acl"); /* the next test brings its own executors */
 	deny_statuses("bob", 0);
 	assert_int_equal(h_count_events(&st, given_up, EVENT_ORDER_READY, 0), 1);
 }
@@ -384,7 +392,7 @@ test_walk_frees_expired_statuses(void **state)
 	}
 	for (int i = 0; i < ORDERS; i++)
 		assert_int_equal(h_wait_events(&st, ids[i], EVENT_ORDER_STATUS, STATUS_READY, 1, 10000), 1);
-	h_signal(&st, "exec-nowalk", SIGTERM);
+	stop_executor("exec-nowalk");
 	/* expired 1 s after (whole seconds), and still held at the first pass after that */
 	t = mono_ms() + 2000;
 	assert_true((after = retained_count(t, -1, 25000)) >= 0);
@@ -395,12 +403,14 @@ test_walk_frees_expired_statuses(void **state)
 	assert_true(h_service(&st, "exec-walk", "order-executor", "--id", "exec-walk", "--stage", "0",
 			"--retained-walk", "1s", NULL) >= 0);
 	t = mono_ms();
+	assert_int_equal(h_wait_log(&st, "exec-walk", "walked the retained statuses", 1, 10000), 0);
 	walked = retained_count(t, after - ORDERS, 25000);
 	print_message("retained after the walk: %ld\n", walked);
 	assert_true(walked >= 0);
+	assert_int_equal(h_wait_log(&st, "exec-walk", "refused the walk", 1, 0), -1);
 	/* the walk delivered nothing to the executor: nothing refused, nothing dead-lettered */
 	assert_int_equal(h_count_topic(&st, TOPIC_DEADLETTER), dead0);
-	h_signal(&st, "exec-walk", SIGTERM);
+	stop_executor("exec-walk");
 	mq_disconnect(sys, 1000);
 	mq_free(sys);
 }
