@@ -415,6 +415,45 @@ test_walk_frees_expired_statuses(void **state)
 	mq_free(sys);
 }
 
+/* Takes the executors' role's grant for the walk away (allow 0), or gives it back (allow 1). */
+static void
+walk_grant(int allow)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd),
+	    "{\"commands\":[{\"command\":\"%s\",\"rolename\":\"svc-order-executor\",\"acltype\":\"subscribePattern\","
+	    "\"topic\":\"%s\"%s}]}",
+	    allow ? "addRoleACL" : "removeRoleACL", TOPIC_ALL_STATUS, allow ? ",\"allow\":true" : "");
+	assert_int_equal(h_publish(&st, "order-service", "$CONTROL/dynamic-security/v1", cmd, strlen(cmd)), 0);
+}
+
+/*
+ * A broker whose roles predate the walk (no "topic subscribe" grant)
+ * refuses it: the executor says so once, with what to do, and goes on
+ * taking orders.
+ */
+static void
+test_walk_refused_is_logged_once(void **state)
+{
+	char id[NAME_MAX_LEN + 1];
+
+	(void)state;
+	walk_grant(0);
+	assert_true(h_service(&st, "exec-old-roles", "order-executor", "--id", "exec-old-roles", "--stage", "0",
+			"--retained-walk", "1s", NULL) >= 0);
+	assert_int_equal(h_wait_log(&st, "exec-old-roles", "refused the walk over retained messages", 1, 10000), 0);
+	assert_int_equal(h_wait_log(&st, "exec-old-roles", "pizza-admin broker-init", 1, 0), 0);
+	/* three more walks refused, nothing more said */
+	assert_int_equal(h_wait_log(&st, "exec-old-roles", "refused the walk over retained messages", 2, 3500), -1);
+	assert_int_equal(h_wait_log(&st, "exec-old-roles", "walked the retained statuses", 1, 0), -1);
+	/* and the kitchen works */
+	place("bob", "old-roles-1", id, sizeof(id));
+	assert_int_equal(h_wait_events(&st, id, EVENT_ORDER_STATUS, STATUS_READY, 1, 10000), 1);
+	stop_executor("exec-old-roles");
+	walk_grant(1);
+}
+
 /* A ready expiry that is not a whole number of seconds, or 0, is refused with a line naming the option. */
 static void
 test_ready_expiry_option(void **state)
@@ -440,6 +479,7 @@ main(void)
 		cmocka_unit_test(test_ready_expires_a_stage_in_progress_stays),
 		cmocka_unit_test(test_ready_expiry_option),
 		cmocka_unit_test(test_walk_frees_expired_statuses),
+		cmocka_unit_test(test_walk_refused_is_logged_once),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
